@@ -1,0 +1,141 @@
+//! The connector kinds a `.rules` file may name, with the arguments each takes.
+//! The checker validates against this table; connector crates implement the kinds.
+
+/// The type an argument must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgType {
+    Str,
+    Int,
+    Bool,
+    Duration,
+    Size,
+    /// A string or a list of strings.
+    StrOrList,
+    /// A bare word from a fixed set.
+    Word(&'static [&'static str]),
+    /// Anything (raw client settings).
+    Any,
+}
+
+impl ArgType {
+    pub fn describe(self) -> String {
+        match self {
+            ArgType::Str => "a string".into(),
+            ArgType::Int => "an integer".into(),
+            ArgType::Bool => "true or false".into(),
+            ArgType::Duration => "a duration such as 30s".into(),
+            ArgType::Size => "a size such as 64MB".into(),
+            ArgType::StrOrList => "a string or a list of strings".into(),
+            ArgType::Word(words) => format!("one of {}", words.join(", ")),
+            ArgType::Any => "any value".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ArgSpec {
+    pub name: &'static str,
+    pub ty: ArgType,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectorSpec {
+    pub kind: &'static str,
+    pub args: &'static [ArgSpec],
+    pub doc: &'static str,
+}
+
+const fn arg(name: &'static str, ty: ArgType, required: bool, doc: &'static str) -> ArgSpec {
+    ArgSpec {
+        name,
+        ty,
+        required,
+        doc,
+    }
+}
+
+const START: &[&str] = &["earliest", "latest", "beginning", "end"];
+
+/// Source kinds.
+pub const SOURCES: &[ConnectorSpec] = &[
+    ConnectorSpec {
+        kind: "generator",
+        doc: "realistic multi-service logs for demos, tests and benchmarks",
+        args: &[
+            arg("rate", ArgType::Int, false, "events per second; 0 = as fast as possible (default 1000)"),
+            arg("count", ArgType::Int, false, "stop after this many events; 0 = never (default 0)"),
+            arg("seed", ArgType::Int, false, "random seed (default 42)"),
+            arg("start", ArgType::Str, false, "event time of the first event (RFC 3339); default now"),
+            arg("step", ArgType::Duration, false, "event-time step between events; default: wall clock"),
+            arg("burst_every", ArgType::Duration, false, "simulate an error burst in checkout this often (event time, default 5m)"),
+        ],
+    },
+    ConnectorSpec {
+        kind: "file",
+        doc: "lines of a file, read from the start; with follow: true keeps reading as it grows",
+        args: &[
+            arg("path", ArgType::Str, true, "the file to read"),
+            arg("follow", ArgType::Bool, false, "keep reading appended lines (default false)"),
+        ],
+    },
+    ConnectorSpec {
+        kind: "stdin",
+        doc: "lines from standard input",
+        args: &[],
+    },
+    ConnectorSpec {
+        kind: "http",
+        doc: "newline-delimited events POSTed to a listener",
+        args: &[arg("listen", ArgType::Str, true, "address to listen on, e.g. \"127.0.0.1:9000\"")],
+    },
+    ConnectorSpec {
+        kind: "kafka",
+        doc: "a Kafka topic through a consumer group",
+        args: &[
+            arg("brokers", ArgType::Str, false, "bootstrap servers (default from config)"),
+            arg("topic", ArgType::StrOrList, true, "topic name, list of names, or a regex starting with ^"),
+            arg("group", ArgType::Str, false, "consumer group id (default \"weir\")"),
+            arg("start", ArgType::Word(START), false, "where a new group starts"),
+            arg("client_id", ArgType::Str, false, "client id"),
+            arg("options", ArgType::Any, false, "raw librdkafka settings"),
+        ],
+    },
+];
+
+/// Output kinds.
+pub const OUTPUTS: &[ConnectorSpec] = &[
+    ConnectorSpec {
+        kind: "stdout",
+        doc: "JSON lines on standard output",
+        args: &[],
+    },
+    ConnectorSpec {
+        kind: "file",
+        doc: "JSON lines appended to a file",
+        args: &[arg("path", ArgType::Str, true, "the file to append to")],
+    },
+    ConnectorSpec {
+        kind: "kafka",
+        doc: "JSON messages to a Kafka topic",
+        args: &[
+            arg("brokers", ArgType::Str, false, "bootstrap servers (default from config)"),
+            arg("topic", ArgType::Str, true, "topic name"),
+            arg("key", ArgType::Str, false, "field whose value is the message key"),
+            arg("compression", ArgType::Word(&["none", "gzip", "lz4", "zstd", "snappy"]), false, "compression codec"),
+            arg("options", ArgType::Any, false, "raw librdkafka settings"),
+        ],
+    },
+];
+
+/// Output names usable in `| to NAME` without a declaration.
+pub const BUILTIN_OUTPUTS: &[&str] = &["stdout"];
+
+pub fn source(kind: &str) -> Option<&'static ConnectorSpec> {
+    SOURCES.iter().find(|s| s.kind == kind)
+}
+
+pub fn output(kind: &str) -> Option<&'static ConnectorSpec> {
+    OUTPUTS.iter().find(|s| s.kind == kind)
+}

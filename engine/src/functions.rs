@@ -1,0 +1,398 @@
+//! The engine's implementations of the language's scalar functions, and the
+//! static lookup tables (`lookup("teams.csv", key, "column")`) they read.
+
+use crate::error::{EngineError, Result};
+use crate::expr::{text, CompileContext, Value};
+use crate::schema::TZ;
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
+use arrow::compute::kernels::temporal::{date_part, DatePart};
+use arrow::compute::{cast, is_not_null};
+use arrow::datatypes::DataType;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weir_dsl::ast::{Expr, ExprKind, Ident, Literal};
+use weir_dsl::checker::parse_cidr;
+use weir_dsl::Type;
+
+/// A function evaluated over whole columns.
+pub trait ScalarFunction: Send + Sync + Debug {
+    fn call(&self, args: &[Value], rows: usize) -> Result<Value>;
+}
+
+/// Lookup tables loaded from CSV, shared by every expression of a program.
+#[derive(Debug, Default)]
+pub struct TableCache {
+    base_dir: PathBuf,
+    tables: HashMap<PathBuf, Arc<CsvTable>>,
+}
+
+impl TableCache {
+    /// Relative table paths are resolved against `base_dir` (the folder of the
+    /// `.rules` file).
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        TableCache {
+            base_dir: base_dir.into(),
+            tables: HashMap::new(),
+        }
+    }
+
+    fn load(&mut self, path: &str, at: &Expr) -> Result<Arc<CsvTable>> {
+        let full = if Path::new(path).is_absolute() {
+            PathBuf::from(path)
+        } else {
+            self.base_dir.join(path)
+        };
+        if let Some(t) = self.tables.get(&full) {
+            return Ok(t.clone());
+        }
+        let table = Arc::new(CsvTable::read(&full).map_err(|e| {
+            EngineError::plan_hint(
+                at.span,
+                format!("cannot read lookup table {}: {e}", full.display()),
+                "lookup tables are CSV files with a header row; relative paths are relative to the .rules file",
+            )
+        })?);
+        self.tables.insert(full, table.clone());
+        Ok(table)
+    }
+}
+
+/// A CSV file indexed by its first column.
+#[derive(Debug)]
+pub struct CsvTable {
+    columns: Vec<String>,
+    rows: HashMap<String, Vec<String>>,
+}
+
+impl CsvTable {
+    pub fn read(path: &Path) -> std::result::Result<CsvTable, String> {
+        let mut reader = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+        let columns: Vec<String> = reader
+            .headers()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        if columns.is_empty() {
+            return Err("the file has no header row".into());
+        }
+        let mut rows = HashMap::new();
+        for (i, rec) in reader.records().enumerate() {
+            let rec = rec.map_err(|e| format!("row {}: {e}", i + 2))?;
+            let values: Vec<String> = rec.iter().map(|v| v.trim().to_string()).collect();
+            if let Some(key) = values.first() {
+                rows.insert(key.clone(), values);
+            }
+        }
+        Ok(CsvTable { columns, rows })
+    }
+}
+
+#[derive(Debug)]
+struct Lookup {
+    table: Arc<CsvTable>,
+    column: usize,
+}
+
+impl ScalarFunction for Lookup {
+    fn call(&self, args: &[Value], rows: usize) -> Result<Value> {
+        let key = as_text(arg(args, 1)?, rows)?;
+        let keys = text(&key)?;
+        let mut b = StringBuilder::with_capacity(rows, rows * 8);
+        for k in keys.iter() {
+            b.append_option(
+                k.and_then(|k| self.table.rows.get(k))
+                    .and_then(|r| r.get(self.column)),
+            );
+        }
+        Ok(Value::Array(Arc::new(b.finish())))
+    }
+}
+
+/// Casts its only argument to an Arrow type (nulls where it cannot).
+#[derive(Debug)]
+pub struct CastTo(pub DataType);
+
+impl ScalarFunction for CastTo {
+    fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
+        let target = self.0.clone();
+        arg(args, 0)?.clone().map(move |a| Ok(cast(a, &target)?))
+    }
+}
+
+fn arg(args: &[Value], i: usize) -> Result<&Value> {
+    args.get(i)
+        .ok_or_else(|| EngineError::Other(format!("missing argument {}", i + 1)))
+}
+
+fn as_text(v: &Value, rows: usize) -> Result<ArrayRef> {
+    let a = v.clone().into_array(rows)?;
+    Ok(if a.data_type() == &DataType::Utf8 {
+        a
+    } else {
+        cast(&a, &DataType::Utf8)?
+    })
+}
+
+/// Applies `f` to each non-null string.
+#[derive(Debug)]
+struct MapText(fn(&str) -> String);
+
+impl ScalarFunction for MapText {
+    fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
+        let f = self.0;
+        arg(args, 0)?.clone().map(|a| {
+            let s = text(a)?;
+            let out: StringArray = s.iter().map(|v| v.map(f)).collect();
+            Ok(Arc::new(out) as ArrayRef)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Len;
+
+impl ScalarFunction for Len {
+    fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
+        arg(args, 0)?.clone().map(|a| {
+            let l = arrow::compute::kernels::length::length(a)?;
+            Ok(cast(&l, &DataType::Int64)?)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Concat;
+
+impl ScalarFunction for Concat {
+    fn call(&self, args: &[Value], rows: usize) -> Result<Value> {
+        let cols: Vec<ArrayRef> = args
+            .iter()
+            .map(|a| as_text(a, rows))
+            .collect::<Result<_>>()?;
+        let strs: Vec<&StringArray> = cols.iter().map(text).collect::<Result<_>>()?;
+        let mut b = StringBuilder::with_capacity(rows, rows * 16);
+        let mut buf = String::new();
+        for i in 0..rows {
+            buf.clear();
+            for s in &strs {
+                if s.is_valid(i) {
+                    buf.push_str(s.value(i));
+                }
+            }
+            b.append_value(&buf);
+        }
+        Ok(Value::Array(Arc::new(b.finish())))
+    }
+}
+
+#[derive(Debug)]
+struct Coalesce;
+
+impl ScalarFunction for Coalesce {
+    fn call(&self, args: &[Value], rows: usize) -> Result<Value> {
+        let mut iter = args.iter();
+        let first = iter
+            .next()
+            .ok_or_else(|| EngineError::Other("coalesce needs arguments".into()))?;
+        let mut acc = first.clone().into_array(rows)?;
+        for next in iter {
+            let next = next.clone().into_array(rows)?;
+            let next = if next.data_type() == acc.data_type() {
+                next
+            } else {
+                cast(&next, acc.data_type())?
+            };
+            let mask = is_not_null(&acc)?;
+            acc = arrow::compute::kernels::zip::zip(&mask, &acc, &next)?;
+        }
+        Ok(Value::Array(acc))
+    }
+}
+
+#[derive(Debug)]
+struct Now {
+    minus_arg: bool,
+}
+
+impl ScalarFunction for Now {
+    fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let minus = if self.minus_arg {
+            match arg(args, 0)? {
+                Value::Scalar(a) | Value::Array(a) if !a.is_empty() => a
+                    .as_primitive_opt::<arrow::datatypes::DurationMicrosecondType>()
+                    .map(|d| d.value(0))
+                    .unwrap_or(0),
+                _ => 0,
+            }
+        } else {
+            0
+        };
+        let out = TimestampMicrosecondArray::from(vec![now - minus]).with_timezone(TZ);
+        Ok(Value::Scalar(Arc::new(out)))
+    }
+}
+
+#[derive(Debug)]
+struct Part(DatePart);
+
+impl ScalarFunction for Part {
+    fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
+        let part = self.0;
+        arg(args, 0)?.clone().map(move |a| {
+            let p = date_part(a.as_ref(), part)?;
+            Ok(cast(&p, &DataType::Int64)?)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct JsonGet {
+    path: Vec<String>,
+}
+
+impl ScalarFunction for JsonGet {
+    fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
+        arg(args, 0)?.clone().map(|a| {
+            let s = text(a)?;
+            let mut b = StringBuilder::with_capacity(s.len(), s.len() * 8);
+            for v in s.iter() {
+                let found = v
+                    .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+                    .and_then(|doc| {
+                        let mut cur = &doc;
+                        for key in &self.path {
+                            cur = match cur {
+                                serde_json::Value::Object(m) => m.get(key)?,
+                                serde_json::Value::Array(items) => {
+                                    items.get(key.parse::<usize>().ok()?)?
+                                }
+                                _ => return None,
+                            };
+                        }
+                        match cur {
+                            serde_json::Value::Null => None,
+                            serde_json::Value::String(s) => Some(s.clone()),
+                            other => Some(other.to_string()),
+                        }
+                    });
+                b.append_option(found);
+            }
+            Ok(Arc::new(b.finish()) as ArrayRef)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct CidrMatch {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl CidrMatch {
+    fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl ScalarFunction for CidrMatch {
+    fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
+        arg(args, 0)?.clone().map(|a| {
+            let s = text(a)?;
+            let out: BooleanArray = s
+                .iter()
+                .map(|v| v.map(|v| v.trim().parse::<IpAddr>().is_ok_and(|ip| self.contains(ip))))
+                .collect();
+            Ok(Arc::new(out) as ArrayRef)
+        })
+    }
+}
+
+fn str_lit<'a>(args: &'a [Expr], i: usize, name: &Ident) -> Result<&'a str> {
+    match args.get(i).map(|a| &a.kind) {
+        Some(ExprKind::Lit(Literal::Str(s))) => Ok(s),
+        _ => Err(EngineError::plan(
+            name.span,
+            format!("argument {} of `{}` must be a string literal", i + 1, name.name),
+        )),
+    }
+}
+
+/// Finds the implementation of a scalar function call and its result type.
+pub fn resolve(
+    name: &Ident,
+    args: &[Expr],
+    types: &[Type],
+    cx: &mut CompileContext<'_>,
+) -> Result<(Box<dyn ScalarFunction>, Type)> {
+    let f: (Box<dyn ScalarFunction>, Type) = match name.name.as_str() {
+        "lower" => (Box::new(MapText(|s| s.to_lowercase())), Type::String),
+        "upper" => (Box::new(MapText(|s| s.to_uppercase())), Type::String),
+        "len" => (Box::new(Len), Type::Int),
+        "concat" => (Box::new(Concat), Type::String),
+        "coalesce" => (Box::new(Coalesce), types.first().copied().unwrap_or(Type::Null)),
+        "now" => (Box::new(Now { minus_arg: false }), Type::Timestamp),
+        "ago" => (Box::new(Now { minus_arg: true }), Type::Timestamp),
+        "hour" => (Box::new(Part(DatePart::Hour)), Type::Int),
+        "minute" => (Box::new(Part(DatePart::Minute)), Type::Int),
+        "weekday" => (Box::new(Part(DatePart::DayOfWeekSunday0)), Type::Int),
+        "to_int" => (Box::new(CastTo(DataType::Int64)), Type::Int),
+        "to_float" => (Box::new(CastTo(DataType::Float64)), Type::Float),
+        "to_string" => (Box::new(CastTo(DataType::Utf8)), Type::String),
+        "json_get" => {
+            let path = str_lit(args, 1, name)?;
+            (
+                Box::new(JsonGet {
+                    path: path.split('.').map(String::from).collect(),
+                }),
+                Type::String,
+            )
+        }
+        "cidr_match" => {
+            let net = str_lit(args, 1, name)?;
+            let (net, prefix) = parse_cidr(net)
+                .ok_or_else(|| EngineError::plan(name.span, format!("`{net}` is not a network")))?;
+            (Box::new(CidrMatch { net, prefix }), Type::Bool)
+        }
+        "lookup" => {
+            let path = str_lit(args, 0, name)?;
+            let column = str_lit(args, 2, name)?;
+            let (Some(at), Some(col_arg)) = (args.first(), args.get(2)) else {
+                return Err(EngineError::plan(name.span, "lookup takes 3 arguments"));
+            };
+            let table = cx.tables.load(path, at)?;
+            let idx = table.columns.iter().position(|c| c == column).ok_or_else(|| {
+                EngineError::plan_hint(
+                    col_arg.span,
+                    format!("lookup table {path} has no column `{column}`"),
+                    format!("its columns are: {}", table.columns.join(", ")),
+                )
+            })?;
+            (Box::new(Lookup { table, column: idx }), Type::String)
+        }
+        other => {
+            return Err(EngineError::plan(
+                name.span,
+                format!("function `{other}` cannot be used here"),
+            ))
+        }
+    };
+    Ok(f)
+}

@@ -1,0 +1,30 @@
+//! `weir-engine`: the dataflow runtime of Weir.
+//!
+//! Events travel in micro-batches as Arrow [`RecordBatch`](arrow::record_batch::RecordBatch)es:
+//! a [`connector::Source`] yields raw lines, [`decode`] turns them into typed
+//! columns (keeping the original line in `_raw`, sending undecodable lines to a
+//! dead-letter sink), and each pipeline runs its [`ops`] — vectorized filters and
+//! projections, event-time windows with aggregates, alerts — before its outputs.
+//! [`runtime::deploy`] wires it all with bounded channels.
+//!
+//! The engine knows no particular system: connectors implement
+//! [`connector::Source`], [`connector::Sink`] and [`connector::ConnectorFactory`].
+
+pub mod alert;
+pub mod connector;
+pub mod decode;
+pub mod error;
+pub mod expr;
+pub mod functions;
+pub mod metrics;
+pub mod ops;
+pub mod output;
+pub mod pipeline;
+pub mod runtime;
+pub mod schema;
+
+pub use alert::{Alert, AlertLog, AlertSink};
+pub use connector::{ConnectorFactory, DeadLetter, DeadLetterSink, LineBatch, LineSender, Sink, Source};
+pub use error::{EngineError, Result};
+pub use metrics::Metrics;
+pub use runtime::{deploy, DeployOptions, Deployment};

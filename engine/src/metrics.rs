@@ -1,0 +1,85 @@
+//! Prometheus metrics of the engine: events in and out per operator, errors, late
+//! events, dead letters, open windows, alerts and batch latency.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// The engine's metrics, registered once per registry.
+#[derive(Clone)]
+pub struct Metrics {
+    pub events_in: IntCounterVec,
+    pub events_out: IntCounterVec,
+    pub source_events: IntCounterVec,
+    pub source_bytes: IntCounterVec,
+    pub errors: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub late_dropped: IntCounterVec,
+    pub windows_open: IntGaugeVec,
+    pub alerts: IntCounterVec,
+    pub batch_latency: HistogramVec,
+    pub archive_files: IntCounterVec,
+    pub archive_bytes: IntCounterVec,
+}
+
+fn counter(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    register(reg, &c)?;
+    Ok(c)
+}
+
+/// Registers a collector; one already registered under the same name is fine (two
+/// engines sharing a registry share their metrics).
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    reg: &Registry,
+    c: &C,
+) -> prometheus::Result<()> {
+    match reg.register(Box::new(c.clone())) {
+        Ok(()) | Err(prometheus::Error::AlreadyReg) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl Metrics {
+    pub fn new(reg: &Registry) -> prometheus::Result<Metrics> {
+        let windows_open = IntGaugeVec::new(
+            Opts::new("weir_windows_open", "Windows currently open, per pipeline"),
+            &["pipeline"],
+        )?;
+        register(reg, &windows_open)?;
+        let batch_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "weir_batch_latency_seconds",
+                "Time to run one batch through a pipeline's operators",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["pipeline"],
+        )?;
+        register(reg, &batch_latency)?;
+        Ok(Metrics {
+            events_in: counter(reg, "weir_operator_events_in_total", "Events into an operator", &["pipeline", "operator"])?,
+            events_out: counter(reg, "weir_operator_events_out_total", "Events out of an operator", &["pipeline", "operator"])?,
+            source_events: counter(reg, "weir_source_events_total", "Events decoded from a source", &["source"])?,
+            source_bytes: counter(reg, "weir_source_bytes_total", "Bytes read from a source", &["source"])?,
+            errors: counter(reg, "weir_errors_total", "Errors, by component", &["component"])?,
+            dead_letters: counter(reg, "weir_dead_letters_total", "Events sent to the dead-letter store", &["source"])?,
+            late_dropped: counter(reg, "weir_late_events_dropped_total", "Events that arrived after their window closed", &["pipeline"])?,
+            windows_open,
+            alerts: counter(reg, "weir_alerts_fired_total", "Alerts fired", &["pipeline", "rule", "severity"])?,
+            batch_latency,
+            archive_files: counter(reg, "weir_archive_files_total", "Parquet files written to the archive", &["stream"])?,
+            archive_bytes: counter(reg, "weir_archive_bytes_total", "Bytes written to the archive", &["stream"])?,
+        })
+    }
+
+    pub fn latency(&self, pipeline: &str) -> Histogram {
+        self.batch_latency.with_label_values(&[pipeline])
+    }
+}

@@ -1,0 +1,28 @@
+//! `| where COND`: keeps the rows for which the condition is true (null counts as
+//! false), using Arrow's vectorized filter.
+
+use super::Operator;
+use crate::error::Result;
+use crate::expr::PhysicalExpr;
+use arrow::array::Array;
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+
+pub struct Filter {
+    pub predicate: PhysicalExpr,
+}
+
+impl Operator for Filter {
+    fn name(&self) -> &'static str {
+        "where"
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let mask = self.predicate.eval_predicate(&batch)?;
+        if mask.true_count() == batch.num_rows() && mask.null_count() == 0 {
+            return Ok(vec![batch]);
+        }
+        let out = filter_record_batch(&batch, &mask)?;
+        Ok(if out.num_rows() == 0 { vec![] } else { vec![out] })
+    }
+}

@@ -1,0 +1,238 @@
+//! Row-wise enrichment that keeps the row count: `set`, `rename`, `drop`, and
+//! `parse FIELD as json|logfmt|regex`.
+
+use super::Operator;
+use crate::decode::{captures_to_map, parse_logfmt};
+use crate::error::{EngineError, Result};
+use crate::expr::{text, PhysicalExpr};
+use crate::schema::to_arrow;
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use arrow_json::reader::ReaderBuilder;
+use regex::Regex;
+use serde_json::{Map, Value as Json};
+use weir_dsl::ast::Format;
+use weir_dsl::Schema;
+
+/// How each output column is made from the input batch.
+pub enum ColumnSource {
+    /// Input column at this index.
+    Input(usize),
+    /// A computed expression.
+    Computed(PhysicalExpr),
+    /// Column `i` of the parsed-fields batch.
+    Parsed(usize),
+}
+
+/// Rebuilds a batch column by column: the shape of `set`, `rename` and `drop`.
+pub struct Project {
+    pub name: &'static str,
+    pub schema: SchemaRef,
+    pub columns: Vec<ColumnSource>,
+}
+
+impl Project {
+    /// Output schema `out`; each output field comes from the input column of the
+    /// same name (after `renames`) or from `computed`.
+    pub fn new(
+        name: &'static str,
+        input: &Schema,
+        out: &Schema,
+        renames: &[(String, String)],
+        mut computed: Vec<(String, PhysicalExpr)>,
+    ) -> Result<Project> {
+        let mut columns = Vec::with_capacity(out.fields.len());
+        for f in &out.fields {
+            if let Some(pos) = computed.iter().rposition(|(n, _)| n == &f.name) {
+                let (_, e) = computed.remove(pos);
+                columns.push(ColumnSource::Computed(e));
+                continue;
+            }
+            let original = renames
+                .iter()
+                .rev()
+                .find(|(_, to)| to == &f.name)
+                .map(|(from, _)| from.as_str())
+                .unwrap_or(f.name.as_str());
+            let idx = input.index_of(original).ok_or_else(|| {
+                EngineError::Other(format!("internal: no input column for `{}`", f.name))
+            })?;
+            columns.push(ColumnSource::Input(idx));
+        }
+        Ok(Project {
+            name,
+            schema: to_arrow(out),
+            columns,
+        })
+    }
+}
+
+impl Operator for Project {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let n = batch.num_rows();
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        for (c, field) in self.columns.iter().zip(self.schema.fields()) {
+            let col = match c {
+                ColumnSource::Input(i) => batch.column(*i).clone(),
+                ColumnSource::Computed(e) => e.eval(&batch)?.into_array(n)?,
+                ColumnSource::Parsed(_) => {
+                    return Err(EngineError::Other("internal: parsed column in set".into()))
+                }
+            };
+            cols.push(conform(col, field.data_type())?);
+        }
+        Ok(vec![RecordBatch::try_new(self.schema.clone(), cols)?])
+    }
+}
+
+/// Casts a column to the schema's type when they differ (e.g. a null literal).
+fn conform(col: ArrayRef, ty: &arrow::datatypes::DataType) -> Result<ArrayRef> {
+    if col.data_type() == ty {
+        Ok(col)
+    } else {
+        Ok(arrow::compute::cast(&col, ty)?)
+    }
+}
+
+/// `parse FIELD as FORMAT fields {..}`: extracts typed fields from a text field.
+/// Rows whose text does not parse get nulls in the new fields (the row is kept).
+pub struct Parse {
+    field: usize,
+    format: Format,
+    regex: Option<Regex>,
+    parsed_schema: SchemaRef,
+    project: Project,
+}
+
+impl Parse {
+    /// `parsed` names the fields the parse produces (capture names, or the
+    /// declared fields).
+    pub fn new(
+        input: &Schema,
+        out: &Schema,
+        field: &str,
+        format: &Format,
+        parsed_names: &[String],
+    ) -> Result<Parse> {
+        let field_idx = input
+            .index_of(field)
+            .ok_or_else(|| EngineError::Other(format!("internal: no field `{field}`")))?;
+        // Fields the parse adds or overwrites, in output order.
+        let mut parsed = Schema::default();
+        let mut columns = Vec::new();
+        for f in &out.fields {
+            if parsed_names.contains(&f.name) {
+                columns.push(ColumnSource::Parsed(parsed.fields.len()));
+                parsed.push(&f.name, f.ty);
+            } else {
+                let idx = input.index_of(&f.name).ok_or_else(|| {
+                    EngineError::Other(format!("internal: no input column `{}`", f.name))
+                })?;
+                columns.push(ColumnSource::Input(idx));
+            }
+        }
+        let regex = match format {
+            Format::Regex(p) => Some(Regex::new(p).map_err(|e| EngineError::Other(e.to_string()))?),
+            _ => None,
+        };
+        Ok(Parse {
+            field: field_idx,
+            format: format.clone(),
+            regex,
+            parsed_schema: to_arrow(&parsed),
+            project: Project {
+                name: "parse",
+                schema: to_arrow(out),
+                columns,
+            },
+        })
+    }
+
+    fn parse_one(&self, s: &str) -> Map<String, Json> {
+        match &self.format {
+            Format::Json => match serde_json::from_str::<Json>(s) {
+                Ok(Json::Object(m)) => m,
+                _ => Map::new(),
+            },
+            Format::Logfmt => parse_logfmt(s),
+            Format::Regex(_) => match self.regex.as_ref().and_then(|r| r.captures(s)) {
+                Some(c) => captures_to_map(self.regex.as_ref(), &c),
+                None => Map::new(),
+            },
+            Format::Plain => Map::new(),
+        }
+    }
+}
+
+impl Operator for Parse {
+    fn name(&self) -> &'static str {
+        "parse"
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let col = batch.column(self.field);
+        let strings = text(col)?;
+        let mut rows = Vec::with_capacity(batch.num_rows());
+        for v in strings.iter() {
+            let mut m = v.map(|s| self.parse_one(s)).unwrap_or_default();
+            // Values that do not fit their declared type become null rather than
+            // failing the row.
+            m.retain(|k, _| self.parsed_schema.index_of(k).is_ok());
+            rows.push(m);
+        }
+        let mut decoder = ReaderBuilder::new(self.parsed_schema.clone())
+            .with_coerce_primitive(true)
+            .build_decoder()?;
+        let mut parsed_cols: Vec<ArrayRef> = Vec::new();
+        if decoder.serialize(&rows).is_ok() {
+            if let Some(b) = decoder.flush()? {
+                parsed_cols = b.columns().to_vec();
+            }
+        }
+        if parsed_cols.len() != self.parsed_schema.fields().len() {
+            // Some value did not fit: decode row by row, nulling what fails.
+            parsed_cols = self.decode_rows_leniently(&rows)?;
+        }
+        let n = batch.num_rows();
+        let mut cols = Vec::with_capacity(self.project.columns.len());
+        for c in &self.project.columns {
+            cols.push(match c {
+                ColumnSource::Input(i) => batch.column(*i).clone(),
+                ColumnSource::Parsed(i) => parsed_cols
+                    .get(*i)
+                    .cloned()
+                    .ok_or_else(|| EngineError::Other("internal: parsed column".into()))?,
+                ColumnSource::Computed(e) => e.eval(&batch)?.into_array(n)?,
+            });
+        }
+        Ok(vec![RecordBatch::try_new(self.project.schema.clone(), cols)?])
+    }
+}
+
+impl Parse {
+    fn decode_rows_leniently(&self, rows: &[Map<String, Json>]) -> Result<Vec<ArrayRef>> {
+        let mut decoder = ReaderBuilder::new(self.parsed_schema.clone())
+            .with_coerce_primitive(true)
+            .build_decoder()?;
+        for row in rows {
+            let mut probe = ReaderBuilder::new(self.parsed_schema.clone())
+                .with_coerce_primitive(true)
+                .build_decoder()?;
+            let ok = probe.serialize(std::slice::from_ref(row)).is_ok()
+                && probe.flush().is_ok();
+            if ok {
+                decoder.serialize(std::slice::from_ref(row))?;
+            } else {
+                decoder.serialize(&[Map::new()])?;
+            }
+        }
+        Ok(decoder
+            .flush()?
+            .map(|b| b.columns().to_vec())
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,261 @@
+//! Runs a checked program: one task per source, one decoder task per source that
+//! fans batches out to the archive and to every pipeline reading the source, and
+//! one task per pipeline. Tasks are joined by bounded channels, so a slow sink
+//! slows its source down instead of filling memory.
+
+use crate::alert::AlertSink;
+use crate::connector::{ConnectorFactory, LineBatch, LineSender, Sink};
+use crate::decode::LineDecoder;
+use crate::error::{EngineError, Result};
+use crate::functions::TableCache;
+use crate::metrics::Metrics;
+use crate::pipeline::{CompiledPipeline, PipelineContext};
+use arrow::record_batch::RecordBatch;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+use weir_dsl::CheckedProgram;
+
+/// Batches in flight between two tasks.
+const CHANNEL_DEPTH: usize = 4;
+/// How often idle pipelines check whether event time should move on.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Settings of a deployment.
+#[derive(Clone)]
+pub struct DeployOptions {
+    /// Folder relative paths in the rules (lookup tables) are resolved against.
+    pub base_dir: PathBuf,
+    /// Advance event time by wall-clock time when a pipeline sees no data for a
+    /// tick (so windows of a quiet stream still close). Off for replays and tests.
+    pub idle_advance: bool,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            base_dir: PathBuf::from("."),
+            idle_advance: true,
+        }
+    }
+}
+
+/// A running program.
+pub struct Deployment {
+    /// Names of its pipelines.
+    pub pipelines: Vec<String>,
+    /// Names of its sources.
+    pub sources: Vec<String>,
+    cancel: CancellationToken,
+    pipeline_cancels: HashMap<String, CancellationToken>,
+    tasks: JoinSet<Result<()>>,
+}
+
+impl Deployment {
+    /// Stops reading sources; everything read so far is processed, windows are
+    /// emitted and sinks flushed. Wait with [`Deployment::wait`].
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Stops one pipeline (its windows are emitted and its outputs flushed).
+    pub fn stop_pipeline(&self, name: &str) -> Result<()> {
+        self.pipeline_cancels
+            .get(name)
+            .map(CancellationToken::cancel)
+            .ok_or_else(|| EngineError::NotRunning(name.to_string()))
+    }
+
+    /// The token that stops this deployment.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Waits for every task; returns the first error.
+    pub async fn wait(mut self) -> Result<()> {
+        let mut first: Option<EngineError> = None;
+        while let Some(res) = self.tasks.join_next().await {
+            let res = res.unwrap_or_else(|e| Err(EngineError::Other(format!("task failed: {e}"))));
+            if let Err(e) = res {
+                error!(error = %e, "task ended with an error");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Whether every task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+/// Builds and starts a program. Everything that can fail before data flows
+/// (connectors, lookup tables, outputs) fails here, not later.
+pub fn deploy(
+    program: &CheckedProgram,
+    factory: &dyn ConnectorFactory,
+    alerts: Arc<dyn AlertSink>,
+    metrics: &Metrics,
+    options: DeployOptions,
+) -> Result<Deployment> {
+    let mut tables = TableCache::new(options.base_dir.clone());
+    let mut outputs: HashMap<String, Arc<dyn Sink>> = HashMap::new();
+    for o in &program.outputs {
+        outputs.insert(o.name.name.clone(), factory.output(o)?);
+    }
+    for builtin in weir_dsl::connectors::BUILTIN_OUTPUTS {
+        if !outputs.contains_key(*builtin) {
+            let decl = weir_dsl::ast::OutputDecl {
+                name: weir_dsl::ast::Ident {
+                    name: builtin.to_string(),
+                    span: Default::default(),
+                },
+                connector: weir_dsl::ast::Connector {
+                    kind: weir_dsl::ast::Ident {
+                        name: builtin.to_string(),
+                        span: Default::default(),
+                    },
+                    args: vec![],
+                    span: Default::default(),
+                },
+                span: Default::default(),
+            };
+            outputs.insert(builtin.to_string(), factory.output(&decl)?);
+        }
+    }
+    let mut pipelines = Vec::new();
+    for cp in &program.pipelines {
+        let mut cx = PipelineContext {
+            tables: &mut tables,
+            outputs: &outputs,
+            alerts: alerts.clone(),
+            metrics,
+        };
+        pipelines.push(CompiledPipeline::compile(cp, &mut cx)?);
+    }
+
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut pipeline_cancels = HashMap::new();
+    let mut subscribers: HashMap<String, Vec<mpsc::Sender<RecordBatch>>> = HashMap::new();
+    let mut pipeline_names = Vec::new();
+
+    for mut p in pipelines {
+        let (tx, mut rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
+        subscribers.entry(p.source.clone()).or_default().push(tx);
+        let stop = cancel.child_token();
+        pipeline_cancels.insert(p.name.clone(), stop.clone());
+        pipeline_names.push(p.name.clone());
+        let idle_advance = options.idle_advance;
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(IDLE_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_data = Instant::now();
+            loop {
+                tokio::select! {
+                    biased;
+                    b = rx.recv() => match b {
+                        Some(b) => {
+                            last_data = Instant::now();
+                            p.push(b).await?;
+                        }
+                        None => break,
+                    },
+                    _ = tick.tick(), if idle_advance => {
+                        let idle = last_data.elapsed();
+                        if idle >= IDLE_TICK {
+                            p.idle(idle.as_micros() as i64).await?;
+                            last_data = Instant::now();
+                        }
+                    }
+                    _ = stop.cancelled(), if !stop.is_cancelled() || rx.is_empty() => {
+                        if rx.is_empty() { break; }
+                    }
+                }
+            }
+            p.finish().await
+        });
+    }
+
+    for a in &program.archives {
+        let Some(src) = program.source(&a.source.name) else {
+            return Err(EngineError::plan(a.source.span, "unknown source"));
+        };
+        let sink = factory.archive(a, src)?;
+        let (tx, mut rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
+        subscribers.entry(src.decl.name.name.clone()).or_default().push(tx);
+        tasks.spawn(async move {
+            while let Some(b) = rx.recv().await {
+                sink.write(&b).await?;
+            }
+            sink.flush().await
+        });
+    }
+
+    let mut source_names = Vec::new();
+    for src in &program.sources {
+        let name = src.decl.name.name.clone();
+        let Some(mut subs) = subscribers.remove(&name) else {
+            warn!(source = %name, "source is declared but nothing reads it; not started");
+            continue;
+        };
+        source_names.push(name.clone());
+        let source = factory.source(src)?;
+        let dead = factory.dead_letters(src)?;
+        let mut decoder = LineDecoder::new(&name, &src.format, &src.schema)?;
+        let (line_tx, mut line_rx) = mpsc::channel::<LineBatch>(CHANNEL_DEPTH);
+        let stop = cancel.clone();
+        let source_name = name.clone();
+        let errors = metrics.errors.with_label_values(&["source"]);
+        tasks.spawn(async move {
+            let res = source.run(LineSender::new(line_tx), stop).await;
+            if let Err(e) = &res {
+                errors.inc();
+                error!(source = %source_name, error = %e, "source failed");
+            }
+            res
+        });
+        let events = metrics.source_events.with_label_values(&[&name]);
+        let bytes = metrics.source_bytes.with_label_values(&[&name]);
+        let dead_count = metrics.dead_letters.with_label_values(&[&name]);
+        tasks.spawn(async move {
+            while let Some(lines) = line_rx.recv().await {
+                bytes.inc_by(lines.data.len() as u64);
+                let decoded = decoder.decode(&lines)?;
+                if !decoded.dead.is_empty() {
+                    dead_count.inc_by(decoded.dead.len() as u64);
+                    dead.write(decoded.dead).await?;
+                }
+                let Some(batch) = decoded.batch else { continue };
+                events.inc_by(batch.num_rows() as u64);
+                let mut i = 0;
+                while i < subs.len() {
+                    if subs[i].send(batch.clone()).await.is_err() {
+                        // That pipeline was stopped.
+                        subs.swap_remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+                if subs.is_empty() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+    }
+
+    Ok(Deployment {
+        pipelines: pipeline_names,
+        sources: source_names,
+        cancel,
+        pipeline_cancels,
+        tasks,
+    })
+}
