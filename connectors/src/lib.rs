@@ -1,1 +1,14 @@
-//! placeholder
+//! `weir-connectors`: the sources and sinks of Weir, implementing the engine's
+//! [`weir_engine::Source`], [`weir_engine::Sink`] and
+//! [`weir_engine::ConnectorFactory`] traits.
+//!
+//! - [`sources`]: `generator` (demo logs), `file`, `stdin`, `http`.
+//! - [`sinks`]: JSON lines (`stdout`, `file`), the Parquet [`sinks::archive`], and
+//!   the dead-letter store.
+//! - [`factory::LocalFactory`]: builds them from rules, with data under one folder.
+
+pub mod factory;
+pub mod sinks;
+pub mod sources;
+
+pub use factory::LocalFactory;

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use weir_dsl::ast::{ExprKind, Format, Literal, StageKind, WindowKind};
 use weir_dsl::types::TIMESTAMP;
-use weir_dsl::{severity, CheckedPipeline};
+use weir_dsl::CheckedPipeline;
 
 /// One step: a synchronous operator, or an output that batches are written to
 /// (and passed on from).
@@ -176,13 +176,13 @@ impl CompiledPipeline {
                     )?))
                 }
                 StageKind::Alert(a) => {
+                    // Alert severities keep the rule's word (`critical`, `warning`),
+                    // as alert receivers expect.
                     let sev = a
                         .severity
                         .as_ref()
-                        .and_then(|s| severity::rank(&s.name))
-                        .map(severity::name)
-                        .unwrap_or("WARN")
-                        .to_string();
+                        .map(|s| s.name.to_lowercase())
+                        .unwrap_or_else(|| "warning".to_string());
                     let group_fields = find_group_fields(cp, i);
                     Step::Op(Box::new(AlertOp {
                         pipeline: name.clone(),

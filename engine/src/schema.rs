@@ -5,8 +5,9 @@ use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUn
 use std::sync::Arc;
 use weir_dsl::{Schema, Type};
 
-/// Time zone of every timestamp column.
-pub const TZ: &str = "UTC";
+/// Time zone of every timestamp column (UTC, written as an offset so no time-zone
+/// database is needed).
+pub const TZ: &str = "+00:00";
 
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(TZ.into()))

@@ -1,0 +1,194 @@
+//! Builds connectors from the declarations in a `.rules` file, with the local
+//! defaults: archives and dead letters under the data folder.
+
+use crate::sinks::archive::{ArchiveConfig, ArchiveSink, Granularity};
+use crate::sinks::dead_letter::DeadLetterFile;
+use crate::sinks::json_lines::JsonLinesSink;
+use crate::sources::file::{FileSource, StdinSource};
+use crate::sources::generator::{GeneratorConfig, GeneratorSource};
+use crate::sources::http::HttpSource;
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use weir_dsl::ast::{ArchiveDecl, ArgValue, Connector, OutputDecl};
+use weir_dsl::CheckedSource;
+use weir_engine::schema::to_arrow;
+use weir_engine::{
+    ConnectorFactory, DeadLetterSink, EngineError, Metrics, Result, Sink, Source,
+};
+
+/// Default archive file size before rolling.
+pub const DEFAULT_ROLL_BYTES: u64 = 128 << 20;
+/// Default archive file age before rolling.
+pub const DEFAULT_ROLL_EVERY: Duration = Duration::from_secs(300);
+
+/// The connectors of this build, rooted at a data folder.
+pub struct LocalFactory {
+    /// Where archives (by default), dead letters and state live.
+    pub data_dir: PathBuf,
+    /// Folder relative paths in the rules are resolved against.
+    pub base_dir: PathBuf,
+    pub metrics: Metrics,
+}
+
+fn str_arg<'a>(c: &'a Connector, name: &str) -> Option<&'a str> {
+    match c.arg(name).map(|a| &a.value) {
+        Some(ArgValue::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn int_arg(c: &Connector, name: &str) -> Option<u64> {
+    match c.arg(name).map(|a| &a.value) {
+        Some(ArgValue::Int(i)) => u64::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+impl LocalFactory {
+    fn resolve(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The object store and prefix for an archive URL (`file://`, a plain path,
+    /// or none for `DATA/archive`).
+    pub fn archive_store(&self, url: Option<&str>) -> Result<(Arc<dyn ObjectStore>, String)> {
+        let folder = match url {
+            None => self.data_dir.join("archive"),
+            Some(u) => match u.split_once("://") {
+                Some(("file", rest)) => self.resolve(rest),
+                Some((scheme, _)) => {
+                    return Err(EngineError::connector(
+                        "archive",
+                        format!("`{scheme}://` archives are not available in this build yet; use file:// or a folder"),
+                    ))
+                }
+                None => self.resolve(u),
+            },
+        };
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| EngineError::io(format!("creating {}", folder.display()), e))?;
+        let store = LocalFileSystem::new_with_prefix(&folder)
+            .map_err(|e| EngineError::connector("archive", e.to_string()))?;
+        Ok((Arc::new(store), String::new()))
+    }
+}
+
+impl ConnectorFactory for LocalFactory {
+    fn source(&self, source: &CheckedSource) -> Result<Box<dyn Source>> {
+        let c = &source.decl.connector;
+        let name = source.decl.name.name.clone();
+        Ok(match c.kind.name.as_str() {
+            "generator" => {
+                let d = GeneratorConfig::default();
+                let start_us = match str_arg(c, "start") {
+                    Some(s) => Some(
+                        chrono::DateTime::parse_from_rfc3339(s)
+                            .map_err(|e| {
+                                EngineError::plan_hint(
+                                    c.span,
+                                    format!("generator start `{s}` is not a timestamp: {e}"),
+                                    "write it in RFC 3339, e.g. \"2026-01-01T00:00:00Z\"",
+                                )
+                            })?
+                            .timestamp_micros(),
+                    ),
+                    None => None,
+                };
+                let dur = |n: &str| match c.arg(n).map(|a| &a.value) {
+                    Some(ArgValue::Duration(ms)) => Some(*ms as i64 * 1000),
+                    _ => None,
+                };
+                Box::new(GeneratorSource {
+                    cfg: GeneratorConfig {
+                        rate: int_arg(c, "rate").unwrap_or(d.rate),
+                        count: int_arg(c, "count").unwrap_or(d.count),
+                        seed: int_arg(c, "seed").unwrap_or(d.seed),
+                        start_us,
+                        step_us: dur("step").unwrap_or(d.step_us),
+                        burst_every_us: dur("burst_every").unwrap_or(d.burst_every_us),
+                    },
+                })
+            }
+            "file" => {
+                let path = str_arg(c, "path")
+                    .ok_or_else(|| EngineError::plan(c.span, "file needs a path"))?;
+                let follow = matches!(c.arg("follow").map(|a| &a.value), Some(ArgValue::Bool(true)));
+                Box::new(FileSource {
+                    name,
+                    path: self.resolve(path),
+                    follow,
+                })
+            }
+            "stdin" => Box::new(StdinSource { name }),
+            "http" => Box::new(HttpSource {
+                name,
+                listen: str_arg(c, "listen").unwrap_or("127.0.0.1:9000").to_string(),
+            }),
+            other => {
+                return Err(EngineError::plan_hint(
+                    c.kind.span,
+                    format!("`{other}` sources are not available in this build yet"),
+                    "this build runs generator, file, stdin and http sources",
+                ))
+            }
+        })
+    }
+
+    fn output(&self, output: &OutputDecl) -> Result<Arc<dyn Sink>> {
+        let c = &output.connector;
+        Ok(match c.kind.name.as_str() {
+            "stdout" => Arc::new(JsonLinesSink::stdout()),
+            "file" => {
+                let path = str_arg(c, "path")
+                    .ok_or_else(|| EngineError::plan(c.span, "file needs a path"))?;
+                Arc::new(JsonLinesSink::file(self.resolve(path)))
+            }
+            other => {
+                return Err(EngineError::plan_hint(
+                    c.kind.span,
+                    format!("`{other}` outputs are not available in this build yet"),
+                    "this build writes to stdout and file outputs",
+                ))
+            }
+        })
+    }
+
+    fn archive(&self, archive: &ArchiveDecl, source: &CheckedSource) -> Result<Arc<dyn Sink>> {
+        let (store, prefix) = self.archive_store(archive.url.as_ref().map(|(u, _)| u.as_str()))?;
+        let granularity = match archive.partition.as_ref().map(|p| p.name.as_str()) {
+            Some("day") => Granularity::Day,
+            _ => Granularity::Hour,
+        };
+        Ok(Arc::new(ArchiveSink::new(
+            store,
+            ArchiveConfig {
+                stream: source.decl.name.name.clone(),
+                prefix,
+                granularity,
+                roll_bytes: archive.roll_size.unwrap_or(DEFAULT_ROLL_BYTES),
+                roll_every: archive
+                    .roll_every
+                    .map(Duration::from_millis)
+                    .unwrap_or(DEFAULT_ROLL_EVERY),
+            },
+            to_arrow(&source.schema),
+            &self.metrics,
+        )))
+    }
+
+    fn dead_letters(&self, source: &CheckedSource) -> Result<Arc<dyn DeadLetterSink>> {
+        Ok(Arc::new(DeadLetterFile::new(
+            self.data_dir
+                .join("deadletter")
+                .join(format!("{}.ndjson", source.decl.name.name)),
+        )))
+    }
+}

@@ -1,0 +1,240 @@
+//! The archive: every event of a source as Parquet (zstd, dictionary-encoded,
+//! page statistics) on object storage, Hive-partitioned by event time:
+//! `stream=NAME/date=YYYY-MM-DD/hour=HH/part-FIRST-LAST.parquet`.
+//!
+//! File names come from the first and last source offset in the file, so a
+//! replayed write replaces a file rather than duplicating it. Files are uploaded
+//! whole once closed (the local store writes a temporary file and renames it), so
+//! a reader never sees half a file. Files roll at a size and at an age.
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
+use async_trait::async_trait;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use weir_engine::{EngineError, Result, Sink};
+use weir_dsl::types::{OFFSET, TIMESTAMP};
+
+/// How finely files are partitioned by event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    pub stream: String,
+    /// Folder (prefix) inside the store.
+    pub prefix: String,
+    pub granularity: Granularity,
+    pub roll_bytes: u64,
+    pub roll_every: Duration,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<Vec<u8>>,
+    first_offset: i64,
+    last_offset: i64,
+    opened: Instant,
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    cfg: ArchiveConfig,
+    schema: SchemaRef,
+    open: Mutex<BTreeMap<i64, OpenFile>>,
+    files: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+}
+
+/// A [`Sink`] writing an event stream to the archive.
+pub struct ArchiveSink {
+    inner: Arc<Inner>,
+}
+
+impl ArchiveSink {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        cfg: ArchiveConfig,
+        schema: SchemaRef,
+        metrics: &weir_engine::Metrics,
+    ) -> ArchiveSink {
+        let inner = Arc::new(Inner {
+            files: metrics.archive_files.with_label_values(&[&cfg.stream]),
+            bytes: metrics.archive_bytes.with_label_values(&[&cfg.stream]),
+            store,
+            cfg,
+            schema,
+            open: Mutex::new(BTreeMap::new()),
+        });
+        // Roll files by age even when no events arrive.
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    if let Err(e) = inner.roll(false).await {
+                        tracing::error!(error = %e, "archive: rolling aged files failed");
+                    }
+                }
+            });
+        }
+        ArchiveSink { inner }
+    }
+}
+
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .build()
+}
+
+impl Inner {
+    fn bucket_len_us(&self) -> i64 {
+        match self.cfg.granularity {
+            Granularity::Hour => 3_600_000_000,
+            Granularity::Day => 86_400_000_000,
+        }
+    }
+
+    fn object_path(&self, bucket_start_us: i64, first: i64, last: i64) -> StorePath {
+        let t = chrono::DateTime::from_timestamp_micros(bucket_start_us).unwrap_or_default();
+        let mut p = format!(
+            "{}stream={}/date={}/",
+            if self.cfg.prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", self.cfg.prefix.trim_end_matches('/'))
+            },
+            self.cfg.stream,
+            t.format("%Y-%m-%d")
+        );
+        if self.cfg.granularity == Granularity::Hour {
+            p.push_str(&format!("hour={}/", t.format("%H")));
+        }
+        p.push_str(&format!("part-{first:020}-{last:020}.parquet"));
+        StorePath::from(p)
+    }
+
+    async fn write(&self, batch: &RecordBatch) -> Result<()> {
+        let ts = batch
+            .column_by_name(TIMESTAMP)
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+            .ok_or_else(|| EngineError::Other("archive: batch has no timestamp".into()))?;
+        let len = self.bucket_len_us();
+        // Rows by time bucket (usually one bucket per batch).
+        let mut buckets: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for i in 0..batch.num_rows() {
+            let t = if ts.is_valid(i) { ts.value(i) } else { 0 };
+            buckets.entry(t.div_euclid(len) * len).or_default().push(i as u32);
+        }
+        let mut to_upload = Vec::new();
+        {
+            let mut open = self.open.lock().await;
+            for (bucket, rows) in buckets {
+                let part = if rows.len() == batch.num_rows() {
+                    batch.clone()
+                } else {
+                    take_record_batch(batch, &UInt32Array::from(rows))?
+                };
+                let part_offsets = part
+                    .column_by_name(OFFSET)
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                    .ok_or_else(|| EngineError::Other("archive: no _offset".into()))?;
+                let (lo, hi) = min_max(part_offsets);
+                let file = match open.entry(bucket) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => e.insert(OpenFile {
+                        writer: ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(properties()))
+                            .map_err(|e| EngineError::Other(format!("parquet: {e}")))?,
+                        first_offset: lo,
+                        last_offset: hi,
+                        opened: Instant::now(),
+                    }),
+                };
+                file.writer
+                    .write(&part)
+                    .map_err(|e| EngineError::Other(format!("parquet: {e}")))?;
+                file.first_offset = file.first_offset.min(lo);
+                file.last_offset = file.last_offset.max(hi);
+                let size = file.writer.bytes_written() + file.writer.in_progress_size();
+                if size as u64 >= self.cfg.roll_bytes {
+                    if let Some(f) = open.remove(&bucket) {
+                        to_upload.push((bucket, f));
+                    }
+                }
+            }
+        }
+        for (bucket, f) in to_upload {
+            self.upload(bucket, f).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes and uploads files older than the roll age (or all, with `all`).
+    async fn roll(&self, all: bool) -> Result<()> {
+        let ready: Vec<(i64, OpenFile)> = {
+            let mut open = self.open.lock().await;
+            let keys: Vec<i64> = open
+                .iter()
+                .filter(|(_, f)| all || f.opened.elapsed() >= self.cfg.roll_every)
+                .map(|(k, _)| *k)
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| open.remove(&k).map(|f| (k, f)))
+                .collect()
+        };
+        for (bucket, f) in ready {
+            self.upload(bucket, f).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload(&self, bucket: i64, f: OpenFile) -> Result<()> {
+        let path = self.object_path(bucket, f.first_offset, f.last_offset);
+        let bytes = f
+            .writer
+            .into_inner()
+            .map_err(|e| EngineError::Other(format!("parquet: {e}")))?;
+        let n = bytes.len() as u64;
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| EngineError::connector("archive", format!("uploading {path}: {e}")))?;
+        self.files.inc();
+        self.bytes.inc_by(n);
+        tracing::debug!(%path, bytes = n, "archived");
+        Ok(())
+    }
+}
+
+fn min_max(a: &arrow::array::PrimitiveArray<Int64Type>) -> (i64, i64) {
+    let lo = arrow::compute::min(a).unwrap_or(0);
+    let hi = arrow::compute::max(a).unwrap_or(0);
+    (lo, hi)
+}
+
+#[async_trait]
+impl Sink for ArchiveSink {
+    async fn write(&self, batch: &RecordBatch) -> Result<()> {
+        self.inner.write(batch).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.inner.roll(true).await
+    }
+}

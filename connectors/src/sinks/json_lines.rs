@@ -1,0 +1,88 @@
+//! `stdout()` and `file(path: ...)` outputs: record batches as JSON lines.
+
+use async_trait::async_trait;
+use std::path::PathBuf;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+use weir_engine::output::to_ndjson;
+use weir_engine::{EngineError, Result, Sink};
+
+/// Where the lines go.
+pub enum Target {
+    Stdout,
+    File(Mutex<Option<tokio::fs::File>>, PathBuf),
+}
+
+pub struct JsonLinesSink {
+    target: Target,
+}
+
+impl JsonLinesSink {
+    pub fn stdout() -> Self {
+        JsonLinesSink {
+            target: Target::Stdout,
+        }
+    }
+
+    pub fn file(path: PathBuf) -> Self {
+        JsonLinesSink {
+            target: Target::File(Mutex::new(None), path),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for JsonLinesSink {
+    async fn write(&self, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
+        let mut buf = Vec::with_capacity(batch.num_rows() * 128);
+        to_ndjson(batch, &mut buf)?;
+        match &self.target {
+            Target::Stdout => {
+                let mut out = tokio::io::stdout();
+                out.write_all(&buf)
+                    .await
+                    .map_err(|e| EngineError::io("writing to stdout", e))?;
+            }
+            Target::File(file, path) => {
+                let mut guard = file.lock().await;
+                if guard.is_none() {
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        tokio::fs::create_dir_all(dir)
+                            .await
+                            .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
+                    }
+                    let f = tokio::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .await
+                        .map_err(|e| EngineError::io(format!("opening {}", path.display()), e))?;
+                    *guard = Some(f);
+                }
+                if let Some(f) = guard.as_mut() {
+                    f.write_all(&buf)
+                        .await
+                        .map_err(|e| EngineError::io(format!("writing {}", path.display()), e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        match &self.target {
+            Target::Stdout => tokio::io::stdout()
+                .flush()
+                .await
+                .map_err(|e| EngineError::io("flushing stdout", e)),
+            Target::File(file, path) => {
+                if let Some(f) = file.lock().await.as_mut() {
+                    f.sync_data()
+                        .await
+                        .map_err(|e| EngineError::io(format!("syncing {}", path.display()), e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

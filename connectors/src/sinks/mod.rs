@@ -1,0 +1,5 @@
+//! Sinks: where results, archives and dead letters go.
+
+pub mod archive;
+pub mod dead_letter;
+pub mod json_lines;

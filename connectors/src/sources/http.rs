@@ -1,0 +1,63 @@
+//! `http(listen: "127.0.0.1:9000")`: services POST newline-delimited events to
+//! any path; each request body becomes one batch. Answers 202 once the batch is
+//! handed to the engine, 503 when the engine has stopped, 413 over 16 MiB.
+
+use super::lines::now_us;
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use weir_engine::{EngineError, LineBatch, LineSender, Result, Source};
+
+pub struct HttpSource {
+    pub name: String,
+    pub listen: String,
+}
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 16 << 20;
+
+#[derive(Clone)]
+struct Ingest {
+    out: LineSender,
+    offset: Arc<AtomicI64>,
+}
+
+async fn ingest(State(s): State<Ingest>, body: Bytes) -> (StatusCode, &'static str) {
+    let mut batch = LineBatch::with_capacity(body.len() + 1, 64);
+    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        batch.push(line);
+    }
+    batch.first_offset = s.offset.fetch_add(batch.len() as i64, Ordering::Relaxed);
+    batch.received_at_us = now_us();
+    match s.out.send(batch).await {
+        Ok(()) => (StatusCode::ACCEPTED, ""),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine stopped\n"),
+    }
+}
+
+#[async_trait]
+impl Source for HttpSource {
+    async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()> {
+        let listener = TcpListener::bind(&self.listen).await.map_err(|e| {
+            EngineError::connector(&self.name, format!("cannot listen on {}: {e}", self.listen))
+        })?;
+        let app = Router::new()
+            .fallback(post(ingest))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(Ingest {
+                out,
+                offset: Arc::new(AtomicI64::new(0)),
+            });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(|e| EngineError::io("http source", e))
+    }
+}

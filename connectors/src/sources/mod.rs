@@ -1,0 +1,6 @@
+//! Sources: where lines come from.
+
+pub mod file;
+pub mod generator;
+pub mod http;
+pub mod lines;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every test, and a benchmark smoke run.
+# Installs what it needs first (nothing beyond the Rust toolchain so far).
+# Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A stable target folder outside the clone, so repeated runs are incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+echo "== toolchain"
+cargo --version
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== fmt"
+cargo fmt --all --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== tests"
+cargo test --workspace --locked --no-fail-fast
+
+echo "== benchmark smoke (end-to-end harness, small)"
+WEIR_BENCH_EVENTS=200000 cargo bench --locked --bench e2e_throughput -- --quick

@@ -1,0 +1,55 @@
+//! The subcommands.
+
+mod check;
+mod run;
+mod serve;
+
+use crate::cli::{Cli, Command};
+use std::process::ExitCode;
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { files } => check::run(&files),
+        Command::Run {
+            file,
+            data_dir,
+            json,
+            quiet,
+        } => runtime()?.block_on(run::run(&file, data_dir, json, quiet)),
+        Command::Serve {
+            config,
+            demo,
+            listen,
+            data_dir,
+            rules,
+        } => runtime()?.block_on(serve::serve(config, demo, listen, data_dir, rules)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,127 @@
+//! `weir run FILE.rules`: runs pipelines in the foreground, printing alerts and a
+//! progress line.
+
+use crate::engine_host::EngineHost;
+use crate::rules;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_engine::Alert;
+
+pub async fn run(file: &Path, data_dir: PathBuf, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    let name = file.display().to_string();
+    let text = rules::read(file)?;
+    let host = Arc::new(EngineHost::new(data_dir, 10_000)?);
+    let base = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut alerts = host.alerts.subscribe();
+    if let Err(e) = host.deploy(&name, &text, base, true).await {
+        eprint!("{}", e.render());
+        return Ok(ExitCode::from(1));
+    }
+    let printer = tokio::spawn(async move {
+        while let Ok(a) = alerts.recv().await {
+            if json {
+                if let Ok(line) = serde_json::to_string(&a) {
+                    println!("{line}");
+                }
+            } else {
+                println!("{}", describe(&a));
+            }
+        }
+    });
+    let progress = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let host = host.clone();
+        tokio::spawn(async move { progress_loop(&host).await })
+    });
+    let result = tokio::select! {
+        r = host.wait_all() => r,
+        _ = super::shutdown_signal() => {
+            eprintln!("\nstopping: emitting open windows and flushing sinks...");
+            host.shutdown().await
+        }
+    };
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
+    // Let the printer drain what was already sent.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    printer.abort();
+    summary(&host);
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// One alert as a line of text.
+pub fn describe(a: &Alert) -> String {
+    let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let values: Vec<String> = a.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "ALERT {} [{}] {{{}}} {} window {}..{}",
+        a.rule,
+        a.severity,
+        labels.join(", "),
+        values.join(" "),
+        a.window_start,
+        a.window_end
+    )
+}
+
+fn total(c: &prometheus::IntCounterVec) -> u64 {
+    use prometheus::core::Collector;
+    c.collect()
+        .iter()
+        .flat_map(|mf| mf.get_metric().iter().map(|m| m.get_counter().get_value() as u64).collect::<Vec<_>>())
+        .sum()
+}
+
+fn gauge_total(g: &prometheus::IntGaugeVec) -> i64 {
+    use prometheus::core::Collector;
+    g.collect()
+        .iter()
+        .flat_map(|mf| mf.get_metric().iter().map(|m| m.get_gauge().get_value() as i64).collect::<Vec<_>>())
+        .sum()
+}
+
+async fn progress_loop(host: &EngineHost) {
+    let start = Instant::now();
+    let mut last = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let events = total(&host.metrics.source_events);
+        eprint!(
+            "\r{:>6.0}s  {:>10} events  {:>9} events/s  {:>5} windows open  {:>4} alerts  {:>4} dead letters  {:>5} late   ",
+            start.elapsed().as_secs_f64(),
+            events,
+            events - last,
+            gauge_total(&host.metrics.windows_open),
+            total(&host.metrics.alerts),
+            total(&host.metrics.dead_letters),
+            total(&host.metrics.late_dropped),
+        );
+        last = events;
+    }
+}
+
+fn summary(host: &EngineHost) {
+    eprintln!(
+        "done: {} events, {} alerts, {} dead letters, {} late events dropped, {} archive files",
+        total(&host.metrics.source_events),
+        total(&host.metrics.alerts),
+        total(&host.metrics.dead_letters),
+        total(&host.metrics.late_dropped),
+        total(&host.metrics.archive_files),
+    );
+}

@@ -1,0 +1,82 @@
+//! `weir serve`: the engine plus the HTTP API, with an embedded default (data in
+//! ./weir-data) and an optional demo.
+
+use crate::api;
+use crate::config::Config;
+use crate::engine_host::EngineHost;
+use crate::rules;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The demo rules, run by `weir serve --demo`.
+pub const DEMO_RULES: &str = include_str!("../../rules/examples/demo.rules");
+
+pub async fn serve(
+    config: Option<PathBuf>,
+    demo: bool,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    rules_files: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut cfg = match &config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    cfg.rules.extend(rules_files);
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data folder {}", cfg.data_dir.display()))?;
+    let host = Arc::new(EngineHost::new(cfg.data_dir.clone(), cfg.alert_history)?);
+
+    let mut failed = false;
+    for path in &cfg.rules {
+        let text = rules::read(path)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        match host.deploy(&path.display().to_string(), &text, base, true).await {
+            Ok(names) => tracing::info!(file = %path.display(), pipelines = ?names, "rules running"),
+            Err(e) => {
+                eprint!("{}", e.render());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Ok(ExitCode::from(1));
+    }
+    if demo {
+        let base = PathBuf::from("rules/examples");
+        match host.deploy("demo.rules", DEMO_RULES, base, true).await {
+            Ok(names) => tracing::info!(pipelines = ?names, "demo running: generated logs from six services"),
+            Err(e) => {
+                eprint!("{}", e.render());
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!("weir is serving on http://{addr}  (data in {})", cfg.data_dir.display());
+    eprintln!("  alerts:    curl http://{addr}/api/v1/alerts");
+    eprintln!("  pipelines: curl http://{addr}/api/v1/pipelines");
+    eprintln!("  metrics:   curl http://{addr}/metrics");
+    eprintln!("  submit:    curl --data-binary @my.rules http://{addr}/api/v1/pipelines");
+    axum::serve(listener, api::router(host.clone()))
+        .with_graceful_shutdown(super::shutdown_signal())
+        .await
+        .context("HTTP server failed")?;
+    eprintln!("stopping: emitting open windows and flushing sinks...");
+    host.shutdown().await?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

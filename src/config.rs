@@ -1,0 +1,65 @@
+//! `weir.toml`: settings of `weir serve`. Every setting has a default, so no file
+//! is needed.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Data folder: archive, dead letters.
+    pub data_dir: PathBuf,
+    /// .rules files to run at start.
+    pub rules: Vec<PathBuf>,
+    /// How many recent alerts the API keeps.
+    pub alert_history: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("weir-data"),
+            rules: Vec::new(),
+            alert_history: 10_000,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut cfg: Config =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        // Relative paths in the file are relative to the file.
+        if let Some(dir) = path.parent() {
+            if cfg.data_dir.is_relative() {
+                cfg.data_dir = dir.join(&cfg.data_dir);
+            }
+            for r in &mut cfg.rules {
+                if r.is_relative() {
+                    *r = dir.join(&*r);
+                }
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_settings_and_fills_defaults() {
+        let cfg: Config = toml::from_str("listen = \"127.0.0.1:9999\"").unwrap_or_default();
+        assert_eq!(cfg.listen.port(), 9999);
+        assert_eq!(cfg.data_dir, PathBuf::from("weir-data"));
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}
