@@ -47,14 +47,17 @@ async fn submit(
         Ok(names) => (StatusCode::CREATED, Json(json!({ "pipelines": names }))).into_response(),
         Err(DeployError::Rules(r)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": "invalid rules", "diagnostics": r.located(), "text": r.render() })),
+            Json(
+                json!({ "error": "invalid rules", "diagnostics": r.located(), "text": r.render() }),
+            ),
         )
             .into_response(),
         Err(e @ DeployError::Plan { .. }) => {
             let located = match &e {
-                DeployError::Plan { text, error, .. } => {
-                    error.to_diagnostic().map(|d| vec![d.located(text)]).unwrap_or_default()
-                }
+                DeployError::Plan { text, error, .. } => error
+                    .to_diagnostic()
+                    .map(|d| vec![d.located(text)])
+                    .unwrap_or_default(),
                 _ => Vec::new(),
             };
             (
@@ -73,7 +76,10 @@ async fn list_pipelines(State(host): State<Arc<EngineHost>>) -> Response {
     Json(json!({ "pipelines": host.pipelines().await })).into_response()
 }
 
-async fn delete_pipeline(State(host): State<Arc<EngineHost>>, Path(name): Path<String>) -> Response {
+async fn delete_pipeline(
+    State(host): State<Arc<EngineHost>>,
+    Path(name): Path<String>,
+) -> Response {
     if host.stop_pipeline(&name).await {
         StatusCode::NO_CONTENT.into_response()
     } else {

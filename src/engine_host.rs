@@ -28,7 +28,11 @@ struct Running {
 /// What deploying can fail with.
 pub enum DeployError {
     Rules(RulesError),
-    Plan { file: String, text: String, error: EngineError },
+    Plan {
+        file: String,
+        text: String,
+        error: EngineError,
+    },
     Conflict(String),
 }
 
@@ -77,9 +81,11 @@ impl EngineHost {
         let mut deployments = self.deployments.lock().await;
         for p in &program.pipelines {
             let name = &p.pipeline.name.name;
-            let clash = deployments
-                .iter()
-                .any(|d| d.deployment.pipelines.contains(name) && !d.stopped.contains(name) && !d.deployment.is_finished());
+            let clash = deployments.iter().any(|d| {
+                d.deployment.pipelines.contains(name)
+                    && !d.stopped.contains(name)
+                    && !d.deployment.is_finished()
+            });
             if clash {
                 return Err(DeployError::Conflict(format!(
                     "a pipeline named `{name}` is already running; delete it first"
@@ -141,11 +147,12 @@ impl EngineHost {
     pub async fn stop_pipeline(&self, name: &str) -> bool {
         let mut deployments = self.deployments.lock().await;
         for d in deployments.iter_mut() {
-            if d.deployment.pipelines.iter().any(|p| p == name) && !d.stopped.contains(name) {
-                if d.deployment.stop_pipeline(name).is_ok() {
-                    d.stopped.insert(name.to_string());
-                    return true;
-                }
+            if d.deployment.pipelines.iter().any(|p| p == name)
+                && !d.stopped.contains(name)
+                && d.deployment.stop_pipeline(name).is_ok()
+            {
+                d.stopped.insert(name.to_string());
+                return true;
             }
         }
         false

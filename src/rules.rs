@@ -18,7 +18,10 @@ impl RulesError {
     }
 
     pub fn located(&self) -> Vec<LocatedDiagnostic> {
-        self.diagnostics.iter().map(|d| d.located(&self.text)).collect()
+        self.diagnostics
+            .iter()
+            .map(|d| d.located(&self.text))
+            .collect()
     }
 }
 
@@ -31,7 +34,8 @@ pub fn compile(file: &str, text: &str) -> Result<CheckedProgram, RulesError> {
 }
 
 pub fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
 /// An engine error about the rules (a missing lookup table...) rendered like a

@@ -15,9 +15,7 @@ use std::time::Duration;
 use weir_dsl::ast::{ArchiveDecl, ArgValue, Connector, OutputDecl};
 use weir_dsl::CheckedSource;
 use weir_engine::schema::to_arrow;
-use weir_engine::{
-    ConnectorFactory, DeadLetterSink, EngineError, Metrics, Result, Sink, Source,
-};
+use weir_engine::{ConnectorFactory, DeadLetterSink, EngineError, Metrics, Result, Sink, Source};
 
 /// Default archive file size before rolling.
 pub const DEFAULT_ROLL_BYTES: u64 = 128 << 20;
@@ -120,7 +118,10 @@ impl ConnectorFactory for LocalFactory {
             "file" => {
                 let path = str_arg(c, "path")
                     .ok_or_else(|| EngineError::plan(c.span, "file needs a path"))?;
-                let follow = matches!(c.arg("follow").map(|a| &a.value), Some(ArgValue::Bool(true)));
+                let follow = matches!(
+                    c.arg("follow").map(|a| &a.value),
+                    Some(ArgValue::Bool(true))
+                );
                 Box::new(FileSource {
                     name,
                     path: self.resolve(path),

@@ -182,9 +182,16 @@ pub struct DurationLit {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum WindowKind {
-    Tumbling { size: DurationLit },
-    Sliding { size: DurationLit, every: DurationLit },
-    Session { gap: DurationLit },
+    Tumbling {
+        size: DurationLit,
+    },
+    Sliding {
+        size: DurationLit,
+        every: DurationLit,
+    },
+    Session {
+        gap: DurationLit,
+    },
 }
 
 /// `window KIND [by f, g] [lateness D] { name = agg(..), ... }`

@@ -64,7 +64,11 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
     for o in &program.outputs {
         cx.connector(&o.connector, connectors::OUTPUTS, "output");
     }
-    let source_names: Vec<&str> = program.sources.iter().map(|s| s.name.name.as_str()).collect();
+    let source_names: Vec<&str> = program
+        .sources
+        .iter()
+        .map(|s| s.name.name.as_str())
+        .collect();
     let mut archived = HashSet::new();
     for a in &program.archives {
         cx.archive(a, &source_names, &mut archived);
@@ -88,7 +92,9 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
                     )
                     .with_label("not declared")
                     .with_suggestion(&p.from.name, source_names.iter().copied())
-                    .or_hint("declare it first, e.g. `source app = file(path: \"app.log\") format json`"),
+                    .or_hint(
+                        "declare it first, e.g. `source app = file(path: \"app.log\") format json`",
+                    ),
                 );
             }
             continue;
@@ -381,13 +387,11 @@ impl Checker {
             }
         }
         if a.roll_size == Some(0) || a.roll_every == Some(0) {
-            self.push(
-                Diagnostic::new(
-                    ErrorKind::InvalidArgument,
-                    a.span,
-                    "archive files cannot roll at size or age zero",
-                ),
-            );
+            self.push(Diagnostic::new(
+                ErrorKind::InvalidArgument,
+                a.span,
+                "archive files cannot roll at size or age zero",
+            ));
         }
     }
 
@@ -416,8 +420,7 @@ impl Checker {
                         if t == Type::List {
                             self.push(list_misuse(v.span));
                         }
-                        if a.name.name == TIMESTAMP && !matches!(t, Type::Timestamp | Type::Null)
-                        {
+                        if a.name.name == TIMESTAMP && !matches!(t, Type::Timestamp | Type::Null) {
                             self.push(Diagnostic::new(
                                 ErrorKind::TypeMismatch,
                                 a.value.span,
@@ -482,7 +485,9 @@ impl Checker {
                                 stage.span,
                                 "a pipeline can have only one window",
                             )
-                            .with_hint("window results can feed another pipeline through an output"),
+                            .with_hint(
+                                "window results can feed another pipeline through an output",
+                            ),
                         );
                     }
                     windowed = true;
@@ -704,8 +709,12 @@ impl Checker {
         }
         if w.aggregates.is_empty() {
             self.push(
-                Diagnostic::new(ErrorKind::NotAnAggregate, span, "a window needs at least one aggregate")
-                    .with_hint("e.g. `{ events = count() }`"),
+                Diagnostic::new(
+                    ErrorKind::NotAnAggregate,
+                    span,
+                    "a window needs at least one aggregate",
+                )
+                .with_hint("e.g. `{ events = count() }`"),
             );
         }
         (
@@ -857,7 +866,9 @@ impl Checker {
     ) -> (Expr, Type) {
         let (le, lt) = self.expr(l, schema, ctx);
         // Severity comparisons accept bare level words on the right.
-        let (re, rt) = if lt == Type::Severity && (op.is_comparison() || matches!(op, BinaryOp::In | BinaryOp::NotIn)) {
+        let (re, rt) = if lt == Type::Severity
+            && (op.is_comparison() || matches!(op, BinaryOp::In | BinaryOp::NotIn))
+        {
             match &r.kind {
                 ExprKind::List(items) => {
                     let items: Vec<Expr> = items
@@ -918,7 +929,9 @@ impl Checker {
                             self.push(
                                 Diagnostic::new(ErrorKind::InvalidRegex, re.span, "invalid regex")
                                     .with_label(first_line(&err.to_string()))
-                                    .with_hint("the syntax is Rust's regex crate: https://docs.rs/regex"),
+                                    .with_hint(
+                                        "the syntax is Rust's regex crate: https://docs.rs/regex",
+                                    ),
                             );
                         }
                     }
@@ -949,13 +962,11 @@ impl Checker {
                                 );
                             }
                             if !matches!(i.kind, ExprKind::Lit(_)) {
-                                self.push(
-                                    Diagnostic::new(
-                                        ErrorKind::TypeMismatch,
-                                        i.span,
-                                        "list items must be literal values",
-                                    ),
-                                );
+                                self.push(Diagnostic::new(
+                                    ErrorKind::TypeMismatch,
+                                    i.span,
+                                    "list items must be literal values",
+                                ));
                             }
                         }
                     }
@@ -986,7 +997,10 @@ impl Checker {
                     (BinaryOp::Sub, Timestamp, Timestamp) => Duration,
                     (BinaryOp::Add | BinaryOp::Sub, Duration, Duration) => Duration,
                     _ => {
-                        mismatch(self, "arithmetic works on numbers, and on timestamps with durations");
+                        mismatch(
+                            self,
+                            "arithmetic works on numbers, and on timestamps with durations",
+                        );
                         Null
                     }
                 }
@@ -1049,7 +1063,9 @@ impl Checker {
                     span,
                     format!("aggregate `{}` can only be used inside a window", sig.name),
                 )
-                .with_hint("aggregate in a window: `| window tumbling 1m { n = count() }`, then use `n`"),
+                .with_hint(
+                    "aggregate in a window: `| window tumbling 1m { n = count() }`, then use `n`",
+                ),
             );
         }
         let arity_ok = if sig.variadic {
@@ -1066,7 +1082,11 @@ impl Checker {
                         "`{}` takes {} argument{}, found {}",
                         sig.name,
                         sig.arity_text(),
-                        if sig.params.len() == 1 && !sig.variadic { "" } else { "s" },
+                        if sig.params.len() == 1 && !sig.variadic {
+                            ""
+                        } else {
+                            "s"
+                        },
                         args.len()
                     ),
                 )
@@ -1082,7 +1102,11 @@ impl Checker {
             let param = sig
                 .params
                 .get(i)
-                .or(if sig.variadic { sig.params.last() } else { None })
+                .or(if sig.variadic {
+                    sig.params.last()
+                } else {
+                    None
+                })
                 .copied();
             if let Some(p) = param {
                 if !p.accepts(t) {
@@ -1090,7 +1114,12 @@ impl Checker {
                         Diagnostic::new(
                             ErrorKind::TypeMismatch,
                             a.span,
-                            format!("argument {} of `{}` must be {}, found {t}", i + 1, sig.name, p.describe()),
+                            format!(
+                                "argument {} of `{}` must be {}, found {t}",
+                                i + 1,
+                                sig.name,
+                                p.describe()
+                            ),
                         )
                         .with_hint(sig.doc),
                     );
@@ -1099,7 +1128,11 @@ impl Checker {
                         Diagnostic::new(
                             ErrorKind::InvalidArgument,
                             a.span,
-                            format!("argument {} of `{}` must be a string literal", i + 1, sig.name),
+                            format!(
+                                "argument {} of `{}` must be a string literal",
+                                i + 1,
+                                sig.name
+                            ),
                         )
                         .with_hint(sig.doc),
                     );

@@ -64,12 +64,37 @@ pub const SOURCES: &[ConnectorSpec] = &[
         kind: "generator",
         doc: "realistic multi-service logs for demos, tests and benchmarks",
         args: &[
-            arg("rate", ArgType::Int, false, "events per second; 0 = as fast as possible (default 1000)"),
-            arg("count", ArgType::Int, false, "stop after this many events; 0 = never (default 0)"),
+            arg(
+                "rate",
+                ArgType::Int,
+                false,
+                "events per second; 0 = as fast as possible (default 1000)",
+            ),
+            arg(
+                "count",
+                ArgType::Int,
+                false,
+                "stop after this many events; 0 = never (default 0)",
+            ),
             arg("seed", ArgType::Int, false, "random seed (default 42)"),
-            arg("start", ArgType::Str, false, "event time of the first event (RFC 3339); default now"),
-            arg("step", ArgType::Duration, false, "event-time step between events; default: wall clock"),
-            arg("burst_every", ArgType::Duration, false, "simulate an error burst in checkout this often (event time, default 5m)"),
+            arg(
+                "start",
+                ArgType::Str,
+                false,
+                "event time of the first event (RFC 3339); default now",
+            ),
+            arg(
+                "step",
+                ArgType::Duration,
+                false,
+                "event-time step between events; default: wall clock",
+            ),
+            arg(
+                "burst_every",
+                ArgType::Duration,
+                false,
+                "simulate an error burst in checkout this often (event time, default 5m)",
+            ),
         ],
     },
     ConnectorSpec {
@@ -77,7 +102,12 @@ pub const SOURCES: &[ConnectorSpec] = &[
         doc: "lines of a file, read from the start; with follow: true keeps reading as it grows",
         args: &[
             arg("path", ArgType::Str, true, "the file to read"),
-            arg("follow", ArgType::Bool, false, "keep reading appended lines (default false)"),
+            arg(
+                "follow",
+                ArgType::Bool,
+                false,
+                "keep reading appended lines (default false)",
+            ),
         ],
     },
     ConnectorSpec {
@@ -88,16 +118,41 @@ pub const SOURCES: &[ConnectorSpec] = &[
     ConnectorSpec {
         kind: "http",
         doc: "newline-delimited events POSTed to a listener",
-        args: &[arg("listen", ArgType::Str, true, "address to listen on, e.g. \"127.0.0.1:9000\"")],
+        args: &[arg(
+            "listen",
+            ArgType::Str,
+            true,
+            "address to listen on, e.g. \"127.0.0.1:9000\"",
+        )],
     },
     ConnectorSpec {
         kind: "kafka",
         doc: "a Kafka topic through a consumer group",
         args: &[
-            arg("brokers", ArgType::Str, false, "bootstrap servers (default from config)"),
-            arg("topic", ArgType::StrOrList, true, "topic name, list of names, or a regex starting with ^"),
-            arg("group", ArgType::Str, false, "consumer group id (default \"weir\")"),
-            arg("start", ArgType::Word(START), false, "where a new group starts"),
+            arg(
+                "brokers",
+                ArgType::Str,
+                false,
+                "bootstrap servers (default from config)",
+            ),
+            arg(
+                "topic",
+                ArgType::StrOrList,
+                true,
+                "topic name, list of names, or a regex starting with ^",
+            ),
+            arg(
+                "group",
+                ArgType::Str,
+                false,
+                "consumer group id (default \"weir\")",
+            ),
+            arg(
+                "start",
+                ArgType::Word(START),
+                false,
+                "where a new group starts",
+            ),
             arg("client_id", ArgType::Str, false, "client id"),
             arg("options", ArgType::Any, false, "raw librdkafka settings"),
         ],
@@ -120,10 +175,25 @@ pub const OUTPUTS: &[ConnectorSpec] = &[
         kind: "kafka",
         doc: "JSON messages to a Kafka topic",
         args: &[
-            arg("brokers", ArgType::Str, false, "bootstrap servers (default from config)"),
+            arg(
+                "brokers",
+                ArgType::Str,
+                false,
+                "bootstrap servers (default from config)",
+            ),
             arg("topic", ArgType::Str, true, "topic name"),
-            arg("key", ArgType::Str, false, "field whose value is the message key"),
-            arg("compression", ArgType::Word(&["none", "gzip", "lz4", "zstd", "snappy"]), false, "compression codec"),
+            arg(
+                "key",
+                ArgType::Str,
+                false,
+                "field whose value is the message key",
+            ),
+            arg(
+                "compression",
+                ArgType::Word(&["none", "gzip", "lz4", "zstd", "snappy"]),
+                false,
+                "compression codec",
+            ),
             arg("options", ArgType::Any, false, "raw librdkafka settings"),
         ],
     },

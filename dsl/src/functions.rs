@@ -124,9 +124,24 @@ const fn agg(
 
 /// Every built-in function.
 pub const FUNCTIONS: &[Signature] = &[
-    scalar("lower", &[Text], Fixed(Type::String), "lower-cases a string"),
-    scalar("upper", &[Text], Fixed(Type::String), "upper-cases a string"),
-    scalar("len", &[Text], Fixed(Type::Int), "length of a string in bytes"),
+    scalar(
+        "lower",
+        &[Text],
+        Fixed(Type::String),
+        "lower-cases a string",
+    ),
+    scalar(
+        "upper",
+        &[Text],
+        Fixed(Type::String),
+        "upper-cases a string",
+    ),
+    scalar(
+        "len",
+        &[Text],
+        Fixed(Type::Int),
+        "length of a string in bytes",
+    ),
     Signature {
         name: "concat",
         params: &[Any],
@@ -156,17 +171,42 @@ pub const FUNCTIONS: &[Signature] = &[
         "json_get(_raw, \"a.b\"): a value from a JSON text by dotted path, as text",
     ),
     scalar("now", &[], Fixed(Type::Timestamp), "the current time"),
-    scalar("ago", &[Duration], Fixed(Type::Timestamp), "now minus a duration"),
-    scalar("hour", &[Timestamp], Fixed(Type::Int), "hour of day (0-23, UTC)"),
-    scalar("minute", &[Timestamp], Fixed(Type::Int), "minute of hour (0-59)"),
+    scalar(
+        "ago",
+        &[Duration],
+        Fixed(Type::Timestamp),
+        "now minus a duration",
+    ),
+    scalar(
+        "hour",
+        &[Timestamp],
+        Fixed(Type::Int),
+        "hour of day (0-23, UTC)",
+    ),
+    scalar(
+        "minute",
+        &[Timestamp],
+        Fixed(Type::Int),
+        "minute of hour (0-59)",
+    ),
     scalar(
         "weekday",
         &[Timestamp],
         Fixed(Type::Int),
         "day of week, 0 = Sunday (UTC)",
     ),
-    scalar("to_int", &[Any], Fixed(Type::Int), "converts to int (null if it cannot)"),
-    scalar("to_float", &[Any], Fixed(Type::Float), "converts to float (null if it cannot)"),
+    scalar(
+        "to_int",
+        &[Any],
+        Fixed(Type::Int),
+        "converts to int (null if it cannot)",
+    ),
+    scalar(
+        "to_float",
+        &[Any],
+        Fixed(Type::Float),
+        "converts to float (null if it cannot)",
+    ),
     scalar("to_string", &[Any], Fixed(Type::String), "converts to text"),
     scalar(
         "cidr_match",
@@ -174,7 +214,12 @@ pub const FUNCTIONS: &[Signature] = &[
         Fixed(Type::Bool),
         "cidr_match(ip, \"10.0.0.0/8\"): whether an address is in a network",
     ),
-    agg("count", &[], Fixed(Type::Int), "number of events in the window"),
+    agg(
+        "count",
+        &[],
+        Fixed(Type::Int),
+        "number of events in the window",
+    ),
     agg(
         "count_distinct",
         &[Any],
@@ -191,7 +236,12 @@ pub const FUNCTIONS: &[Signature] = &[
         Fixed(Type::Float),
         "quantile(x, 0.99): approximate quantile (1% relative error)",
     ),
-    agg("p50", &[Numeric], Fixed(Type::Float), "median (quantile 0.5)"),
+    agg(
+        "p50",
+        &[Numeric],
+        Fixed(Type::Float),
+        "median (quantile 0.5)",
+    ),
     agg("p95", &[Numeric], Fixed(Type::Float), "95th percentile"),
     agg("p99", &[Numeric], Fixed(Type::Float), "99th percentile"),
 ];

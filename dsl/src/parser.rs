@@ -115,6 +115,8 @@ fn item_starts(text: &str) -> Vec<usize> {
 fn friendly(rule: &Rule) -> String {
     let s = match rule {
         Rule::EOI => "end of file",
+        Rule::pipe => "`|` and a stage",
+        Rule::rbrace => "`}`",
         Rule::name | Rule::ident => "a name",
         Rule::string | Rule::str_inner => "a string",
         Rule::duration => "a duration (e.g. 30s, 5m, 1h)",
@@ -173,6 +175,10 @@ fn friendly(rule: &Rule) -> String {
         | Rule::rem => "an operator",
         Rule::is_null | Rule::is_not_null => "`is null`",
         Rule::list => "a list",
+        Rule::neg => "`-`",
+        Rule::not_op => "`not`",
+        Rule::boolean => "true or false",
+        Rule::null => "null",
         Rule::call => "a function call",
         Rule::field => "a field",
         Rule::group_by => "`by`",
@@ -214,14 +220,18 @@ fn syntax_diagnostic(e: pest::error::Error<Rule>, base: usize) -> Diagnostic {
 }
 
 fn syntax_hint(message: &str) -> Option<&'static str> {
-    if message.contains("a stage") {
+    if message.contains("a field") {
+        Some("an expression compares fields and values, e.g. `status >= 500 and service == \"api\"`; strings need closing quotes")
+    } else if message.contains("a stage") {
         Some("pipeline stages start with `|`, e.g. `| where ...`, `| set x = ...`, `| window tumbling 1m { n = count() }`")
     } else if message.contains("`from SOURCE`") {
         Some("a pipeline starts with `from SOURCE_NAME`")
     } else if message.contains("a duration") {
         Some("durations are a number and a unit: ms, s, m, h, d, w")
     } else if message.contains("an expression") {
-        Some("an expression compares fields and values, e.g. `status >= 500 and service == \"api\"`")
+        Some(
+            "an expression compares fields and values, e.g. `status >= 500 and service == \"api\"`",
+        )
     } else {
         None
     }
@@ -328,7 +338,10 @@ fn add_item(program: &mut Program, item: Pair<'_, Rule>, base: usize) {
             let Some(from_ident) = from.into_inner().next() else {
                 return;
             };
-            let stages = inner.map(|s| stage(s, base)).collect();
+            let stages = inner
+                .filter(|p| !matches!(p.as_rule(), Rule::pipe | Rule::rbrace))
+                .map(|s| stage(s, base))
+                .collect();
             program.pipelines.push(Pipeline {
                 name: ident(name, base),
                 from: ident(from_ident, base),
@@ -456,7 +469,10 @@ fn stage(pair: Pair<'_, Rule>, base: usize) -> Stage {
                 .next()
                 .and_then(|p| p.into_inner().next())
                 .map(|p| format_spec(p, base));
-            let fields = inner.next().map(|p| fields_block(p, base)).unwrap_or_default();
+            let fields = inner
+                .next()
+                .map(|p| fields_block(p, base))
+                .unwrap_or_default();
             match (field, format) {
                 (Some(field), Some(format)) => StageKind::Parse {
                     field,
@@ -512,7 +528,9 @@ fn stage(pair: Pair<'_, Rule>, base: usize) -> Stage {
                             };
                         }
                     }
-                    Rule::group_by => spec.group_by = p.into_inner().map(|g| ident(g, base)).collect(),
+                    Rule::group_by => {
+                        spec.group_by = p.into_inner().map(|g| ident(g, base)).collect()
+                    }
                     Rule::lateness => {
                         spec.lateness = p.into_inner().next().map(|d| duration_lit(d, base))
                     }
@@ -792,7 +810,10 @@ archive app to "file://./weir-data/archive" partition by hour
         let p = parse(text).unwrap_or_else(|d| panic!("{d:?}"));
         assert_eq!(p.sources.len(), 1);
         assert_eq!(p.pipelines[0].stages.len(), 4);
-        assert_eq!(p.archives[0].partition.as_ref().map(|i| i.name.as_str()), Some("hour"));
+        assert_eq!(
+            p.archives[0].partition.as_ref().map(|i| i.name.as_str()),
+            Some("hour")
+        );
         match &p.pipelines[0].stages[0].kind {
             StageKind::Where(e) => match &e.kind {
                 ExprKind::Binary(BinaryOp::And, l, _) => {

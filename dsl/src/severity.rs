@@ -9,8 +9,18 @@ pub const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL
 
 /// Words accepted as severity literals in rules (lower case).
 pub const WORDS: [&str; 12] = [
-    "trace", "debug", "info", "notice", "warn", "warning", "error", "err", "fatal", "critical",
-    "crit", "emergency",
+    "trace",
+    "debug",
+    "info",
+    "notice",
+    "warn",
+    "warning",
+    "error",
+    "err",
+    "fatal",
+    "critical",
+    "crit",
+    "emergency",
 ];
 
 /// Rank of a level as written in a rule or a log line; `None` if not a level.

@@ -54,7 +54,13 @@ impl AlertLog {
     pub fn recent(&self, limit: usize) -> Vec<Alert> {
         match self.recent.lock() {
             Ok(r) => r.iter().rev().take(limit).cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().iter().rev().take(limit).cloned().collect(),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .iter()
+                .rev()
+                .take(limit)
+                .cloned()
+                .collect(),
         }
     }
 

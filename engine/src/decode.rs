@@ -54,9 +54,9 @@ impl LineDecoder {
         let content_schema = Arc::new(ArrowSchema::new(content));
         let decoder = Self::build_decoder(&content_schema)?;
         let regex = match format {
-            Format::Regex(p) => Some(
-                Regex::new(p).map_err(|e| crate::error::EngineError::Other(e.to_string()))?,
-            ),
+            Format::Regex(p) => {
+                Some(Regex::new(p).map_err(|e| crate::error::EngineError::Other(e.to_string()))?)
+            }
             _ => None,
         };
         Ok(LineDecoder {
@@ -170,7 +170,9 @@ impl LineDecoder {
         if let Some(b) = &batch {
             if b.num_rows() != lines.len() {
                 // Blank lines or several values on one line: take the careful path.
-                return Err(crate::error::EngineError::Other("row count mismatch".into()));
+                return Err(crate::error::EngineError::Other(
+                    "row count mismatch".into(),
+                ));
             }
         }
         Ok(batch)
@@ -230,7 +232,11 @@ impl LineDecoder {
                 dead.push(self.dead_letter(
                     lines,
                     i,
-                    format!("line of {} bytes is over the {} byte limit", bytes.len(), self.max_line_bytes),
+                    format!(
+                        "line of {} bytes is over the {} byte limit",
+                        bytes.len(),
+                        self.max_line_bytes
+                    ),
                 ));
                 continue;
             }
@@ -375,7 +381,9 @@ fn fill_timestamps(col: &ArrayRef, received_at_us: i64) -> Result<ArrayRef> {
     }
     let ts = col
         .as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>()
-        .ok_or_else(|| crate::error::EngineError::Other("timestamp column has the wrong type".into()))?;
+        .ok_or_else(|| {
+            crate::error::EngineError::Other("timestamp column has the wrong type".into())
+        })?;
     let filled: TimestampMicrosecondArray = ts
         .iter()
         .map(|v| Some(v.unwrap_or(received_at_us)))
@@ -423,7 +431,8 @@ mod tests {
 
     #[test]
     fn json_lines_become_typed_columns() {
-        let mut d = LineDecoder::new("app", &Format::Json, &schema()).unwrap_or_else(|e| panic!("{e}"));
+        let mut d =
+            LineDecoder::new("app", &Format::Json, &schema()).unwrap_or_else(|e| panic!("{e}"));
         let out = d
             .decode(&lines(&[
                 r#"{"timestamp":"2026-01-01T00:00:00Z","service":"api","severity":"warning","status":500,"extra":{"a":1}}"#,
@@ -440,16 +449,28 @@ mod tests {
         assert_eq!(ts.value(0), 1_767_225_600_000_000);
         assert_eq!(ts.value(1), 7, "missing timestamp is the arrival time");
         let status = b.column_by_name("status").unwrap_or_else(|| panic!());
-        assert_eq!(status.as_primitive::<arrow::datatypes::Int64Type>().value(1), 404);
+        assert_eq!(
+            status
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(1),
+            404
+        );
         let raw = b.column_by_name("_raw").unwrap_or_else(|| panic!());
-        assert!(raw.as_string::<i32>().value(0).contains(r#""extra":{"a":1}"#));
+        assert!(raw
+            .as_string::<i32>()
+            .value(0)
+            .contains(r#""extra":{"a":1}"#));
         let off = b.column_by_name("_offset").unwrap_or_else(|| panic!());
-        assert_eq!(off.as_primitive::<arrow::datatypes::Int64Type>().value(1), 101);
+        assert_eq!(
+            off.as_primitive::<arrow::datatypes::Int64Type>().value(1),
+            101
+        );
     }
 
     #[test]
     fn bad_lines_become_dead_letters_with_reasons() {
-        let mut d = LineDecoder::new("app", &Format::Json, &schema()).unwrap_or_else(|e| panic!("{e}"));
+        let mut d =
+            LineDecoder::new("app", &Format::Json, &schema()).unwrap_or_else(|e| panic!("{e}"));
         let out = d
             .decode(&lines(&[
                 r#"{"service":"a"}"#,
@@ -466,9 +487,17 @@ mod tests {
         assert_eq!((off.value(0), off.value(1)), (100, 104));
         let offsets: Vec<i64> = out.dead.iter().map(|d| d.offset).collect();
         assert_eq!(offsets, vec![101, 102, 103]);
-        assert!(out.dead[0].reason.starts_with("invalid JSON"), "{}", out.dead[0].reason);
+        assert!(
+            out.dead[0].reason.starts_with("invalid JSON"),
+            "{}",
+            out.dead[0].reason
+        );
         assert_eq!(out.dead[1].reason, "not a JSON object");
-        assert!(out.dead[2].reason.contains("declared type"), "{}", out.dead[2].reason);
+        assert!(
+            out.dead[2].reason.contains("declared type"),
+            "{}",
+            out.dead[2].reason
+        );
     }
 
     #[test]
@@ -489,7 +518,12 @@ mod tests {
         assert_eq!(b.num_rows(), 1);
         assert_eq!(out.dead.len(), 1);
         let status = b.column_by_name("status").unwrap_or_else(|| panic!());
-        assert_eq!(status.as_primitive::<arrow::datatypes::Int64Type>().value(0), 200);
+        assert_eq!(
+            status
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            200
+        );
 
         let m = parse_logfmt(r#"level=warn msg="disk \"full\"" retry"#);
         assert_eq!(m.get("msg"), Some(&Json::String("disk \"full\"".into())));

@@ -9,8 +9,8 @@ use crate::error::{EngineError, Result};
 use crate::functions::{self, ScalarFunction};
 use crate::schema::{arrow_type, TZ};
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Datum, Float64Array, Int64Array,
-    Int8Array, StringArray, TimestampMicrosecondArray, DurationMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Datum, DurationMicrosecondArray,
+    Float64Array, Int64Array, Int8Array, StringArray, TimestampMicrosecondArray,
 };
 use arrow::compute::kernels::{boolean, cmp, numeric};
 use arrow::compute::{cast, is_not_null, is_null};
@@ -66,21 +66,54 @@ pub fn repeat(s: &ArrayRef, len: usize) -> Result<ArrayRef> {
 /// A compiled expression.
 #[derive(Debug)]
 pub enum PhysicalExpr {
-    Column { index: usize, ty: Type },
-    Literal { value: ArrayRef, ty: Type },
+    Column {
+        index: usize,
+        ty: Type,
+    },
+    Literal {
+        value: ArrayRef,
+        ty: Type,
+    },
     Not(Box<PhysicalExpr>),
     Neg(Box<PhysicalExpr>),
     And(Box<PhysicalExpr>, Box<PhysicalExpr>),
     Or(Box<PhysicalExpr>, Box<PhysicalExpr>),
-    Compare { op: BinaryOp, left: Box<PhysicalExpr>, right: Box<PhysicalExpr> },
-    Arith { op: BinaryOp, left: Box<PhysicalExpr>, right: Box<PhysicalExpr>, ty: Type },
-    Regex { input: Box<PhysicalExpr>, regex: Regex, negate: bool },
-    InList { input: Box<PhysicalExpr>, set: LiteralSet, negate: bool },
-    Contains { left: Box<PhysicalExpr>, right: Box<PhysicalExpr> },
-    IsNull { input: Box<PhysicalExpr>, negated: bool },
+    Compare {
+        op: BinaryOp,
+        left: Box<PhysicalExpr>,
+        right: Box<PhysicalExpr>,
+    },
+    Arith {
+        op: BinaryOp,
+        left: Box<PhysicalExpr>,
+        right: Box<PhysicalExpr>,
+        ty: Type,
+    },
+    Regex {
+        input: Box<PhysicalExpr>,
+        regex: Regex,
+        negate: bool,
+    },
+    InList {
+        input: Box<PhysicalExpr>,
+        set: LiteralSet,
+        negate: bool,
+    },
+    Contains {
+        left: Box<PhysicalExpr>,
+        right: Box<PhysicalExpr>,
+    },
+    IsNull {
+        input: Box<PhysicalExpr>,
+        negated: bool,
+    },
     /// Severity column (text) turned into ranks, for ordering.
     SeverityRank(Box<PhysicalExpr>),
-    Call { function: Box<dyn ScalarFunction>, args: Vec<PhysicalExpr>, ty: Type },
+    Call {
+        function: Box<dyn ScalarFunction>,
+        args: Vec<PhysicalExpr>,
+        ty: Type,
+    },
 }
 
 /// The literal values of an `in [...]` list.
@@ -103,9 +136,9 @@ pub struct CompileContext<'a> {
 pub fn compile(e: &Expr, schema: &Schema, cx: &mut CompileContext<'_>) -> Result<PhysicalExpr> {
     Ok(match &e.kind {
         ExprKind::Field(name) => {
-            let index = schema.index_of(name).ok_or_else(|| {
-                EngineError::plan(e.span, format!("unknown field `{name}`"))
-            })?;
+            let index = schema
+                .index_of(name)
+                .ok_or_else(|| EngineError::plan(e.span, format!("unknown field `{name}`")))?;
             PhysicalExpr::Column {
                 index,
                 ty: schema.fields[index].ty,
@@ -113,7 +146,10 @@ pub fn compile(e: &Expr, schema: &Schema, cx: &mut CompileContext<'_>) -> Result
         }
         ExprKind::Lit(l) => literal(l),
         ExprKind::List(_) => {
-            return Err(EngineError::plan(e.span, "a list can only appear on the right of `in`"))
+            return Err(EngineError::plan(
+                e.span,
+                "a list can only appear on the right of `in`",
+            ))
         }
         ExprKind::Unary(UnaryOp::Not, inner) => {
             PhysicalExpr::Not(Box::new(compile(inner, schema, cx)?))
@@ -149,7 +185,9 @@ fn literal(l: &Literal) -> PhysicalExpr {
         Literal::Float(f) => (Arc::new(Float64Array::from(vec![*f])), Type::Float),
         Literal::Bool(b) => (Arc::new(BooleanArray::from(vec![*b])), Type::Bool),
         Literal::Duration(ms) => (
-            Arc::new(DurationMicrosecondArray::from(vec![ms.saturating_mul(1000)])),
+            Arc::new(DurationMicrosecondArray::from(
+                vec![ms.saturating_mul(1000)],
+            )),
             Type::Duration,
         ),
         Literal::Severity(r) => (Arc::new(Int8Array::from(vec![*r as i8])), Type::Severity),
@@ -174,7 +212,10 @@ fn binary(
         BinaryOp::Or => PhysicalExpr::Or(Box::new(left), Box::new(compile(r, schema, cx)?)),
         BinaryOp::Match | BinaryOp::NotMatch => {
             let ExprKind::Lit(Literal::Str(pattern)) = &r.kind else {
-                return Err(EngineError::plan(r.span, "a regex must be a string literal"));
+                return Err(EngineError::plan(
+                    r.span,
+                    "a regex must be a string literal",
+                ));
             };
             let regex = Regex::new(pattern)
                 .map_err(|e| EngineError::plan(r.span, format!("invalid regex: {e}")))?;
@@ -280,10 +321,13 @@ fn coerce_pair(
                 .timestamp_micros();
             let value: ArrayRef =
                 Arc::new(TimestampMicrosecondArray::from(vec![micros]).with_timezone(TZ));
-            (left, PhysicalExpr::Literal {
-                value,
-                ty: Timestamp,
-            })
+            (
+                left,
+                PhysicalExpr::Literal {
+                    value,
+                    ty: Timestamp,
+                },
+            )
         }
         (Null, t) | (t, Null) if t != Null => {
             let (l, r) = (left, right);
@@ -306,7 +350,8 @@ fn coerce_pair(
 }
 
 fn literal_set(ty: Type, items: &[Expr]) -> Result<LiteralSet> {
-    let bad = |e: &Expr| EngineError::plan(e.span, "list items must be literals of the value's type");
+    let bad =
+        |e: &Expr| EngineError::plan(e.span, "list items must be literals of the value's type");
     Ok(match ty {
         Type::Severity => LiteralSet::Rank(
             items
@@ -409,7 +454,9 @@ impl PhysicalExpr {
                 };
                 scalar_or_array(&l, &r, Arc::new(out))
             }
-            PhysicalExpr::Arith { op, left, right, .. } => {
+            PhysicalExpr::Arith {
+                op, left, right, ..
+            } => {
                 let l = left.eval(batch)?;
                 let r = right.eval(batch)?;
                 let out = match op {
@@ -444,17 +491,19 @@ impl PhysicalExpr {
                 scalar_or_array(&l, &r, Arc::new(out))
             }
             PhysicalExpr::IsNull { input, negated } => input.eval(batch)?.map(|a| {
-                let out = if *negated { is_not_null(a)? } else { is_null(a)? };
+                let out = if *negated {
+                    is_not_null(a)?
+                } else {
+                    is_null(a)?
+                };
                 Ok(Arc::new(out) as ArrayRef)
             })?,
-            PhysicalExpr::SeverityRank(e) => {
-                e.eval(batch)?.map(|a| Ok(Arc::new(severity_ranks(a)?) as ArrayRef))?
-            }
+            PhysicalExpr::SeverityRank(e) => e
+                .eval(batch)?
+                .map(|a| Ok(Arc::new(severity_ranks(a)?) as ArrayRef))?,
             PhysicalExpr::Call { function, args, .. } => {
-                let values: Vec<Value> = args
-                    .iter()
-                    .map(|a| a.eval(batch))
-                    .collect::<Result<_>>()?;
+                let values: Vec<Value> =
+                    args.iter().map(|a| a.eval(batch)).collect::<Result<_>>()?;
                 function.call(&values, batch.num_rows())?
             }
         })
@@ -494,7 +543,10 @@ pub fn severity_ranks(a: &ArrayRef) -> Result<Int8Array> {
     }
     let s = text(a)?;
     Ok(s.iter()
-        .map(|v| v.and_then(|v| fast_rank(v).or_else(|| severity::rank(v))).map(|r| r as i8))
+        .map(|v| {
+            v.and_then(|v| fast_rank(v).or_else(|| severity::rank(v)))
+                .map(|r| r as i8)
+        })
         .collect())
 }
 

@@ -5,8 +5,7 @@ use crate::error::{EngineError, Result};
 use crate::expr::{text, CompileContext, Value};
 use crate::schema::TZ;
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, StringArray, StringBuilder,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::compute::kernels::temporal::{date_part, DatePart};
 use arrow::compute::{cast, is_not_null};
@@ -300,11 +299,19 @@ impl CidrMatch {
     fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -330,7 +337,11 @@ fn str_lit<'a>(args: &'a [Expr], i: usize, name: &Ident) -> Result<&'a str> {
         Some(ExprKind::Lit(Literal::Str(s))) => Ok(s),
         _ => Err(EngineError::plan(
             name.span,
-            format!("argument {} of `{}` must be a string literal", i + 1, name.name),
+            format!(
+                "argument {} of `{}` must be a string literal",
+                i + 1,
+                name.name
+            ),
         )),
     }
 }
@@ -347,7 +358,10 @@ pub fn resolve(
         "upper" => (Box::new(MapText(|s| s.to_uppercase())), Type::String),
         "len" => (Box::new(Len), Type::Int),
         "concat" => (Box::new(Concat), Type::String),
-        "coalesce" => (Box::new(Coalesce), types.first().copied().unwrap_or(Type::Null)),
+        "coalesce" => (
+            Box::new(Coalesce),
+            types.first().copied().unwrap_or(Type::Null),
+        ),
         "now" => (Box::new(Now { minus_arg: false }), Type::Timestamp),
         "ago" => (Box::new(Now { minus_arg: true }), Type::Timestamp),
         "hour" => (Box::new(Part(DatePart::Hour)), Type::Int),
@@ -378,13 +392,17 @@ pub fn resolve(
                 return Err(EngineError::plan(name.span, "lookup takes 3 arguments"));
             };
             let table = cx.tables.load(path, at)?;
-            let idx = table.columns.iter().position(|c| c == column).ok_or_else(|| {
-                EngineError::plan_hint(
-                    col_arg.span,
-                    format!("lookup table {path} has no column `{column}`"),
-                    format!("its columns are: {}", table.columns.join(", ")),
-                )
-            })?;
+            let idx = table
+                .columns
+                .iter()
+                .position(|c| c == column)
+                .ok_or_else(|| {
+                    EngineError::plan_hint(
+                        col_arg.span,
+                        format!("lookup table {path} has no column `{column}`"),
+                        format!("its columns are: {}", table.columns.join(", ")),
+                    )
+                })?;
             (Box::new(Lookup { table, column: idx }), Type::String)
         }
         other => {

@@ -24,7 +24,9 @@ pub mod runtime;
 pub mod schema;
 
 pub use alert::{Alert, AlertLog, AlertSink};
-pub use connector::{ConnectorFactory, DeadLetter, DeadLetterSink, LineBatch, LineSender, Sink, Source};
+pub use connector::{
+    ConnectorFactory, DeadLetter, DeadLetterSink, LineBatch, LineSender, Sink, Source,
+};
 pub use error::{EngineError, Result};
 pub use metrics::Metrics;
 pub use runtime::{deploy, DeployOptions, Deployment};

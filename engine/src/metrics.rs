@@ -64,18 +64,68 @@ impl Metrics {
         )?;
         register(reg, &batch_latency)?;
         Ok(Metrics {
-            events_in: counter(reg, "weir_operator_events_in_total", "Events into an operator", &["pipeline", "operator"])?,
-            events_out: counter(reg, "weir_operator_events_out_total", "Events out of an operator", &["pipeline", "operator"])?,
-            source_events: counter(reg, "weir_source_events_total", "Events decoded from a source", &["source"])?,
-            source_bytes: counter(reg, "weir_source_bytes_total", "Bytes read from a source", &["source"])?,
-            errors: counter(reg, "weir_errors_total", "Errors, by component", &["component"])?,
-            dead_letters: counter(reg, "weir_dead_letters_total", "Events sent to the dead-letter store", &["source"])?,
-            late_dropped: counter(reg, "weir_late_events_dropped_total", "Events that arrived after their window closed", &["pipeline"])?,
+            events_in: counter(
+                reg,
+                "weir_operator_events_in_total",
+                "Events into an operator",
+                &["pipeline", "operator"],
+            )?,
+            events_out: counter(
+                reg,
+                "weir_operator_events_out_total",
+                "Events out of an operator",
+                &["pipeline", "operator"],
+            )?,
+            source_events: counter(
+                reg,
+                "weir_source_events_total",
+                "Events decoded from a source",
+                &["source"],
+            )?,
+            source_bytes: counter(
+                reg,
+                "weir_source_bytes_total",
+                "Bytes read from a source",
+                &["source"],
+            )?,
+            errors: counter(
+                reg,
+                "weir_errors_total",
+                "Errors, by component",
+                &["component"],
+            )?,
+            dead_letters: counter(
+                reg,
+                "weir_dead_letters_total",
+                "Events sent to the dead-letter store",
+                &["source"],
+            )?,
+            late_dropped: counter(
+                reg,
+                "weir_late_events_dropped_total",
+                "Events that arrived after their window closed",
+                &["pipeline"],
+            )?,
             windows_open,
-            alerts: counter(reg, "weir_alerts_fired_total", "Alerts fired", &["pipeline", "rule", "severity"])?,
+            alerts: counter(
+                reg,
+                "weir_alerts_fired_total",
+                "Alerts fired",
+                &["pipeline", "rule", "severity"],
+            )?,
             batch_latency,
-            archive_files: counter(reg, "weir_archive_files_total", "Parquet files written to the archive", &["stream"])?,
-            archive_bytes: counter(reg, "weir_archive_bytes_total", "Bytes written to the archive", &["stream"])?,
+            archive_files: counter(
+                reg,
+                "weir_archive_files_total",
+                "Parquet files written to the archive",
+                &["stream"],
+            )?,
+            archive_bytes: counter(
+                reg,
+                "weir_archive_bytes_total",
+                "Bytes written to the archive",
+                &["stream"],
+            )?,
         })
     }
 

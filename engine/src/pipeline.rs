@@ -91,7 +91,13 @@ impl CompiledPipeline {
                         .iter()
                         .map(|(a, b)| (a.name.clone(), b.name.clone()))
                         .collect();
-                    Step::Op(Box::new(Project::new("rename", input, output, &renames, vec![])?))
+                    Step::Op(Box::new(Project::new(
+                        "rename",
+                        input,
+                        output,
+                        &renames,
+                        vec![],
+                    )?))
                 }
                 StageKind::Drop(_) => {
                     Step::Op(Box::new(Project::new("drop", input, output, &[], vec![])?))
@@ -102,13 +108,20 @@ impl CompiledPipeline {
                     fields,
                 } => {
                     let fmt = format.format.clone().unwrap_or(Format::Json);
-                    let mut names: Vec<String> = fields.iter().map(|f| f.name.name.clone()).collect();
+                    let mut names: Vec<String> =
+                        fields.iter().map(|f| f.name.name.clone()).collect();
                     if let Format::Regex(p) = &fmt {
                         if let Ok(re) = regex::Regex::new(p) {
                             names.extend(re.capture_names().flatten().map(String::from));
                         }
                     }
-                    Step::Op(Box::new(Parse::new(input, output, &field.name, &fmt, &names)?))
+                    Step::Op(Box::new(Parse::new(
+                        input,
+                        output,
+                        &field.name,
+                        &fmt,
+                        &names,
+                    )?))
                 }
                 StageKind::Geoip { field, .. } => {
                     return Err(EngineError::plan_hint(
@@ -120,12 +133,16 @@ impl CompiledPipeline {
                 StageKind::Window(w) => {
                     let us = |ms: u64| (ms as i64).saturating_mul(1000);
                     let assigner = match &w.kind {
-                        WindowKind::Tumbling { size } => Assigner::Tumbling { size: us(size.millis) },
+                        WindowKind::Tumbling { size } => Assigner::Tumbling {
+                            size: us(size.millis),
+                        },
                         WindowKind::Sliding { size, every } => Assigner::Sliding {
                             size: us(size.millis),
                             slide: us(every.millis),
                         },
-                        WindowKind::Session { gap } => Assigner::Session { gap: us(gap.millis) },
+                        WindowKind::Session { gap } => Assigner::Session {
+                            gap: us(gap.millis),
+                        },
                     };
                     let ts_col = input.index_of(TIMESTAMP).ok_or_else(|| {
                         EngineError::plan(stage.span, "the window needs the field `timestamp`")
@@ -151,14 +168,20 @@ impl CompiledPipeline {
                             _ => None,
                         };
                         let kind = AggKind::from_call(&fname.name, q).ok_or_else(|| {
-                            EngineError::plan(fname.span, format!("`{}` is not an aggregate", fname.name))
+                            EngineError::plan(
+                                fname.span,
+                                format!("`{}` is not an aggregate", fname.name),
+                            )
                         })?;
                         let arg = match args.first() {
                             Some(e) if kind != AggKind::Count => Some(compile(e, input, &mut ecx)?),
                             _ => None,
                         };
                         let out = output.get(&a.name.name).ok_or_else(|| {
-                            EngineError::plan(a.name.span, "internal: aggregate missing from schema")
+                            EngineError::plan(
+                                a.name.span,
+                                "internal: aggregate missing from schema",
+                            )
                         })?;
                         aggs.push(AggSpec { kind, arg, out });
                     }
@@ -210,7 +233,10 @@ impl CompiledPipeline {
                     }
                 }
                 StageKind::Unknown(w) => {
-                    return Err(EngineError::plan(w.span, format!("unknown stage `{}`", w.name)))
+                    return Err(EngineError::plan(
+                        w.span,
+                        format!("unknown stage `{}`", w.name),
+                    ))
                 }
             };
             let op_name = match &step {

@@ -189,7 +189,10 @@ pub fn deploy(
         };
         let sink = factory.archive(a, src)?;
         let (tx, mut rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
-        subscribers.entry(src.decl.name.name.clone()).or_default().push(tx);
+        subscribers
+            .entry(src.decl.name.name.clone())
+            .or_default()
+            .push(tx);
         tasks.spawn(async move {
             while let Some(b) = rx.recv().await {
                 sink.write(&b).await?;

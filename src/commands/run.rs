@@ -10,7 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_engine::Alert;
 
-pub async fn run(file: &Path, data_dir: PathBuf, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    file: &Path,
+    data_dir: PathBuf,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
     let name = file.display().to_string();
     let text = rules::read(file)?;
     let host = Arc::new(EngineHost::new(data_dir, 10_000)?);
@@ -81,7 +86,12 @@ fn total(c: &prometheus::IntCounterVec) -> u64 {
     use prometheus::core::Collector;
     c.collect()
         .iter()
-        .flat_map(|mf| mf.get_metric().iter().map(|m| m.get_counter().get_value() as u64).collect::<Vec<_>>())
+        .flat_map(|mf| {
+            mf.get_metric()
+                .iter()
+                .map(|m| m.get_counter().get_value() as u64)
+                .collect::<Vec<_>>()
+        })
         .sum()
 }
 
@@ -89,7 +99,12 @@ fn gauge_total(g: &prometheus::IntGaugeVec) -> i64 {
     use prometheus::core::Collector;
     g.collect()
         .iter()
-        .flat_map(|mf| mf.get_metric().iter().map(|m| m.get_gauge().get_value() as i64).collect::<Vec<_>>())
+        .flat_map(|mf| {
+            mf.get_metric()
+                .iter()
+                .map(|m| m.get_gauge().get_value() as i64)
+                .collect::<Vec<_>>()
+        })
         .sum()
 }
 

@@ -40,8 +40,13 @@ pub async fn serve(
     for path in &cfg.rules {
         let text = rules::read(path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        match host.deploy(&path.display().to_string(), &text, base, true).await {
-            Ok(names) => tracing::info!(file = %path.display(), pipelines = ?names, "rules running"),
+        match host
+            .deploy(&path.display().to_string(), &text, base, true)
+            .await
+        {
+            Ok(names) => {
+                tracing::info!(file = %path.display(), pipelines = ?names, "rules running")
+            }
             Err(e) => {
                 eprint!("{}", e.render());
                 failed = true;
@@ -54,7 +59,9 @@ pub async fn serve(
     if demo {
         let base = PathBuf::from("rules/examples");
         match host.deploy("demo.rules", DEMO_RULES, base, true).await {
-            Ok(names) => tracing::info!(pipelines = ?names, "demo running: generated logs from six services"),
+            Ok(names) => {
+                tracing::info!(pipelines = ?names, "demo running: generated logs from six services")
+            }
             Err(e) => {
                 eprint!("{}", e.render());
                 return Ok(ExitCode::from(1));
@@ -66,7 +73,10 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!("weir is serving on http://{addr}  (data in {})", cfg.data_dir.display());
+    eprintln!(
+        "weir is serving on http://{addr}  (data in {})",
+        cfg.data_dir.display()
+    );
     eprintln!("  alerts:    curl http://{addr}/api/v1/alerts");
     eprintln!("  pipelines: curl http://{addr}/api/v1/pipelines");
     eprintln!("  metrics:   curl http://{addr}/metrics");

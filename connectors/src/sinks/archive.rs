@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
-use weir_engine::{EngineError, Result, Sink};
 use weir_dsl::types::{OFFSET, TIMESTAMP};
+use weir_engine::{EngineError, Result, Sink};
 
 /// How finely files are partitioned by event time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +140,10 @@ impl Inner {
         let mut buckets: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for i in 0..batch.num_rows() {
             let t = if ts.is_valid(i) { ts.value(i) } else { 0 };
-            buckets.entry(t.div_euclid(len) * len).or_default().push(i as u32);
+            buckets
+                .entry(t.div_euclid(len) * len)
+                .or_default()
+                .push(i as u32);
         }
         let mut to_upload = Vec::new();
         {
@@ -159,8 +162,12 @@ impl Inner {
                 let file = match open.entry(bucket) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => e.insert(OpenFile {
-                        writer: ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(properties()))
-                            .map_err(|e| EngineError::Other(format!("parquet: {e}")))?,
+                        writer: ArrowWriter::try_new(
+                            Vec::new(),
+                            self.schema.clone(),
+                            Some(properties()),
+                        )
+                        .map_err(|e| EngineError::Other(format!("parquet: {e}")))?,
                         first_offset: lo,
                         last_offset: hi,
                         opened: Instant::now(),

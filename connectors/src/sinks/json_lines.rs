@@ -47,9 +47,9 @@ impl Sink for JsonLinesSink {
                 let mut guard = file.lock().await;
                 if guard.is_none() {
                     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        tokio::fs::create_dir_all(dir)
-                            .await
-                            .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
+                        tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                            EngineError::io(format!("creating {}", dir.display()), e)
+                        })?;
                     }
                     let f = tokio::fs::OpenOptions::new()
                         .create(true)

@@ -16,7 +16,10 @@ pub struct FileSource {
 impl Source for FileSource {
     async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()> {
         let file = tokio::fs::File::open(&self.path).await.map_err(|e| {
-            EngineError::connector(&self.name, format!("cannot open {}: {e}", self.path.display()))
+            EngineError::connector(
+                &self.name,
+                format!("cannot open {}: {e}", self.path.display()),
+            )
         })?;
         read_lines(&self.name, file, &out, &shutdown, self.follow, 0).await?;
         Ok(())

@@ -179,11 +179,21 @@ impl Generator {
         };
         // A long-tailed latency: mostly near the base, sometimes ten times it.
         let u: f64 = self.rng.random();
-        let mut latency = base * (0.5 + u) * if self.rng.random::<f64>() < 0.02 { 10.0 } else { 1.0 };
+        let mut latency = base
+            * (0.5 + u)
+            * if self.rng.random::<f64>() < 0.02 {
+                10.0
+            } else {
+                1.0
+            };
         if severity == "ERROR" {
             latency *= 5.0;
         }
-        let env = if self.rng.random::<f64>() < 0.8 { "production" } else { "staging" };
+        let env = if self.rng.random::<f64>() < 0.8 {
+            "production"
+        } else {
+            "staging"
+        };
         let host = self.rng.random_range(1..=4u32);
         let ip = (
             self.rng.random_range(1..=223u8),
@@ -266,7 +276,8 @@ mod tests {
         assert_eq!(a, b);
         let mut burst_errors = 0;
         for line in a.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-            let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_else(|e| panic!("{e}"));
+            let v: serde_json::Value =
+                serde_json::from_slice(line).unwrap_or_else(|e| panic!("{e}"));
             if v["service"] == "checkout" && v["severity"] == "ERROR" {
                 burst_errors += 1;
             }

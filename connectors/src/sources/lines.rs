@@ -37,7 +37,8 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
         if n == 0 {
             if !batch.is_empty() {
                 batch.received_at_us = now_us();
-                let full = std::mem::replace(&mut batch, LineBatch::with_capacity(MAX_BYTES, MAX_LINES));
+                let full =
+                    std::mem::replace(&mut batch, LineBatch::with_capacity(MAX_BYTES, MAX_LINES));
                 if out.send(full).await.is_err() {
                     return Ok(offset);
                 }
@@ -65,7 +66,8 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
             chunk = &chunk[pos + 1..];
             if batch.len() >= MAX_LINES || batch.data.len() >= MAX_BYTES {
                 batch.received_at_us = now_us();
-                let full = std::mem::replace(&mut batch, LineBatch::with_capacity(MAX_BYTES, MAX_LINES));
+                let full =
+                    std::mem::replace(&mut batch, LineBatch::with_capacity(MAX_BYTES, MAX_LINES));
                 if out.send(full).await.is_err() {
                     return Ok(offset);
                 }

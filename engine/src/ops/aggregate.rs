@@ -111,7 +111,9 @@ impl AggSpec {
             DataType::Utf8 => Input::S(col.as_string::<i32>().clone()),
             DataType::Boolean => Input::B(col.as_boolean().clone()),
             DataType::Float64 => Input::F(col.as_primitive().clone()),
-            _ if numeric_as_float => Input::F(cast(&col, &DataType::Float64)?.as_primitive().clone()),
+            _ if numeric_as_float => {
+                Input::F(cast(&col, &DataType::Float64)?.as_primitive().clone())
+            }
             _ => Input::I(cast(&col, &DataType::Int64)?.as_primitive().clone()),
         })
     }
@@ -140,7 +142,9 @@ fn hash_of(input: &Input, row: usize) -> Option<u64> {
     match input {
         Input::None => return None,
         Input::I(a) => a.is_valid(row).then(|| a.value(row).hash(&mut h))?,
-        Input::F(a) => a.is_valid(row).then(|| a.value(row).to_bits().hash(&mut h))?,
+        Input::F(a) => a
+            .is_valid(row)
+            .then(|| a.value(row).to_bits().hash(&mut h))?,
         Input::S(a) => a.is_valid(row).then(|| a.value(row).hash(&mut h))?,
         Input::B(a) => a.is_valid(row).then(|| a.value(row).hash(&mut h))?,
     }
@@ -213,15 +217,11 @@ impl Acc {
                 *a += b;
                 *sa |= sb;
             }
-            (Acc::Min(a), Acc::Min(Some(b))) => {
-                if a.as_ref().is_none_or(|c| b < *c) {
-                    *a = Some(b);
-                }
+            (Acc::Min(a), Acc::Min(Some(b))) if a.as_ref().is_none_or(|c| b < *c) => {
+                *a = Some(b);
             }
-            (Acc::Max(a), Acc::Max(Some(b))) => {
-                if a.as_ref().is_none_or(|c| b > *c) {
-                    *a = Some(b);
-                }
+            (Acc::Max(a), Acc::Max(Some(b))) if a.as_ref().is_none_or(|c| b > *c) => {
+                *a = Some(b);
             }
             (Acc::Avg(a, n), Acc::Avg(b, m)) => {
                 *a += b;

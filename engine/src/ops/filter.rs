@@ -23,6 +23,10 @@ impl Operator for Filter {
             return Ok(vec![batch]);
         }
         let out = filter_record_batch(&batch, &mask)?;
-        Ok(if out.num_rows() == 0 { vec![] } else { vec![out] })
+        Ok(if out.num_rows() == 0 {
+            vec![]
+        } else {
+            vec![out]
+        })
     }
 }

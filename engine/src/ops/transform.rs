@@ -209,7 +209,10 @@ impl Operator for Parse {
                 ColumnSource::Computed(e) => e.eval(&batch)?.into_array(n)?,
             });
         }
-        Ok(vec![RecordBatch::try_new(self.project.schema.clone(), cols)?])
+        Ok(vec![RecordBatch::try_new(
+            self.project.schema.clone(),
+            cols,
+        )?])
     }
 }
 
@@ -222,8 +225,7 @@ impl Parse {
             let mut probe = ReaderBuilder::new(self.parsed_schema.clone())
                 .with_coerce_primitive(true)
                 .build_decoder()?;
-            let ok = probe.serialize(std::slice::from_ref(row)).is_ok()
-                && probe.flush().is_ok();
+            let ok = probe.serialize(std::slice::from_ref(row)).is_ok() && probe.flush().is_ok();
             if ok {
                 decoder.serialize(std::slice::from_ref(row))?;
             } else {

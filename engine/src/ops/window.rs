@@ -286,10 +286,14 @@ impl Window {
 
     fn build(&self, rows: Vec<(i64, i64, u32, Vec<Acc>)>) -> Result<RecordBatch> {
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        let starts: TimestampMicrosecondArray =
-            rows.iter().map(|r| Some(r.0)).collect::<TimestampMicrosecondArray>();
-        let ends: TimestampMicrosecondArray =
-            rows.iter().map(|r| Some(r.1)).collect::<TimestampMicrosecondArray>();
+        let starts: TimestampMicrosecondArray = rows
+            .iter()
+            .map(|r| Some(r.0))
+            .collect::<TimestampMicrosecondArray>();
+        let ends: TimestampMicrosecondArray = rows
+            .iter()
+            .map(|r| Some(r.1))
+            .collect::<TimestampMicrosecondArray>();
         cols.push(Arc::new(starts.with_timezone(TZ)));
         cols.push(Arc::new(ends.with_timezone(TZ)));
         if let Some(conv) = &self.converter {
@@ -306,7 +310,10 @@ impl Window {
             cols.extend(conv.convert_rows(keys)?);
         }
         for (i, spec) in self.aggs.iter().enumerate() {
-            cols.push(build_column(spec.out, rows.iter().filter_map(|r| r.3.get(i)))?);
+            cols.push(build_column(
+                spec.out,
+                rows.iter().filter_map(|r| r.3.get(i)),
+            )?);
         }
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }

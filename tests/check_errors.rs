@@ -1,0 +1,142 @@
+//! `weir check` and the checker on broken rules: every mistake reported with
+//! `file:line:col`, the offending text and a hint, in one pass.
+
+use std::collections::HashSet;
+use std::process::Command;
+use weir_dsl::ErrorKind;
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn semantic_mistakes_are_all_reported_with_distinct_kinds() {
+    let text = read("rules/tests/broken_semantics.rules");
+    let errs = weir_dsl::compile(&text).err().unwrap_or_default();
+    let kinds: HashSet<ErrorKind> = errs.iter().map(|d| d.kind).collect();
+    let expected = [
+        ErrorKind::DuplicateName,
+        ErrorKind::UnknownSource,
+        ErrorKind::UnknownSourceKind,
+        ErrorKind::UnknownOutput,
+        ErrorKind::UnknownArgument,
+        ErrorKind::MissingArgument,
+        ErrorKind::InvalidArgument,
+        ErrorKind::UnknownFormat,
+        ErrorKind::UnknownType,
+        ErrorKind::UnknownField,
+        ErrorKind::UnknownFunction,
+        ErrorKind::UnknownStage,
+        ErrorKind::UnknownSeverity,
+        ErrorKind::TypeMismatch,
+        ErrorKind::NotBoolean,
+        ErrorKind::WrongArity,
+        ErrorKind::InvalidRegex,
+        ErrorKind::AggregateOutsideWindow,
+        ErrorKind::NotAnAggregate,
+        ErrorKind::InvalidWindow,
+        ErrorKind::AlertWithoutWindow,
+        ErrorKind::InvalidQuantile,
+        ErrorKind::DuplicateArchive,
+        ErrorKind::FieldCollision,
+    ];
+    for k in expected {
+        assert!(kinds.contains(&k), "no {k:?} among {:#?}", errs);
+    }
+    assert!(kinds.len() >= 15);
+}
+
+/// Line and column of the first diagnostic whose message contains `needle`.
+fn position(text: &str, needle: &str) -> (usize, usize, String) {
+    let errs = weir_dsl::compile(text).err().unwrap_or_default();
+    let d = errs
+        .iter()
+        .find(|d| d.message.contains(needle))
+        .unwrap_or_else(|| panic!("no diagnostic with {needle:?} in {errs:#?}"));
+    let l = d.located(text);
+    (l.line, l.col, l.hint.unwrap_or_default())
+}
+
+#[test]
+fn diagnostics_point_at_the_offending_text_with_hints() {
+    let text = read("rules/tests/broken_semantics.rules");
+    let (line, col, hint) = position(&text, "unknown field `sevrity`");
+    assert_eq!((line, col), (18, 11));
+    assert_eq!(hint, "did you mean `severity`?");
+    let (line, col, hint) = position(&text, "unknown severity level `warnn`");
+    assert_eq!((line, col), (19, 23));
+    assert!(hint.contains("`warn`"), "{hint}");
+    let (line, _, hint) = position(&text, "unknown source kind `kafak`");
+    assert_eq!(line, 4);
+    assert_eq!(hint, "did you mean `kafka`?");
+    let (line, _, hint) = position(&text, "unknown function `lenn`");
+    assert_eq!(line, 23);
+    assert_eq!(hint, "did you mean `len`?");
+    let (line, col, _) = position(&text, "unknown type `integr`");
+    assert_eq!((line, col), (10, 38));
+}
+
+#[test]
+fn syntax_errors_in_several_items_are_reported_in_one_pass() {
+    let text = read("rules/tests/broken_syntax.rules");
+    let errs = weir_dsl::compile(&text).err().unwrap_or_default();
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    let lines: Vec<usize> = errs.iter().map(|d| d.located(&text).line).collect();
+    assert_eq!(lines, vec![6, 11, 16]);
+    assert!(errs.iter().all(|d| d.kind == ErrorKind::Syntax));
+    assert!(errs[1].message.contains("duration"), "{}", errs[1].message);
+}
+
+#[test]
+fn weir_check_exits_1_and_prints_file_line_col() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .current_dir(root())
+        .args([
+            "check",
+            "rules/tests/broken_semantics.rules",
+            "rules/tests/broken_syntax.rules",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rules/tests/broken_semantics.rules:18:11: error: unknown field `sevrity`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("18 |   | where sevrity >= warn\n   |           ^^^^^^^"),
+        "{err}"
+    );
+    assert!(err.contains("= hint: did you mean `severity`?"), "{err}");
+    assert!(
+        err.contains("rules/tests/broken_syntax.rules:6:3: error: syntax error"),
+        "{err}"
+    );
+}
+
+#[test]
+fn weir_check_accepts_every_example() {
+    let examples: Vec<String> = std::fs::read_dir(root().join("rules/examples"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rules"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(examples.len() >= 2, "{examples:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("check")
+        .args(&examples)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
