@@ -21,7 +21,20 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
-cargo test --workspace --locked --no-fail-fast
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+if [ "$status" -ne 0 ]; then
+  echo "tests: $passed passed, $failed failed"
+  exit "$status"
+fi
 
 echo "== benchmark smoke (end-to-end harness, small)"
 WEIR_BENCH_EVENTS=200000 cargo bench --locked --bench e2e_throughput -- --quick
+
+echo "tests: $passed passed, $failed failed"

@@ -866,7 +866,10 @@ impl Checker {
     ) -> (Expr, Type) {
         let (le, lt) = self.expr(l, schema, ctx);
         // Severity comparisons accept bare level words on the right.
-        let (re, rt) = if lt == Type::Severity
+        // An unknown field on the left was already reported: a severity word on
+        // the right then only repeats the mistake.
+        let left_unknown = lt == Type::Null && matches!(l.kind, ExprKind::Field(_));
+        let (re, rt) = if (lt == Type::Severity || left_unknown)
             && (op.is_comparison() || matches!(op, BinaryOp::In | BinaryOp::NotIn))
         {
             match &r.kind {

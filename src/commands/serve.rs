@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 /// The demo rules, run by `weir serve --demo`.
 pub const DEMO_RULES: &str = include_str!("../../rules/examples/demo.rules");
+/// The lookup table the demo rules read.
+const DEMO_TEAMS: &str = include_str!("../../rules/examples/teams.csv");
 
 pub async fn serve(
     config: Option<PathBuf>,
@@ -57,7 +59,10 @@ pub async fn serve(
         return Ok(ExitCode::from(1));
     }
     if demo {
-        let base = PathBuf::from("rules/examples");
+        // The demo runs from any folder: its lookup table goes to the data folder.
+        let base = cfg.data_dir.join("demo");
+        std::fs::create_dir_all(&base)?;
+        std::fs::write(base.join("teams.csv"), DEMO_TEAMS)?;
         match host.deploy("demo.rules", DEMO_RULES, base, true).await {
             Ok(names) => {
                 tracing::info!(pipelines = ?names, "demo running: generated logs from six services")
