@@ -10,7 +10,7 @@ use std::time::Instant;
 use weir_connectors::sources::generator::{generate_ndjson, GeneratorConfig};
 use weir_engine::decode::LineDecoder;
 use weir_engine::functions::TableCache;
-use weir_engine::pipeline::{CompiledPipeline, PipelineContext};
+use weir_engine::pipeline::compile_pipelines;
 use weir_engine::{AlertLog, LineBatch, Metrics};
 
 const RULES: &str = r#"
@@ -110,16 +110,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let alerts = Arc::new(AlertLog::new(1000));
     let mut tables = TableCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/examples"));
     let outputs = Default::default();
-    let mut pipelines = Vec::new();
-    for cp in &program.pipelines {
-        let mut cx = PipelineContext {
-            tables: &mut tables,
-            outputs: &outputs,
-            alerts: alerts.clone(),
-            metrics: &metrics,
-        };
-        pipelines.push(CompiledPipeline::compile(cp, &mut cx)?);
-    }
+    let mut pipelines =
+        compile_pipelines(&program, &mut tables, &outputs, alerts.clone(), &metrics)?;
     let mut decoder = LineDecoder::new("app", &source.format, &source.schema)?;
     let t = Instant::now();
     rt.block_on(async {

@@ -38,6 +38,25 @@ pub struct OutputDecl {
     pub span: Span,
 }
 
+impl OutputDecl {
+    /// A built-in output (`stdout`) that rules use without declaring it.
+    pub fn builtin(kind: &str) -> OutputDecl {
+        let ident = Ident {
+            name: kind.to_string(),
+            span: Span::default(),
+        };
+        OutputDecl {
+            name: ident.clone(),
+            connector: Connector {
+                kind: ident,
+                args: Vec::new(),
+                span: Span::default(),
+            },
+            span: Span::default(),
+        }
+    }
+}
+
 /// `KIND(name: value, ...)`: what a source or output connects to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Connector {

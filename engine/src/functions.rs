@@ -1,8 +1,10 @@
 //! The engine's implementations of the language's scalar functions, and the
-//! static lookup tables (`lookup("teams.csv", key, "column")`) they read.
+//! files rules read: static lookup tables (`lookup("teams.csv", key,
+//! "column")`) and GeoIP databases (`geoip FIELD using "city.mmdb"`).
 
 use crate::error::{EngineError, Result};
 use crate::expr::{text, CompileContext, Value};
+use crate::ops::geoip::GeoDb;
 use crate::schema::TZ;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, StringArray, StringBuilder, TimestampMicrosecondArray,
@@ -29,6 +31,7 @@ pub trait ScalarFunction: Send + Sync + Debug {
 pub struct TableCache {
     base_dir: PathBuf,
     tables: HashMap<PathBuf, Arc<CsvTable>>,
+    geo: HashMap<PathBuf, Arc<GeoDb>>,
 }
 
 impl TableCache {
@@ -38,15 +41,38 @@ impl TableCache {
         TableCache {
             base_dir: base_dir.into(),
             tables: HashMap::new(),
+            geo: HashMap::new(),
         }
     }
 
-    fn load(&mut self, path: &str, at: &Expr) -> Result<Arc<CsvTable>> {
-        let full = if Path::new(path).is_absolute() {
+    /// Relative paths are relative to the `.rules` file's folder.
+    fn resolve(&self, path: &str) -> PathBuf {
+        if Path::new(path).is_absolute() {
             PathBuf::from(path)
         } else {
             self.base_dir.join(path)
-        };
+        }
+    }
+
+    /// Opens (once per program) the GeoIP database a `geoip` stage names.
+    pub fn geoip(&mut self, path: &str, at: weir_dsl::Span) -> Result<Arc<GeoDb>> {
+        let full = self.resolve(path);
+        if let Some(db) = self.geo.get(&full) {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(GeoDb::open(&full).map_err(|e| {
+            EngineError::plan_hint(
+                at,
+                format!("cannot open GeoIP database {}: {e}", full.display()),
+                "geoip reads MaxMind-format (.mmdb) files such as GeoLite2-City.mmdb; relative paths are relative to the .rules file",
+            )
+        })?);
+        self.geo.insert(full, db.clone());
+        Ok(db)
+    }
+
+    fn load(&mut self, path: &str, at: &Expr) -> Result<Arc<CsvTable>> {
+        let full = self.resolve(path);
         if let Some(t) = self.tables.get(&full) {
             return Ok(t.clone());
         }

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::ops::aggregate::{AggKind, AggSpec};
 use crate::ops::alert::AlertOp;
 use crate::ops::filter::Filter;
+use crate::ops::geoip::Geoip;
 use crate::ops::transform::{Parse, Project};
 use crate::ops::window::{Assigner, Window, WindowMetrics};
 use crate::ops::Operator;
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use weir_dsl::ast::{ExprKind, Format, Literal, StageKind, WindowKind};
 use weir_dsl::types::TIMESTAMP;
-use weir_dsl::CheckedPipeline;
+use weir_dsl::{CheckedPipeline, CheckedProgram};
 
 /// One step: a synchronous operator, or an output that batches are written to
 /// (and passed on from).
@@ -48,6 +49,29 @@ pub struct PipelineContext<'a> {
     pub outputs: &'a HashMap<String, Arc<dyn Sink>>,
     pub alerts: Arc<dyn AlertSink>,
     pub metrics: &'a Metrics,
+}
+
+/// Compiles every pipeline of a program, sharing lookup tables and outputs.
+pub fn compile_pipelines(
+    program: &CheckedProgram,
+    tables: &mut TableCache,
+    outputs: &HashMap<String, Arc<dyn Sink>>,
+    alerts: Arc<dyn AlertSink>,
+    metrics: &Metrics,
+) -> Result<Vec<CompiledPipeline>> {
+    program
+        .pipelines
+        .iter()
+        .map(|cp| {
+            let mut cx = PipelineContext {
+                tables: &mut *tables,
+                outputs,
+                alerts: alerts.clone(),
+                metrics,
+            };
+            CompiledPipeline::compile(cp, &mut cx)
+        })
+        .collect()
 }
 
 impl CompiledPipeline {
@@ -123,12 +147,20 @@ impl CompiledPipeline {
                         &names,
                     )?))
                 }
-                StageKind::Geoip { field, .. } => {
-                    return Err(EngineError::plan_hint(
-                        field.span,
-                        "the geoip stage is not available in this build yet",
-                        "remove the stage for now; GeoIP enrichment is planned",
-                    ))
+                StageKind::Geoip {
+                    field,
+                    database,
+                    prefix,
+                } => {
+                    let db = cx.tables.geoip(&database.0, database.1)?;
+                    let prefix = prefix.as_ref().map(|p| p.name.as_str()).unwrap_or("geo");
+                    Step::Op(Box::new(Geoip::new(
+                        input,
+                        output,
+                        &field.name,
+                        prefix,
+                        db,
+                    )?))
                 }
                 StageKind::Window(w) => {
                     let us = |ms: u64| (ms as i64).saturating_mul(1000);

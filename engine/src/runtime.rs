@@ -9,7 +9,7 @@ use crate::decode::LineDecoder;
 use crate::error::{EngineError, Result};
 use crate::functions::TableCache;
 use crate::metrics::Metrics;
-use crate::pipeline::{CompiledPipeline, PipelineContext};
+use crate::pipeline::compile_pipelines;
 use arrow::record_batch::RecordBatch;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -111,34 +111,11 @@ pub fn deploy(
     }
     for builtin in weir_dsl::connectors::BUILTIN_OUTPUTS {
         if !outputs.contains_key(*builtin) {
-            let decl = weir_dsl::ast::OutputDecl {
-                name: weir_dsl::ast::Ident {
-                    name: builtin.to_string(),
-                    span: Default::default(),
-                },
-                connector: weir_dsl::ast::Connector {
-                    kind: weir_dsl::ast::Ident {
-                        name: builtin.to_string(),
-                        span: Default::default(),
-                    },
-                    args: vec![],
-                    span: Default::default(),
-                },
-                span: Default::default(),
-            };
+            let decl = weir_dsl::ast::OutputDecl::builtin(builtin);
             outputs.insert(builtin.to_string(), factory.output(&decl)?);
         }
     }
-    let mut pipelines = Vec::new();
-    for cp in &program.pipelines {
-        let mut cx = PipelineContext {
-            tables: &mut tables,
-            outputs: &outputs,
-            alerts: alerts.clone(),
-            metrics,
-        };
-        pipelines.push(CompiledPipeline::compile(cp, &mut cx)?);
-    }
+    let pipelines = compile_pipelines(program, &mut tables, &outputs, alerts, metrics)?;
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();

@@ -35,14 +35,8 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
             _ = shutdown.cancelled() => break,
         };
         if n == 0 {
-            if !batch.is_empty() {
-                batch.received_at_us = now_us();
-                let full =
-                    std::mem::replace(&mut batch, LineBatch::with_capacity(MAX_BYTES, MAX_LINES));
-                if out.send(full).await.is_err() {
-                    return Ok(offset);
-                }
-                batch.first_offset = offset;
+            if !batch.is_empty() && !send(&mut batch, out, offset).await {
+                return Ok(offset);
             }
             if follow {
                 tokio::select! {
@@ -64,14 +58,10 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
             }
             offset += 1;
             chunk = &chunk[pos + 1..];
-            if batch.len() >= MAX_LINES || batch.data.len() >= MAX_BYTES {
-                batch.received_at_us = now_us();
-                let full =
-                    std::mem::replace(&mut batch, LineBatch::with_capacity(MAX_BYTES, MAX_LINES));
-                if out.send(full).await.is_err() {
-                    return Ok(offset);
-                }
-                batch.first_offset = offset;
+            if (batch.len() >= MAX_LINES || batch.data.len() >= MAX_BYTES)
+                && !send(&mut batch, out, offset).await
+            {
+                return Ok(offset);
             }
         }
         partial.extend_from_slice(chunk);
@@ -82,10 +72,18 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
         offset += 1;
     }
     if !batch.is_empty() {
-        batch.received_at_us = now_us();
-        let _ = out.send(batch).await;
+        send(&mut batch, out, offset).await;
     }
     Ok(offset)
+}
+
+/// Sends the batch, stamped with its arrival time, and starts an empty one at
+/// `next_offset`; false when nobody receives any more.
+async fn send(batch: &mut LineBatch, out: &LineSender, next_offset: i64) -> bool {
+    batch.received_at_us = now_us();
+    let full = std::mem::replace(batch, LineBatch::with_capacity(MAX_BYTES, MAX_LINES));
+    batch.first_offset = next_offset;
+    out.send(full).await.is_ok()
 }
 
 fn push_line(batch: &mut LineBatch, line: &[u8]) {

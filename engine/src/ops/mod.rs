@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod alert;
 pub mod filter;
+pub mod geoip;
 pub mod transform;
 pub mod window;
 

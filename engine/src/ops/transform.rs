@@ -20,7 +20,7 @@ pub enum ColumnSource {
     Input(usize),
     /// A computed expression.
     Computed(PhysicalExpr),
-    /// Column `i` of the parsed-fields batch.
+    /// Column `i` of what the stage itself computed (parsed or looked-up fields).
     Parsed(usize),
 }
 
@@ -86,6 +86,25 @@ impl Operator for Project {
             cols.push(conform(col, field.data_type())?);
         }
         Ok(vec![RecordBatch::try_new(self.schema.clone(), cols)?])
+    }
+}
+
+impl Project {
+    /// Builds the output batch from the input batch and the columns a stage
+    /// computed itself (`ColumnSource::Parsed(i)` is `added[i]`).
+    pub fn assemble(&self, batch: &RecordBatch, added: &[ArrayRef]) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let mut cols = Vec::with_capacity(self.columns.len());
+        for c in &self.columns {
+            cols.push(match c {
+                ColumnSource::Input(i) => batch.column(*i).clone(),
+                ColumnSource::Parsed(i) => added.get(*i).cloned().ok_or_else(|| {
+                    EngineError::Other(format!("internal: no computed column {i}"))
+                })?,
+                ColumnSource::Computed(e) => e.eval(batch)?.into_array(n)?,
+            });
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 }
 
@@ -197,22 +216,7 @@ impl Operator for Parse {
             // Some value did not fit: decode row by row, nulling what fails.
             parsed_cols = self.decode_rows_leniently(&rows)?;
         }
-        let n = batch.num_rows();
-        let mut cols = Vec::with_capacity(self.project.columns.len());
-        for c in &self.project.columns {
-            cols.push(match c {
-                ColumnSource::Input(i) => batch.column(*i).clone(),
-                ColumnSource::Parsed(i) => parsed_cols
-                    .get(*i)
-                    .cloned()
-                    .ok_or_else(|| EngineError::Other("internal: parsed column".into()))?,
-                ColumnSource::Computed(e) => e.eval(&batch)?.into_array(n)?,
-            });
-        }
-        Ok(vec![RecordBatch::try_new(
-            self.project.schema.clone(),
-            cols,
-        )?])
+        Ok(vec![self.project.assemble(&batch, &parsed_cols)?])
     }
 }
 
