@@ -306,11 +306,26 @@ pub fn captures_to_map(re: Option<&Regex>, caps: &regex::Captures<'_>) -> Map<St
     if let Some(re) = re {
         for name in re.capture_names().flatten() {
             if let Some(v) = caps.name(name) {
-                m.insert(name.to_string(), Json::String(v.as_str().to_string()));
+                let text = if name == TIMESTAMP {
+                    normalize_timestamp(v.as_str())
+                } else {
+                    v.as_str().to_string()
+                };
+                m.insert(name.to_string(), Json::String(text));
             }
         }
     }
     m
+}
+
+/// Rewrites the timestamp spellings of plain-text logs that Arrow's parser does
+/// not take (Common Log Format `10/Oct/2026:13:55:36 +0000`) as RFC 3339;
+/// anything else is returned as it is.
+pub fn normalize_timestamp(s: &str) -> String {
+    match chrono::DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z") {
+        Ok(t) => t.to_rfc3339(),
+        Err(_) => s.to_string(),
+    }
 }
 
 /// `key=value key2="quoted value"` pairs.
@@ -421,6 +436,22 @@ mod tests {
         b.first_offset = 100;
         b.received_at_us = 7;
         b
+    }
+
+    #[test]
+    fn common_log_format_timestamps_are_event_time() {
+        let re = r"^\[(?P<timestamp>[^\]]+)\] (?P<message>.*)$";
+        let mut d = LineDecoder::new("web", &Format::Regex(re.into()), &Schema::core())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = d
+            .decode(&lines(&["[01/Nov/2026:12:00:05 +0100] GET /"]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b = out.batch.unwrap_or_else(|| panic!("no batch"));
+        let ts = b.column_by_name("timestamp").unwrap_or_else(|| panic!());
+        let ts = ts.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        // 2026-11-01T11:00:05Z
+        assert_eq!(ts.value(0), 1_793_530_805_000_000);
+        assert_eq!(normalize_timestamp("not a time"), "not a time");
     }
 
     fn schema() -> Schema {
