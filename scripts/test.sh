@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test, and a benchmark smoke run.
-# Installs what it needs first (nothing beyond the Rust toolchain so far).
+# Installs what it needs first: the tansu Kafka-compatible broker (crates.io,
+# cached under ~/.cache/weir), and stunnel4 for the Kafka TLS tests (Debian).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,11 @@ mkdir -p "$CARGO_TARGET_DIR"
 echo "== toolchain"
 cargo --version
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== services"
+WEIR_TANSU="$(scripts/services/install-tansu.sh)"
+export WEIR_TANSU
+"$WEIR_TANSU" --version
 
 echo "== fmt"
 cargo fmt --all --check

@@ -37,6 +37,10 @@ pub enum Command {
     Run {
         /// The .rules file.
         file: PathBuf,
+        /// Config file (TOML) for connector settings such as [kafka]; see
+        /// docs/operations.md.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Data folder: archives, dead letters.
         #[arg(long, default_value = "weir-data", env = "WEIR_DATA_DIR")]
         data_dir: PathBuf,

@@ -5,6 +5,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use weir_connectors::kafka::KafkaConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,6 +18,8 @@ pub struct Config {
     pub rules: Vec<PathBuf>,
     /// How many recent alerts the API keeps.
     pub alert_history: usize,
+    /// Kafka client settings: brokers, TLS, SASL, raw librdkafka options.
+    pub kafka: KafkaConfig,
 }
 
 impl Default for Config {
@@ -26,6 +29,7 @@ impl Default for Config {
             data_dir: PathBuf::from("weir-data"),
             rules: Vec::new(),
             alert_history: 10_000,
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -40,6 +44,23 @@ impl Config {
         if let Some(dir) = path.parent() {
             if cfg.data_dir.is_relative() {
                 cfg.data_dir = dir.join(&cfg.data_dir);
+            }
+            if let Some(tls) = &mut cfg.kafka.tls {
+                for p in [&mut tls.ca, &mut tls.cert, &mut tls.key]
+                    .into_iter()
+                    .flatten()
+                {
+                    if p.is_relative() {
+                        *p = dir.join(&*p);
+                    }
+                }
+            }
+            if let Some(sasl) = &mut cfg.kafka.sasl {
+                if let Some(p) = &mut sasl.password_file {
+                    if p.is_relative() {
+                        *p = dir.join(&*p);
+                    }
+                }
             }
             for r in &mut cfg.rules {
                 if r.is_relative() {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Mutex;
+use weir_connectors::kafka::KafkaConfig;
 use weir_connectors::LocalFactory;
 use weir_engine::{deploy, AlertLog, DeployOptions, Deployment, EngineError, Metrics};
 
@@ -14,6 +15,8 @@ pub struct EngineHost {
     pub metrics: Metrics,
     pub alerts: Arc<AlertLog>,
     pub data_dir: PathBuf,
+    /// Kafka client settings for `kafka` connectors.
+    pub kafka: KafkaConfig,
     deployments: Mutex<Vec<Running>>,
 }
 
@@ -56,7 +59,11 @@ pub struct PipelineInfo {
 }
 
 impl EngineHost {
-    pub fn new(data_dir: PathBuf, alert_history: usize) -> anyhow::Result<EngineHost> {
+    pub fn new(
+        data_dir: PathBuf,
+        alert_history: usize,
+        kafka: KafkaConfig,
+    ) -> anyhow::Result<EngineHost> {
         let registry = prometheus::Registry::new();
         let metrics = Metrics::new(&registry)?;
         Ok(EngineHost {
@@ -64,6 +71,7 @@ impl EngineHost {
             metrics,
             alerts: Arc::new(AlertLog::new(alert_history)),
             data_dir,
+            kafka,
             deployments: Mutex::new(Vec::new()),
         })
     }
@@ -96,6 +104,7 @@ impl EngineHost {
             data_dir: self.data_dir.clone(),
             base_dir: base_dir.clone(),
             metrics: self.metrics.clone(),
+            kafka: self.kafka.clone(),
         };
         let deployment = deploy(
             &program,

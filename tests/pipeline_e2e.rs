@@ -2,11 +2,9 @@
 //! with the archive read back: exact window counts, the alerts fired, and every
 //! input event in the Parquet archive exactly once.
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use weir_connectors::sources::generator::{generate_ndjson, GeneratorConfig};
 use weir_connectors::LocalFactory;
@@ -61,35 +59,6 @@ fn expected_counts() -> BTreeMap<String, u64> {
     counts
 }
 
-fn archived_offsets(dir: &Path) -> (Vec<i64>, usize) {
-    let mut offsets = Vec::new();
-    let mut files = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                files += 1;
-                let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{e}"));
-                let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .and_then(|b| b.build())
-                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-                for b in reader {
-                    let b: RecordBatch = b.unwrap_or_else(|e| panic!("{e}"));
-                    let col = b
-                        .column_by_name("_offset")
-                        .unwrap_or_else(|| panic!("no _offset"));
-                    offsets.extend(col.as_primitive::<Int64Type>().values().iter().copied());
-                }
-            }
-        }
-    }
-    offsets.sort_unstable();
-    (offsets, files)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_million_events_windows_alerts_and_archive() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -106,6 +75,7 @@ async fn one_million_events_windows_alerts_and_archive() {
         data_dir: dir.path().to_path_buf(),
         base_dir: dir.path().to_path_buf(),
         metrics: metrics.clone(),
+        kafka: Default::default(),
     };
     let deployment = deploy(
         &program,
@@ -161,7 +131,8 @@ async fn one_million_events_windows_alerts_and_archive() {
 
     // Archive: every input event exactly once, partitioned by hour.
     let archive = dir.path().join("archive");
-    let (offsets, files) = archived_offsets(&archive);
+    let (rows, files) = support::archived(&archive);
+    let offsets: Vec<i64> = rows.iter().map(|r| r.1).collect();
     assert_eq!(offsets.len(), EVENTS);
     assert!(
         offsets.iter().enumerate().all(|(i, &o)| o == i as i64),

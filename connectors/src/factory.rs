@@ -1,6 +1,10 @@
 //! Builds connectors from the declarations in a `.rules` file, with the local
 //! defaults: archives and dead letters under the data folder.
 
+use crate::kafka::sink::producer as kafka_producer;
+use crate::kafka::{
+    KafkaConfig, KafkaDeadLetters, KafkaOutput, KafkaSource, KafkaSourceConfig, Start,
+};
 use crate::sinks::archive::{ArchiveConfig, ArchiveSink, Granularity};
 use crate::sinks::dead_letter::DeadLetterFile;
 use crate::sinks::json_lines::JsonLinesSink;
@@ -29,6 +33,26 @@ pub struct LocalFactory {
     /// Folder relative paths in the rules are resolved against.
     pub base_dir: PathBuf,
     pub metrics: Metrics,
+    /// Kafka client settings (`[kafka]` in the config file).
+    pub kafka: KafkaConfig,
+}
+
+/// Default interval between offset commits of a `kafka` source.
+pub const DEFAULT_COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+/// A string-or-list argument as a list.
+fn list_arg(c: &Connector, name: &str) -> Vec<String> {
+    match c.arg(name).map(|a| &a.value) {
+        Some(ArgValue::Str(s)) => vec![s.clone()],
+        Some(ArgValue::List(items)) => items
+            .iter()
+            .filter_map(|v| match v {
+                ArgValue::Str(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn str_arg<'a>(c: &'a Connector, name: &str) -> Option<&'a str> {
@@ -46,6 +70,37 @@ fn int_arg(c: &Connector, name: &str) -> Option<u64> {
 }
 
 impl LocalFactory {
+    /// Client settings for a `kafka(...)` connector: the config file's, with the
+    /// rules' `brokers`, `client_id` and `options` on top.
+    fn kafka_client(&self, c: &Connector) -> Result<rdkafka::ClientConfig> {
+        let mut client = self
+            .kafka
+            .client_config(str_arg(c, "brokers"))
+            .map_err(|e| EngineError::plan(c.span, e.to_string()))?;
+        if let Some(id) = str_arg(c, "client_id") {
+            client.set("client.id", id);
+        }
+        for opt in list_arg(c, "options") {
+            let (k, v) = opt.split_once('=').ok_or_else(|| {
+                EngineError::plan_hint(
+                    c.span,
+                    format!("kafka option `{opt}` is not key=value"),
+                    "write raw librdkafka settings as \"fetch.min.bytes=1\"",
+                )
+            })?;
+            client.set(k.trim(), v.trim());
+        }
+        Ok(client)
+    }
+
+    fn dead_letter_file(&self, name: &str) -> Arc<dyn DeadLetterSink> {
+        Arc::new(DeadLetterFile::new(
+            self.data_dir
+                .join("deadletter")
+                .join(format!("{name}.ndjson")),
+        ))
+    }
+
     fn resolve(&self, p: &str) -> PathBuf {
         let path = Path::new(p);
         if path.is_absolute() {
@@ -133,11 +188,31 @@ impl ConnectorFactory for LocalFactory {
                 name,
                 listen: str_arg(c, "listen").unwrap_or("127.0.0.1:9000").to_string(),
             }),
+            "kafka" => {
+                let start = match c.arg("start").map(|a| &a.value) {
+                    Some(ArgValue::Ident(w)) if w == "latest" || w == "end" => Start::Latest,
+                    _ => Start::Earliest,
+                };
+                Box::new(KafkaSource {
+                    cfg: KafkaSourceConfig {
+                        name,
+                        client: self.kafka_client(c)?,
+                        topics: list_arg(c, "topic"),
+                        group: str_arg(c, "group").unwrap_or("weir").to_string(),
+                        start,
+                        commit_every: match c.arg("commit_every").map(|a| &a.value) {
+                            Some(ArgValue::Duration(ms)) => Duration::from_millis((*ms).max(10)),
+                            _ => DEFAULT_COMMIT_EVERY,
+                        },
+                        metrics: self.metrics.clone(),
+                    },
+                })
+            }
             other => {
                 return Err(EngineError::plan_hint(
                     c.kind.span,
-                    format!("`{other}` sources are not available in this build yet"),
-                    "this build runs generator, file, stdin and http sources",
+                    format!("`{other}` sources are not available in this build"),
+                    "this build runs generator, file, stdin, http and kafka sources",
                 ))
             }
         })
@@ -152,11 +227,29 @@ impl ConnectorFactory for LocalFactory {
                     .ok_or_else(|| EngineError::plan(c.span, "file needs a path"))?;
                 Arc::new(JsonLinesSink::file(self.resolve(path)))
             }
+            "kafka" => {
+                let name = output.name.name.clone();
+                let topic = str_arg(c, "topic")
+                    .ok_or_else(|| EngineError::plan(c.span, "kafka needs a topic"))?;
+                let compression = match c.arg("compression").map(|a| &a.value) {
+                    Some(ArgValue::Ident(w)) => Some(w.as_str()),
+                    _ => Some("zstd"),
+                };
+                Arc::new(KafkaOutput {
+                    producer: kafka_producer(&name, &self.kafka_client(c)?, compression)?,
+                    topic: topic.to_string(),
+                    key: str_arg(c, "key").map(str::to_string),
+                    dead: self.dead_letter_file(&format!("output-{name}")),
+                    retries: self.metrics.sink_retries.with_label_values(&[&name]),
+                    failures: self.metrics.sink_failures.with_label_values(&[&name]),
+                    name,
+                })
+            }
             other => {
                 return Err(EngineError::plan_hint(
                     c.kind.span,
-                    format!("`{other}` outputs are not available in this build yet"),
-                    "this build writes to stdout and file outputs",
+                    format!("`{other}` outputs are not available in this build"),
+                    "this build writes to stdout, file and kafka outputs",
                 ))
             }
         })
@@ -186,10 +279,21 @@ impl ConnectorFactory for LocalFactory {
     }
 
     fn dead_letters(&self, source: &CheckedSource) -> Result<Arc<dyn DeadLetterSink>> {
-        Ok(Arc::new(DeadLetterFile::new(
-            self.data_dir
-                .join("deadletter")
-                .join(format!("{}.ndjson", source.decl.name.name)),
-        )))
+        let name = &source.decl.name.name;
+        let file = self.dead_letter_file(name);
+        let c = &source.decl.connector;
+        match (c.kind.name.as_str(), str_arg(c, "dead_letters")) {
+            ("kafka", Some(topic)) => Ok(Arc::new(KafkaDeadLetters {
+                producer: kafka_producer(name, &self.kafka_client(c)?, None)?,
+                name: name.clone(),
+                topic: topic.to_string(),
+                fallback: file,
+                retries: self
+                    .metrics
+                    .sink_retries
+                    .with_label_values(&[&format!("deadletter-{name}")]),
+            })),
+            _ => Ok(file),
+        }
     }
 }

@@ -3,11 +3,13 @@
 //! [`weir_engine::ConnectorFactory`] traits.
 //!
 //! - [`sources`]: `generator` (demo logs), `file`, `stdin`, `http`.
+//! - [`kafka`]: the `kafka` source, output and dead-letter topic.
 //! - [`sinks`]: JSON lines (`stdout`, `file`), the Parquet [`sinks::archive`], and
 //!   the dead-letter store.
 //! - [`factory::LocalFactory`]: builds them from rules, with data under one folder.
 
 pub mod factory;
+pub mod kafka;
 pub mod sinks;
 pub mod sources;
 

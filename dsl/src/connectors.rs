@@ -154,7 +154,24 @@ pub const SOURCES: &[ConnectorSpec] = &[
                 "where a new group starts",
             ),
             arg("client_id", ArgType::Str, false, "client id"),
-            arg("options", ArgType::Any, false, "raw librdkafka settings"),
+            arg(
+                "dead_letters",
+                ArgType::Str,
+                false,
+                "topic for messages that cannot be decoded (default: the dead-letter file in the data folder)",
+            ),
+            arg(
+                "commit_every",
+                ArgType::Duration,
+                false,
+                "how often offsets are committed, after a checkpoint (default 5s)",
+            ),
+            arg(
+                "options",
+                ArgType::StrOrList,
+                false,
+                "raw librdkafka settings as \"key=value\" strings",
+            ),
         ],
     },
 ];
@@ -194,7 +211,12 @@ pub const OUTPUTS: &[ConnectorSpec] = &[
                 false,
                 "compression codec",
             ),
-            arg("options", ArgType::Any, false, "raw librdkafka settings"),
+            arg(
+                "options",
+                ArgType::StrOrList,
+                false,
+                "raw librdkafka settings as \"key=value\" strings",
+            ),
         ],
     },
 ];

@@ -93,6 +93,8 @@ pub struct Schema {
 
 /// Name of the event-time field every source has.
 pub const TIMESTAMP: &str = "timestamp";
+/// Name of the source partition (Kafka partition; 0 elsewhere) every source has.
+pub const PARTITION: &str = "_partition";
 /// Name of the source sequence number (line number, Kafka offset) every source has.
 pub const OFFSET: &str = "_offset";
 /// Name of the original line, kept so no field is ever lost.
@@ -103,13 +105,14 @@ pub const WINDOW_END: &str = "window_end";
 
 /// Fields every source has, whether or not its events carry them (missing ones are
 /// null; a missing timestamp is the arrival time).
-pub const CORE_FIELDS: [(&str, Type); 8] = [
+pub const CORE_FIELDS: [(&str, Type); 9] = [
     (TIMESTAMP, Type::Timestamp),
     ("service", Type::String),
     ("environment", Type::String),
     ("host", Type::String),
     ("severity", Type::Severity),
     ("message", Type::String),
+    (PARTITION, Type::Int),
     (OFFSET, Type::Int),
     (RAW, Type::String),
 ];

@@ -6,11 +6,11 @@
 //! system (Kafka, files, object stores); the `weir-connectors` crate implements
 //! these traits, and a [`ConnectorFactory`] builds them from the rules.
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use weir_dsl::ast::{ArchiveDecl, OutputDecl};
 use weir_dsl::CheckedSource;
@@ -28,6 +28,12 @@ pub struct LineBatch {
     /// Arrival time in microseconds since the epoch, used for lines without a
     /// timestamp.
     pub received_at_us: i64,
+    /// The source partition the lines come from (a Kafka partition; 0 for
+    /// sources without partitions). Offsets count within a partition.
+    pub partition: i64,
+    /// Where in the source the lines come from (a Kafka topic), if the source
+    /// has such a thing; carried into dead letters.
+    pub origin: Option<Arc<str>>,
 }
 
 impl LineBatch {
@@ -71,11 +77,20 @@ impl LineBatch {
     }
 }
 
+/// What a source sends the engine.
+#[derive(Debug)]
+pub enum SourceMessage {
+    Lines(LineBatch),
+    /// A checkpoint barrier: answered once everything sent before it is durable
+    /// in every sink (archive files uploaded, outputs and dead letters flushed).
+    Checkpoint(oneshot::Sender<Result<()>>),
+}
+
 /// Where a source sends its batches. Sending waits when the engine is busy
 /// (backpressure); it fails once the engine has stopped listening.
 #[derive(Clone)]
 pub struct LineSender {
-    tx: mpsc::Sender<LineBatch>,
+    tx: mpsc::Sender<SourceMessage>,
 }
 
 /// The engine stopped reading from this source.
@@ -84,7 +99,7 @@ pub struct LineSender {
 pub struct Closed;
 
 impl LineSender {
-    pub fn new(tx: mpsc::Sender<LineBatch>) -> Self {
+    pub fn new(tx: mpsc::Sender<SourceMessage>) -> Self {
         LineSender { tx }
     }
 
@@ -92,7 +107,23 @@ impl LineSender {
         if batch.is_empty() {
             return Ok(());
         }
-        self.tx.send(batch).await.map_err(|_| Closed)
+        self.tx
+            .send(SourceMessage::Lines(batch))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Waits until every line sent so far has been processed by every pipeline
+    /// and is durable in every sink. A source commits its read position (Kafka
+    /// offsets) only after this succeeds: at-least-once delivery.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send(SourceMessage::Checkpoint(reply))
+            .await
+            .map_err(|_| EngineError::Other(Closed.to_string()))?;
+        done.await
+            .map_err(|_| EngineError::Other(Closed.to_string()))?
     }
 }
 
@@ -115,6 +146,9 @@ pub trait Sink: Send + Sync {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetter {
     pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    pub partition: i64,
     pub offset: i64,
     pub reason: String,
     pub line: String,
@@ -125,6 +159,10 @@ pub struct DeadLetter {
 #[async_trait]
 pub trait DeadLetterSink: Send + Sync {
     async fn write(&self, letters: Vec<DeadLetter>) -> Result<()>;
+    /// Makes everything written so far durable.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Builds connectors from declarations in the rules.

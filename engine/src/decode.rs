@@ -15,7 +15,7 @@ use regex::Regex;
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 use weir_dsl::ast::Format;
-use weir_dsl::types::{OFFSET, RAW, TIMESTAMP};
+use weir_dsl::types::{OFFSET, PARTITION, RAW, TIMESTAMP};
 use weir_dsl::{severity, Schema, Type};
 
 /// Turns lines of one source into record batches of its schema.
@@ -48,7 +48,7 @@ impl LineDecoder {
         let content: Vec<Arc<Field>> = full
             .fields()
             .iter()
-            .filter(|f| f.name() != OFFSET && f.name() != RAW)
+            .filter(|f| ![OFFSET, PARTITION, RAW].contains(&f.name().as_str()))
             .cloned()
             .collect();
         let content_schema = Arc::new(ArrowSchema::new(content));
@@ -131,7 +131,8 @@ impl LineDecoder {
         if let Some(c) = self.severity_col {
             columns[c] = normalize_severity(&columns[c])?;
         }
-        // Put `_offset` and `_raw` where the schema has them.
+        // Put `_partition`, `_offset` and `_raw` where the schema has them.
+        let partitions: ArrayRef = Arc::new(Int64Array::from(vec![lines.partition; n]));
         let mut out: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         let mut content_cols = columns.into_iter();
         let offsets: ArrayRef = Arc::new(offsets);
@@ -139,6 +140,7 @@ impl LineDecoder {
         for f in self.schema.fields() {
             match f.name().as_str() {
                 OFFSET => out.push(offsets.clone()),
+                PARTITION => out.push(partitions.clone()),
                 RAW => out.push(raw.clone()),
                 _ => match content_cols.next() {
                     Some(c) => out.push(c),
@@ -292,6 +294,8 @@ impl LineDecoder {
     fn dead_letter(&self, lines: &LineBatch, i: usize, reason: String) -> DeadLetter {
         DeadLetter {
             source: self.source.clone(),
+            origin: lines.origin.as_deref().map(str::to_string),
+            partition: lines.partition,
             offset: lines.first_offset + i as i64,
             reason,
             line: String::from_utf8_lossy(lines.line(i)).into_owned(),

@@ -20,6 +20,14 @@ pub struct Metrics {
     pub batch_latency: HistogramVec,
     pub archive_files: IntCounterVec,
     pub archive_bytes: IntCounterVec,
+    /// Messages not yet read, per source partition (Kafka consumer lag).
+    pub source_lag: IntGaugeVec,
+    /// Read positions committed back to a source after a checkpoint.
+    pub source_commits: IntCounterVec,
+    /// Delivery attempts an output had to repeat, and batches it gave up on
+    /// (sent to the dead letters).
+    pub sink_retries: IntCounterVec,
+    pub sink_failures: IntCounterVec,
 }
 
 fn counter(
@@ -63,7 +71,34 @@ impl Metrics {
             &["pipeline"],
         )?;
         register(reg, &batch_latency)?;
+        let source_lag = IntGaugeVec::new(
+            Opts::new(
+                "weir_source_lag_messages",
+                "Messages behind the end of a source partition (Kafka consumer lag)",
+            ),
+            &["source", "origin", "partition"],
+        )?;
+        register(reg, &source_lag)?;
         Ok(Metrics {
+            source_lag,
+            source_commits: counter(
+                reg,
+                "weir_source_commits_total",
+                "Read positions committed to a source after a checkpoint",
+                &["source"],
+            )?,
+            sink_retries: counter(
+                reg,
+                "weir_output_retries_total",
+                "Deliveries an output repeated after a transient error",
+                &["output"],
+            )?,
+            sink_failures: counter(
+                reg,
+                "weir_output_failures_total",
+                "Events an output gave up on after its retries (sent to dead letters)",
+                &["output"],
+            )?,
             events_in: counter(
                 reg,
                 "weir_operator_events_in_total",

@@ -308,6 +308,12 @@ impl CompiledPipeline {
     /// The input ended: emits every open window and flushes outputs.
     pub async fn finish(&mut self) -> Result<()> {
         self.run(Vec::new(), Phase::Finish).await?;
+        self.flush().await
+    }
+
+    /// Makes everything this pipeline has written to its outputs durable
+    /// (window state stays in memory).
+    pub async fn flush(&self) -> Result<()> {
         for (step, _) in &self.steps {
             if let Step::Output { sink, .. } = step {
                 sink.flush().await?;

@@ -4,7 +4,7 @@
 //! slows its source down instead of filling memory.
 
 use crate::alert::AlertSink;
-use crate::connector::{ConnectorFactory, LineBatch, LineSender, Sink};
+use crate::connector::{ConnectorFactory, DeadLetterSink, LineSender, Sink, SourceMessage};
 use crate::decode::LineDecoder;
 use crate::error::{EngineError, Result};
 use crate::functions::TableCache;
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -25,6 +25,53 @@ use weir_dsl::CheckedProgram;
 const CHANNEL_DEPTH: usize = 4;
 /// How often idle pipelines check whether event time should move on.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// What flows from a source's decoder to the pipelines and the archive reading it.
+enum Flow {
+    Batch(RecordBatch),
+    /// Flush every sink, then answer: a checkpoint barrier.
+    Barrier(oneshot::Sender<Result<()>>),
+}
+
+/// Answers a barrier with the result of a flush; a failed flush also ends the
+/// task with its error.
+fn answer(reply: oneshot::Sender<Result<()>>, res: Result<()>) -> Result<()> {
+    match res {
+        Ok(()) => {
+            let _ = reply.send(Ok(()));
+            Ok(())
+        }
+        Err(e) => {
+            let _ = reply.send(Err(EngineError::Other(format!("flush failed: {e}"))));
+            Err(e)
+        }
+    }
+}
+
+/// Sends a barrier to every subscriber and waits for all of them, then flushes
+/// the dead letters: everything before the barrier is durable when this returns
+/// `Ok`. Subscribers that stopped (a stopped pipeline flushed when it ended)
+/// are skipped.
+async fn checkpoint(subs: &[mpsc::Sender<Flow>], dead: &dyn DeadLetterSink) -> Result<()> {
+    let mut waits = Vec::with_capacity(subs.len());
+    for sub in subs {
+        let (tx, rx) = oneshot::channel();
+        if sub.send(Flow::Barrier(tx)).await.is_ok() {
+            waits.push(rx);
+        }
+    }
+    for w in waits {
+        match w.await {
+            Ok(res) => res?,
+            Err(_) => {
+                return Err(EngineError::Other(
+                    "a pipeline ended before it confirmed a checkpoint".into(),
+                ))
+            }
+        }
+    }
+    dead.flush().await
+}
 
 /// Settings of a deployment.
 #[derive(Clone)]
@@ -120,11 +167,11 @@ pub fn deploy(
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut pipeline_cancels = HashMap::new();
-    let mut subscribers: HashMap<String, Vec<mpsc::Sender<RecordBatch>>> = HashMap::new();
+    let mut subscribers: HashMap<String, Vec<mpsc::Sender<Flow>>> = HashMap::new();
     let mut pipeline_names = Vec::new();
 
     for mut p in pipelines {
-        let (tx, mut rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
+        let (tx, mut rx) = mpsc::channel::<Flow>(CHANNEL_DEPTH);
         subscribers.entry(p.source.clone()).or_default().push(tx);
         let stop = cancel.child_token();
         pipeline_cancels.insert(p.name.clone(), stop.clone());
@@ -138,10 +185,11 @@ pub fn deploy(
                 tokio::select! {
                     biased;
                     b = rx.recv() => match b {
-                        Some(b) => {
+                        Some(Flow::Batch(b)) => {
                             last_data = Instant::now();
                             p.push(b).await?;
                         }
+                        Some(Flow::Barrier(reply)) => answer(reply, p.flush().await)?,
                         None => break,
                     },
                     _ = tick.tick(), if idle_advance => {
@@ -165,14 +213,17 @@ pub fn deploy(
             return Err(EngineError::plan(a.source.span, "unknown source"));
         };
         let sink = factory.archive(a, src)?;
-        let (tx, mut rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
+        let (tx, mut rx) = mpsc::channel::<Flow>(CHANNEL_DEPTH);
         subscribers
             .entry(src.decl.name.name.clone())
             .or_default()
             .push(tx);
         tasks.spawn(async move {
-            while let Some(b) = rx.recv().await {
-                sink.write(&b).await?;
+            while let Some(flow) = rx.recv().await {
+                match flow {
+                    Flow::Batch(b) => sink.write(&b).await?,
+                    Flow::Barrier(reply) => answer(reply, sink.flush().await)?,
+                }
             }
             sink.flush().await
         });
@@ -189,7 +240,7 @@ pub fn deploy(
         let source = factory.source(src)?;
         let dead = factory.dead_letters(src)?;
         let mut decoder = LineDecoder::new(&name, &src.format, &src.schema)?;
-        let (line_tx, mut line_rx) = mpsc::channel::<LineBatch>(CHANNEL_DEPTH);
+        let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);
         let stop = cancel.clone();
         let source_name = name.clone();
         let errors = metrics.errors.with_label_values(&["source"]);
@@ -205,7 +256,14 @@ pub fn deploy(
         let bytes = metrics.source_bytes.with_label_values(&[&name]);
         let dead_count = metrics.dead_letters.with_label_values(&[&name]);
         tasks.spawn(async move {
-            while let Some(lines) = line_rx.recv().await {
+            while let Some(msg) = line_rx.recv().await {
+                let lines = match msg {
+                    SourceMessage::Lines(lines) => lines,
+                    SourceMessage::Checkpoint(reply) => {
+                        let _ = reply.send(checkpoint(&subs, dead.as_ref()).await);
+                        continue;
+                    }
+                };
                 bytes.inc_by(lines.data.len() as u64);
                 let decoded = decoder.decode(&lines)?;
                 if !decoded.dead.is_empty() {
@@ -216,7 +274,7 @@ pub fn deploy(
                 events.inc_by(batch.num_rows() as u64);
                 let mut i = 0;
                 while i < subs.len() {
-                    if subs[i].send(batch.clone()).await.is_err() {
+                    if subs[i].send(Flow::Batch(batch.clone())).await.is_err() {
                         // That pipeline was stopped.
                         subs.swap_remove(i);
                     } else {
@@ -227,7 +285,7 @@ pub fn deploy(
                     break;
                 }
             }
-            Ok(())
+            dead.flush().await
         });
     }
 

@@ -12,10 +12,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { files } => check::run(&files),
         Command::Run {
             file,
+            config,
             data_dir,
             json,
             quiet,
-        } => runtime()?.block_on(run::run(&file, data_dir, json, quiet)),
+        } => runtime()?.block_on(run::run(&file, config.as_deref(), data_dir, json, quiet)),
         Command::Serve {
             config,
             demo,

@@ -1,6 +1,7 @@
 //! `weir run FILE.rules`: runs pipelines in the foreground, printing alerts and a
 //! progress line.
 
+use crate::config::Config;
 use crate::engine_host::EngineHost;
 use crate::rules;
 use std::io::IsTerminal;
@@ -12,13 +13,18 @@ use weir_engine::Alert;
 
 pub async fn run(
     file: &Path,
+    config: Option<&Path>,
     data_dir: PathBuf,
     json: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let name = file.display().to_string();
     let text = rules::read(file)?;
-    let host = Arc::new(EngineHost::new(data_dir, 10_000)?);
+    let kafka = match config {
+        Some(p) => Config::load(p)?.kafka,
+        None => Default::default(),
+    };
+    let host = Arc::new(EngineHost::new(data_dir, 10_000, kafka)?);
     let base = file
         .parent()
         .map(Path::to_path_buf)

@@ -36,7 +36,11 @@ pub async fn serve(
     cfg.rules.extend(rules_files);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data folder {}", cfg.data_dir.display()))?;
-    let host = Arc::new(EngineHost::new(cfg.data_dir.clone(), cfg.alert_history)?);
+    let host = Arc::new(EngineHost::new(
+        cfg.data_dir.clone(),
+        cfg.alert_history,
+        cfg.kafka.clone(),
+    )?);
 
     let mut failed = false;
     for path in &cfg.rules {

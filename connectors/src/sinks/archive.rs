@@ -1,9 +1,10 @@
 //! The archive: every event of a source as Parquet (zstd, dictionary-encoded,
 //! page statistics) on object storage, Hive-partitioned by event time:
-//! `stream=NAME/date=YYYY-MM-DD/hour=HH/part-FIRST-LAST.parquet`.
+//! `stream=NAME/date=YYYY-MM-DD/hour=HH/part-PARTITION-FIRST-LAST.parquet`.
 //!
-//! File names come from the first and last source offset in the file, so a
-//! replayed write replaces a file rather than duplicating it. Files are uploaded
+//! A file holds the events of one source partition; its name comes from the
+//! partition and the first and last source offset in it, so a replayed write
+//! replaces a file rather than duplicating it. Files are uploaded
 //! whole once closed (the local store writes a temporary file and renames it), so
 //! a reader never sees half a file. Files roll at a size and at an age.
 
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
-use weir_dsl::types::{OFFSET, TIMESTAMP};
+use weir_dsl::types::{OFFSET, PARTITION, TIMESTAMP};
 use weir_engine::{EngineError, Result, Sink};
 
 /// How finely files are partitioned by event time.
@@ -47,11 +48,14 @@ struct OpenFile {
     opened: Instant,
 }
 
+type FileKey = (i64, i64);
+
 struct Inner {
     store: Arc<dyn ObjectStore>,
     cfg: ArchiveConfig,
     schema: SchemaRef,
-    open: Mutex<BTreeMap<i64, OpenFile>>,
+    /// Open files by (time bucket start, source partition).
+    open: Mutex<BTreeMap<FileKey, OpenFile>>,
     files: prometheus::IntCounter,
     bytes: prometheus::IntCounter,
 }
@@ -111,7 +115,12 @@ impl Inner {
         }
     }
 
-    fn object_path(&self, bucket_start_us: i64, first: i64, last: i64) -> StorePath {
+    fn object_path(
+        &self,
+        (bucket_start_us, partition): FileKey,
+        first: i64,
+        last: i64,
+    ) -> StorePath {
         let t = chrono::DateTime::from_timestamp_micros(bucket_start_us).unwrap_or_default();
         let mut p = format!(
             "{}stream={}/date={}/",
@@ -126,7 +135,9 @@ impl Inner {
         if self.cfg.granularity == Granularity::Hour {
             p.push_str(&format!("hour={}/", t.format("%H")));
         }
-        p.push_str(&format!("part-{first:020}-{last:020}.parquet"));
+        p.push_str(&format!(
+            "part-{partition:05}-{first:020}-{last:020}.parquet"
+        ));
         StorePath::from(p)
     }
 
@@ -135,6 +146,12 @@ impl Inner {
             .column_by_name(TIMESTAMP)
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
             .ok_or_else(|| EngineError::Other("archive: batch has no timestamp".into()))?;
+        // A batch comes from one source partition.
+        let partition = batch
+            .column_by_name(PARTITION)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .filter(|c| !c.is_empty() && c.is_valid(0))
+            .map_or(0, |c| c.value(0));
         let len = self.bucket_len_us();
         // Rows by time bucket (usually one bucket per batch).
         let mut buckets: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
@@ -159,7 +176,8 @@ impl Inner {
                     .and_then(|c| c.as_primitive_opt::<Int64Type>())
                     .ok_or_else(|| EngineError::Other("archive: no _offset".into()))?;
                 let (lo, hi) = min_max(part_offsets);
-                let file = match open.entry(bucket) {
+                let key = (bucket, partition);
+                let file = match open.entry(key) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => e.insert(OpenFile {
                         writer: ArrowWriter::try_new(
@@ -180,23 +198,23 @@ impl Inner {
                 file.last_offset = file.last_offset.max(hi);
                 let size = file.writer.bytes_written() + file.writer.in_progress_size();
                 if size as u64 >= self.cfg.roll_bytes {
-                    if let Some(f) = open.remove(&bucket) {
-                        to_upload.push((bucket, f));
+                    if let Some(f) = open.remove(&key) {
+                        to_upload.push((key, f));
                     }
                 }
             }
         }
-        for (bucket, f) in to_upload {
-            self.upload(bucket, f).await?;
+        for (key, f) in to_upload {
+            self.upload(key, f).await?;
         }
         Ok(())
     }
 
     /// Closes and uploads files older than the roll age (or all, with `all`).
     async fn roll(&self, all: bool) -> Result<()> {
-        let ready: Vec<(i64, OpenFile)> = {
+        let ready: Vec<(FileKey, OpenFile)> = {
             let mut open = self.open.lock().await;
-            let keys: Vec<i64> = open
+            let keys: Vec<FileKey> = open
                 .iter()
                 .filter(|(_, f)| all || f.opened.elapsed() >= self.cfg.roll_every)
                 .map(|(k, _)| *k)
@@ -205,14 +223,14 @@ impl Inner {
                 .filter_map(|k| open.remove(&k).map(|f| (k, f)))
                 .collect()
         };
-        for (bucket, f) in ready {
-            self.upload(bucket, f).await?;
+        for (key, f) in ready {
+            self.upload(key, f).await?;
         }
         Ok(())
     }
 
-    async fn upload(&self, bucket: i64, f: OpenFile) -> Result<()> {
-        let path = self.object_path(bucket, f.first_offset, f.last_offset);
+    async fn upload(&self, key: FileKey, f: OpenFile) -> Result<()> {
+        let path = self.object_path(key, f.first_offset, f.last_offset);
         let bytes = f
             .writer
             .into_inner()

@@ -1,0 +1,401 @@
+//! The `kafka(...)` source: a consumer-group member that turns messages into
+//! [`LineBatch`]es (one partition per batch, offsets contiguous) and commits
+//! offsets only after the engine confirms a checkpoint — everything before the
+//! committed offset is durable in every sink (at-least-once, no loss).
+//!
+//! librdkafka is polled on a thread of its own; the rebalance callback runs
+//! there. When partitions are revoked (cooperative-sticky by default), the
+//! callback waits while the async side sends what it holds for them, takes a
+//! checkpoint and commits, so the next owner starts exactly after what was
+//! made durable.
+
+use super::config::describe;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use weir_engine::{EngineError, LineBatch, LineSender, Result, Source};
+
+use crate::sources::lines::{now_us, MAX_BYTES, MAX_LINES};
+
+/// Where a group with no committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Earliest,
+    Latest,
+}
+
+/// Settings of one `kafka(...)` source.
+#[derive(Clone)]
+pub struct KafkaSourceConfig {
+    /// The source's name in the rules.
+    pub name: String,
+    /// Client settings (brokers, security, raw options).
+    pub client: ClientConfig,
+    /// Topic names, or regexes starting with `^`.
+    pub topics: Vec<String>,
+    pub group: String,
+    pub start: Start,
+    /// How often offsets are committed (each commit is a checkpoint: archive
+    /// files are closed and outputs flushed first).
+    pub commit_every: Duration,
+    pub metrics: weir_engine::Metrics,
+}
+
+/// The source.
+pub struct KafkaSource {
+    pub cfg: KafkaSourceConfig,
+}
+
+/// What the poll thread hands the async side, in the order librdkafka gave it.
+enum Polled {
+    Message {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        payload: Option<Vec<u8>>,
+    },
+    /// Partitions being taken away: commit them, then answer.
+    Revoke(Vec<(String, i32)>, std::sync::mpsc::SyncSender<()>),
+    /// An error the source cannot recover from (authentication, TLS).
+    Fatal(String),
+}
+
+struct Ctx {
+    tx: mpsc::Sender<Polled>,
+    source: String,
+    lag: prometheus::IntGaugeVec,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    self.lag
+                        .with_label_values(&[&self.source, topic, &p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        let fatal = matches!(
+            code,
+            Some(RDKafkaErrorCode::Authentication)
+                | Some(RDKafkaErrorCode::SaslAuthenticationFailed)
+                | Some(RDKafkaErrorCode::SSL)
+        );
+        if fatal {
+            let hint = match code {
+                Some(RDKafkaErrorCode::SSL) => {
+                    "check [kafka.tls] ca (the CA that signed the broker's certificate), cert/key and the broker address"
+                }
+                _ => "check [kafka.sasl] mechanism, username and the password source",
+            };
+            let _ = self
+                .tx
+                .try_send(Polled::Fatal(format!("{reason} (hint: {hint})")));
+        } else {
+            warn!(source = %self.source, error = %error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts: Vec<(String, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            info!(source = %self.source, partitions = ?parts, "partitions revoked: committing what was read");
+            let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+            if self
+                .tx
+                .blocking_send(Polled::Revoke(parts, done_tx))
+                .is_ok()
+            {
+                // The async side answers after its checkpoint and commit.
+                let _ = done_rx.recv_timeout(Duration::from_secs(120));
+            }
+        }
+    }
+}
+
+/// The partition id written to `_partition` and archive file names: the
+/// Kafka partition for a source of one topic; with several topics, the topic's
+/// 32-bit FNV-1a hash in the high half, so ids of different topics differ.
+pub fn partition_id(single_topic: bool, topic: &str, partition: i32) -> i64 {
+    if single_topic {
+        return partition as i64;
+    }
+    let mut h: u32 = 0x811c_9dc5;
+    for b in topic.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    ((h as i64) << 32) | (partition as u32 as i64)
+}
+
+/// What the async side holds per partition.
+#[derive(Default)]
+struct PartitionState {
+    batch: LineBatch,
+    /// Offset after the last message handed to the engine (or held in `batch`).
+    next: Option<i64>,
+    /// Offset after the last committed message.
+    committed: Option<i64>,
+}
+
+type Key = (Arc<str>, i32);
+
+impl KafkaSource {
+    fn consumer(&self, tx: mpsc::Sender<Polled>) -> Result<BaseConsumer<Ctx>> {
+        let mut c = self.cfg.client.clone();
+        c.set("group.id", &self.cfg.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set(
+                "auto.offset.reset",
+                match self.cfg.start {
+                    Start::Earliest => "earliest",
+                    Start::Latest => "latest",
+                },
+            )
+            .set("statistics.interval.ms", "5000");
+        if c.get("partition.assignment.strategy").is_none() {
+            c.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        debug!(source = %self.cfg.name, config = %describe(&c), "kafka consumer");
+        let ctx = Ctx {
+            tx,
+            source: self.cfg.name.clone(),
+            lag: self.cfg.metrics.source_lag.clone(),
+        };
+        let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx).map_err(|e| {
+            EngineError::connector(&self.cfg.name, format!("cannot create the consumer: {e}"))
+        })?;
+        let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|e| {
+            EngineError::connector(
+                &self.cfg.name,
+                format!("cannot subscribe to {topics:?}: {e}"),
+            )
+        })?;
+        Ok(consumer)
+    }
+}
+
+/// Sends every non-empty batch to the engine.
+async fn send_all(state: &mut HashMap<Key, PartitionState>, out: &LineSender) -> bool {
+    for st in state.values_mut() {
+        if !st.batch.is_empty() {
+            let mut full = std::mem::take(&mut st.batch);
+            full.received_at_us = now_us();
+            if out.send(full).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The offsets to commit: partitions with something new since their last
+/// commit, optionally only those in `only`.
+fn pending_commits(
+    state: &HashMap<Key, PartitionState>,
+    only: Option<&[(String, i32)]>,
+) -> Vec<(Key, i64)> {
+    state
+        .iter()
+        .filter(|((t, p), _)| only.is_none_or(|o| o.iter().any(|(ot, op)| **ot == **t && op == p)))
+        .filter_map(|(k, st)| match st.next {
+            Some(n) if st.committed != Some(n) => Some((k.clone(), n)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Source for KafkaSource {
+    async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()> {
+        let name = self.cfg.name.clone();
+        let single_topic = self.cfg.topics.len() == 1 && !self.cfg.topics[0].starts_with('^');
+        let (tx, mut rx) = mpsc::channel::<Polled>(4096);
+        let consumer = Arc::new(self.consumer(tx.clone())?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let consumer = consumer.clone();
+            let stop = stop.clone();
+            let name = name.clone();
+            std::thread::Builder::new()
+                .name(format!("kafka-{name}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match consumer.poll(Duration::from_millis(100)) {
+                            Some(Ok(m)) => {
+                                let msg = Polled::Message {
+                                    topic: Arc::from(m.topic()),
+                                    partition: m.partition(),
+                                    offset: m.offset(),
+                                    payload: m.payload().map(<[u8]>::to_vec),
+                                };
+                                if tx.blocking_send(msg).is_err() {
+                                    break;
+                                }
+                            }
+                            Some(Err(e)) => debug!(source = %name, error = %e, "kafka poll"),
+                            None => {}
+                        }
+                    }
+                })
+                .map_err(|e| EngineError::io("starting the kafka poll thread", e))?
+        };
+
+        let commits = self.cfg.metrics.source_commits.with_label_values(&[&name]);
+        let commit = |offsets: Vec<(Key, i64)>, mode: CommitMode| {
+            let consumer = consumer.clone();
+            let name = name.clone();
+            async move {
+                if offsets.is_empty() {
+                    return Ok(());
+                }
+                let mut tpl = TopicPartitionList::new();
+                for ((t, p), n) in &offsets {
+                    tpl.add_partition_offset(t, *p, Offset::Offset(*n))
+                        .map_err(|e| EngineError::connector(&name, e.to_string()))?;
+                }
+                tokio::task::spawn_blocking(move || consumer.commit(&tpl, mode))
+                    .await
+                    .map_err(|e| EngineError::Other(format!("commit task: {e}")))?
+                    .map_err(|e| EngineError::connector(&name, format!("commit failed: {e}")))
+            }
+        };
+
+        let mut state: HashMap<Key, PartitionState> = HashMap::new();
+        let mut linger = tokio::time::interval(Duration::from_millis(100));
+        let mut commit_tick = tokio::time::interval(self.cfg.commit_every);
+        commit_tick.tick().await;
+        let mut result = Ok(());
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                polled = rx.recv() => match polled {
+                    Some(Polled::Message { topic, partition, offset, payload }) => {
+                        let key = (topic.clone(), partition);
+                        let st = state.entry(key).or_default();
+                        let contiguous = st.batch.first_offset + st.batch.len() as i64 == offset;
+                        if !st.batch.is_empty() && !contiguous {
+                            // A gap (compaction, transaction markers): a batch
+                            // holds contiguous offsets only.
+                            let mut full = std::mem::take(&mut st.batch);
+                            full.received_at_us = now_us();
+                            if out.send(full).await.is_err() { break; }
+                        }
+                        if st.batch.is_empty() {
+                            st.batch.first_offset = offset;
+                            st.batch.partition = partition_id(single_topic, &topic, partition);
+                            st.batch.origin = Some(topic);
+                        }
+                        st.batch.push(payload.as_deref().unwrap_or_default());
+                        st.next = Some(offset + 1);
+                        if st.batch.len() >= MAX_LINES || st.batch.data.len() >= MAX_BYTES {
+                            let mut full = std::mem::take(&mut st.batch);
+                            full.received_at_us = now_us();
+                            if out.send(full).await.is_err() { break; }
+                        }
+                    }
+                    Some(Polled::Revoke(parts, done)) => {
+                        let res = async {
+                            if !send_all(&mut state, &out).await {
+                                return Err(EngineError::Other("engine stopped".into()));
+                            }
+                            out.checkpoint().await?;
+                            commit(pending_commits(&state, Some(&parts)), CommitMode::Sync).await
+                        }.await;
+                        state.retain(|(t, p), _| !parts.iter().any(|(rt, rp)| **rt == **t && rp == p));
+                        let _ = done.send(());
+                        if let Err(e) = res {
+                            warn!(source = %name, error = %e, "commit on revoke failed; the next owner re-reads those messages");
+                        } else {
+                            commits.inc();
+                        }
+                    }
+                    Some(Polled::Fatal(msg)) => {
+                        result = Err(EngineError::connector(&name, msg));
+                        break;
+                    }
+                    None => break,
+                },
+                _ = linger.tick() => {
+                    if !send_all(&mut state, &out).await { break; }
+                }
+                _ = commit_tick.tick() => {
+                    if !send_all(&mut state, &out).await { break; }
+                    let offsets = pending_commits(&state, None);
+                    if offsets.is_empty() { continue; }
+                    match out.checkpoint().await {
+                        Ok(()) => {
+                            if let Err(e) = commit(offsets.clone(), CommitMode::Async).await {
+                                result = Err(e);
+                                break;
+                            }
+                            for ((t, p), n) in offsets {
+                                if let Some(st) = state.get_mut(&(t, p)) { st.committed = Some(n); }
+                            }
+                            commits.inc();
+                        }
+                        Err(e) => { result = Err(e); break; }
+                    }
+                }
+            }
+        }
+        // Stop: hand over what is held, checkpoint, commit synchronously.
+        if result.is_ok() && send_all(&mut state, &out).await {
+            let offsets = pending_commits(&state, None);
+            if !offsets.is_empty() && out.checkpoint().await.is_ok() {
+                match commit(offsets, CommitMode::Sync).await {
+                    Ok(()) => commits.inc(),
+                    Err(e) => warn!(source = %name, error = %e, "final commit failed"),
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        // Closing the channel lets a rebalance callback during close return.
+        drop(rx);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = poller.join();
+            drop(consumer);
+        })
+        .await;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_ids_of_different_topics_differ() {
+        assert_eq!(partition_id(true, "logs", 3), 3);
+        let a = partition_id(false, "logs.a", 0);
+        let b = partition_id(false, "logs.b", 0);
+        assert_ne!(a, b);
+        assert_eq!(a & 0xffff_ffff, 0);
+        assert_eq!(partition_id(false, "logs.a", 7) & 0xffff_ffff, 7);
+    }
+}

@@ -1,0 +1,453 @@
+//! The Kafka connectors against a real broker (tansu on loopback): produce →
+//! consume → archive with exact counts and a dead-letter topic; two processes
+//! in one group splitting partitions; a consumer killed mid-stream and
+//! restarted without loss; the broker stopped for 10 s mid-stream; a Kafka
+//! output. Every offset is accounted for in the archive or the dead letters.
+
+mod support;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::tansu::Broker;
+use support::{archived, dead_letters};
+
+/// A `weir run` child process, killed when dropped.
+struct Weir {
+    child: Child,
+    data: PathBuf,
+}
+
+impl Weir {
+    fn start(rules: &str, dir: &Path, data: &str) -> Weir {
+        std::fs::create_dir_all(dir).unwrap();
+        let file = dir.join(format!("{data}.rules"));
+        std::fs::write(&file, rules).unwrap();
+        let data = dir.join(data);
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(&file)
+            .arg("--quiet")
+            .arg("--data-dir")
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("weir starts");
+        Weir { child, data }
+    }
+
+    fn archive(&self) -> PathBuf {
+        self.data.join("archive")
+    }
+
+    /// SIGTERM, then waits: a graceful stop (flush, checkpoint, commit).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "weir did not stop within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `payloads` round-robin over `partitions`; returns each message's
+/// (partition, offset).
+async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    partitions: i32,
+    payloads: &[Vec<u8>],
+) -> Vec<(i64, i64)> {
+    let sends = payloads.iter().enumerate().map(|(i, body)| {
+        p.send(
+            FutureRecord::<(), _>::to(topic)
+                .partition(i as i32 % partitions)
+                .payload(body),
+            Duration::from_secs(60),
+        )
+    });
+    futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| {
+            let d = r.unwrap_or_else(|(e, _)| panic!("produce failed: {e}"));
+            (d.partition as i64, d.offset)
+        })
+        .collect()
+}
+
+fn event(i: usize) -> Vec<u8> {
+    let sev = if i % 10 == 0 { "ERROR" } else { "INFO" };
+    format!(
+        r#"{{"timestamp":"2026-03-01T00:{:02}:{:02}Z","service":"svc{}","severity":"{sev}","message":"event {i}"}}"#,
+        (i / 60) % 60,
+        i % 60,
+        i % 4
+    )
+    .into_bytes()
+}
+
+/// Waits until `done()` holds, or fails after `secs`.
+async fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    got.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+fn rules(bootstrap: &str, group: &str, extra: &str) -> String {
+    format!(
+        r#"source app = kafka(brokers: "{bootstrap}", topic: "logs", group: "{group}", commit_every: 300ms{extra}) format json
+archive app roll every 1h
+pipeline errors {{
+  from app
+  | where severity >= error
+  | window tumbling 1m by service {{ n = count() }}
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_consume_archive_exact_with_dead_letter_topic() {
+    let broker = Broker::memory();
+    broker.create_topic("logs", 3);
+    broker.create_topic("logs.dlq", 1);
+    let p = producer(&broker.bootstrap());
+    const N: usize = 30_000;
+    let mut payloads: Vec<Vec<u8>> = (0..N).map(event).collect();
+    // Malformed messages among the good ones.
+    let bad = [
+        b"{not json".to_vec(),
+        vec![0xff, 0xfe, b'{', b'}'],
+        b"[1,2,3]".to_vec(),
+    ];
+    for (k, b) in bad.iter().enumerate() {
+        payloads[5_000 * (k + 1)] = b.clone();
+    }
+    let produced = produce(&p, "logs", 3, &payloads).await;
+    let bad_at: BTreeSet<(i64, i64)> = (1..=bad.len()).map(|k| produced[5_000 * k]).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(
+        &rules(&broker.bootstrap(), "g1", r#", dead_letters: "logs.dlq""#),
+        dir.path(),
+        "one",
+    );
+    let archive = weir.archive();
+    wait_until(120, "all good events archived", || {
+        archived(&archive).0.len() >= N - bad.len()
+    })
+    .await;
+    // Give a last commit time, then stop gracefully.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let st = weir.terminate();
+    assert!(st.success(), "weir exited with {st}");
+
+    let (rows, _) = archived(&archive);
+    let expected: Vec<(i64, i64)> = produced
+        .iter()
+        .copied()
+        .filter(|k| !bad_at.contains(k))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(rows.len(), N - bad.len(), "exactly once in the archive");
+    assert_eq!(rows, expected);
+
+    // The dead-letter topic has the malformed ones, with their reasons.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["logs.dlq"]).unwrap();
+    let mut letters = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while letters.len() < bad.len() && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let h = m.headers().expect("dead letters carry headers");
+            let get = |k: &str| {
+                h.iter()
+                    .find(|x| x.key == k)
+                    .and_then(|x| x.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            assert_eq!(get("weir.topic"), "logs");
+            assert!(!get("weir.reason").is_empty());
+            assert!(!get("weir.time").is_empty());
+            letters.insert((
+                get("weir.partition").parse::<i64>().unwrap(),
+                get("weir.offset").parse::<i64>().unwrap(),
+            ));
+        }
+    }
+    assert_eq!(
+        letters, bad_at,
+        "every malformed message is in the DLQ topic"
+    );
+
+    // Offsets were committed up to the end of every partition.
+    let ends: Vec<i64> = (0..3)
+        .map(|part| {
+            produced
+                .iter()
+                .filter(|(p, _)| *p == part)
+                .map(|(_, o)| o + 1)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(committed(&broker.bootstrap(), "g1", "logs", 3), ends);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_in_one_group_split_the_partitions() {
+    let broker = Broker::memory();
+    broker.create_topic("logs", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let a = Weir::start(&rules(&broker.bootstrap(), "shared", ""), dir.path(), "a");
+    let b = Weir::start(&rules(&broker.bootstrap(), "shared", ""), dir.path(), "b");
+    // Let both join before data flows.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    const N: usize = 20_000;
+    let payloads: Vec<Vec<u8>> = (0..N).map(event).collect();
+    let produced = produce(&producer(&broker.bootstrap()), "logs", 4, &payloads).await;
+    let (aa, ba) = (a.archive(), b.archive());
+    wait_until(120, "all events archived by the two", || {
+        let mut all: BTreeSet<(i64, i64)> = archived(&aa).0.into_iter().collect();
+        all.extend(archived(&ba).0);
+        all.len() >= N
+    })
+    .await;
+    let ra = archived(&aa).0;
+    let rb = archived(&ba).0;
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    let pa: BTreeSet<i64> = ra.iter().map(|r| r.0).collect();
+    let pb: BTreeSet<i64> = rb.iter().map(|r| r.0).collect();
+    assert!(
+        !ra.is_empty() && !rb.is_empty(),
+        "both consumed: {pa:?} {pb:?}"
+    );
+    let mut all: Vec<(i64, i64)> = ra.into_iter().chain(rb).collect();
+    all.sort_unstable();
+    let expected: Vec<(i64, i64)> = produced
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let unique: Vec<(i64, i64)> = all
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(unique, expected, "every offset archived");
+    assert_eq!(all.len(), N, "no offset archived twice: {pa:?} / {pb:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_consumer_restarts_without_loss() {
+    let broker = Broker::memory();
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules(&broker.bootstrap(), "crashy", "");
+    let p = producer(&broker.bootstrap());
+    const N: usize = 40_000;
+    let payloads: Vec<Vec<u8>> = (0..N).map(event).collect();
+    let first = produce(&p, "logs", 2, &payloads[..N / 2]).await;
+    let weir = Weir::start(&rules, dir.path(), "crash");
+    let archive = weir.archive();
+    wait_until(120, "some events archived", || {
+        !archived(&archive).0.is_empty()
+    })
+    .await;
+    weir.kill();
+    let second = produce(&p, "logs", 2, &payloads[N / 2..]).await;
+    let weir = Weir::start(&rules, dir.path(), "crash");
+    wait_until(120, "every offset archived after the restart", || {
+        archived(&archive)
+            .0
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= N
+    })
+    .await;
+    assert!(weir.terminate().success());
+    let got: BTreeSet<(i64, i64)> = archived(&archive).0.into_iter().collect();
+    let expected: BTreeSet<(i64, i64)> = first.into_iter().chain(second).collect();
+    assert_eq!(got, expected, "no offset lost across the crash");
+    assert!(dead_letters(&dir.path().join("crash/deadletter/app.ndjson")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_down_for_ten_seconds_loses_nothing() {
+    let mut broker = Broker::durable();
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(
+        &rules(&broker.bootstrap(), "outage", ""),
+        dir.path(),
+        "outage",
+    );
+    let archive = weir.archive();
+    const N: usize = 6_000;
+    let payloads: Vec<Vec<u8>> = (0..N).map(event).collect();
+    let first = produce(
+        &producer(&broker.bootstrap()),
+        "logs",
+        2,
+        &payloads[..N / 2],
+    )
+    .await;
+    wait_until(120, "the first half archived", || {
+        archived(&archive).0.len() >= N / 2
+    })
+    .await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    broker.restart();
+    let second = produce(
+        &producer(&broker.bootstrap()),
+        "logs",
+        2,
+        &payloads[N / 2..],
+    )
+    .await;
+    wait_until(180, "the second half archived after the outage", || {
+        archived(&archive)
+            .0
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= N
+    })
+    .await;
+    assert!(weir.terminate().success());
+    let got: BTreeSet<(i64, i64)> = archived(&archive).0.into_iter().collect();
+    let expected: BTreeSet<(i64, i64)> = first.into_iter().chain(second).collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_output_receives_window_results() {
+    let broker = Broker::memory();
+    broker.create_topic("logs", 1);
+    broker.create_topic("counts", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"source app = kafka(brokers: "{b}", topic: "logs", group: "out", commit_every: 300ms) format json
+output counts = kafka(brokers: "{b}", topic: "counts", key: "service", compression: lz4)
+pipeline per_service {{
+  from app
+  | window tumbling 1m by service {{ n = count() }}
+  | to counts
+}}
+"#,
+        b = broker.bootstrap()
+    );
+    // 4 services x 60 events in minute 0, then one event in minute 5 to close it.
+    let mut payloads: Vec<Vec<u8>> = (0..240).map(event).collect();
+    payloads.push(
+        br#"{"timestamp":"2026-03-01T00:05:00Z","service":"svc0","severity":"INFO","message":"tick"}"#
+            .to_vec(),
+    );
+    let weir = Weir::start(&text, dir.path(), "out");
+    produce(&producer(&broker.bootstrap()), "logs", 1, &payloads).await;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "counts-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["counts"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < 4 && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let key = String::from_utf8_lossy(m.key().unwrap()).into_owned();
+            assert_eq!(v["service"], key.as_str());
+            got.push((key, v["n"].as_i64().unwrap()));
+        }
+    }
+    assert!(weir.terminate().success());
+    got.sort();
+    // i / 60 picks the minute, i % 4 the service: 240 events in minutes 0..3,
+    // 15 per service per minute; minute 0 closes first.
+    assert_eq!(
+        got,
+        vec![
+            ("svc0".to_string(), 15),
+            ("svc1".to_string(), 15),
+            ("svc2".to_string(), 15),
+            ("svc3".to_string(), 15)
+        ]
+    );
+}

@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests: reading the Parquet archive back,
+//! starting a real Kafka-compatible broker (tansu) on loopback, and running the
+//! `weir` binary.
+#![allow(dead_code)]
+
+pub mod tansu;
+
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::Path;
+
+/// Every (`_partition`, `_offset`) in the Parquet files under `dir` (sorted),
+/// and how many files there are. A missing folder is an empty archive.
+pub fn archived(dir: &Path) -> (Vec<(i64, i64)>, usize) {
+    let mut rows = Vec::new();
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                files += 1;
+                let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{e}"));
+                let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+                    .and_then(|b| b.build())
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                for b in reader {
+                    let b = b.unwrap_or_else(|e| panic!("{e}"));
+                    let col = |name: &str| {
+                        b.column_by_name(name)
+                            .unwrap_or_else(|| panic!("no {name} in {}", p.display()))
+                            .as_primitive::<Int64Type>()
+                            .values()
+                            .to_vec()
+                    };
+                    rows.extend(col("_partition").into_iter().zip(col("_offset")));
+                }
+            }
+        }
+    }
+    rows.sort_unstable();
+    (rows, files)
+}
+
+/// The (partition, offset) of every dead letter in a dead-letter file.
+pub fn dead_letters(file: &Path) -> Vec<(i64, i64)> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
+            (
+                v["partition"].as_i64().unwrap_or(-1),
+                v["offset"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
