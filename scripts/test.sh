@@ -16,6 +16,11 @@ cargo --version
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 echo "== services"
+if ! command -v stunnel4 >/dev/null 2>&1 && ! command -v stunnel >/dev/null 2>&1; then
+  echo "installing stunnel4 (Debian) for the Kafka TLS tests"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get install -y stunnel4 >/dev/null 2>&1 || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y stunnel4 >/dev/null; }
+fi
 WEIR_TANSU="$(scripts/services/install-tansu.sh)"
 export WEIR_TANSU
 "$WEIR_TANSU" --version
@@ -42,5 +47,6 @@ fi
 
 echo "== benchmark smoke (end-to-end harness, small)"
 WEIR_BENCH_EVENTS=200000 cargo bench --locked --bench e2e_throughput -- --quick
+WEIR_BENCH_EVENTS=50000 cargo bench --locked --bench kafka_throughput
 
 echo "tests: $passed passed, $failed failed"

@@ -35,7 +35,7 @@ impl Weir {
             .arg("--quiet")
             .arg("--data-dir")
             .arg(&data)
-            .env("RUST_LOG", "warn")
+            .env("WEIR_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -123,10 +123,11 @@ async fn progress_loop(host: &EngineHost) {
         tick.tick().await;
         let events = total(&host.metrics.source_events);
         eprint!(
-            "\r{:>6.0}s  {:>10} events  {:>9} events/s  {:>5} windows open  {:>4} alerts  {:>4} dead letters  {:>5} late   ",
+            "\r{:>6.0}s  {:>10} events  {:>9} events/s  {:>8} lag  {:>5} windows open  {:>4} alerts  {:>4} dead letters  {:>5} late   ",
             start.elapsed().as_secs_f64(),
             events,
             events - last,
+            gauge_total(&host.metrics.source_lag),
             gauge_total(&host.metrics.windows_open),
             total(&host.metrics.alerts),
             total(&host.metrics.dead_letters),

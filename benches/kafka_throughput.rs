@@ -1,0 +1,178 @@
+//! Kafka → engine → archive throughput against a baseline in the same run, on
+//! the same topic of the same broker (tansu on loopback, memory storage): a
+//! minimal rdkafka consumer that polls and counts, nothing else. (Debian's
+//! `kcat` is built on librdkafka 2.0, which cannot parse tansu's ApiVersions
+//! response, so the baseline is the raw client Weir itself uses.)
+//!
+//! `cargo bench --bench kafka_throughput` (WEIR_BENCH_EVENTS sets the count,
+//! default 500,000; WEIR_TANSU the broker binary). Prints events/s for both,
+//! the ratio, and peak RSS.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::tansu::Broker;
+use weir_connectors::sources::generator::{generate_ndjson, GeneratorConfig};
+use weir_connectors::LocalFactory;
+use weir_engine::runtime::{deploy, DeployOptions};
+use weir_engine::{AlertLog, Metrics};
+
+const PARTITIONS: i32 = 3;
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn fill(bootstrap: &str, n: usize) -> Result<usize, Box<dyn std::error::Error>> {
+    let data = generate_ndjson(
+        GeneratorConfig {
+            start_us: Some(1_772_323_200_000_000),
+            ..Default::default()
+        },
+        n,
+    );
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let lines: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    for (c, chunk) in lines.chunks(20_000).enumerate() {
+        let sends = chunk.iter().enumerate().map(|(i, l)| {
+            p.send(
+                FutureRecord::<(), _>::to("bench")
+                    .partition(((c * 20_000 + i) as i32) % PARTITIONS)
+                    .payload(*l),
+                Duration::from_secs(60),
+            )
+        });
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|(e, _)| e)?;
+        }
+    }
+    Ok(data.len())
+}
+
+/// The baseline: poll and count.
+fn raw_consume(bootstrap: &str, n: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-raw")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    c.subscribe(&["bench"])?;
+    let t = Instant::now();
+    let mut seen = 0;
+    let deadline = t + Duration::from_secs(600);
+    while seen < n {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            m?;
+            seen += 1;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("baseline saw {seen} of {n}").into());
+        }
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Weir: kafka source → decode → archive (Parquet) and a windowed pipeline;
+/// timed until the last event is archived and offsets committed.
+async fn weir_consume(bootstrap: &str, n: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let rules = format!(
+        r#"source app = kafka(brokers: "{bootstrap}", topic: "bench", group: "bench-weir", commit_every: 1s) format json
+  fields {{ latency_ms: float, status: int }}
+archive app roll every 1h
+pipeline errors {{
+  from app
+  | where severity >= warn
+  | window tumbling 1m by service lateness 1m {{ n = count(), p99 = quantile(latency_ms, 0.99) }}
+}}
+"#
+    );
+    let program = weir_dsl::compile(&rules).map_err(|e| format!("{e:?}"))?;
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::new(&registry)?;
+    let factory = LocalFactory {
+        data_dir: dir.path().to_path_buf(),
+        base_dir: dir.path().to_path_buf(),
+        metrics: metrics.clone(),
+        kafka: Default::default(),
+    };
+    let t = Instant::now();
+    let deployment = deploy(
+        &program,
+        &factory,
+        Arc::new(AlertLog::new(100)),
+        &metrics,
+        DeployOptions {
+            base_dir: dir.path().to_path_buf(),
+            idle_advance: false,
+        },
+    )?;
+    let events = metrics.source_events.with_label_values(&["app"]);
+    let deadline = t + Duration::from_secs(600);
+    while (events.get() as usize) < n {
+        if Instant::now() > deadline {
+            return Err(format!("weir saw {} of {n}", events.get()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    deployment.stop();
+    deployment.wait().await?;
+    let secs = t.elapsed().as_secs_f64();
+    let (rows, files) = support::archived(&dir.path().join("archive"));
+    if rows.len() != n {
+        return Err(format!("archived {} of {n}", rows.len()).into());
+    }
+    println!("weir archived {n} events in {files} Parquet files");
+    Ok(n as f64 / secs)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let n: usize = std::env::var("WEIR_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let broker = Broker::memory();
+    broker.create_topic("bench", PARTITIONS as u32);
+    let bootstrap = broker.bootstrap();
+    let bytes = rt.block_on(fill(&bootstrap, n))?;
+    println!(
+        "topic: {n} events, {:.1} MiB, {PARTITIONS} partitions",
+        bytes as f64 / 1048576.0
+    );
+    let raw = raw_consume(&bootstrap, n)?;
+    println!("baseline  raw rdkafka consumer:    {raw:>12.0} events/s");
+    let weir = rt.block_on(weir_consume(&bootstrap, n))?;
+    println!(
+        "weir      kafka→decode→archive+window: {weir:>9.0} events/s  ({:.2}x of baseline)",
+        weir / raw
+    );
+    println!("peak RSS: {:.1} MiB", peak_rss_mib());
+    Ok(())
+}
