@@ -451,3 +451,88 @@ pipeline per_service {{
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_skips_older_messages_for_a_new_group() {
+    let broker = Broker::memory();
+    broker.create_topic("logs", 1);
+    let p = producer(&broker.bootstrap());
+    let old = produce(&p, "logs", 1, &(0..100).map(event).collect::<Vec<_>>()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut = chrono::Utc::now() - chrono::Duration::milliseconds(500);
+    let new = produce(&p, "logs", 1, &(100..250).map(event).collect::<Vec<_>>()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(
+        &rules(
+            &broker.bootstrap(),
+            "from-time",
+            &format!(r#", start_at: "{}""#, cut.to_rfc3339()),
+        ),
+        dir.path(),
+        "time",
+    );
+    let archive = weir.archive();
+    wait_until(60, "the newer messages archived", || {
+        archived(&archive).0.len() >= new.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(weir.terminate().success());
+    let got = archived(&archive).0;
+    assert_eq!(got, new, "only messages at or after the start time");
+    assert!(!got.contains(&old[old.len() - 1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_and_commits_are_on_the_metrics_endpoint() {
+    let broker = Broker::memory();
+    broker.create_topic("logs", 2);
+    produce(
+        &producer(&broker.bootstrap()),
+        "logs",
+        2,
+        &(0..2000).map(event).collect::<Vec<_>>(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules_file = dir.path().join("k.rules");
+    std::fs::write(&rules_file, rules(&broker.bootstrap(), "metered", "")).unwrap();
+    let port = support::free_port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(&rules_file)
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir serve starts");
+    support::tansu::wait_for_port(port);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let lag_zero = text.lines().any(|l| {
+            l.starts_with("weir_source_lag_messages{")
+                && l.contains("origin=\"logs\"")
+                && l.ends_with(" 0")
+        });
+        let committed = text.lines().any(|l| {
+            l.starts_with("weir_source_commits_total{source=\"app\"}") && !l.ends_with(" 0")
+        });
+        if lag_zero && committed {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no lag/commit metrics: {text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(
+        text.contains("weir_source_events_total{source=\"app\"} 2000"),
+        "{text}"
+    );
+}

@@ -40,6 +40,21 @@ pub struct LocalFactory {
 /// Default interval between offset commits of a `kafka` source.
 pub const DEFAULT_COMMIT_EVERY: Duration = Duration::from_secs(5);
 
+/// An RFC 3339 time argument.
+fn time_arg(c: &Connector, name: &str) -> Result<Option<chrono::DateTime<chrono::FixedOffset>>> {
+    str_arg(c, name)
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s).map_err(|e| {
+                EngineError::plan_hint(
+                    c.span,
+                    format!("{name} `{s}` is not a timestamp: {e}"),
+                    "write it in RFC 3339, e.g. \"2026-01-01T00:00:00Z\"",
+                )
+            })
+        })
+        .transpose()
+}
+
 /// A string-or-list argument as a list.
 fn list_arg(c: &Connector, name: &str) -> Vec<String> {
     match c.arg(name).map(|a| &a.value) {
@@ -141,20 +156,7 @@ impl ConnectorFactory for LocalFactory {
         Ok(match c.kind.name.as_str() {
             "generator" => {
                 let d = GeneratorConfig::default();
-                let start_us = match str_arg(c, "start") {
-                    Some(s) => Some(
-                        chrono::DateTime::parse_from_rfc3339(s)
-                            .map_err(|e| {
-                                EngineError::plan_hint(
-                                    c.span,
-                                    format!("generator start `{s}` is not a timestamp: {e}"),
-                                    "write it in RFC 3339, e.g. \"2026-01-01T00:00:00Z\"",
-                                )
-                            })?
-                            .timestamp_micros(),
-                    ),
-                    None => None,
-                };
+                let start_us = time_arg(c, "start")?.map(|t| t.timestamp_micros());
                 let dur = |n: &str| match c.arg(n).map(|a| &a.value) {
                     Some(ArgValue::Duration(ms)) => Some(*ms as i64 * 1000),
                     _ => None,
@@ -200,6 +202,7 @@ impl ConnectorFactory for LocalFactory {
                         topics: list_arg(c, "topic"),
                         group: str_arg(c, "group").unwrap_or("weir").to_string(),
                         start,
+                        start_at_ms: time_arg(c, "start_at")?.map(|t| t.timestamp_millis()),
                         commit_every: match c.arg("commit_every").map(|a| &a.value) {
                             Some(ArgValue::Duration(ms)) => Duration::from_millis((*ms).max(10)),
                             _ => DEFAULT_COMMIT_EVERY,

@@ -153,6 +153,12 @@ pub const SOURCES: &[ConnectorSpec] = &[
                 false,
                 "where a new group starts",
             ),
+            arg(
+                "start_at",
+                ArgType::Str,
+                false,
+                "start partitions without a committed offset at this time (RFC 3339)",
+            ),
             arg("client_id", ArgType::Str, false, "client id"),
             arg(
                 "dead_letters",

@@ -43,6 +43,9 @@ pub struct KafkaSourceConfig {
     pub topics: Vec<String>,
     pub group: String,
     pub start: Start,
+    /// With a time (ms since the epoch), partitions that have no committed
+    /// offset start at the first message at or after it.
+    pub start_at_ms: Option<i64>,
     /// How often offsets are committed (each commit is a checkpoint: archive
     /// files are closed and outputs flushed first).
     pub commit_every: Duration,
@@ -71,6 +74,7 @@ enum Polled {
 struct Ctx {
     tx: mpsc::Sender<Polled>,
     source: String,
+    start_at_ms: Option<i64>,
     lag: prometheus::IntGaugeVec,
 }
 
@@ -111,7 +115,47 @@ impl ClientContext for Ctx {
     }
 }
 
+impl Ctx {
+    /// Moves newly assigned partitions without a committed offset to the
+    /// first message at or after `start_at_ms`.
+    fn seek_to_start_time(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
+        let Some(ms) = self.start_at_ms else { return };
+        let timeout = Duration::from_secs(10);
+        let fresh = match consumer.committed_offsets(assigned.clone(), timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(source = %self.source, error = %e, "cannot read committed offsets; start time not applied");
+                return;
+            }
+        };
+        let mut by_time = TopicPartitionList::new();
+        for e in fresh.elements() {
+            if !matches!(e.offset(), Offset::Offset(_)) {
+                let _ = by_time.add_partition_offset(e.topic(), e.partition(), Offset::Offset(ms));
+            }
+        }
+        if by_time.count() == 0 {
+            return;
+        }
+        let result = consumer
+            .offsets_for_times(by_time, timeout)
+            .and_then(|at| consumer.seek_partitions(at, timeout));
+        match result {
+            Ok(done) => {
+                info!(source = %self.source, partitions = done.count(), "started at the configured time")
+            }
+            Err(e) => warn!(source = %self.source, error = %e, "cannot seek to the start time"),
+        }
+    }
+}
+
 impl ConsumerContext for Ctx {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.seek_to_start_time(consumer, tpl);
+        }
+    }
+
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts: Vec<(String, i32)> = tpl
@@ -182,6 +226,7 @@ impl KafkaSource {
         let ctx = Ctx {
             tx,
             source: self.cfg.name.clone(),
+            start_at_ms: self.cfg.start_at_ms,
             lag: self.cfg.metrics.source_lag.clone(),
         };
         let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx).map_err(|e| {
