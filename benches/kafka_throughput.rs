@@ -118,6 +118,7 @@ pipeline errors {{
         base_dir: dir.path().to_path_buf(),
         metrics: metrics.clone(),
         kafka: Default::default(),
+        storage: Default::default(),
     };
     let t = Instant::now();
     let deployment = deploy(

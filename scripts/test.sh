@@ -21,6 +21,8 @@ if ! command -v stunnel4 >/dev/null 2>&1 && ! command -v stunnel >/dev/null 2>&1
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get install -y stunnel4 >/dev/null 2>&1 || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y stunnel4 >/dev/null; }
 fi
+WEIR_PYTHON_BIN="$(scripts/services/install-python-tools.sh)"
+export WEIR_PYTHON_BIN
 WEIR_TANSU="$(scripts/services/install-tansu.sh)"
 export WEIR_TANSU
 "$WEIR_TANSU" --version

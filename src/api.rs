@@ -7,27 +7,82 @@
 //! | GET | /api/v1/pipelines | the pipelines |
 //! | DELETE | /api/v1/pipelines/{name} | stops one (windows emitted, outputs flushed); 204 or 404 |
 //! | GET | /api/v1/alerts?limit=N | recent alerts, newest first |
+//! | POST | /api/v1/query | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; 400 with DataFusion's message on a bad query |
 //! | GET | /healthz | `ok` |
 //! | GET | /metrics | Prometheus text format |
 
 use crate::engine_host::{DeployError, EngineHost};
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use crate::query::format::{encode, Format};
+use crate::query::{Limits, QueryEngine, QueryError, QueryRequest};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub fn router(host: Arc<EngineHost>) -> Router {
+pub fn router(host: Arc<EngineHost>, query: Arc<QueryEngine>) -> Router {
     Router::new()
+        .route("/api/v1/query", post(run_query))
         .route("/api/v1/pipelines", get(list_pipelines).post(submit))
         .route("/api/v1/pipelines/{name}", delete(delete_pipeline))
         .route("/api/v1/alerts", get(alerts))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .layer(Extension(query))
         .with_state(host)
+}
+
+async fn run_query(
+    Extension(engine): Extension<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    Json(req): Json<QueryRequest>,
+) -> Response {
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let result = match req.range() {
+        Ok(range) => {
+            engine
+                .run(&req.sql, range, req.limits(Limits::default()))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(r) => match encode(format, &r.schema, &r.batches, r.truncated) {
+            Ok(body) => (
+                [
+                    (header::CONTENT_TYPE, format.content_type().to_string()),
+                    (
+                        header::HeaderName::from_static("x-weir-rows"),
+                        r.rows.to_string(),
+                    ),
+                    (
+                        header::HeaderName::from_static("x-weir-truncated"),
+                        r.truncated.to_string(),
+                    ),
+                ],
+                body,
+            )
+                .into_response(),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": e.to_string() })),
+            )
+                .into_response(),
+        },
+        Err(e @ QueryError::Internal(_)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `weir archive` does.
+#[derive(Subcommand, Debug)]
+pub enum ArchiveAction {
+    /// Apply the [[retention]] policies of the config: delete (or move to the
+    /// cold location) partitions older than allowed. Prints what it does.
+    Retain {
+        /// Only print what would be deleted or moved.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Merge the small files of closed partitions, one file per source
+    /// partition. Prints what it merged.
+    Compact {
+        /// Partitions whose time ended less than this long ago are left alone.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check .rules files for mistakes without running them.
@@ -50,6 +69,62 @@ pub enum Command {
         /// Never print the progress line.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Run SQL over the archive.
+    ///
+    /// Every stream is a table (`SELECT service, count(*) FROM app GROUP BY 1`),
+    /// with `date` and `hour` partition columns. Runs against a server with
+    /// --server, otherwise directly against the archive (--archive, or the one
+    /// in --config / --data-dir).
+    Query {
+        /// The SQL statement.
+        sql: String,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "table")]
+        format: crate::query::format::Format,
+        /// A running `weir serve` to ask, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "WEIR_SERVER", conflicts_with = "archive")]
+        server: Option<String>,
+        /// Archive URL: a folder, file://..., or s3://bucket/prefix.
+        #[arg(long)]
+        archive: Option<String>,
+        /// Config file (for [storage] settings and the data folder).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Data folder whose archive/ is queried by default.
+        #[arg(long, default_value = "weir-data", env = "WEIR_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        start: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        end: Option<String>,
+        /// Rows returned at most.
+        #[arg(long, default_value_t = 100_000)]
+        max_rows: usize,
+        /// Seconds before the query is cancelled.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Archive upkeep: retention and compaction.
+    Archive {
+        #[command(subcommand)]
+        action: ArchiveAction,
+        /// Config file: [[retention]] policies, [storage], the archive.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Data folder whose archive/ is used by default.
+        #[arg(
+            long,
+            default_value = "weir-data",
+            env = "WEIR_DATA_DIR",
+            global = true
+        )]
+        data_dir: PathBuf,
+        /// Archive URL: a folder, file://..., or s3://bucket/prefix.
+        #[arg(long, global = true)]
+        archive: Option<String>,
     },
     /// Run the engine and its HTTP API.
     ///

@@ -6,6 +6,8 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use weir_connectors::kafka::KafkaConfig;
+use weir_connectors::maintenance::RetentionPolicy;
+use weir_connectors::store::{ArchiveLocation, StorageConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +22,13 @@ pub struct Config {
     pub alert_history: usize,
     /// Kafka client settings: brokers, TLS, SASL, raw librdkafka options.
     pub kafka: KafkaConfig,
+    /// Object-store options for `s3://` archives.
+    pub storage: StorageConfig,
+    /// The archive SQL queries read (a folder, file://, or s3://bucket/prefix);
+    /// `DATA/archive` by default.
+    pub archive: Option<String>,
+    /// Retention policies per stream.
+    pub retention: Vec<RetentionPolicy>,
 }
 
 impl Default for Config {
@@ -30,11 +39,26 @@ impl Default for Config {
             rules: Vec::new(),
             alert_history: 10_000,
             kafka: KafkaConfig::default(),
+            storage: StorageConfig::default(),
+            archive: None,
+            retention: Vec::new(),
         }
     }
 }
 
 impl Config {
+    /// The archive to query: `url`, else `archive` from the file, else
+    /// `DATA/archive`.
+    pub fn archive_location(&self, url: Option<&str>) -> anyhow::Result<ArchiveLocation> {
+        let url = url.or(self.archive.as_deref());
+        Ok(weir_connectors::store::open(
+            url,
+            &self.data_dir.join("archive"),
+            Path::new("."),
+            &self.storage,
+        )?)
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;

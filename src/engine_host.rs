@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use weir_connectors::kafka::KafkaConfig;
+use weir_connectors::store::StorageConfig;
 use weir_connectors::LocalFactory;
 use weir_engine::{deploy, AlertLog, DeployOptions, Deployment, EngineError, Metrics};
 
@@ -17,6 +18,8 @@ pub struct EngineHost {
     pub data_dir: PathBuf,
     /// Kafka client settings for `kafka` connectors.
     pub kafka: KafkaConfig,
+    /// Object-store options for `s3://` archives.
+    pub storage: StorageConfig,
     deployments: Mutex<Vec<Running>>,
 }
 
@@ -63,6 +66,7 @@ impl EngineHost {
         data_dir: PathBuf,
         alert_history: usize,
         kafka: KafkaConfig,
+        storage: StorageConfig,
     ) -> anyhow::Result<EngineHost> {
         let registry = prometheus::Registry::new();
         let metrics = Metrics::new(&registry)?;
@@ -72,6 +76,7 @@ impl EngineHost {
             alerts: Arc::new(AlertLog::new(alert_history)),
             data_dir,
             kafka,
+            storage,
             deployments: Mutex::new(Vec::new()),
         })
     }
@@ -105,6 +110,7 @@ impl EngineHost {
             base_dir: base_dir.clone(),
             metrics: self.metrics.clone(),
             kafka: self.kafka.clone(),
+            storage: self.storage.clone(),
         };
         let deployment = deploy(
             &program,

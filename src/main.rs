@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod engine_host;
+mod query;
 mod rules;
 
 use clap::Parser;

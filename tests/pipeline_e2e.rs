@@ -76,6 +76,7 @@ async fn one_million_events_windows_alerts_and_archive() {
         base_dir: dir.path().to_path_buf(),
         metrics: metrics.clone(),
         kafka: Default::default(),
+        storage: Default::default(),
     };
     let deployment = deploy(
         &program,
@@ -143,6 +144,30 @@ async fn one_million_events_windows_alerts_and_archive() {
         "16MB roll size should give several files, got {files}"
     );
     assert!(archive.join("stream=app/date=2026-03-01/hour=00").is_dir());
+    // SQL over the archive counts every event exactly once.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "query",
+            "SELECT count(*) AS n, count(DISTINCT _offset) AS d, min(_offset) AS lo, max(_offset) AS hi FROM app",
+            "--format",
+            "json",
+            "--archive",
+        ])
+        .arg(&archive)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let row = &v["rows"][0];
+    assert_eq!(row["n"], EVENTS as i64);
+    assert_eq!(row["d"], EVENTS as i64);
+    assert_eq!(row["lo"], 0);
+    assert_eq!(row["hi"], EVENTS as i64 - 1);
     assert!(
         !dir.path().join("deadletter").exists(),
         "no event should be dead-lettered"

@@ -11,9 +11,8 @@ use crate::sinks::json_lines::JsonLinesSink;
 use crate::sources::file::{FileSource, StdinSource};
 use crate::sources::generator::{GeneratorConfig, GeneratorSource};
 use crate::sources::http::HttpSource;
-use object_store::local::LocalFileSystem;
-use object_store::ObjectStore;
-use std::path::{Path, PathBuf};
+use crate::store::{self, ArchiveLocation, StorageConfig};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_dsl::ast::{ArchiveDecl, ArgValue, Connector, OutputDecl};
@@ -35,6 +34,8 @@ pub struct LocalFactory {
     pub metrics: Metrics,
     /// Kafka client settings (`[kafka]` in the config file).
     pub kafka: KafkaConfig,
+    /// Object-store options for `s3://` archives (`[storage]`).
+    pub storage: StorageConfig,
 }
 
 /// Default interval between offset commits of a `kafka` source.
@@ -117,35 +118,18 @@ impl LocalFactory {
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
-        let path = Path::new(p);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
+        store::resolve(&self.base_dir, p)
     }
 
-    /// The object store and prefix for an archive URL (`file://`, a plain path,
-    /// or none for `DATA/archive`).
-    pub fn archive_store(&self, url: Option<&str>) -> Result<(Arc<dyn ObjectStore>, String)> {
-        let folder = match url {
-            None => self.data_dir.join("archive"),
-            Some(u) => match u.split_once("://") {
-                Some(("file", rest)) => self.resolve(rest),
-                Some((scheme, _)) => {
-                    return Err(EngineError::connector(
-                        "archive",
-                        format!("`{scheme}://` archives are not available in this build yet; use file:// or a folder"),
-                    ))
-                }
-                None => self.resolve(u),
-            },
-        };
-        std::fs::create_dir_all(&folder)
-            .map_err(|e| EngineError::io(format!("creating {}", folder.display()), e))?;
-        let store = LocalFileSystem::new_with_prefix(&folder)
-            .map_err(|e| EngineError::connector("archive", e.to_string()))?;
-        Ok((Arc::new(store), String::new()))
+    /// The archive location for an archive URL (`s3://`, `file://`, a plain
+    /// path, or none for `DATA/archive`).
+    pub fn archive_location(&self, url: Option<&str>) -> Result<ArchiveLocation> {
+        store::open(
+            url,
+            &self.data_dir.join("archive"),
+            &self.base_dir,
+            &self.storage,
+        )
     }
 }
 
@@ -259,7 +243,8 @@ impl ConnectorFactory for LocalFactory {
     }
 
     fn archive(&self, archive: &ArchiveDecl, source: &CheckedSource) -> Result<Arc<dyn Sink>> {
-        let (store, prefix) = self.archive_store(archive.url.as_ref().map(|(u, _)| u.as_str()))?;
+        let ArchiveLocation { store, prefix, .. } =
+            self.archive_location(archive.url.as_ref().map(|(u, _)| u.as_str()))?;
         let granularity = match archive.partition.as_ref().map(|p| p.name.as_str()) {
             Some("day") => Granularity::Day,
             _ => Granularity::Hour,

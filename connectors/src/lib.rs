@@ -10,7 +10,9 @@
 
 pub mod factory;
 pub mod kafka;
+pub mod maintenance;
 pub mod sinks;
 pub mod sources;
+pub mod store;
 
 pub use factory::LocalFactory;

@@ -285,34 +285,38 @@ struct JsonGet {
 
 impl ScalarFunction for JsonGet {
     fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
-        arg(args, 0)?.clone().map(|a| {
-            let s = text(a)?;
-            let mut b = StringBuilder::with_capacity(s.len(), s.len() * 8);
-            for v in s.iter() {
-                let found = v
-                    .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
-                    .and_then(|doc| {
-                        let mut cur = &doc;
-                        for key in &self.path {
-                            cur = match cur {
-                                serde_json::Value::Object(m) => m.get(key)?,
-                                serde_json::Value::Array(items) => {
-                                    items.get(key.parse::<usize>().ok()?)?
-                                }
-                                _ => return None,
-                            };
-                        }
-                        match cur {
-                            serde_json::Value::Null => None,
-                            serde_json::Value::String(s) => Some(s.clone()),
-                            other => Some(other.to_string()),
-                        }
-                    });
-                b.append_option(found);
-            }
-            Ok(Arc::new(b.finish()) as ArrayRef)
-        })
+        arg(args, 0)?
+            .clone()
+            .map(|a| Ok(Arc::new(json_get(text(a)?, &self.path)) as ArrayRef))
     }
+}
+
+/// The value at a dotted path (`a.b.0`) of each JSON text, as text (strings
+/// unquoted, other values as JSON); null where the text is not JSON or the path
+/// leads nowhere. Shared by the rules' `json_get` and the SQL function.
+pub fn json_get(texts: &StringArray, path: &[String]) -> StringArray {
+    let mut b = StringBuilder::with_capacity(texts.len(), texts.len() * 8);
+    for v in texts.iter() {
+        let found = v
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+            .and_then(|doc| {
+                let mut cur = &doc;
+                for key in path {
+                    cur = match cur {
+                        serde_json::Value::Object(m) => m.get(key)?,
+                        serde_json::Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+                        _ => return None,
+                    };
+                }
+                match cur {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                }
+            });
+        b.append_option(found);
+    }
+    b.finish()
 }
 
 #[derive(Debug)]

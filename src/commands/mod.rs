@@ -1,6 +1,8 @@
 //! The subcommands.
 
+mod archive;
 mod check;
+mod query;
 mod run;
 mod serve;
 
@@ -17,6 +19,41 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             quiet,
         } => runtime()?.block_on(run::run(&file, config.as_deref(), data_dir, json, quiet)),
+        Command::Query {
+            sql,
+            format,
+            server,
+            archive,
+            config,
+            data_dir,
+            start,
+            end,
+            max_rows,
+            timeout,
+        } => {
+            let target = match server {
+                Some(url) => query::Target::Server(url),
+                None => query::Target::Archive {
+                    url: archive,
+                    config,
+                    data_dir,
+                },
+            };
+            let req = query::Request {
+                sql,
+                start,
+                end,
+                max_rows,
+                timeout_s: timeout,
+            };
+            runtime()?.block_on(query::run(target, req, format))
+        }
+        Command::Archive {
+            action,
+            config,
+            data_dir,
+            archive: url,
+        } => runtime()?.block_on(archive::run(action, config, data_dir, url)),
         Command::Serve {
             config,
             demo,

@@ -20,11 +20,11 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let name = file.display().to_string();
     let text = rules::read(file)?;
-    let kafka = match config {
-        Some(p) => Config::load(p)?.kafka,
-        None => Default::default(),
+    let cfg = match config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
     };
-    let host = Arc::new(EngineHost::new(data_dir, 10_000, kafka)?);
+    let host = Arc::new(EngineHost::new(data_dir, 10_000, cfg.kafka, cfg.storage)?);
     let base = file
         .parent()
         .map(Path::to_path_buf)

@@ -4,6 +4,7 @@
 use crate::api;
 use crate::config::Config;
 use crate::engine_host::EngineHost;
+use crate::query::QueryEngine;
 use crate::rules;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ pub async fn serve(
         cfg.data_dir.clone(),
         cfg.alert_history,
         cfg.kafka.clone(),
+        cfg.storage.clone(),
     )?);
 
     let mut failed = false;
@@ -90,7 +92,8 @@ pub async fn serve(
     eprintln!("  pipelines: curl http://{addr}/api/v1/pipelines");
     eprintln!("  metrics:   curl http://{addr}/metrics");
     eprintln!("  submit:    curl --data-binary @my.rules http://{addr}/api/v1/pipelines");
-    axum::serve(listener, api::router(host.clone()))
+    let query = Arc::new(QueryEngine::new(cfg.archive_location(None)?));
+    axum::serve(listener, api::router(host.clone(), query))
         .with_graceful_shutdown(super::shutdown_signal())
         .await
         .context("HTTP server failed")?;

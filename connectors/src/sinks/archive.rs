@@ -24,6 +24,9 @@ use tokio::sync::Mutex;
 use weir_dsl::types::{OFFSET, PARTITION, TIMESTAMP};
 use weir_engine::{EngineError, Result, Sink};
 
+/// How long an upload is retried before the archive reports an error.
+pub const UPLOAD_PATIENCE: Duration = Duration::from_secs(600);
+
 /// How finely files are partitioned by event time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
@@ -98,7 +101,8 @@ impl ArchiveSink {
     }
 }
 
-fn properties() -> WriterProperties {
+/// How archive files are written (also by compaction).
+pub fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_dictionary_enabled(true)
@@ -236,10 +240,28 @@ impl Inner {
             .into_inner()
             .map_err(|e| EngineError::Other(format!("parquet: {e}")))?;
         let n = bytes.len() as u64;
-        self.store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| EngineError::connector("archive", format!("uploading {path}: {e}")))?;
+        let payload = PutPayload::from(bytes);
+        // The store retries each request itself; on top of that, keep the
+        // file and try again for a while, so an outage of the store delays the
+        // pipeline (backpressure) instead of losing events.
+        let mut wait = Duration::from_millis(500);
+        let give_up = Instant::now() + UPLOAD_PATIENCE;
+        loop {
+            match self.store.put(&path, payload.clone()).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() < give_up => {
+                    tracing::warn!(%path, error = %e, ?wait, "archive upload failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    return Err(EngineError::connector(
+                        "archive",
+                        format!("uploading {path}: {e} (gave up after {UPLOAD_PATIENCE:?})"),
+                    ))
+                }
+            }
+        }
         self.files.inc();
         self.bytes.inc_by(n);
         tracing::debug!(%path, bytes = n, "archived");

@@ -1,0 +1,351 @@
+//! Archive upkeep: retention (delete, or move to a cold location, the
+//! partitions older than a policy allows) and compaction (merge the small
+//! files of a closed partition into one per source partition).
+//!
+//! Both work on whole files through `object_store`, so they run the same on a
+//! local folder and on S3. New files are written whole before old ones are
+//! deleted: a reader never sees a half file or loses rows.
+
+use crate::store::ArchiveLocation;
+use arrow::datatypes::{Schema, SchemaRef};
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_engine::{EngineError, Result};
+
+/// One retention rule (`[[retention]]` in the config file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// The stream it applies to; `*` for every stream without a rule of its own.
+    pub stream: String,
+    /// Delete partitions whose time ended longer ago than this (`30d`, `12h`).
+    #[serde(default, with = "humantime_serde")]
+    pub delete_after: Option<Duration>,
+    /// Move partitions older than this to `cold` (before `delete_after`).
+    #[serde(default, with = "humantime_serde")]
+    pub move_after: Option<Duration>,
+    /// Where moved partitions go: a folder or `s3://bucket/prefix`.
+    #[serde(default)]
+    pub cold: Option<String>,
+}
+
+/// What retention did (or, in a dry run, would do) to one file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionAction {
+    pub stream: String,
+    pub path: String,
+    /// `delete` or `move`.
+    pub action: &'static str,
+    pub bytes: u64,
+}
+
+/// A data file of the archive and what its path says.
+#[derive(Debug, Clone)]
+pub struct ArchiveFile {
+    pub meta: ObjectMeta,
+    pub stream: String,
+    /// `stream=S/date=D[/hour=H]`, relative to the archive prefix.
+    pub folder: String,
+    /// Start of the partition's time (µs) and its length.
+    pub start_us: i64,
+    pub len_us: i64,
+    /// Source partition, first and last offset, from the file name.
+    pub partition: Option<i64>,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+}
+
+fn prefix_of(loc: &ArchiveLocation) -> String {
+    if loc.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", loc.prefix)
+    }
+}
+
+/// Every Parquet file of the archive, with what its path says.
+pub async fn list_files(loc: &ArchiveLocation) -> Result<Vec<ArchiveFile>> {
+    let prefix = prefix_of(loc);
+    let root = StorePath::from(prefix.as_str());
+    let metas: Vec<ObjectMeta> = loc
+        .store
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::connector("archive", format!("listing {}: {e}", loc.url)))?;
+    let mut out = Vec::new();
+    for meta in metas {
+        let full = meta.location.as_ref().to_string();
+        if !full.ends_with(".parquet") {
+            continue;
+        }
+        let rel = full.strip_prefix(&prefix).unwrap_or(&full);
+        let parts: Vec<&str> = rel.split('/').collect();
+        let Some(stream) = parts.first().and_then(|p| p.strip_prefix("stream=")) else {
+            continue;
+        };
+        let Some(date) = parts
+            .get(1)
+            .and_then(|p| p.strip_prefix("date="))
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        let hour = parts
+            .get(2)
+            .and_then(|p| p.strip_prefix("hour="))
+            .and_then(|h| h.parse::<u32>().ok());
+        let (start, len_us) = match hour {
+            Some(h) => (date.and_hms_opt(h, 0, 0), 3_600_000_000),
+            None => (date.and_hms_opt(0, 0, 0), 86_400_000_000),
+        };
+        let Some(start) = start else { continue };
+        let folder = parts[..parts.len() - 1].join("/");
+        let name = parts.last().copied().unwrap_or("");
+        let nums: Vec<i64> = name
+            .trim_start_matches("part-")
+            .trim_end_matches(".parquet")
+            .split('-')
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let (partition, first, last) = match nums.as_slice() {
+            [p, f, l] => (Some(*p), Some(*f), Some(*l)),
+            [f, l] => (Some(0), Some(*f), Some(*l)),
+            _ => (None, None, None),
+        };
+        out.push(ArchiveFile {
+            stream: stream.to_string(),
+            folder,
+            start_us: start.and_utc().timestamp_micros(),
+            len_us,
+            partition,
+            first,
+            last,
+            meta,
+        });
+    }
+    Ok(out)
+}
+
+/// The policy for a stream: its own, else `*`.
+fn policy_for<'a>(policies: &'a [RetentionPolicy], stream: &str) -> Option<&'a RetentionPolicy> {
+    policies
+        .iter()
+        .find(|p| p.stream == stream)
+        .or_else(|| policies.iter().find(|p| p.stream == "*"))
+}
+
+/// Applies retention at `now_us`: files of partitions that ended more than
+/// `delete_after` ago are deleted; more than `move_after` ago, copied to the
+/// cold location (same relative path) and then deleted. With `dry_run`,
+/// nothing changes; the actions are returned either way.
+pub async fn retain(
+    loc: &ArchiveLocation,
+    policies: &[RetentionPolicy],
+    cold: Option<&ArchiveLocation>,
+    now_us: i64,
+    dry_run: bool,
+) -> Result<Vec<RetentionAction>> {
+    let mut actions = Vec::new();
+    for f in list_files(loc).await? {
+        let Some(policy) = policy_for(policies, &f.stream) else {
+            continue;
+        };
+        let age_us = now_us - (f.start_us + f.len_us);
+        let older = |d: Option<Duration>| d.is_some_and(|d| age_us >= d.as_micros() as i64);
+        let action = if older(policy.delete_after) {
+            "delete"
+        } else if older(policy.move_after) {
+            "move"
+        } else {
+            continue;
+        };
+        if !dry_run {
+            if action == "move" {
+                let cold = cold.ok_or_else(|| {
+                    EngineError::connector(
+                        "retention",
+                        format!(
+                            "stream `{}` moves data but has no `cold` location",
+                            f.stream
+                        ),
+                    )
+                })?;
+                let bytes = loc
+                    .store
+                    .get(&f.meta.location)
+                    .await
+                    .map_err(|e| EngineError::connector("retention", e.to_string()))?
+                    .bytes()
+                    .await
+                    .map_err(|e| EngineError::connector("retention", e.to_string()))?;
+                let rel = f
+                    .meta
+                    .location
+                    .as_ref()
+                    .strip_prefix(&prefix_of(loc))
+                    .unwrap_or(f.meta.location.as_ref())
+                    .to_string();
+                let to = StorePath::from(format!("{}{rel}", prefix_of(cold)));
+                cold.store
+                    .put(&to, PutPayload::from(bytes))
+                    .await
+                    .map_err(|e| {
+                        EngineError::connector("retention", format!("copying to {to}: {e}"))
+                    })?;
+            }
+            loc.store
+                .delete(&f.meta.location)
+                .await
+                .map_err(|e| EngineError::connector("retention", e.to_string()))?;
+        }
+        tracing::info!(stream = %f.stream, path = %f.meta.location, action, dry_run, "retention");
+        actions.push(RetentionAction {
+            stream: f.stream,
+            path: f.meta.location.to_string(),
+            action,
+            bytes: f.meta.size,
+        });
+    }
+    Ok(actions)
+}
+
+/// What compaction did to one folder and source partition.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Compaction {
+    pub folder: String,
+    pub partition: i64,
+    pub files_in: usize,
+    pub rows: usize,
+    pub path_out: String,
+    pub bytes_out: u64,
+}
+
+/// Merges, in every partition folder whose time ended more than `grace` ago,
+/// the files of each source partition into one file named by the union of
+/// their offsets. The new file is written whole first; the old ones are
+/// deleted after. Columns missing from some files are null in the merged one.
+pub async fn compact(
+    loc: &ArchiveLocation,
+    now_us: i64,
+    grace: Duration,
+) -> Result<Vec<Compaction>> {
+    let mut groups: BTreeMap<(String, i64), Vec<ArchiveFile>> = BTreeMap::new();
+    for f in list_files(loc).await? {
+        let (Some(p), Some(_), Some(_)) = (f.partition, f.first, f.last) else {
+            continue;
+        };
+        if now_us - (f.start_us + f.len_us) < grace.as_micros() as i64 {
+            continue;
+        }
+        groups.entry((f.folder.clone(), p)).or_default().push(f);
+    }
+    let mut done = Vec::new();
+    for ((folder, partition), files) in groups {
+        if files.len() < 2 {
+            continue;
+        }
+        done.push(merge(loc, &folder, partition, &files).await?);
+    }
+    Ok(done)
+}
+
+async fn merge(
+    loc: &ArchiveLocation,
+    folder: &str,
+    partition: i64,
+    files: &[ArchiveFile],
+) -> Result<Compaction> {
+    let err = |e: String| EngineError::connector("compaction", e);
+    // The union of the files' schemas.
+    let mut readers = Vec::new();
+    let mut schemas = Vec::new();
+    for f in files {
+        let bytes = loc
+            .store
+            .get(&f.meta.location)
+            .await
+            .map_err(|e| err(format!("{}: {e}", f.meta.location)))?
+            .bytes()
+            .await
+            .map_err(|e| err(format!("{}: {e}", f.meta.location)))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| err(format!("{}: {e}", f.meta.location)))?;
+        schemas.push(builder.schema().as_ref().clone());
+        readers.push(builder);
+    }
+    let merged: SchemaRef = Arc::new(
+        Schema::try_merge(schemas).map_err(|e| err(format!("schemas do not merge: {e}")))?,
+    );
+    let mut writer = ArrowWriter::try_new(
+        Vec::new(),
+        merged.clone(),
+        Some(crate::sinks::archive::properties()),
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let mut rows = 0;
+    for builder in readers {
+        for batch in builder.build().map_err(|e| err(e.to_string()))? {
+            let batch = batch.map_err(|e| err(e.to_string()))?;
+            let batch = conform(&batch, &merged).map_err(err)?;
+            rows += batch.num_rows();
+            writer.write(&batch).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    let bytes = writer.into_inner().map_err(|e| err(e.to_string()))?;
+    let first = files.iter().filter_map(|f| f.first).min().unwrap_or(0);
+    let last = files.iter().filter_map(|f| f.last).max().unwrap_or(0);
+    let path = StorePath::from(format!(
+        "{}{folder}/part-{partition:05}-{first:020}-{last:020}.parquet",
+        prefix_of(loc)
+    ));
+    let n = bytes.len() as u64;
+    loc.store
+        .put(&path, PutPayload::from(bytes))
+        .await
+        .map_err(|e| err(format!("writing {path}: {e}")))?;
+    for f in files {
+        if f.meta.location != path {
+            loc.store
+                .delete(&f.meta.location)
+                .await
+                .map_err(|e| err(format!("deleting {}: {e}", f.meta.location)))?;
+        }
+    }
+    tracing::info!(%path, files = files.len(), rows, "compacted");
+    Ok(Compaction {
+        folder: folder.to_string(),
+        partition,
+        files_in: files.len(),
+        rows,
+        path_out: path.to_string(),
+        bytes_out: n,
+    })
+}
+
+/// A batch with the columns of `schema` in its order; missing ones null.
+fn conform(
+    batch: &arrow::array::RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<arrow::array::RecordBatch, String> {
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => arrow::compute::cast(c, f.data_type()).map_err(|e| e.to_string()),
+            None => Ok(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    arrow::array::RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
+}

@@ -1,0 +1,101 @@
+//! `weir query "SQL"`: runs SQL over the archive, directly or through a
+//! running server's `POST /api/v1/query`, and prints the result.
+
+use crate::config::Config;
+use crate::query::format::{encode, Format};
+use crate::query::{Limits, QueryEngine, QueryRequest};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Where the query runs.
+pub enum Target {
+    Server(String),
+    Archive {
+        url: Option<String>,
+        config: Option<PathBuf>,
+        data_dir: PathBuf,
+    },
+}
+
+/// The CLI's flags as a request.
+pub struct Request {
+    pub sql: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub max_rows: usize,
+    pub timeout_s: u64,
+}
+
+pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result<ExitCode> {
+    let request = QueryRequest {
+        sql: req.sql,
+        start: req.start,
+        end: req.end,
+        max_rows: Some(req.max_rows),
+        timeout_ms: Some(req.timeout_s.saturating_mul(1000)),
+    };
+    let out = match target {
+        Target::Server(url) => {
+            tokio::task::spawn_blocking(move || ask_server(&url, &request, format)).await??
+        }
+        Target::Archive {
+            url,
+            config,
+            data_dir,
+        } => {
+            let cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config {
+                    data_dir,
+                    ..Config::default()
+                },
+            };
+            let location = cfg.archive_location(url.as_deref())?;
+            let engine = QueryEngine::new(location);
+            let limits = request.limits(Limits {
+                max_rows: usize::MAX,
+                timeout: Duration::from_secs(u64::MAX / 4),
+                ..Limits::default()
+            });
+            let result = match request.range() {
+                Ok(range) => engine.run(&request.sql, range, limits).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(r) => encode(format, &r.schema, &r.batches, r.truncated)?,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    };
+    std::io::stdout().write_all(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// POSTs the query to a server, asking for `format`.
+fn ask_server(url: &str, req: &QueryRequest, format: Format) -> anyhow::Result<Vec<u8>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let endpoint = format!("{}/api/v1/query", url.trim_end_matches('/'));
+    let mut resp = agent
+        .post(&endpoint)
+        .header("Accept", format.content_type())
+        .send_json(req)
+        .map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {e}"))?;
+    let status = resp.status();
+    let body = resp.body_mut().read_to_vec()?;
+    if !status.is_success() {
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        anyhow::bail!("{status}: {msg}");
+    }
+    Ok(body)
+}

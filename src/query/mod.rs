@@ -1,0 +1,384 @@
+//! SQL over the archive with DataFusion: every stream (`stream=NAME/` in the
+//! archive) is a table of the same name, with its Hive partitions `date` (and
+//! `hour`) as columns, so time filters prune folders, and Parquet statistics
+//! and page indexes prune row groups and pages.
+//!
+//! Schema evolution: a table's schema is the union of its files' schemas;
+//! columns a file lacks read as null. Limits (timeout, rows, bytes scanned)
+//! are checked on every query; errors carry DataFusion's message.
+
+pub mod format;
+pub mod udf;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::ObjectStore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_connectors::store::ArchiveLocation;
+
+/// Why a query failed. Everything but `Internal` is the user's to fix (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Sql(String),
+    #[error("the query ran longer than {0:?}; narrow the time range or raise the limit")]
+    Timeout(Duration),
+    #[error("the query would scan {scanned} bytes, more than the limit of {limit}; narrow the time range (start/end or a WHERE on timestamp/date)")]
+    TooMuchData { scanned: u64, limit: u64 },
+    #[error("archive: {0}")]
+    Internal(String),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        // DataFusion prefixes messages with their kind; keep them as they are.
+        QueryError::Sql(e.to_string())
+    }
+}
+
+/// Limits on one query.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    /// Rows returned at most; more are cut off (and reported as truncated).
+    pub max_rows: usize,
+    /// Bytes of Parquet a query may touch (after folder pruning by time range).
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(60),
+            max_rows: 100_000,
+            max_bytes: 64 << 30,
+        }
+    }
+}
+
+/// An optional event-time range, applied to every table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeRange {
+    /// Microseconds since the epoch, inclusive.
+    pub start_us: Option<i64>,
+    /// Microseconds since the epoch, exclusive.
+    pub end_us: Option<i64>,
+}
+
+/// A query as the API and the CLI take it.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub sql: String,
+    /// RFC 3339; events at or after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// RFC 3339; events before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl QueryRequest {
+    /// The time range, or an error naming the bad bound.
+    pub fn range(&self) -> Result<TimeRange, QueryError> {
+        let parse = |name: &str, v: &Option<String>| -> Result<Option<i64>, QueryError> {
+            v.as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.timestamp_micros())
+                        .map_err(|e| {
+                            QueryError::Sql(format!(
+                                "{name} `{t}` is not an RFC 3339 time (e.g. 2026-03-01T00:00:00Z): {e}"
+                            ))
+                        })
+                })
+                .transpose()
+        };
+        Ok(TimeRange {
+            start_us: parse("start", &self.start)?,
+            end_us: parse("end", &self.end)?,
+        })
+    }
+
+    /// The limits, with the request's own on top of `base`.
+    pub fn limits(&self, base: Limits) -> Limits {
+        Limits {
+            max_rows: self
+                .max_rows
+                .map_or(base.max_rows, |m| m.min(base.max_rows)),
+            timeout: self
+                .timeout_ms
+                .map_or(base.timeout, |t| Duration::from_millis(t).min(base.timeout)),
+            ..base
+        }
+    }
+}
+
+/// The result of a query.
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    /// More rows existed than `max_rows`.
+    pub truncated: bool,
+}
+
+/// A stream found in the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub name: String,
+    pub files: usize,
+    pub bytes: u64,
+    /// Partition columns: `date`, and `hour` when partitioned by hour.
+    pub hourly: bool,
+}
+
+const SCHEME: &str = "weir://archive/";
+
+/// Queries one archive.
+pub struct QueryEngine {
+    location: ArchiveLocation,
+}
+
+impl QueryEngine {
+    pub fn new(location: ArchiveLocation) -> Self {
+        QueryEngine { location }
+    }
+
+    fn prefix(&self) -> String {
+        if self.location.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.location.prefix)
+        }
+    }
+
+    /// The streams in the archive, with their size.
+    pub async fn streams(&self, range: TimeRange) -> Result<Vec<StreamInfo>, QueryError> {
+        let root = StorePath::from(self.prefix());
+        let files: Vec<_> = self
+            .location
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|e| QueryError::Internal(format!("listing {}: {e}", self.location.url)))?;
+        let mut streams: BTreeMap<String, StreamInfo> = BTreeMap::new();
+        for f in files {
+            let path = f.location.as_ref();
+            if !path.ends_with(".parquet") {
+                continue;
+            }
+            let rel = path.strip_prefix(&self.prefix()).unwrap_or(path);
+            let mut parts = rel.split('/');
+            let Some(name) = parts.next().and_then(|p| p.strip_prefix("stream=")) else {
+                continue;
+            };
+            let date = parts.next().and_then(|p| p.strip_prefix("date="));
+            let hour = parts.next().and_then(|p| p.strip_prefix("hour="));
+            let s = streams
+                .entry(name.to_string())
+                .or_insert_with(|| StreamInfo {
+                    name: name.to_string(),
+                    files: 0,
+                    bytes: 0,
+                    hourly: false,
+                });
+            s.hourly |= hour.is_some();
+            if in_range(date, hour, range) {
+                s.files += 1;
+                s.bytes += f.size;
+            }
+        }
+        Ok(streams.into_values().collect())
+    }
+
+    /// A DataFusion session with every stream registered as a table.
+    pub async fn session(
+        &self,
+        range: TimeRange,
+    ) -> Result<(SessionContext, Vec<StreamInfo>), QueryError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(2)
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.enable_page_index", true);
+        let ctx = SessionContext::new_with_config(config);
+        let url = url::Url::parse(SCHEME).map_err(|e| QueryError::Internal(e.to_string()))?;
+        ctx.register_object_store(&url, self.location.store.clone());
+        udf::register(&ctx);
+        let streams = self.streams(TimeRange::default()).await?;
+        for s in &streams {
+            let mut cols = vec![("date".to_string(), DataType::Utf8)];
+            if s.hourly {
+                cols.push(("hour".to_string(), DataType::Utf8));
+            }
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(cols);
+            let table_url =
+                ListingTableUrl::parse(format!("{SCHEME}{}stream={}/", self.prefix(), s.name))?;
+            let schema = options.infer_schema(&ctx.state(), &table_url).await?;
+            let config = ListingTableConfig::new(table_url)
+                .with_listing_options(options)
+                .with_schema(schema);
+            let table = Arc::new(ListingTable::try_new(config)?);
+            if range.start_us.is_none() && range.end_us.is_none() {
+                ctx.register_table(s.name.as_str(), table)?;
+            } else {
+                // The range as a view: partition columns prune folders, the
+                // timestamp filter prunes row groups and pages.
+                let hidden = format!("__{}_all", s.name);
+                ctx.register_table(hidden.as_str(), table)?;
+                let df = ctx.sql(&range_view_sql(&hidden, range)).await?;
+                ctx.register_table(s.name.as_str(), df.into_view())?;
+            }
+        }
+        Ok((ctx, streams))
+    }
+
+    /// Runs one SQL statement within the limits.
+    pub async fn run(
+        &self,
+        sql: &str,
+        range: TimeRange,
+        limits: Limits,
+    ) -> Result<QueryResult, QueryError> {
+        let work = async {
+            let streams = self.streams(range).await?;
+            let (ctx, _) = self.session(range).await?;
+            let df = ctx.sql(sql).await?;
+            // Bytes the query may touch: the files of the streams it names,
+            // after pruning by the time range.
+            let lower = sql.to_ascii_lowercase();
+            let scanned: u64 = streams
+                .iter()
+                .filter(|s| mentions(&lower, &s.name))
+                .map(|s| s.bytes)
+                .sum();
+            if scanned > limits.max_bytes {
+                return Err(QueryError::TooMuchData {
+                    scanned,
+                    limit: limits.max_bytes,
+                });
+            }
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df.execute_stream().await?;
+            let mut batches = Vec::new();
+            let mut rows = 0;
+            let mut truncated = false;
+            while let Some(b) = stream.try_next().await? {
+                let room = limits.max_rows - rows;
+                if b.num_rows() > room {
+                    batches.push(b.slice(0, room));
+                    rows += room;
+                    truncated = true;
+                    break;
+                }
+                rows += b.num_rows();
+                batches.push(b);
+            }
+            Ok(QueryResult {
+                schema,
+                batches,
+                rows,
+                truncated,
+            })
+        };
+        tokio::time::timeout(limits.timeout, work)
+            .await
+            .map_err(|_| QueryError::Timeout(limits.timeout))?
+    }
+}
+
+/// Whether `sql` (lower case) names the table `name` as a word.
+fn mentions(sql: &str, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    sql.match_indices(&name).any(|(i, _)| {
+        let before = sql[..i].chars().next_back();
+        let after = sql[i + name.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !word(before) && !word(after)
+    })
+}
+
+/// Whether a folder `date=D/hour=H` can hold events of `range`.
+fn in_range(date: Option<&str>, hour: Option<&str>, range: TimeRange) -> bool {
+    let Some(date) = date.and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    else {
+        return true;
+    };
+    let (start, len_us) = match hour.and_then(|h| h.parse::<u32>().ok()) {
+        Some(h) => (date.and_hms_opt(h, 0, 0), 3_600_000_000),
+        None => (date.and_hms_opt(0, 0, 0), 86_400_000_000),
+    };
+    let Some(start) = start.map(|t| t.and_utc().timestamp_micros()) else {
+        return true;
+    };
+    let end = start + len_us;
+    range.start_us.is_none_or(|s| end > s) && range.end_us.is_none_or(|e| start < e)
+}
+
+/// `SELECT * FROM hidden WHERE <range>` with partition-column bounds.
+fn range_view_sql(hidden: &str, range: TimeRange) -> String {
+    let ts = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string()
+    };
+    let day = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .unwrap_or_default()
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let mut conds = Vec::new();
+    if let Some(s) = range.start_us {
+        conds.push(format!("\"timestamp\" >= TIMESTAMP '{}'", ts(s)));
+        conds.push(format!("\"date\" >= '{}'", day(s)));
+    }
+    if let Some(e) = range.end_us {
+        conds.push(format!("\"timestamp\" < TIMESTAMP '{}'", ts(e)));
+        conds.push(format!("\"date\" <= '{}'", day(e)));
+    }
+    format!("SELECT * FROM \"{hidden}\" WHERE {}", conds.join(" AND "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_matched_as_words() {
+        assert!(mentions("select * from app where x", "app"));
+        assert!(!mentions("select * from apps", "app"));
+        assert!(!mentions("select happy from x", "app"));
+    }
+
+    #[test]
+    fn folders_outside_the_range_are_pruned() {
+        let r = TimeRange {
+            start_us: Some(1_772_330_400_000_000), // 2026-03-01T02:00Z
+            end_us: Some(1_772_334_000_000_000),   // 03:00
+        };
+        assert!(in_range(Some("2026-03-01"), Some("02"), r));
+        assert!(!in_range(Some("2026-03-01"), Some("01"), r));
+        assert!(!in_range(Some("2026-03-01"), Some("03"), r));
+        assert!(in_range(Some("2026-03-01"), None, r));
+        assert!(!in_range(Some("2026-03-02"), None, r));
+    }
+}

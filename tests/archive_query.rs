@@ -1,0 +1,521 @@
+//! The archive on a local folder and on S3 (moto's S3 server on loopback,
+//! installed by scripts/services/install-python-tools.sh), queried with SQL
+//! through `weir query` and `POST /api/v1/query`: exact counts, time-range
+//! pruning, schema evolution, retention, compaction, a crash mid-write, and S3
+//! unreachable for 10 s.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn weir() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.env("WEIR_LOG", "warn");
+    c
+}
+
+/// Runs `weir` to completion; panics with its stderr on failure.
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("weir runs");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// moto's S3 server on a free port, killed when dropped.
+struct S3 {
+    child: Child,
+    port: u16,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let bin = std::env::var("WEIR_PYTHON_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/weir/venv/bin")
+            });
+        let server = bin.join("moto_server");
+        assert!(
+            server.is_file(),
+            "moto_server is not installed at {}: run scripts/services/install-python-tools.sh (scripts/test.sh does)",
+            server.display()
+        );
+        let port = support::free_port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        support::tansu::wait_for_port(port);
+        let s3 = S3 { child, port };
+        // Create the bucket (PUT /bucket).
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            conn,
+            "PUT /weir HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        conn.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "bucket: {resp}");
+        s3
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP forwarder that can refuse connections for a while: S3 "down".
+struct Flaky {
+    port: u16,
+    down: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn to(target: u16) -> Flaky {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let d = down.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                if d.load(Ordering::SeqCst) {
+                    drop(client); // connection reset: the endpoint is down
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let pipe = |mut a: TcpStream, mut b: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = b.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Flaky { port, down }
+    }
+}
+
+/// Where an archive lives in a test.
+struct Place {
+    dir: tempfile::TempDir,
+    /// The archive URL for rules and `--archive`.
+    url: String,
+    /// weir.toml with [storage] for S3 (empty for a folder).
+    config: PathBuf,
+}
+
+fn folder_place() -> Place {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("archive").display());
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, format!("archive = \"{url}\"\n")).unwrap();
+    Place { dir, url, config }
+}
+
+fn s3_place(port: u16, prefix: &str) -> Place {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("s3://weir/{prefix}");
+    let config = dir.path().join("weir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "archive = \"{url}\"\n[storage.options]\naws_endpoint = \"http://127.0.0.1:{port}\"\naws_allow_http = \"true\"\naws_region = \"us-east-1\"\naws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\n"
+        ),
+    )
+    .unwrap();
+    Place { dir, url, config }
+}
+
+impl Place {
+    /// `weir run` of a generator into this archive; returns stdout.
+    fn generate(
+        &self,
+        name: &str,
+        extra_fields: &str,
+        count: u64,
+        start: &str,
+        archive_opts: &str,
+    ) {
+        let rules = self.dir.path().join(format!("{name}.rules"));
+        std::fs::write(
+            &rules,
+            format!(
+                "source app = generator(rate: 0, count: {count}, start: \"{start}\", step: 10ms) format json\n  fields {{ latency_ms: float, status: int{extra_fields} }}\narchive app to \"{}\" {archive_opts}\n",
+                self.url
+            ),
+        )
+        .unwrap();
+        ok(weir()
+            .arg("run")
+            .arg(&rules)
+            .arg("--quiet")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data")));
+    }
+
+    /// `weir query SQL --format json`: the rows.
+    fn query(&self, sql: &str, extra: &[&str]) -> Vec<Value> {
+        let out = ok(weir()
+            .arg("query")
+            .arg(sql)
+            .args(["--format", "json", "--config"])
+            .arg(&self.config)
+            .args(extra));
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v["rows"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.query(sql, &[])[0]["n"].as_i64().unwrap()
+    }
+
+    fn archive(&self, action: &[&str]) -> String {
+        ok(weir()
+            .arg("archive")
+            .args(action)
+            .arg("--config")
+            .arg(&self.config))
+    }
+}
+
+fn exact_counts_ranges_and_evolution(p: &Place) {
+    p.generate("one", "", 200_000, "2026-03-01T00:00:00Z", "");
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 200_000);
+    // Ten minutes of events at 10 ms each, through the API's start/end.
+    let rows = p.query(
+        "SELECT count(*) AS n FROM app",
+        &[
+            "--start",
+            "2026-03-01T00:10:00Z",
+            "--end",
+            "2026-03-01T00:20:00Z",
+        ],
+    );
+    assert_eq!(rows[0]["n"], 60_000);
+    // Hive partitions are columns.
+    let hours = p.query(
+        "SELECT hour, count(*) AS n FROM app GROUP BY hour ORDER BY hour",
+        &[],
+    );
+    assert_eq!(hours.len(), 1, "{hours:?}");
+    // Schema evolution: a later file with a new field; old rows read it as null.
+    p.generate(
+        "two",
+        ", user_id: string",
+        1_000,
+        "2026-03-01T01:00:00Z",
+        "",
+    );
+    let rows = p.query(
+        "SELECT count(user_id) AS with_user, count(*) AS n FROM app",
+        &[],
+    );
+    assert_eq!(rows[0]["with_user"], 1_000);
+    assert_eq!(rows[0]["n"], 201_000);
+    // Partition pruning, as EXPLAIN shows it: the files of hour 01 are not
+    // opened by a query on hour 00.
+    // (A filter on message keeps count(*) from being answered from
+    // statistics alone, so the plan lists the files it reads.)
+    let plan = |sql: &str| Value::Array(p.query(&format!("EXPLAIN {sql}"), &[])).to_string();
+    assert!(plan("SELECT count(*) FROM app WHERE message LIKE '%a%'").contains("hour=01"));
+    let pruned = plan("SELECT count(*) FROM app WHERE message LIKE '%a%' AND hour = '00'");
+    assert!(pruned.contains("hour=00"), "{pruned}");
+    assert!(!pruned.contains("hour=01"), "{pruned}");
+    // A bad query is an error with DataFusion's message, exit 1.
+    let out = weir()
+        .args(["query", "SELECT nope FROM app", "--config"])
+        .arg(&p.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
+
+#[test]
+fn folder_archive_counts_ranges_and_schema_evolution() {
+    exact_counts_ranges_and_evolution(&folder_place());
+}
+
+#[test]
+fn s3_archive_counts_ranges_and_schema_evolution() {
+    let s3 = S3::start();
+    exact_counts_ranges_and_evolution(&s3_place(s3.port, "evolution"));
+}
+
+fn retention_and_compaction(p: &Place) {
+    // An old day and a recent hour.
+    // Batches of up to 8192 events, each past the roll size: several files.
+    p.generate("old", "", 20_000, "2026-01-01T00:00:00Z", "roll at 64KB");
+    let recent = (chrono::Utc::now() - chrono::Duration::minutes(30))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    p.generate("new", "", 2_000, &recent, "roll at 64KB");
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 22_000);
+
+    // Compaction of closed partitions keeps every row and offset.
+    let before = p.query(
+        "SELECT _offset FROM app WHERE date = '2026-01-01' ORDER BY _offset",
+        &[],
+    );
+    let out = p.archive(&["compact", "--grace", "1h"]);
+    assert!(out.contains("files ->"), "{out}");
+    let after = p.query(
+        "SELECT _offset FROM app WHERE date = '2026-01-01' ORDER BY _offset",
+        &[],
+    );
+    assert_eq!(before, after, "compaction keeps every row");
+    assert_eq!(before.len(), 20_000);
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 22_000);
+    // The recent hour is still open: left alone.
+    let again = p.archive(&["compact", "--grace", "1h"]);
+    assert!(
+        !again.contains("files ->"),
+        "nothing left to merge: {again}"
+    );
+
+    // Retention: a dry run changes nothing; the real run deletes exactly the
+    // expired partition.
+    let cfg = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        format!("{cfg}\n[[retention]]\nstream = \"app\"\ndelete_after = \"30days\"\n"),
+    )
+    .unwrap();
+    let dry = p.archive(&["retain", "--dry-run"]);
+    assert!(dry.contains("would delete"), "{dry}");
+    assert!(dry.contains("date=2026-01-01"), "{dry}");
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 22_000);
+    let done = p.archive(&["retain"]);
+    assert!(!done.contains(&recent[..10]), "recent data kept: {done}");
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 2_000);
+    assert_eq!(
+        p.count("SELECT count(*) AS n FROM app WHERE date = '2026-01-01'"),
+        0
+    );
+}
+
+#[test]
+fn folder_archive_retention_and_compaction() {
+    retention_and_compaction(&folder_place());
+}
+
+#[test]
+fn s3_archive_retention_and_compaction() {
+    let s3 = S3::start();
+    retention_and_compaction(&s3_place(s3.port, "upkeep"));
+}
+
+#[test]
+fn s3_unreachable_for_ten_seconds_loses_nothing() {
+    let s3 = S3::start();
+    let flaky = Flaky::to(s3.port);
+    let p = s3_place(flaky.port, "outage");
+    let rules = p.dir.path().join("slow.rules");
+    // 20 s of events at 2,000/s, archived in files rolled every second.
+    std::fs::write(
+        &rules,
+        format!(
+            "source app = generator(rate: 2000, count: 40000) format json\narchive app to \"{}\" roll every 1s\n",
+            p.url
+        ),
+    )
+    .unwrap();
+    let mut child = weir()
+        .arg("run")
+        .arg(&rules)
+        .arg("--quiet")
+        .arg("--config")
+        .arg(&p.config)
+        .arg("--data-dir")
+        .arg(p.dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    flaky.down.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(10));
+    flaky.down.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "weir did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success());
+    let rows = p.query(
+        "SELECT count(*) AS n, count(DISTINCT _offset) AS d FROM app",
+        &[],
+    );
+    assert_eq!(rows[0]["n"], 40_000);
+    assert_eq!(rows[0]["d"], 40_000);
+}
+
+#[test]
+fn a_crash_mid_write_leaves_only_whole_files() {
+    let p = folder_place();
+    let rules = p.dir.path().join("crash.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "source app = generator(rate: 0) format json\narchive app to \"{}\" roll at 256KB\n",
+            p.url
+        ),
+    )
+    .unwrap();
+    let mut child = weir()
+        .arg("run")
+        .arg(&rules)
+        .arg("--quiet")
+        .arg("--config")
+        .arg(&p.config)
+        .arg("--data-dir")
+        .arg(p.dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let archive = p.dir.path().join("archive");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while support::archived(&archive).1 < 5 {
+        assert!(Instant::now() < deadline, "no files written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill(); // SIGKILL, mid-write
+    let _ = child.wait();
+    // Every visible file reads whole, and SQL counts exactly what they hold.
+    let (rows, files) = support::archived(&archive);
+    assert!(files >= 5);
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), rows.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_api_negotiates_formats_and_reports_bad_sql() {
+    let p = folder_place();
+    p.generate("api", "", 5_000, "2026-03-01T00:00:00Z", "");
+    let port = support::free_port();
+    let mut serve = weir()
+        .arg("serve")
+        .arg("--config")
+        .arg(&p.config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(p.dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    support::tansu::wait_for_port(port);
+    let url = format!("http://127.0.0.1:{port}/api/v1/query");
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"sql": "SELECT service, count(*) AS n FROM app GROUP BY service ORDER BY service"});
+    let json: Value = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let total: i64 = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 5_000);
+    let csv = http
+        .post(&url)
+        .header("Accept", "text/csv")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv");
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("service,n\n"), "{csv}");
+    let nd = http
+        .post(&url)
+        .header("Accept", "application/x-ndjson")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(nd.lines().count(), json["rows"].as_array().unwrap().len());
+    let ipc = http
+        .post(&url)
+        .header("Accept", "application/vnd.apache.arrow.stream")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, json["rows"].as_array().unwrap().len());
+    // Errors are 400 with DataFusion's message.
+    for sql in [
+        "SELEC 1",
+        "SELECT nope FROM app",
+        "SELECT * FROM missing_table",
+    ] {
+        let r = http
+            .post(&url)
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{sql}");
+        let e: Value = r.json().await.unwrap();
+        assert!(!e["error"].as_str().unwrap().is_empty());
+    }
+    // EXPLAIN shows the partition pruning of a time range.
+    let explain: Value = http
+        .post(&url)
+        .json(&serde_json::json!({"sql": "EXPLAIN SELECT count(*) FROM app WHERE date = '2026-03-01'"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(explain.to_string().contains("date"), "{explain}");
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
