@@ -5,6 +5,9 @@
 //! `cargo bench --bench e2e_throughput` (WEIR_BENCH_EVENTS sets the count,
 //! default 2,000,000).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::Instant;
 use weir_connectors::sources::generator::{generate_ndjson, GeneratorConfig};
@@ -31,19 +34,6 @@ pipeline all_services {
   | window tumbling 1m by service { events = count(), avg_ms = avg(latency_ms) }
 }
 "#;
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 fn batches(data: &[u8], per_batch: usize) -> Vec<LineBatch> {
     let mut out = Vec::new();
@@ -135,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rate / base_rate
     );
     println!("alerts fired: {fired}");
-    println!("peak RSS: {:.1} MiB", peak_rss_mib());
+    println!("peak RSS: {:.1} MiB", support::peak_rss_mib());
     assert!(fired > 0, "the benchmark pipeline should fire alerts");
     Ok(())
 }

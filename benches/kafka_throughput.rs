@@ -24,19 +24,6 @@ use weir_engine::{AlertLog, Metrics};
 
 const PARTITIONS: i32 = 3;
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 async fn fill(bootstrap: &str, n: usize) -> Result<usize, Box<dyn std::error::Error>> {
     let data = generate_ndjson(
         GeneratorConfig {
@@ -174,6 +161,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "weir      kafka→decode→archive+window: {weir:>9.0} events/s  ({:.2}x of baseline)",
         weir / raw
     );
-    println!("peak RSS: {:.1} MiB", peak_rss_mib());
+    println!("peak RSS: {:.1} MiB", support::peak_rss_mib());
     Ok(())
 }

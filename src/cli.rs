@@ -106,6 +106,10 @@ pub enum Command {
         /// Seconds before the query is cancelled.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Run the query this many times (directly against the archive) and
+        /// print the fastest run's wall time to standard error: for benchmarks.
+        #[arg(long, default_value_t = 1, hide = true)]
+        repeat: u32,
     },
     /// Archive upkeep: retention and compaction.
     Archive {

@@ -47,6 +47,17 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The config file's settings, or the defaults with `data_dir`.
+    pub fn load_or_default(path: Option<&Path>, data_dir: PathBuf) -> anyhow::Result<Config> {
+        match path {
+            Some(p) => Config::load(p),
+            None => Ok(Config {
+                data_dir,
+                ..Config::default()
+            }),
+        }
+    }
+
     /// The archive to query: `url`, else `archive` from the file, else
     /// `DATA/archive`.
     pub fn archive_location(&self, url: Option<&str>) -> anyhow::Result<ArchiveLocation> {

@@ -169,14 +169,31 @@ impl Place {
             ),
         )
         .unwrap();
-        ok(weir()
-            .arg("run")
-            .arg(&rules)
+        ok(&mut self.run_command(&rules));
+    }
+
+    /// Starts `weir run` on `rules_text` in the background.
+    fn spawn(&self, name: &str, rules_text: &str) -> Child {
+        let rules = self.dir.path().join(format!("{name}.rules"));
+        std::fs::write(&rules, rules_text).unwrap();
+        self.run_command(&rules)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `weir run RULES --quiet` with this place's config and data folder.
+    fn run_command(&self, rules: &std::path::Path) -> Command {
+        let mut c = weir();
+        c.arg("run")
+            .arg(rules)
             .arg("--quiet")
             .arg("--config")
             .arg(&self.config)
             .arg("--data-dir")
-            .arg(self.dir.path().join("data")));
+            .arg(self.dir.path().join("data"));
+        c
     }
 
     /// `weir query SQL --format json`: the rows.
@@ -336,28 +353,14 @@ fn s3_unreachable_for_ten_seconds_loses_nothing() {
     let s3 = S3::start();
     let flaky = Flaky::to(s3.port);
     let p = s3_place(flaky.port, "outage");
-    let rules = p.dir.path().join("slow.rules");
     // 20 s of events at 2,000/s, archived in files rolled every second.
-    std::fs::write(
-        &rules,
-        format!(
+    let mut child = p.spawn(
+        "slow",
+        &format!(
             "source app = generator(rate: 2000, count: 40000) format json\narchive app to \"{}\" roll every 1s\n",
             p.url
         ),
-    )
-    .unwrap();
-    let mut child = weir()
-        .arg("run")
-        .arg(&rules)
-        .arg("--quiet")
-        .arg("--config")
-        .arg(&p.config)
-        .arg("--data-dir")
-        .arg(p.dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    );
     std::thread::sleep(Duration::from_secs(4));
     flaky.down.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_secs(10));
@@ -382,27 +385,13 @@ fn s3_unreachable_for_ten_seconds_loses_nothing() {
 #[test]
 fn a_crash_mid_write_leaves_only_whole_files() {
     let p = folder_place();
-    let rules = p.dir.path().join("crash.rules");
-    std::fs::write(
-        &rules,
-        format!(
+    let mut child = p.spawn(
+        "crash",
+        &format!(
             "source app = generator(rate: 0) format json\narchive app to \"{}\" roll at 256KB\n",
             p.url
         ),
-    )
-    .unwrap();
-    let mut child = weir()
-        .arg("run")
-        .arg(&rules)
-        .arg("--quiet")
-        .arg("--config")
-        .arg(&p.config)
-        .arg("--data-dir")
-        .arg(p.dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    );
     let archive = p.dir.path().join("archive");
     let deadline = Instant::now() + Duration::from_secs(60);
     while support::archived(&archive).1 < 5 {

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub batch_latency: HistogramVec,
     pub archive_files: IntCounterVec,
     pub archive_bytes: IntCounterVec,
+    /// Archive files deleted or moved by retention.
+    pub retention_files: IntCounterVec,
     /// Messages not yet read, per source partition (Kafka consumer lag).
     pub source_lag: IntGaugeVec,
     /// Read positions committed back to a source after a checkpoint.
@@ -86,6 +88,12 @@ impl Metrics {
                 "weir_source_commits_total",
                 "Read positions committed to a source after a checkpoint",
                 &["source"],
+            )?,
+            retention_files: counter(
+                reg,
+                "weir_archive_retention_files_total",
+                "Archive files deleted or moved to cold storage by retention",
+                &["stream", "action"],
             )?,
             sink_retries: counter(
                 reg,

@@ -4,7 +4,7 @@
 # (the baseline of the query benchmark). Prints the venv's bin folder.
 set -euo pipefail
 venv="${WEIR_CACHE:-$HOME/.cache/weir}/venv"
-want="moto[server]==5.1.* duckdb==1.*"
+want="moto[server]==5.1.* duckdb==1.* pytz"
 stamp="$venv/.weir-installed"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "installing $want into $venv" >&2

@@ -12,13 +12,7 @@ pub async fn run(
     data_dir: PathBuf,
     url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let cfg = match &config {
-        Some(p) => Config::load(p)?,
-        None => Config {
-            data_dir,
-            ..Config::default()
-        },
-    };
+    let cfg = Config::load_or_default(config.as_deref(), data_dir)?;
     let location = cfg.archive_location(url.as_deref())?;
     let now = chrono::Utc::now().timestamp_micros();
     match action {

@@ -30,6 +30,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             end,
             max_rows,
             timeout,
+            repeat,
         } => {
             let target = match server {
                 Some(url) => query::Target::Server(url),
@@ -45,6 +46,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 end,
                 max_rows,
                 timeout_s: timeout,
+                repeat,
             };
             runtime()?.block_on(query::run(target, req, format))
         }

@@ -17,6 +17,53 @@ pub const DEMO_RULES: &str = include_str!("../../rules/examples/demo.rules");
 /// The lookup table the demo rules read.
 const DEMO_TEAMS: &str = include_str!("../../rules/examples/teams.csv");
 
+/// How often `weir serve` applies the retention policies.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Applies the retention policies now and then every hour; each deleted or
+/// moved file is logged and counted in `weir_archive_retention_files_total`.
+async fn retention_loop(
+    cfg: Config,
+    location: weir_connectors::store::ArchiveLocation,
+    host: Arc<EngineHost>,
+) {
+    let cold = match cfg.retention.iter().find_map(|p| p.cold.as_deref()) {
+        Some(c) => match cfg.archive_location(Some(c)) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(error = %e, "retention: the cold location cannot be opened; retention is off");
+                return;
+            }
+        },
+        None => None,
+    };
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now().timestamp_micros();
+        match weir_connectors::maintenance::retain(
+            &location,
+            &cfg.retention,
+            cold.as_ref(),
+            now,
+            false,
+        )
+        .await
+        {
+            Ok(actions) => {
+                for a in &actions {
+                    host.metrics
+                        .retention_files
+                        .with_label_values(&[&a.stream, a.action])
+                        .inc();
+                }
+                tracing::info!(files = actions.len(), "retention applied");
+            }
+            Err(e) => tracing::error!(error = %e, "retention failed"),
+        }
+    }
+}
+
 pub async fn serve(
     config: Option<PathBuf>,
     demo: bool,
@@ -92,7 +139,12 @@ pub async fn serve(
     eprintln!("  pipelines: curl http://{addr}/api/v1/pipelines");
     eprintln!("  metrics:   curl http://{addr}/metrics");
     eprintln!("  submit:    curl --data-binary @my.rules http://{addr}/api/v1/pipelines");
-    let query = Arc::new(QueryEngine::new(cfg.archive_location(None)?));
+    eprintln!("  query:     weir query --server http://{addr} \"SELECT count(*) FROM STREAM\"");
+    let location = cfg.archive_location(None)?;
+    if !cfg.retention.is_empty() {
+        tokio::spawn(retention_loop(cfg.clone(), location.clone(), host.clone()));
+    }
+    let query = Arc::new(QueryEngine::new(location));
     axum::serve(listener, api::router(host.clone(), query))
         .with_graceful_shutdown(super::shutdown_signal())
         .await

@@ -214,7 +214,6 @@ impl QueryEngine {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(2)
-            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.enable_page_index", true);
         let ctx = SessionContext::new_with_config(config);
         let url = url::Url::parse(SCHEME).map_err(|e| QueryError::Internal(e.to_string()))?;
