@@ -4,12 +4,13 @@
 # (the baseline of the query benchmark). Prints the venv's bin folder.
 set -euo pipefail
 venv="${WEIR_CACHE:-$HOME/.cache/weir}/venv"
-want="moto[server]==5.1.* duckdb==1.* pytz"
+packages=("moto[server]==5.1.*" "duckdb==1.*" "pytz")
+want="${packages[*]}"
 stamp="$venv/.weir-installed"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "installing $want into $venv" >&2
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check $want >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${packages[@]}" >&2
   echo "$want" > "$stamp"
 fi
 echo "$venv/bin"
