@@ -123,6 +123,12 @@ fn event(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The distinct (partition, offset) pairs in an archive: what an
+/// at-least-once check compares with what was produced.
+fn unique_archived(archive: &Path) -> BTreeSet<(i64, i64)> {
+    archived(archive).0.into_iter().collect()
+}
+
 /// Waits until `done()` holds, or fails after `secs`.
 async fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -294,19 +300,9 @@ async fn two_processes_in_one_group_split_the_partitions() {
         !ra.is_empty() && !rb.is_empty(),
         "both consumed: {pa:?} {pb:?}"
     );
-    let mut all: Vec<(i64, i64)> = ra.into_iter().chain(rb).collect();
-    all.sort_unstable();
-    let expected: Vec<(i64, i64)> = produced
-        .into_iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let unique: Vec<(i64, i64)> = all
-        .iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let all: Vec<(i64, i64)> = ra.into_iter().chain(rb).collect();
+    let expected: BTreeSet<(i64, i64)> = produced.into_iter().collect();
+    let unique: BTreeSet<(i64, i64)> = all.iter().copied().collect();
     assert_eq!(unique, expected, "every offset archived");
     assert_eq!(all.len(), N, "no offset archived twice: {pa:?} / {pb:?}");
 }
@@ -331,16 +327,11 @@ async fn a_killed_consumer_restarts_without_loss() {
     let second = produce(&p, "logs", 2, &payloads[N / 2..]).await;
     let weir = Weir::start(&rules, dir.path(), "crash");
     wait_until(120, "every offset archived after the restart", || {
-        archived(&archive)
-            .0
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= N
+        unique_archived(&archive).len() >= N
     })
     .await;
     assert!(weir.terminate().success());
-    let got: BTreeSet<(i64, i64)> = archived(&archive).0.into_iter().collect();
+    let got = unique_archived(&archive);
     let expected: BTreeSet<(i64, i64)> = first.into_iter().chain(second).collect();
     assert_eq!(got, expected, "no offset lost across the crash");
     assert!(dead_letters(&dir.path().join("crash/deadletter/app.ndjson")).is_empty());
@@ -381,16 +372,11 @@ async fn the_broker_down_for_ten_seconds_loses_nothing() {
     )
     .await;
     wait_until(180, "the second half archived after the outage", || {
-        archived(&archive)
-            .0
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= N
+        unique_archived(&archive).len() >= N
     })
     .await;
     assert!(weir.terminate().success());
-    let got: BTreeSet<(i64, i64)> = archived(&archive).0.into_iter().collect();
+    let got = unique_archived(&archive);
     let expected: BTreeSet<(i64, i64)> = first.into_iter().chain(second).collect();
     assert_eq!(got, expected);
 }
