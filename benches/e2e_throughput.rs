@@ -8,13 +8,12 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::Instant;
 use weir_connectors::sources::generator::{generate_ndjson, GeneratorConfig};
 use weir_engine::decode::LineDecoder;
 use weir_engine::functions::TableCache;
 use weir_engine::pipeline::compile_pipelines;
-use weir_engine::{AlertLog, LineBatch, Metrics};
+use weir_engine::{AlertManager, LineBatch, Metrics};
 
 const RULES: &str = r#"
 source app = generator() format json
@@ -97,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
-    let alerts = Arc::new(AlertLog::new(1000));
+    let alerts = AlertManager::in_memory();
     let mut tables = TableCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/examples"));
     let outputs = Default::default();
     let mut pipelines =
@@ -119,7 +118,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let secs = t.elapsed().as_secs_f64();
     let rate = n as f64 / secs;
-    let fired = alerts.recent(1000).len();
+    let fired = alerts
+        .history(100_000)
+        .iter()
+        .filter(|e| e.event == "firing")
+        .count();
     println!(
         "weir      decode+2 pipelines:     {rate:>12.0} events/s  ({:.2}x of baseline)",
         rate / base_rate

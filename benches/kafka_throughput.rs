@@ -14,13 +14,12 @@ mod support;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::tansu::Broker;
 use weir_connectors::sources::generator::{generate_ndjson, GeneratorConfig};
 use weir_connectors::LocalFactory;
 use weir_engine::runtime::{deploy, DeployOptions};
-use weir_engine::{AlertLog, Metrics};
+use weir_engine::{AlertManager, Metrics};
 
 const PARTITIONS: i32 = 3;
 
@@ -111,7 +110,7 @@ pipeline errors {{
     let deployment = deploy(
         &program,
         &factory,
-        Arc::new(AlertLog::new(100)),
+        AlertManager::in_memory(),
         &metrics,
         DeployOptions {
             base_dir: dir.path().to_path_buf(),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test, and a benchmark smoke run.
 # Installs what it needs first: the tansu Kafka-compatible broker (crates.io,
-# cached under ~/.cache/weir), and stunnel4 for the Kafka TLS tests (Debian).
+# cached under ~/.cache/weir), stunnel4 for the Kafka TLS tests and
+# prometheus-alertmanager for the alert tests (Debian), and the Python peers
+# (moto's S3 server, aiosmtpd, duckdb) in a virtualenv under ~/.cache/weir.
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +18,16 @@ cargo --version
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 echo "== services"
-if ! command -v stunnel4 >/dev/null 2>&1 && ! command -v stunnel >/dev/null 2>&1; then
-  echo "installing stunnel4 (Debian) for the Kafka TLS tests"
+apt_install() {
+  echo "installing $1 (Debian)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get install -y stunnel4 >/dev/null 2>&1 || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y stunnel4 >/dev/null; }
+  $SUDO apt-get install -y "$1" >/dev/null 2>&1 || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y "$1" >/dev/null; }
+}
+if ! command -v stunnel4 >/dev/null 2>&1 && ! command -v stunnel >/dev/null 2>&1; then
+  apt_install stunnel4
+fi
+if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  apt_install prometheus-alertmanager
 fi
 WEIR_PYTHON_BIN="$(scripts/services/install-python-tools.sh)"
 export WEIR_PYTHON_BIN
@@ -50,5 +58,6 @@ fi
 echo "== benchmark smoke (end-to-end harness, small)"
 WEIR_BENCH_EVENTS=200000 cargo bench --locked --bench e2e_throughput -- --quick
 WEIR_BENCH_EVENTS=50000 cargo bench --locked --bench kafka_throughput
+cargo bench --locked --bench alerts_throughput
 
 echo "tests: $passed passed, $failed failed"

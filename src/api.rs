@@ -6,7 +6,7 @@
 //! | POST | /api/v1/pipelines | body: `.rules` text; 201, or 422 with diagnostics, or 409 on a name clash |
 //! | GET | /api/v1/pipelines | the pipelines |
 //! | DELETE | /api/v1/pipelines/{name} | stops one (windows emitted, outputs flushed); 204 or 404 |
-//! | GET | /api/v1/alerts?limit=N | recent alerts, newest first |
+//! | GET, POST, DELETE | /api/v1/alerts, /api/v1/silences | see [`crate::alerts_api`] |
 //! | POST | /api/v1/query | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; 400 with DataFusion's message on a bad query |
 //! | GET | /healthz | `ok` |
 //! | GET | /metrics | Prometheus text format |
@@ -28,7 +28,7 @@ pub fn router(host: Arc<EngineHost>, query: Arc<QueryEngine>) -> Router {
         .route("/api/v1/query", post(run_query))
         .route("/api/v1/pipelines", get(list_pipelines).post(submit))
         .route("/api/v1/pipelines/{name}", delete(delete_pipeline))
-        .route("/api/v1/alerts", get(alerts))
+        .merge(crate::alerts_api::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(Extension(query))
@@ -144,16 +144,6 @@ async fn delete_pipeline(
         )
             .into_response()
     }
-}
-
-#[derive(Deserialize)]
-struct AlertQuery {
-    limit: Option<usize>,
-}
-
-async fn alerts(State(host): State<Arc<EngineHost>>, Query(q): Query<AlertQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).min(10_000);
-    Json(json!({ "alerts": host.alerts.recent(limit) })).into_response()
 }
 
 async fn metrics(State(host): State<Arc<EngineHost>>) -> Response {

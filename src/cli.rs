@@ -37,6 +37,35 @@ pub enum ArchiveAction {
     },
 }
 
+/// What `weir silence` does.
+#[derive(Subcommand, Debug)]
+pub enum SilenceAction {
+    /// Hold back notifications of alerts matching every matcher, for a while.
+    /// Prints the new silence's id.
+    Add {
+        /// Label matchers: name=value, name!=value, name=~regex, name!~regex.
+        /// `alertname` is the rule, `severity` and `pipeline` match those.
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long, e.g. 2h or 30m.
+        #[arg(long, short, default_value = "1h")]
+        duration: String,
+        /// Why (shown in lists).
+        #[arg(long, short, default_value = "")]
+        comment: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// List silences (active, pending, and expired in the last day).
+    List,
+    /// End a silence now.
+    Expire {
+        /// The silence's id (from `add` or `list`).
+        id: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check .rules files for mistakes without running them.
@@ -129,6 +158,30 @@ pub enum Command {
         /// Archive URL: a folder, file://..., or s3://bucket/prefix.
         #[arg(long, global = true)]
         archive: Option<String>,
+    },
+    /// Run rule unit tests on a simulated clock.
+    ///
+    /// Each FILE.test.toml names a .rules file, input events with times, and
+    /// the window rows, alerts and notifications expected at given times (see
+    /// docs/alerts.md). Prints a diff for every unmet expectation; exits 1
+    /// when any test fails.
+    Test {
+        /// The test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Create, list and expire alert silences on a running server.
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+        /// The `weir serve` to talk to.
+        #[arg(
+            long,
+            env = "WEIR_SERVER",
+            default_value = "http://127.0.0.1:8080",
+            global = true
+        )]
+        server: String,
     },
     /// Run the engine and its HTTP API.
     ///

@@ -3,10 +3,13 @@
 
 use anyhow::Context;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use weir_connectors::kafka::KafkaConfig;
 use weir_connectors::maintenance::RetentionPolicy;
+use weir_connectors::notify::{ChannelConfig, ChannelKind};
 use weir_connectors::store::{ArchiveLocation, StorageConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +32,27 @@ pub struct Config {
     pub archive: Option<String>,
     /// Retention policies per stream.
     pub retention: Vec<RetentionPolicy>,
+    /// Alert behaviour shared by every rule.
+    pub alerting: AlertingConfig,
+    /// Notification channels, referenced by name in rules (`notify [NAME]`).
+    pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// `[alerting]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// A still-firing alert is notified again after this long.
+    #[serde(with = "humantime_serde")]
+    pub repeat_interval: Duration,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            repeat_interval: Duration::from_secs(4 * 3600),
+        }
+    }
 }
 
 impl Default for Config {
@@ -42,6 +66,8 @@ impl Default for Config {
             storage: StorageConfig::default(),
             archive: None,
             retention: Vec::new(),
+            alerting: AlertingConfig::default(),
+            channels: BTreeMap::new(),
         }
     }
 }
@@ -97,6 +123,25 @@ impl Config {
                     }
                 }
             }
+            for ch in cfg.channels.values_mut() {
+                let path = match &mut ch.kind {
+                    ChannelKind::Webhook {
+                        hmac_secret_file, ..
+                    } => hmac_secret_file.as_mut(),
+                    ChannelKind::Email {
+                        password_file, ca, ..
+                    } => {
+                        if let Some(ca) = ca.as_mut().filter(|p| p.is_relative()) {
+                            *ca = dir.join(&*ca);
+                        }
+                        password_file.as_mut()
+                    }
+                    _ => None,
+                };
+                if let Some(p) = path.filter(|p| p.is_relative()) {
+                    *p = dir.join(&*p);
+                }
+            }
             for r in &mut cfg.rules {
                 if r.is_relative() {
                     *r = dir.join(&*r);
@@ -117,5 +162,30 @@ mod tests {
         assert_eq!(cfg.listen.port(), 9999);
         assert_eq!(cfg.data_dir, PathBuf::from("weir-data"));
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn reads_channels_and_alerting() {
+        let cfg: Config = toml::from_str(
+            r#"
+            [alerting]
+            repeat_interval = "30m"
+            [channels.oncall]
+            type = "slack"
+            url = "http://127.0.0.1:1/hook"
+            rate_limit = "10/1m"
+            [channels.mail]
+            type = "email"
+            host = "127.0.0.1"
+            port = 2525
+            tls = "none"
+            from = "weir@example.com"
+            to = ["oncall@example.com"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.alerting.repeat_interval, Duration::from_secs(1800));
+        assert_eq!(cfg.channels.len(), 2);
+        assert!(toml::from_str::<Config>("[channels.x]\ntype = \"pager\"").is_err());
     }
 }

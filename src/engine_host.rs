@@ -1,6 +1,7 @@
 //! The engine as the binary hosts it: metrics registry, alert log, connector
 //! factory, and the running deployments (one per submitted `.rules` text).
 
+use crate::config::Config;
 use crate::rules::{self, RulesError};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -9,12 +10,15 @@ use tokio::sync::Mutex;
 use weir_connectors::kafka::KafkaConfig;
 use weir_connectors::store::StorageConfig;
 use weir_connectors::LocalFactory;
-use weir_engine::{deploy, AlertLog, DeployOptions, Deployment, EngineError, Metrics};
+use weir_engine::alerting::{AlertSettings, SystemClock};
+use weir_engine::{deploy, AlertManager, DeployOptions, Deployment, EngineError, Metrics};
 
 pub struct EngineHost {
     pub registry: prometheus::Registry,
     pub metrics: Metrics,
-    pub alerts: Arc<AlertLog>,
+    pub alerts: Arc<AlertManager>,
+    /// Names of the configured notification channels.
+    pub channels: Vec<String>,
     pub data_dir: PathBuf,
     /// Kafka client settings for `kafka` connectors.
     pub kafka: KafkaConfig,
@@ -62,23 +66,74 @@ pub struct PipelineInfo {
 }
 
 impl EngineHost {
-    pub fn new(
-        data_dir: PathBuf,
-        alert_history: usize,
-        kafka: KafkaConfig,
-        storage: StorageConfig,
-    ) -> anyhow::Result<EngineHost> {
+    /// The host for `cfg`, with its notification channels started (call it
+    /// inside a Tokio runtime). With `persist_alerts`, alert state lives in
+    /// `DATA/alerts/state.json` across restarts.
+    pub fn new(cfg: &Config, persist_alerts: bool) -> anyhow::Result<EngineHost> {
         let registry = prometheus::Registry::new();
         let metrics = Metrics::new(&registry)?;
+        let settings = AlertSettings {
+            repeat_interval: cfg.alerting.repeat_interval,
+            history: cfg.alert_history,
+            state_file: persist_alerts.then(|| cfg.data_dir.join("alerts").join("state.json")),
+            log_unrouted: true,
+        };
+        let alerts = AlertManager::new(Arc::new(SystemClock), settings, Some(metrics.clone()))
+            .map_err(anyhow::Error::msg)?;
+        for (name, ch) in &cfg.channels {
+            let (notifier, settings) = weir_connectors::notify::build(name, ch)?;
+            if let Some(n) = notifier {
+                alerts.add_channel(name, n, settings);
+            }
+        }
+        alerts.start();
         Ok(EngineHost {
             registry,
             metrics,
-            alerts: Arc::new(AlertLog::new(alert_history)),
-            data_dir,
-            kafka,
-            storage,
+            alerts,
+            channels: cfg.channels.keys().cloned().collect(),
+            data_dir: cfg.data_dir.clone(),
+            kafka: cfg.kafka.clone(),
+            storage: cfg.storage.clone(),
             deployments: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Rules may only name configured channels (when any are configured; with
+    /// none, notifications go to the log).
+    fn check_channels(
+        &self,
+        file: &str,
+        text: &str,
+        program: &weir_dsl::CheckedProgram,
+    ) -> Result<(), DeployError> {
+        if self.channels.is_empty() {
+            return Ok(());
+        }
+        for p in &program.pipelines {
+            for stage in &p.pipeline.stages {
+                let weir_dsl::ast::StageKind::Alert(a) = &stage.kind else {
+                    continue;
+                };
+                for ch in &a.notify {
+                    if !self.channels.contains(&ch.name) {
+                        return Err(DeployError::Plan {
+                            file: file.to_string(),
+                            text: text.to_string(),
+                            error: EngineError::plan(
+                                ch.span,
+                                format!(
+                                    "no channel named `{}` in the config (configured: {})",
+                                    ch.name,
+                                    self.channels.join(", ")
+                                ),
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Compiles and starts a `.rules` text. Relative paths in it resolve against
@@ -91,6 +146,7 @@ impl EngineHost {
         idle_advance: bool,
     ) -> Result<Vec<String>, DeployError> {
         let program = rules::compile(file, text).map_err(DeployError::Rules)?;
+        self.check_channels(file, text, &program)?;
         let mut deployments = self.deployments.lock().await;
         for p in &program.pipelines {
             let name = &p.pipeline.name.name;
@@ -176,7 +232,11 @@ impl EngineHost {
     /// Stops everything and waits until windows are emitted and sinks flushed.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
         self.stop_all().await;
-        self.wait_all().await
+        let waited = self.wait_all().await;
+        if let Err(e) = self.alerts.save() {
+            tracing::warn!(error = %e, "could not save the alert state");
+        }
+        waited
     }
 
     /// Waits until every deployment has ended (by itself, for finite sources, or

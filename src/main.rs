@@ -1,5 +1,6 @@
 //! `weir`: the command-line entry point. See `weir --help`.
 
+mod alerts_api;
 mod api;
 mod cli;
 mod commands;

@@ -10,7 +10,7 @@ use weir_engine::decode::LineDecoder;
 use weir_engine::functions::TableCache;
 use weir_engine::output::rows_as_json;
 use weir_engine::pipeline::{CompiledPipeline, PipelineContext};
-use weir_engine::{AlertLog, LineBatch, Metrics, Sink};
+use weir_engine::{AlertManager, LineBatch, Metrics, Sink};
 
 #[derive(Default)]
 struct Capture(Mutex<Vec<serde_json::Map<String, serde_json::Value>>>);
@@ -50,7 +50,7 @@ async fn run(
     let mut cx = PipelineContext {
         tables: &mut tables,
         outputs: &outputs,
-        alerts: Arc::new(AlertLog::new(10)),
+        alerts: AlertManager::in_memory(),
         metrics: &metrics,
     };
     let mut p =

@@ -3,57 +3,10 @@
 //! alerts from a finished pipeline, delete, health and Prometheus metrics.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `weir serve` child process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(extra: &[&str]) -> Server {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(rest) = line.split("serving on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("weir serve prints its address");
-    Server {
-        child,
-        base: format!("http://{addr}"),
-        _data: data,
-    }
-}
+mod support;
+use support::server::start_server;
 
 /// The names in a `GET /api/v1/pipelines` answer.
 fn pipeline_names(list: &Value) -> Vec<&str> {
@@ -80,7 +33,8 @@ pipeline broken {\n  from gen\n  | where latency_msx > 5\n}\n";
 
 #[tokio::test]
 async fn api_submit_list_alerts_delete_metrics() {
-    let server = start_server(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let server = start_server(data.path(), &[]);
     let http = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", server.base);
 
@@ -190,7 +144,8 @@ async fn api_submit_list_alerts_delete_metrics() {
 
 #[tokio::test]
 async fn demo_pipelines_are_listed() {
-    let server = start_server(&["--demo"]);
+    let data = tempfile::tempdir().unwrap();
+    let server = start_server(data.path(), &["--demo"]);
     let r: Value = reqwest::get(format!("{}/api/v1/pipelines", server.base))
         .await
         .unwrap()

@@ -6,11 +6,13 @@
 //! - [`kafka`]: the `kafka` source, output and dead-letter topic.
 //! - [`sinks`]: JSON lines (`stdout`, `file`), the Parquet [`sinks::archive`], and
 //!   the dead-letter store.
+//! - [`notify`]: alert notification channels (Slack, webhook, email, Alertmanager).
 //! - [`factory::LocalFactory`]: builds them from rules, with data under one folder.
 
 pub mod factory;
 pub mod kafka;
 pub mod maintenance;
+pub mod notify;
 pub mod sinks;
 pub mod sources;
 pub mod store;

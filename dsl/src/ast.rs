@@ -222,7 +222,8 @@ pub struct WindowSpec {
     pub aggregates: Vec<Assignment>,
 }
 
-/// `alert "NAME" when COND [severity S] [labels { k: "v" }] [notify [a, b]]`
+/// `alert "NAME" when COND [for D] [resolve after D] [severity S]
+/// [labels { k: "v" }] [annotations { summary: "{{field}} ..." }] [notify [a, b]]`
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertSpec {
     pub name: String,
@@ -231,6 +232,12 @@ pub struct AlertSpec {
     pub severity: Option<Ident>,
     pub labels: Vec<(Ident, String)>,
     pub notify: Vec<Ident>,
+    /// How long the condition must hold (in window time) before the alert fires.
+    pub for_duration: Option<DurationLit>,
+    /// How long the condition must be false before a firing alert resolves.
+    pub resolve_after: Option<DurationLit>,
+    /// Templates (`{{field}}` takes a window value or label) for the notification.
+    pub annotations: Vec<(Ident, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

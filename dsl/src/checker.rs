@@ -513,6 +513,35 @@ impl Checker {
                             self.push(unknown_severity(&sev.name, sev.span));
                         }
                     }
+                    for (key, text) in &a.annotations {
+                        for (_, name) in crate::template::placeholders(text) {
+                            if schema.get(name).is_none() {
+                                let names: Vec<&str> =
+                                    schema.fields.iter().map(|f| f.name.as_str()).collect();
+                                self.push(
+                                    Diagnostic::new(
+                                        ErrorKind::UnknownField,
+                                        key.span,
+                                        format!("annotation `{}` uses `{{{{{name}}}}}`, which is not a field of the window", key.name),
+                                    )
+                                    .with_suggestion(name, names.iter().copied())
+                                    .or_hint(&format!("a template can use the window's fields: {}", names.join(", "))),
+                                );
+                            }
+                        }
+                    }
+                    for d in [&a.for_duration, &a.resolve_after].into_iter().flatten() {
+                        if d.millis == 0 {
+                            self.push(
+                                Diagnostic::new(
+                                    ErrorKind::InvalidWindow,
+                                    d.span,
+                                    "the duration must be above zero",
+                                )
+                                .with_hint("leave `for` out to fire on the first matching window"),
+                            );
+                        }
+                    }
                     StageKind::Alert(AlertSpec {
                         condition: cond,
                         ..a.clone()

@@ -28,6 +28,7 @@ pub mod functions;
 pub mod parser;
 pub mod severity;
 pub mod span;
+pub mod template;
 pub mod types;
 
 pub use checker::{check, CheckedPipeline, CheckedProgram, CheckedSource};

@@ -151,8 +151,13 @@ fn friendly(rule: &Rule) -> String {
         Rule::archive_option | Rule::partition_opt | Rule::roll_size_opt | Rule::roll_time_opt => {
             "an archive option (partition by, roll at, roll every)"
         }
-        Rule::alert_severity | Rule::alert_labels | Rule::alert_notify => {
-            "an alert option (severity, labels, notify)"
+        Rule::alert_severity
+        | Rule::alert_labels
+        | Rule::alert_notify
+        | Rule::alert_for
+        | Rule::alert_resolve
+        | Rule::alert_annotations => {
+            "an alert option (for, resolve after, severity, labels, annotations, notify)"
         }
         Rule::eq
         | Rule::ne
@@ -556,19 +561,35 @@ fn stage(pair: Pair<'_, Rule>, base: usize) -> Stage {
                         severity: None,
                         labels: Vec::new(),
                         notify: Vec::new(),
+                        for_duration: None,
+                        resolve_after: None,
+                        annotations: Vec::new(),
                     };
                     for opt in inner {
                         match opt.as_rule() {
                             Rule::alert_severity => {
                                 spec.severity = opt.into_inner().next().map(|p| ident(p, base))
                             }
-                            Rule::alert_labels => {
+                            Rule::alert_labels | Rule::alert_annotations => {
+                                let into = if opt.as_rule() == Rule::alert_labels {
+                                    &mut spec.labels
+                                } else {
+                                    &mut spec.annotations
+                                };
                                 for l in opt.into_inner() {
                                     let mut parts = l.into_inner();
                                     if let (Some(k), Some(v)) = (parts.next(), parts.next()) {
-                                        spec.labels.push((ident(k, base), unquote(v.as_str())));
+                                        into.push((ident(k, base), unquote(v.as_str())));
                                     }
                                 }
+                            }
+                            Rule::alert_for => {
+                                spec.for_duration =
+                                    opt.into_inner().next().map(|p| duration_lit(p, base))
+                            }
+                            Rule::alert_resolve => {
+                                spec.resolve_after =
+                                    opt.into_inner().next().map(|p| duration_lit(p, base))
                             }
                             Rule::alert_notify => {
                                 spec.notify = opt.into_inner().map(|p| ident(p, base)).collect()

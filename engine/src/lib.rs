@@ -10,7 +10,7 @@
 //! The engine knows no particular system: connectors implement
 //! [`connector::Source`], [`connector::Sink`] and [`connector::ConnectorFactory`].
 
-pub mod alert;
+pub mod alerting;
 pub mod connector;
 pub mod decode;
 pub mod error;
@@ -23,7 +23,7 @@ pub mod pipeline;
 pub mod runtime;
 pub mod schema;
 
-pub use alert::{Alert, AlertLog, AlertSink};
+pub use alerting::{Alert, AlertManager, AlertSettings, AlertSink, HistoryEntry};
 pub use connector::{
     ConnectorFactory, DeadLetter, DeadLetterSink, LineBatch, LineSender, Sink, Source,
 };

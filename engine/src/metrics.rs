@@ -16,7 +16,17 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     pub late_dropped: IntCounterVec,
     pub windows_open: IntGaugeVec,
+    /// Window matches of alert rules (before lifecycle and dedup).
     pub alerts: IntCounterVec,
+    /// Alerts firing now, by rule and severity.
+    pub alerts_firing: IntGaugeVec,
+    /// Lifecycle transitions by rule and new state.
+    pub alert_transitions: IntCounterVec,
+    /// Notifications by channel and result (sent, failed, rate_limited,
+    /// silenced, dropped, logged).
+    pub notifications: IntCounterVec,
+    /// Seconds from window evaluation to a channel accepting the notification.
+    pub notification_latency: Histogram,
     pub batch_latency: HistogramVec,
     pub archive_files: IntCounterVec,
     pub archive_bytes: IntCounterVec,
@@ -152,10 +162,43 @@ impl Metrics {
             windows_open,
             alerts: counter(
                 reg,
-                "weir_alerts_fired_total",
-                "Alerts fired",
+                "weir_alert_matches_total",
+                "Closed windows for which an alert rule's condition held",
                 &["pipeline", "rule", "severity"],
             )?,
+            alerts_firing: {
+                let g = IntGaugeVec::new(
+                    Opts::new("weir_alerts_firing", "Alerts firing now"),
+                    &["rule", "severity"],
+                )?;
+                reg.register(Box::new(g.clone()))?;
+                g
+            },
+            alert_transitions: counter(
+                reg,
+                "weir_alert_transitions_total",
+                "Alert lifecycle transitions (pending, firing, resolved, dropped)",
+                &["rule", "state"],
+            )?,
+            notifications: counter(
+                reg,
+                "weir_notifications_total",
+                "Alert notifications by channel and result",
+                &["channel", "result"],
+            )?,
+            notification_latency: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "weir_notification_latency_seconds",
+                        "Seconds from window evaluation to the channel accepting the notification",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ]),
+                )?;
+                reg.register(Box::new(h.clone()))?;
+                h
+            },
             batch_latency,
             archive_files: counter(
                 reg,

@@ -1,7 +1,7 @@
 //! Compiles a checked pipeline into a chain of operators and outputs, and runs
 //! batches through it.
 
-use crate::alert::AlertSink;
+use crate::alerting::{AlertRule, AlertSink};
 use crate::connector::Sink;
 use crate::error::{EngineError, Result};
 use crate::expr::{compile, CompileContext, PhysicalExpr};
@@ -41,6 +41,7 @@ pub struct CompiledPipeline {
     pub source: String,
     steps: Vec<(Step, StepMetrics)>,
     latency: prometheus::Histogram,
+    kept: Option<Vec<RecordBatch>>,
 }
 
 /// What compiling a pipeline needs from its surroundings.
@@ -238,21 +239,46 @@ impl CompiledPipeline {
                         .as_ref()
                         .map(|s| s.name.to_lowercase())
                         .unwrap_or_else(|| "warning".to_string());
-                    let group_fields = find_group_fields(cp, i);
-                    Step::Op(Box::new(AlertOp {
+                    let window = find_window(cp, i);
+                    let group_fields = window
+                        .map(|w| w.group_by.iter().map(|g| g.name.clone()).collect())
+                        .unwrap_or_default();
+                    let ms = |d: Option<&weir_dsl::ast::DurationLit>| {
+                        d.map(|d| (d.millis as i64).saturating_mul(1000))
+                    };
+                    let step_us = window
+                        .map(|w| match &w.kind {
+                            WindowKind::Tumbling { size } => size.millis,
+                            WindowKind::Sliding { every, .. } => every.millis,
+                            WindowKind::Session { gap } => gap.millis,
+                        })
+                        .map(|m| (m as i64).saturating_mul(1000))
+                        .unwrap_or(60_000_000);
+                    let rule = AlertRule {
+                        name: a.name.clone(),
                         pipeline: name.clone(),
-                        rule: a.name.clone(),
                         severity: sev.clone(),
                         labels: a
                             .labels
                             .iter()
                             .map(|(k, v)| (k.name.clone(), v.clone()))
                             .collect(),
+                        annotations: a
+                            .annotations
+                            .iter()
+                            .map(|(k, v)| (k.name.clone(), v.clone()))
+                            .collect(),
                         notify: a.notify.iter().map(|n| n.name.clone()).collect(),
+                        for_us: ms(a.for_duration.as_ref()).unwrap_or(0),
+                        resolve_after_us: ms(a.resolve_after.as_ref()).unwrap_or(step_us),
+                    };
+                    Step::Op(Box::new(AlertOp {
+                        rule: Arc::new(rule),
                         condition: compile(&a.condition, input, &mut ecx)?,
                         group_fields,
                         sink: cx.alerts.clone(),
-                        fired: cx.metrics.alerts.with_label_values(&[&name, &a.name, &sev]),
+                        matched: cx.metrics.alerts.with_label_values(&[&name, &a.name, &sev]),
+                        closed_until: i64::MIN,
                     }))
                 }
                 StageKind::To(out) => {
@@ -289,6 +315,7 @@ impl CompiledPipeline {
             name,
             source: p.from.name.clone(),
             steps,
+            kept: None,
         })
     }
 
@@ -322,7 +349,26 @@ impl CompiledPipeline {
         Ok(())
     }
 
+    /// Moves event time to `ts` (a simulated clock): windows that end by then
+    /// close, alerts evaluate them.
+    pub async fn advance_to(&mut self, ts: i64) -> Result<()> {
+        self.run(Vec::new(), Phase::AdvanceTo(ts)).await
+    }
+
+    /// Keeps the batches that leave the last step, for [`take_output`](Self::take_output)
+    /// (`weir test` compares them with the expected window rows).
+    pub fn keep_output(&mut self) {
+        self.kept = Some(Vec::new());
+    }
+
+    /// The batches kept since the last call.
+    pub fn take_output(&mut self) -> Vec<RecordBatch> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     async fn run(&mut self, mut carry: Vec<RecordBatch>, phase: Phase) -> Result<()> {
+        // The watermark of the latest window step, handed to later steps.
+        let mut watermark: Option<i64> = None;
         for (step, m) in self.steps.iter_mut() {
             let mut next = Vec::with_capacity(carry.len());
             for b in carry {
@@ -339,16 +385,26 @@ impl CompiledPipeline {
                 match phase {
                     Phase::Data => {}
                     Phase::Idle(us) => next.extend(op.on_idle(us)?),
+                    Phase::AdvanceTo(ts) => next.extend(op.advance_to(ts)?),
                     Phase::Finish => next.extend(op.finish()?),
+                }
+                if let Some(wm) = watermark {
+                    next.extend(op.on_watermark(wm)?);
+                }
+                if let Some(wm) = op.watermark() {
+                    watermark = Some(wm);
                 }
             }
             for b in &next {
                 m.events_out.inc_by(b.num_rows() as u64);
             }
             carry = next;
-            if carry.is_empty() && matches!(phase, Phase::Data) {
+            if carry.is_empty() && watermark.is_none() && matches!(phase, Phase::Data) {
                 break;
             }
+        }
+        if let Some(kept) = self.kept.as_mut() {
+            kept.extend(carry);
         }
         Ok(())
     }
@@ -358,19 +414,19 @@ impl CompiledPipeline {
 enum Phase {
     Data,
     Idle(i64),
+    AdvanceTo(i64),
     Finish,
 }
 
-/// Group-by fields of the window before stage `i`.
-fn find_group_fields(cp: &CheckedPipeline, i: usize) -> Vec<String> {
+/// The window before stage `i`.
+fn find_window(cp: &CheckedPipeline, i: usize) -> Option<&weir_dsl::ast::WindowSpec> {
     cp.pipeline.stages[..i]
         .iter()
         .rev()
         .find_map(|s| match &s.kind {
-            StageKind::Window(w) => Some(w.group_by.iter().map(|g| g.name.clone()).collect()),
+            StageKind::Window(w) => Some(w),
             _ => None,
         })
-        .unwrap_or_default()
 }
 
 /// Several operators run as one step (the assignments of one `set`).

@@ -3,7 +3,7 @@
 //! one task per pipeline. Tasks are joined by bounded channels, so a slow sink
 //! slows its source down instead of filling memory.
 
-use crate::alert::AlertSink;
+use crate::alerting::AlertSink;
 use crate::connector::{ConnectorFactory, DeadLetterSink, LineSender, Sink, SourceMessage};
 use crate::decode::LineDecoder;
 use crate::error::{EngineError, Result};

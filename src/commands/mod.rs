@@ -5,6 +5,8 @@ mod check;
 mod query;
 mod run;
 mod serve;
+mod silence;
+mod test_rules;
 
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
@@ -56,6 +58,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             archive: url,
         } => runtime()?.block_on(archive::run(action, config, data_dir, url)),
+        Command::Test { files } => runtime()?.block_on(test_rules::run(&files)),
+        Command::Silence { action, server } => silence::run(&server, action),
         Command::Serve {
             config,
             demo,

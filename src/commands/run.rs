@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_engine::Alert;
+use weir_engine::alerting::notify::alert_line;
+use weir_engine::HistoryEntry;
 
 pub async fn run(
     file: &Path,
@@ -20,11 +21,12 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let name = file.display().to_string();
     let text = rules::read(file)?;
-    let cfg = match config {
+    let mut cfg = match config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let host = Arc::new(EngineHost::new(data_dir, 10_000, cfg.kafka, cfg.storage)?);
+    cfg.data_dir = data_dir;
+    let host = Arc::new(EngineHost::new(&cfg, false)?);
     let base = file
         .parent()
         .map(Path::to_path_buf)
@@ -35,13 +37,13 @@ pub async fn run(
         return Ok(ExitCode::from(1));
     }
     let printer = tokio::spawn(async move {
-        while let Ok(a) = alerts.recv().await {
+        while let Ok(e) = alerts.recv().await {
             if json {
-                if let Ok(line) = serde_json::to_string(&a) {
+                if let Ok(line) = serde_json::to_string(&e) {
                     println!("{line}");
                 }
-            } else {
-                println!("{}", describe(&a));
+            } else if let Some(line) = describe(&e) {
+                println!("{line}");
             }
         }
     });
@@ -73,19 +75,27 @@ pub async fn run(
     }
 }
 
-/// One alert as a line of text.
-pub fn describe(a: &Alert) -> String {
-    let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let values: Vec<String> = a.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(
-        "ALERT {} [{}] {{{}}} {} window {}..{}",
-        a.rule,
-        a.severity,
-        labels.join(", "),
-        values.join(" "),
-        a.window_start,
-        a.window_end
-    )
+/// A history entry as a line of text: transitions and failed notifications
+/// (successful sends are only in `--json`).
+pub fn describe(e: &HistoryEntry) -> Option<String> {
+    let a = &e.alert;
+    match e.event.as_str() {
+        "firing" | "resolved" | "pending" => Some(format!(
+            "{} {} [{}] {}",
+            e.event.to_uppercase(),
+            a.rule,
+            a.severity,
+            alert_line(a)
+        )),
+        "failed" | "rate_limited" | "queue_full" => Some(format!(
+            "NOTIFY {} {} via {}: {}",
+            e.event.to_uppercase(),
+            a.rule,
+            e.channel.as_deref().unwrap_or("?"),
+            e.detail.as_deref().unwrap_or("")
+        )),
+        _ => None,
+    }
 }
 
 fn total(c: &prometheus::IntCounterVec) -> u64 {
@@ -123,13 +133,13 @@ async fn progress_loop(host: &EngineHost) {
         tick.tick().await;
         let events = total(&host.metrics.source_events);
         eprint!(
-            "\r{:>6.0}s  {:>10} events  {:>9} events/s  {:>8} lag  {:>5} windows open  {:>4} alerts  {:>4} dead letters  {:>5} late   ",
+            "\r{:>6.0}s  {:>10} events  {:>9} events/s  {:>8} lag  {:>5} windows open  {:>4} firing  {:>4} dead letters  {:>5} late   ",
             start.elapsed().as_secs_f64(),
             events,
             events - last,
             gauge_total(&host.metrics.source_lag),
             gauge_total(&host.metrics.windows_open),
-            total(&host.metrics.alerts),
+            gauge_total(&host.metrics.alerts_firing),
             total(&host.metrics.dead_letters),
             total(&host.metrics.late_dropped),
         );
@@ -139,7 +149,7 @@ async fn progress_loop(host: &EngineHost) {
 
 fn summary(host: &EngineHost) {
     eprintln!(
-        "done: {} events, {} alerts, {} dead letters, {} late events dropped, {} archive files",
+        "done: {} events, {} alert matches, {} dead letters, {} late events dropped, {} archive files",
         total(&host.metrics.source_events),
         total(&host.metrics.alerts),
         total(&host.metrics.dead_letters),

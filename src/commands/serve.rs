@@ -84,12 +84,7 @@ pub async fn serve(
     cfg.rules.extend(rules_files);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data folder {}", cfg.data_dir.display()))?;
-    let host = Arc::new(EngineHost::new(
-        cfg.data_dir.clone(),
-        cfg.alert_history,
-        cfg.kafka.clone(),
-        cfg.storage.clone(),
-    )?);
+    let host = Arc::new(EngineHost::new(&cfg, true)?);
 
     let mut failed = false;
     for path in &cfg.rules {

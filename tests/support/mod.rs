@@ -3,6 +3,7 @@
 //! `weir` binary.
 #![allow(dead_code)]
 
+pub mod server;
 pub mod tansu;
 
 use arrow::array::AsArray;

@@ -1,11 +1,14 @@
-//! `| alert "NAME" when COND ...`: raises one alert for each window row whose
-//! condition holds, and passes the rows on unchanged.
+//! `| alert "NAME" when COND ...`: evaluates the condition on each closed
+//! window row and hands the matches, plus how far window time has got, to the
+//! alert manager (which runs the lifecycle). Rows pass on unchanged.
 
 use super::Operator;
-use crate::alert::{Alert, AlertSink};
-use crate::error::Result;
+use crate::alerting::{AlertRule, AlertSink, Evaluation, Hit};
+use crate::error::{EngineError, Result};
 use crate::expr::PhysicalExpr;
+use arrow::array::{Array, AsArray};
 use arrow::compute::filter_record_batch;
+use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
 use prometheus::IntCounter;
 use std::collections::BTreeMap;
@@ -13,16 +16,57 @@ use std::sync::Arc;
 use weir_dsl::types::{WINDOW_END, WINDOW_START};
 
 pub struct AlertOp {
-    pub pipeline: String,
-    pub rule: String,
-    pub severity: String,
-    pub labels: Vec<(String, String)>,
-    pub notify: Vec<String>,
+    pub rule: Arc<AlertRule>,
     pub condition: PhysicalExpr,
     /// Fields that identify the group (become labels); the rest become values.
     pub group_fields: Vec<String>,
     pub sink: Arc<dyn AlertSink>,
-    pub fired: IntCounter,
+    pub matched: IntCounter,
+    /// Window time up to which evaluations were reported.
+    pub closed_until: i64,
+}
+
+impl AlertOp {
+    fn hits(&self, hits: &RecordBatch) -> Result<Vec<Hit>> {
+        let times = |name: &str| {
+            hits.column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+                .cloned()
+                .ok_or_else(|| EngineError::Other(format!("alert: the window has no `{name}`")))
+        };
+        let starts = times(WINDOW_START)?;
+        let ends = times(WINDOW_END)?;
+        let rows = crate::output::rows_as_json(hits)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            let mut group = BTreeMap::new();
+            let mut values = serde_json::Map::new();
+            for (k, v) in row {
+                if k == WINDOW_START || k == WINDOW_END {
+                    continue;
+                }
+                if self.group_fields.contains(&k) {
+                    group.insert(k, crate::alerting::tracker::value_text(&v));
+                } else {
+                    values.insert(k, v);
+                }
+            }
+            let at = |a: &arrow::array::TimestampMicrosecondArray| {
+                if a.is_null(i) {
+                    0
+                } else {
+                    a.value(i)
+                }
+            };
+            out.push(Hit {
+                group,
+                values,
+                window_start_us: at(&starts),
+                window_end_us: at(&ends),
+            });
+        }
+        Ok(out)
+    }
 }
 
 impl Operator for AlertOp {
@@ -35,49 +79,25 @@ impl Operator for AlertOp {
         if mask.true_count() == 0 {
             return Ok(vec![batch]);
         }
-        let hits = filter_record_batch(&batch, &mask)?;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        for row in crate::output::rows_as_json(&hits)? {
-            let mut labels = BTreeMap::new();
-            let mut values = serde_json::Map::new();
-            let mut start = String::new();
-            let mut end = String::new();
-            for (k, v) in row {
-                if k == WINDOW_START {
-                    start = json_text(&v);
-                } else if k == WINDOW_END {
-                    end = json_text(&v);
-                } else if self.group_fields.contains(&k) {
-                    labels.insert(k, json_text(&v));
-                } else {
-                    values.insert(k, v);
-                }
-            }
-            for (k, v) in &self.labels {
-                labels.insert(k.clone(), v.clone());
-            }
-            self.fired.inc();
-            self.sink.emit(Alert {
-                id: 0,
-                rule: self.rule.clone(),
-                pipeline: self.pipeline.clone(),
-                severity: self.severity.clone(),
-                labels,
-                values,
-                window_start: start,
-                window_end: end,
-                fired_at: now.clone(),
-                notify: self.notify.clone(),
-            });
-        }
+        let hits = self.hits(&filter_record_batch(&batch, &mask)?)?;
+        self.matched.inc_by(hits.len() as u64);
+        self.sink.evaluate(Evaluation {
+            rule: self.rule.clone(),
+            hits,
+            closed_until_us: None,
+        });
         Ok(vec![batch])
     }
-}
 
-fn json_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        if watermark > self.closed_until {
+            self.closed_until = watermark;
+            self.sink.evaluate(Evaluation {
+                rule: self.rule.clone(),
+                hits: Vec::new(),
+                closed_until_us: Some(watermark),
+            });
+        }
+        Ok(Vec::new())
     }
 }

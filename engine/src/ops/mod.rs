@@ -25,6 +25,23 @@ pub trait Operator: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Event time moved to `ts` (a simulated clock in `weir test`): windows
+    /// ending by then (less lateness) close.
+    fn advance_to(&mut self, _ts: i64) -> Result<Vec<RecordBatch>> {
+        Ok(Vec::new())
+    }
+
+    /// Event time up to which this operator has emitted everything (windows),
+    /// so later steps can tell a quiet key from a late one.
+    fn watermark(&self) -> Option<i64> {
+        None
+    }
+
+    /// The watermark of an earlier step moved (after its batches were processed).
+    fn on_watermark(&mut self, _watermark: i64) -> Result<Vec<RecordBatch>> {
+        Ok(Vec::new())
+    }
+
     /// The stream ended: emit everything still held.
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         Ok(Vec::new())

@@ -99,10 +99,6 @@ impl Window {
         self.late_total
     }
 
-    pub fn watermark(&self) -> i64 {
-        self.watermark
-    }
-
     fn key_ids(&mut self, batch: &RecordBatch) -> Result<Vec<u32>> {
         let n = batch.num_rows();
         let Some(conv) = &self.converter else {
@@ -374,6 +370,15 @@ impl Operator for Window {
         }
         self.advance(self.max_ts.saturating_add(idle_us));
         self.emit_until(self.watermark)
+    }
+
+    fn advance_to(&mut self, ts: i64) -> Result<Vec<RecordBatch>> {
+        self.advance(ts);
+        self.emit_until(self.watermark)
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        (self.watermark != i64::MIN).then_some(self.watermark)
     }
 
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {

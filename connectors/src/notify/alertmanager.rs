@@ -1,0 +1,118 @@
+//! Prometheus Alertmanager: `POST /api/v2/alerts`. Labels are the alert's
+//! labels plus `alertname`, `severity` and `pipeline`; annotations are the
+//! rendered templates. Like Prometheus, firing alerts are re-posted every
+//! `resend_every` with `endsAt` a few periods ahead, so Alertmanager keeps them
+//! active while Weir runs and expires them if Weir goes away; a resolved alert
+//! is posted once with `endsAt` set to when it resolved.
+
+use super::http;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weir_engine::alerting::{rfc3339, Alert, AlertState, Notification, Notifier, NotifyError};
+
+pub struct Alertmanager {
+    endpoint: String,
+    client: reqwest::Client,
+    resend_every: Duration,
+    /// Firing alerts to re-post, by fingerprint.
+    firing: Arc<Mutex<HashMap<String, Alert>>>,
+}
+
+impl Alertmanager {
+    pub fn new(url: &str, resend_every: Duration) -> Result<Alertmanager, String> {
+        let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
+        reqwest::Url::parse(&endpoint).map_err(|e| format!("bad url `{url}`: {e}"))?;
+        let am = Alertmanager {
+            endpoint,
+            client: http::client()?,
+            resend_every,
+            firing: Arc::new(Mutex::new(HashMap::new())),
+        };
+        am.start_resending();
+        Ok(am)
+    }
+
+    fn start_resending(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let firing = Arc::downgrade(&self.firing);
+        let client = self.client.clone();
+        let endpoint = self.endpoint.clone();
+        let every = self.resend_every;
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(firing) = firing.upgrade() else {
+                    return;
+                };
+                let alerts: Vec<Alert> = match firing.lock() {
+                    Ok(f) => f.values().cloned().collect(),
+                    Err(_) => return,
+                };
+                if alerts.is_empty() {
+                    continue;
+                }
+                let body = Value::Array(alerts.iter().map(|a| encode(a, every)).collect());
+                let sent = client.post(&endpoint).json(&body).send().await;
+                if let Err(e) = http::outcome(sent, "Alertmanager").await {
+                    tracing::warn!("re-posting firing alerts to Alertmanager failed: {e}");
+                }
+            }
+        });
+    }
+}
+
+/// One alert in Alertmanager's v2 format.
+fn encode(a: &Alert, resend_every: Duration) -> Value {
+    let mut labels = a.labels.clone();
+    labels.insert("alertname".into(), a.rule.clone());
+    labels.insert("severity".into(), a.severity.clone());
+    labels.insert("pipeline".into(), a.pipeline.clone());
+    let starts = a.fired_at.clone().unwrap_or_else(|| a.active_since.clone());
+    let ends = match (&a.state, &a.resolved_at) {
+        (AlertState::Resolved, Some(t)) => t.clone(),
+        _ => {
+            let ahead = chrono::Utc::now().timestamp_micros() + 4 * resend_every.as_micros() as i64;
+            rfc3339(ahead)
+        }
+    };
+    json!({
+        "labels": labels,
+        "annotations": a.annotations,
+        "startsAt": starts,
+        "endsAt": ends,
+    })
+}
+
+#[async_trait]
+impl Notifier for Alertmanager {
+    async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+        let body = Value::Array(
+            n.alerts
+                .iter()
+                .map(|a| encode(a, self.resend_every))
+                .collect(),
+        );
+        let sent = self.client.post(&self.endpoint).json(&body).send().await;
+        http::outcome(sent, "Alertmanager").await?;
+        if let Ok(mut f) = self.firing.lock() {
+            for a in &n.alerts {
+                match a.state {
+                    AlertState::Firing => {
+                        f.insert(a.fingerprint.clone(), a.clone());
+                    }
+                    _ => {
+                        f.remove(&a.fingerprint);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The alert part of the HTTP API.
+//!
+//! | method | path | |
+//! |---|---|---|
+//! | GET | /api/v1/alerts?limit=N | `{"alerts": open alerts (pending, firing), "history": newest N transitions and notification outcomes}` |
+//! | GET | /api/v1/silences | every silence not expired for over a day, with `status` |
+//! | POST | /api/v1/silences | `{"matchers": ["service=checkout"], "duration": "2h", "starts_at"?, "created_by"?, "comment"?}`; 201 with the silence, 400 on a bad matcher |
+//! | DELETE | /api/v1/silences/{id} | expires it now; 204 or 404 |
+
+use crate::engine_host::EngineHost;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use weir_engine::alerting::{rfc3339, Matcher, Silence};
+
+pub fn routes() -> Router<Arc<EngineHost>> {
+    Router::new()
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route("/api/v1/silences/{id}", delete(expire_silence))
+}
+
+#[derive(Deserialize)]
+struct AlertQuery {
+    limit: Option<usize>,
+}
+
+async fn alerts(State(host): State<Arc<EngineHost>>, Query(q): Query<AlertQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    Json(json!({
+        "alerts": host.alerts.open(),
+        "history": host.alerts.history(limit),
+    }))
+    .into_response()
+}
+
+/// A silence as the API shows it: times as RFC 3339 and its status now.
+pub fn silence_json(s: &Silence, now_us: i64) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "matchers": s.matchers,
+        "starts_at": rfc3339(s.starts_at_us),
+        "ends_at": rfc3339(s.ends_at_us),
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "status": s.status(now_us),
+    })
+}
+
+async fn list_silences(State(host): State<Arc<EngineHost>>) -> Response {
+    let now = host.alerts.now_us();
+    let list: Vec<_> = host
+        .alerts
+        .silences()
+        .iter()
+        .map(|s| silence_json(s, now))
+        .collect();
+    Json(json!({ "silences": list })).into_response()
+}
+
+/// A matcher as text (`service=checkout`) or as `{"name","value","op"}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MatcherIn {
+    Text(String),
+    Full(Matcher),
+}
+
+#[derive(Deserialize)]
+struct NewSilence {
+    matchers: Vec<MatcherIn>,
+    /// `2h`, `30m`...
+    duration: String,
+    starts_at: Option<String>,
+    #[serde(default)]
+    created_by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn add_silence(State(host): State<Arc<EngineHost>>, Json(req): Json<NewSilence>) -> Response {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": m }))).into_response();
+    let mut matchers = Vec::with_capacity(req.matchers.len());
+    for m in req.matchers {
+        match m {
+            MatcherIn::Text(t) => match Matcher::parse(&t) {
+                Ok(m) => matchers.push(m),
+                Err(e) => return bad(e),
+            },
+            MatcherIn::Full(m) => matchers.push(m),
+        }
+    }
+    let duration = match humantime::parse_duration(&req.duration) {
+        Ok(d) => d,
+        Err(e) => {
+            return bad(format!(
+                "duration `{}`: {e} (write e.g. 2h or 30m)",
+                req.duration
+            ))
+        }
+    };
+    let starts = match req
+        .starts_at
+        .as_deref()
+        .map(chrono::DateTime::parse_from_rfc3339)
+    {
+        None => None,
+        Some(Ok(t)) => Some(t.timestamp_micros()),
+        Some(Err(e)) => return bad(format!("starts_at: {e} (write RFC 3339)")),
+    };
+    match host
+        .alerts
+        .add_silence(matchers, starts, duration, req.created_by, req.comment)
+    {
+        Ok(s) => (
+            StatusCode::CREATED,
+            Json(silence_json(&s, host.alerts.now_us())),
+        )
+            .into_response(),
+        Err(e) => bad(e),
+    }
+}
+
+async fn expire_silence(State(host): State<Arc<EngineHost>>, Path(id): Path<String>) -> Response {
+    if host.alerts.expire_silence(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no silence `{id}`") })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,575 @@
+//! Alerts end to end against real peers on loopback: `weir serve` with an HTTP
+//! source, a window and an alert rule notifying four channels — a Slack-style
+//! and an HMAC-signed webhook receiver (in this test), email through aiosmtpd
+//! (PyPI, installed by scripts/services/install-python-tools.sh) and Prometheus
+//! Alertmanager (Debian's prometheus-alertmanager, installed by scripts/test.sh).
+//!
+//! A burst of errors fires the alert once (dedup while it keeps matching), a
+//! reminder comes after the repeat interval, the end of the burst sends
+//! `resolved` everywhere, a silence holds back another key's notifications,
+//! and a restart keeps the firing alert without notifying it again.
+
+mod support;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::free_port;
+use support::server::start_server;
+
+const SECRET: &str = "test-hmac-secret";
+
+/// What the in-test receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    body: Value,
+    /// Wall-clock microseconds at arrival.
+    at_us: i64,
+    signature_ok: Option<bool>,
+    team_header: Option<String>,
+}
+
+type Inbox = Arc<Mutex<Vec<Received>>>;
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+async fn receive(
+    State((inbox, path)): State<(Inbox, &'static str)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let at_us = now_us();
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let signature_ok = header("x-weir-signature").map(|sig| {
+        let ts = header("x-weir-timestamp").unwrap_or_default();
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+        let mut msg = ts.into_bytes();
+        msg.push(b'.');
+        msg.extend_from_slice(&body);
+        let hex = sig.strip_prefix("sha256=").unwrap_or("");
+        let raw: Vec<u8> = (0..hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+            .collect();
+        ring::hmac::verify(&key, &msg, &raw).is_ok()
+    });
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    inbox.lock().unwrap().push(Received {
+        path: path.to_string(),
+        body,
+        at_us,
+        signature_ok,
+        team_header: header("x-team"),
+    });
+    StatusCode::OK
+}
+
+async fn start_receiver() -> (u16, Inbox) {
+    let inbox: Inbox = Arc::default();
+    let app = axum::Router::new()
+        .route("/slack", post(receive).with_state((inbox.clone(), "slack")))
+        .route("/hook", post(receive).with_state((inbox.clone(), "hook")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, inbox)
+}
+
+/// A child process killed when dropped.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_alertmanager(dir: &Path) -> (u16, Peer) {
+    let bin = "prometheus-alertmanager";
+    assert!(
+        Command::new(bin).arg("--version").output().is_ok(),
+        "{bin} is not installed: run scripts/test.sh (it installs the Debian package)"
+    );
+    let port = free_port();
+    let cfg = dir.join("alertmanager.yml");
+    std::fs::write(
+        &cfg,
+        "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.path={}", dir.join("am-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alertmanager starts");
+    let peer = Peer(child);
+    wait_for_port(port, "alertmanager");
+    (port, peer)
+}
+
+fn start_smtp(maildir: &Path) -> (u16, Peer) {
+    let bin = std::env::var("WEIR_PYTHON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/weir/venv/bin")
+        });
+    let python = bin.join("python");
+    assert!(
+        python.is_file(),
+        "the test venv is missing at {}: run scripts/services/install-python-tools.sh (scripts/test.sh does)",
+        bin.display()
+    );
+    let port = free_port();
+    let child = Command::new(python)
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aiosmtpd starts");
+    let peer = Peer(child);
+    wait_for_port(port, "aiosmtpd");
+    (port, peer)
+}
+
+/// Every message in the maildir, as text.
+fn mails(maildir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(rd) = std::fs::read_dir(maildir.join(sub)) {
+            for e in rd.flatten() {
+                out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+async fn post_events(port: u16, service: &str, n: usize) {
+    let now = chrono::Utc::now();
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"timestamp\":\"{}\",\"service\":\"{service}\",\"severity\":\"error\",\"message\":\"boom {i}\"}}\n",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            )
+        })
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+async fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn of(inbox: &Inbox, path: &str, status: &str, repeat: Option<bool>) -> Vec<Received> {
+    inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == path)
+        .filter(|r| {
+            let st = if path == "hook" {
+                r.body["status"].as_str().unwrap_or("")
+            } else {
+                r.body["text"]
+                    .as_str()
+                    .map(|t| {
+                        if t.starts_with("[RESOLVED") {
+                            "resolved"
+                        } else {
+                            "firing"
+                        }
+                    })
+                    .unwrap_or("")
+            };
+            st == status && repeat.is_none_or(|rp| r.body["repeat"].as_bool() == Some(rp))
+        })
+        .cloned()
+        .collect()
+}
+
+async fn am_alerts(port: u16) -> Vec<Value> {
+    reqwest::get(format!("http://127.0.0.1:{port}/api/v2/alerts"))
+        .await
+        .unwrap()
+        .json::<Vec<Value>>()
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_dedup_repeat_resolve_silence_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv_port, inbox) = start_receiver().await;
+    let (am_port, _am) = start_alertmanager(dir.path());
+    let maildir = dir.path().join("mail");
+    let (smtp_port, _smtp) = start_smtp(&maildir);
+    let src_port = free_port();
+    std::fs::write(
+        dir.path().join("alerts.rules"),
+        format!(
+            r#"
+source app = http(listen: "127.0.0.1:{src_port}") format json
+pipeline errors {{
+  from app
+  | where severity >= error
+  | window tumbling 2s by service {{ errors = count() }}
+  | alert "error burst" when errors >= 5 severity critical
+      labels {{ team: "payments" }}
+      annotations {{ summary: "{{{{errors}}}} errors in {{{{service}}}}" }}
+      notify [slack, hook, mail, am]
+}}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("weir.toml"),
+        format!(
+            r#"
+rules = ["alerts.rules"]
+[alerting]
+repeat_interval = "4s"
+[channels.slack]
+type = "slack"
+url = "http://127.0.0.1:{recv_port}/slack"
+[channels.hook]
+type = "webhook"
+url = "http://127.0.0.1:{recv_port}/hook"
+hmac_secret_env = "WEIR_TEST_HMAC"
+headers = {{ "X-Team" = "payments" }}
+[channels.mail]
+type = "email"
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+from = "Weir <weir@example.com>"
+to = ["oncall@example.com"]
+[channels.am]
+type = "alertmanager"
+url = "http://127.0.0.1:{am_port}"
+resend_every = "1s"
+"#
+        ),
+    )
+    .unwrap();
+    std::env::set_var("WEIR_TEST_HMAC", SECRET);
+    let data = dir.path().join("data");
+    let config = dir.path().join("weir.toml");
+    let server = start_server(&data, &["--config", config.to_str().unwrap()]);
+    wait_for_port(src_port, "the http source");
+
+    // A burst: errors in checkout for ~10 s (windows of 2 s keep matching).
+    let burst_end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < burst_end {
+        post_events(src_port, "checkout", 10).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Fired once on every channel, signed, with the summary filled in.
+    let fired = until("the firing webhook", 10, || {
+        let v = of(&inbox, "hook", "firing", Some(false));
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    let first = &fired[0];
+    assert_eq!(first.signature_ok, Some(true), "HMAC signature verifies");
+    assert_eq!(first.team_header.as_deref(), Some("payments"));
+    let alert = &first.body["alerts"][0];
+    assert_eq!(alert["labels"]["service"], "checkout", "{alert}");
+    assert_eq!(alert["labels"]["team"], "payments");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with("errors in checkout"),
+        "{alert}"
+    );
+    let raised =
+        chrono::DateTime::parse_from_rfc3339(first.body["raised_at"].as_str().unwrap()).unwrap();
+    let latency_ms = (first.at_us - raised.timestamp_micros()) as f64 / 1000.0;
+    eprintln!("window evaluation → webhook received: {latency_ms:.1} ms");
+    let slack = until("the Slack message", 10, || {
+        let v = of(&inbox, "slack", "firing", None);
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert!(
+        slack[0].body["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[FIRING:1] error burst"),
+        "{:?}",
+        slack[0].body
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = am_alerts(am_port).await;
+        if list.iter().any(|a| {
+            a["labels"]["alertname"] == "error burst" && a["labels"]["service"] == "checkout"
+        }) {
+            let a = list
+                .iter()
+                .find(|a| a["labels"]["service"] == "checkout")
+                .unwrap();
+            assert_eq!(a["labels"]["severity"], "critical");
+            assert_eq!(a["status"]["state"], "active", "{a}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager never showed the alert: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mail = until("the firing email", 15, || {
+        mails(&maildir)
+            .into_iter()
+            .find(|m| m.contains("Subject: [FIRING:1] error burst"))
+    })
+    .await;
+    assert!(mail.contains("To: oncall@example.com"), "{mail}");
+    assert!(
+        mail.contains("text/plain") && mail.contains("text/html"),
+        "multipart body: {mail}"
+    );
+
+    // The burst kept matching for several windows: still exactly one firing
+    // notification (dedup); a reminder came after the 4 s repeat interval.
+    assert_eq!(of(&inbox, "hook", "firing", Some(false)).len(), 1);
+    let repeats = until("the repeat notification", 10, || {
+        let v = of(&inbox, "hook", "firing", Some(true));
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    let gap_s = (repeats[0].at_us - first.at_us) as f64 / 1e6;
+    assert!(
+        gap_s >= 3.9,
+        "repeat after {gap_s:.1} s, before the 4 s interval"
+    );
+
+    // The burst is over: resolved on every channel.
+    let resolved = until("the resolved webhook", 15, || {
+        let v = of(&inbox, "hook", "resolved", None);
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        resolved[0].body["alerts"][0]["labels"]["service"],
+        "checkout"
+    );
+    assert!(resolved[0].body["alerts"][0]["resolved_at"].is_string());
+    until("the resolved Slack message", 10, || {
+        (!of(&inbox, "slack", "resolved", None).is_empty()).then_some(())
+    })
+    .await;
+    until("the resolved email", 15, || {
+        mails(&maildir)
+            .into_iter()
+            .find(|m| m.contains("Subject: [RESOLVED:1] error burst"))
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while am_alerts(am_port)
+        .await
+        .iter()
+        .any(|a| a["labels"]["service"] == "checkout")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager still shows the resolved alert"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        of(&inbox, "hook", "firing", Some(false)).len(),
+        1,
+        "still one firing notification"
+    );
+
+    // A silence on search: the alert fires (in the history) but no channel hears of it.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/silences", server.base))
+        .json(&serde_json::json!({ "matchers": ["service=search"], "duration": "1h", "comment": "deploy" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let silence: Value = r.json().await.unwrap();
+    let bad = http
+        .post(format!("{}/api/v1/silences", server.base))
+        .json(&serde_json::json!({ "matchers": ["service"], "duration": "1h" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    for _ in 0..12 {
+        post_events(src_port, "search", 10).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let history = loop {
+        let v: Value = http
+            .get(format!("{}/api/v1/alerts?limit=1000", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let h = v["history"].as_array().cloned().unwrap_or_default();
+        if h.iter()
+            .any(|e| e["event"] == "silenced" && e["alert"]["labels"]["service"] == "search")
+        {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no silenced entry in the history: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(history
+        .iter()
+        .any(|e| e["event"] == "firing" && e["alert"]["labels"]["service"] == "search"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| !r.body.to_string().contains("\"service\":\"search\"")),
+        "a silenced alert reached a channel"
+    );
+    let listed: Value = http
+        .get(format!("{}/api/v1/silences", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["silences"][0]["id"], silence["id"]);
+    assert_eq!(listed["silences"][0]["status"], "active");
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "weir_notifications_total{channel=\"hook\",result=\"sent\"}",
+        "weir_notifications_total{channel=\"hook\",result=\"silenced\"}",
+        "weir_alert_transitions_total{rule=\"error burst\",state=\"resolved\"} 1",
+        "weir_alerts_firing{rule=\"error burst\",severity=\"critical\"} 1",
+        "weir_notification_latency_seconds_count",
+    ] {
+        assert!(metrics.contains(want), "missing {want} in /metrics");
+    }
+
+    // Restart while search is firing: the alert is still firing afterwards and
+    // no channel is told about it again.
+    let before = inbox.lock().unwrap().len();
+    server.terminate();
+    let server = start_server(&data, &["--config", config.to_str().unwrap()]);
+    wait_for_port(src_port, "the http source after the restart");
+    let v: Value = http
+        .get(format!("{}/api/v1/alerts", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let open = v["alerts"].as_array().unwrap();
+    assert!(
+        open.iter()
+            .any(|a| a["labels"]["service"] == "search" && a["state"] == "firing"),
+        "the firing alert survived the restart: {v}"
+    );
+    for _ in 0..8 {
+        post_events(src_port, "search", 10).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Expire the silence: the still-firing alert is now notified, once.
+    let r = http
+        .delete(format!(
+            "{}/api/v1/silences/{}",
+            server.base,
+            silence["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    until("the notification after the silence ended", 10, || {
+        inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.path == "hook" && r.body.to_string().contains("\"service\":\"search\""))
+            .then_some(())
+    })
+    .await;
+    let after: Vec<Received> = inbox.lock().unwrap()[before..].to_vec();
+    assert!(
+        after
+            .iter()
+            .all(|r| !r.body.to_string().contains("\"service\":\"checkout\"")),
+        "nothing about the resolved checkout alert after the restart"
+    );
+    drop(server);
+}
