@@ -173,14 +173,26 @@ fn main() -> anyhow::Result<()> {
     let data = input(keys, windows);
     let events: usize = data.iter().map(|b| b.ends.len()).sum();
     let base = run(WINDOW_ONLY, &data, AlertManager::in_memory())?;
-    let manager = AlertManager::in_memory();
+    let registry = prometheus::Registry::new();
+    let alert_metrics = Metrics::new(&registry)?;
+    let manager = AlertManager::new(
+        Arc::new(weir_engine::alerting::SystemClock),
+        weir_engine::AlertSettings {
+            log_unrouted: false,
+            ..Default::default()
+        },
+        Some(alert_metrics.clone()),
+    )
+    .map_err(anyhow::Error::msg)?;
     let with = run(WITH_ALERT, &data, manager.clone())?;
     let evaluated = keys * windows;
-    let fired = manager
-        .history(usize::MAX)
-        .iter()
-        .filter(|e| e.event == "firing")
-        .count();
+    let transitions = |state: &str| {
+        alert_metrics
+            .alert_transitions
+            .with_label_values(&["per user", state])
+            .get()
+    };
+    let (fired, resolved) = (transitions("firing"), transitions("resolved"));
     println!("alert evaluation, {keys} group keys, {windows} windows, {events} events:");
     println!(
         "baseline  window only:        {:>12.0} events/s",
@@ -192,7 +204,7 @@ fn main() -> anyhow::Result<()> {
         base / with
     );
     println!(
-        "          alert stage: {evaluated} window rows evaluated, {fired} firing transitions, {:.0} rows/s of added time",
+        "          alert stage: {evaluated} window rows evaluated, {fired} fired, {resolved} resolved; {:.0} rows/s of added time",
         evaluated as f64 / (with - base).max(1e-6)
     );
     println!("          peak RSS {:.0} MiB", support::peak_rss_mib());

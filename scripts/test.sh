@@ -59,5 +59,6 @@ echo "== benchmark smoke (end-to-end harness, small)"
 WEIR_BENCH_EVENTS=200000 cargo bench --locked --bench e2e_throughput -- --quick
 WEIR_BENCH_EVENTS=50000 cargo bench --locked --bench kafka_throughput
 cargo bench --locked --bench alerts_throughput
+WEIR_BENCH_LINES=200000 cargo bench --locked --bench ship_throughput
 
 echo "tests: $passed passed, $failed failed"

@@ -183,6 +183,21 @@ pub enum Command {
         )]
         server: String,
     },
+    /// Ship logs to Kafka: the producer agent.
+    ///
+    /// Tails files (globs, rotation, multi-line), reads stdin, syslog
+    /// (TCP/UDP) and JSON lines over HTTP, turns every line into a structured
+    /// JSON event and ships it to Kafka, spooling to disk while the broker is
+    /// away. Reloads its config when the file changes or on SIGHUP. See
+    /// docs/ship.md.
+    Ship {
+        /// The agent's config (YAML).
+        #[arg(long, short, default_value = "ship.yaml")]
+        config: PathBuf,
+        /// Only check the config and exit (0 valid, 1 not).
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the engine and its HTTP API.
     ///
     /// Serves on 127.0.0.1:8080 by default, with data in ./weir-data. With

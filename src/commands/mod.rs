@@ -58,6 +58,29 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             archive: url,
         } => runtime()?.block_on(archive::run(action, config, data_dir, url)),
+        Command::Ship { config, check } => {
+            if check {
+                return match weir_ship::ShipConfig::load(&config) {
+                    Ok(c) => {
+                        println!("{}: ok ({} sources)", config.display(), c.sources.len());
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Ok(ExitCode::from(1))
+                    }
+                };
+            }
+            runtime()?.block_on(async {
+                match weir_ship::agent::run(&config).await {
+                    Ok(()) => Ok(ExitCode::SUCCESS),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Ok(ExitCode::from(1))
+                    }
+                }
+            })
+        }
         Command::Test { files } => runtime()?.block_on(test_rules::run(&files)),
         Command::Silence { action, server } => silence::run(&server, action),
         Command::Serve {

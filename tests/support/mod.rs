@@ -5,6 +5,7 @@
 
 pub mod server;
 pub mod tansu;
+pub mod tls;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;

@@ -480,12 +480,10 @@ impl AlertSink for AlertManager {
                             }
                         }
                         self.record(&mut st, "silenced", &a, None, Some(format!("silence {id}")));
-                        set_open(&mut st, &a.fingerprint, |x| {
-                            x.silenced_by = Some(id.clone())
-                        });
+                        set_open(&mut st, &a, |x| x.silenced_by = Some(id.clone()));
                     }
                     ("firing", None) => {
-                        set_open(&mut st, &a.fingerprint, |x| x.last_notified_us = Some(now));
+                        set_open(&mut st, &a, |x| x.last_notified_us = Some(now));
                         a.last_notified_us = Some(now);
                         firing.push(a);
                     }
@@ -501,9 +499,9 @@ impl AlertSink for AlertManager {
     }
 }
 
-fn set_open(st: &mut State, fp: &str, f: impl FnOnce(&mut Alert)) {
-    if let Some(a) = st.tracker.open_mut().find(|a| a.fingerprint == fp) {
-        f(a);
+fn set_open(st: &mut State, a: &Alert, f: impl FnOnce(&mut Alert)) {
+    if let Some(open) = st.tracker.get_mut(&a.pipeline, &a.rule, &a.fingerprint) {
+        f(open);
     }
 }
 

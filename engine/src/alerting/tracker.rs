@@ -177,6 +177,14 @@ impl Tracker {
         self.rules.values_mut().flat_map(|r| r.alerts.values_mut())
     }
 
+    /// One open alert.
+    pub fn get_mut(&mut self, pipeline: &str, rule: &str, fingerprint: &str) -> Option<&mut Alert> {
+        self.rules
+            .get_mut(&(pipeline.to_string(), rule.to_string()))?
+            .alerts
+            .get_mut(fingerprint)
+    }
+
     pub fn len(&self) -> usize {
         self.rules.values().map(|r| r.alerts.len()).sum()
     }

@@ -1,0 +1,342 @@
+//! `type: file`: tails every file matching the source's glob patterns.
+//!
+//! - Files are tracked by device and inode, so a **rename rotation**
+//!   (`app.log` → `app.log.1`, new `app.log`) keeps reading the old file to
+//!   its end through the open handle and starts the new one from byte 0.
+//! - A file that shrinks was **truncated** (copytruncate): reading restarts at
+//!   byte 0 (lines written between the copy and the truncation are the
+//!   rotating tool's to keep).
+//! - **Positions** are saved per inode in `STATE_DIR/positions-NAME.json`, and
+//!   only up to lines whose events are confirmed by Kafka or in the spool: a
+//!   restart neither loses nor repeats lines (except those in flight at a
+//!   crash, which are sent again).
+//! - **Multi-line** events are joined before shipping (see [`Multiline`]).
+
+use super::multiline::Multiline;
+use super::SourceCtx;
+use crate::config::ReadFrom;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Largest read per file per round (about 2,000 typical lines: one batch).
+const READ_CHUNK: usize = 512 << 10;
+/// A file gone from the globs is forgotten after this long without data.
+const FORGET_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Positions {
+    /// By `DEV:INODE`.
+    files: BTreeMap<String, Saved>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved {
+    path: String,
+    offset: u64,
+}
+
+struct Tracked {
+    path: PathBuf,
+    file: File,
+    /// Offset of the first byte of `partial`.
+    read_at: u64,
+    partial: Vec<u8>,
+    /// Sent batches: (offset up to which lines are in the batch, its ack).
+    pending: VecDeque<(u64, Option<oneshot::Receiver<bool>>)>,
+    committed: u64,
+    last_data: Instant,
+    in_globs: bool,
+    multiline: Option<Multiline>,
+    /// Offset where the pending multi-line event starts.
+    multiline_start: u64,
+}
+
+pub async fn run(mut ctx: SourceCtx) -> Result<(), String> {
+    let name = ctx.cfg.name.clone();
+    std::fs::create_dir_all(&ctx.state_dir)
+        .map_err(|e| format!("cannot create {}: {e}", ctx.state_dir.display()))?;
+    let pos_path = ctx.state_dir.join(format!(
+        "positions-{}.json",
+        name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+    ));
+    let mut saved: Positions = std::fs::read(&pos_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut tracked: HashMap<String, Tracked> = HashMap::new();
+    let mut first_scan = true;
+    let mut dirty = false;
+    let mut last_save = Instant::now();
+    loop {
+        let stopping = ctx.cancel.is_cancelled();
+        discover(&ctx, &mut tracked, &saved, first_scan);
+        first_scan = false;
+        let mut got_data = false;
+        for (key, t) in tracked.iter_mut() {
+            match read_some(t) {
+                Ok(Some(lines)) => {
+                    got_data = true;
+                    send(&mut ctx, t, lines).await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    ctx.metrics.errors.with_label_values(&[&name, "read"]).inc();
+                    tracing::warn!(source = %name, file = %t.path.display(), "read failed: {e}");
+                }
+            }
+            let flush = if stopping {
+                t.multiline.as_mut().and_then(Multiline::flush)
+            } else {
+                t.multiline.as_mut().and_then(Multiline::stale)
+            };
+            if let Some(ev) = flush {
+                let rx = ctx.send_lines([ev.as_str()], true).await;
+                t.pending.push_back((t.read_at, rx));
+            }
+            if commit_acks(t, &name) {
+                saved.files.insert(
+                    key.clone(),
+                    Saved {
+                        path: t.path.display().to_string(),
+                        offset: t.committed,
+                    },
+                );
+                dirty = true;
+            }
+        }
+        // Forget files rotated away and read to their end.
+        let gone: Vec<String> = tracked
+            .iter()
+            .filter(|(_, t)| {
+                !t.in_globs
+                    && t.pending.is_empty()
+                    && t.partial.is_empty()
+                    && !t.multiline.as_ref().is_some_and(Multiline::is_pending)
+                    && t.last_data.elapsed() >= FORGET_AFTER
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            tracked.remove(&k);
+            saved.files.remove(&k);
+            dirty = true;
+        }
+        if dirty && (last_save.elapsed() >= Duration::from_secs(1) || stopping) {
+            save(&pos_path, &saved);
+            dirty = false;
+            last_save = Instant::now();
+        }
+        if stopping {
+            return finish(&mut tracked, &mut saved, &pos_path, &name).await;
+        }
+        if !got_data {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+}
+
+/// Finds files matching the globs; opens new ones at their saved position.
+fn discover(
+    ctx: &SourceCtx,
+    tracked: &mut HashMap<String, Tracked>,
+    saved: &Positions,
+    first_scan: bool,
+) {
+    for t in tracked.values_mut() {
+        t.in_globs = false;
+    }
+    for pattern in &ctx.cfg.paths {
+        let Ok(paths) = glob::glob(pattern) else {
+            continue;
+        };
+        for path in paths.flatten() {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let key = format!("{}:{}", meta.dev(), meta.ino());
+            if let Some(t) = tracked.get_mut(&key) {
+                t.in_globs = true;
+                t.path = path;
+                continue;
+            }
+            let start = match saved.files.get(&key) {
+                Some(s) if s.offset <= meta.len() => s.offset,
+                Some(_) => 0,
+                None if first_scan && ctx.cfg.read_from == ReadFrom::End => meta.len(),
+                None => 0,
+            };
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "cannot open: {e}");
+                    continue;
+                }
+            };
+            if file.seek(SeekFrom::Start(start)).is_err() {
+                continue;
+            }
+            tracing::info!(source = %ctx.cfg.name, file = %path.display(), offset = start, "tailing");
+            tracked.insert(
+                key,
+                Tracked {
+                    path,
+                    file,
+                    read_at: start,
+                    partial: Vec::new(),
+                    pending: VecDeque::new(),
+                    committed: start,
+                    last_data: Instant::now(),
+                    in_globs: true,
+                    multiline: ctx.cfg.multiline.as_ref().and_then(Multiline::new),
+                    multiline_start: start,
+                },
+            );
+        }
+    }
+}
+
+/// Complete lines read since last time, each with its start offset.
+fn read_some(t: &mut Tracked) -> std::io::Result<Option<Vec<(u64, String)>>> {
+    let len = t.file.metadata()?.len();
+    if len < t.read_at + t.partial.len() as u64 {
+        tracing::info!(file = %t.path.display(), "truncated: reading from the start");
+        t.file.seek(SeekFrom::Start(0))?;
+        t.read_at = 0;
+        t.partial.clear();
+        t.pending.clear();
+        t.committed = 0;
+        t.multiline_start = 0;
+        if let Some(m) = t.multiline.as_mut() {
+            m.flush();
+        }
+    }
+    let mut buf = vec![0u8; READ_CHUNK];
+    let n = t.file.read(&mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    t.last_data = Instant::now();
+    t.partial.extend_from_slice(&buf[..n]);
+    let mut lines = Vec::new();
+    let mut consumed = 0usize;
+    while let Some(nl) = t.partial[consumed..].iter().position(|&b| b == b'\n') {
+        let raw = &t.partial[consumed..consumed + nl];
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        lines.push((
+            t.read_at + consumed as u64,
+            String::from_utf8_lossy(raw).into_owned(),
+        ));
+        consumed += nl + 1;
+    }
+    t.partial.drain(..consumed);
+    t.read_at += consumed as u64;
+    Ok(Some(lines))
+}
+
+/// Sends lines as events; positions move only up to whole events.
+async fn send(ctx: &mut SourceCtx, t: &mut Tracked, lines: Vec<(u64, String)>) {
+    if lines.is_empty() {
+        return;
+    }
+    let (texts, safe) = match t.multiline.as_mut() {
+        Some(m) => {
+            let mut out = Vec::new();
+            for (start, line) in lines {
+                if m.starts(&line) || !m.is_pending() {
+                    t.multiline_start = start;
+                }
+                if let Some(done) = m.push(&line) {
+                    out.push(done);
+                }
+            }
+            let safe = if m.is_pending() {
+                t.multiline_start
+            } else {
+                t.read_at
+            };
+            (out, safe)
+        }
+        None => (lines.into_iter().map(|(_, l)| l).collect(), t.read_at),
+    };
+    if texts.is_empty() {
+        return;
+    }
+    let rx = ctx.send_lines(texts.iter().map(String::as_str), true).await;
+    t.pending.push_back((safe, rx));
+}
+
+/// Moves `committed` over acknowledged batches; true when it moved.
+fn commit_acks(t: &mut Tracked, source: &str) -> bool {
+    let mut moved = false;
+    while let Some((offset, rx)) = t.pending.front_mut() {
+        let done = match rx.as_mut() {
+            None => Some(false),
+            Some(rx) => match rx.try_recv() {
+                Ok(ok) => Some(ok),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(false),
+            },
+        };
+        match done {
+            None => break,
+            Some(ok) => {
+                if !ok {
+                    tracing::error!(source, file = %t.path.display(), "events up to offset {offset} were neither delivered nor spooled");
+                }
+                t.committed = *offset;
+                moved = true;
+                t.pending.pop_front();
+            }
+        }
+    }
+    moved
+}
+
+async fn finish(
+    tracked: &mut HashMap<String, Tracked>,
+    saved: &mut Positions,
+    pos_path: &Path,
+    source: &str,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (key, t) in tracked.iter_mut() {
+        while !t.pending.is_empty() && Instant::now() < deadline {
+            commit_acks(t, source);
+            if !t.pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        saved.files.insert(
+            key.clone(),
+            Saved {
+                path: t.path.display().to_string(),
+                offset: t.committed,
+            },
+        );
+    }
+    save(pos_path, saved);
+    Ok(())
+}
+
+fn save(path: &Path, p: &Positions) {
+    let tmp = path.with_extension("json.tmp");
+    let res = serde_json::to_vec(p)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = res {
+        tracing::error!("cannot save positions to {}: {e}", path.display());
+    }
+}

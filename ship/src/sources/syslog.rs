@@ -1,0 +1,226 @@
+//! `type: syslog`: RFC 5424 and RFC 3164 messages over UDP (one per
+//! datagram) or TCP (newline-framed, or octet-counted as in RFC 6587).
+//! The priority gives `severity` (and `facility`); the header gives
+//! `timestamp`, `host` and `appname` (used as `service` unless the source
+//! sets one).
+
+use super::SourceCtx;
+use chrono::{Datelike, NaiveDateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+
+pub async fn run(ctx: SourceCtx) -> Result<(), String> {
+    let listen = ctx.cfg.listen.clone().unwrap_or_default();
+    match ctx.cfg.protocol {
+        crate::config::Protocol::Udp => udp(ctx, &listen).await,
+        crate::config::Protocol::Tcp => tcp(ctx, &listen).await,
+    }
+}
+
+async fn udp(mut ctx: SourceCtx, listen: &str) -> Result<(), String> {
+    let sock = UdpSocket::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on udp {listen}: {e}"))?;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(()),
+            r = sock.recv_from(&mut buf) => r.map_err(|e| format!("udp: {e}"))?.0,
+        };
+        let mut msgs = vec![String::from_utf8_lossy(&buf[..n]).into_owned()];
+        while msgs.len() < 512 {
+            match sock.try_recv_from(&mut buf) {
+                Ok((n, _)) => msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) => break,
+            }
+        }
+        send(&mut ctx, msgs).await;
+    }
+}
+
+async fn tcp(ctx: SourceCtx, listen: &str) -> Result<(), String> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on tcp {listen}: {e}"))?;
+    let ctx = std::sync::Arc::new(tokio::sync::Mutex::new(ctx));
+    let cancel = ctx.lock().await.cancel.clone();
+    loop {
+        let (conn, _) = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            r = listener.accept() => r.map_err(|e| format!("tcp: {e}"))?,
+        };
+        let ctx = ctx.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(conn);
+            loop {
+                let msg = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    m = read_frame(&mut r) => m,
+                };
+                match msg {
+                    Ok(Some(m)) => send(&mut *ctx.lock().await, vec![m]).await,
+                    _ => return,
+                }
+            }
+        });
+    }
+}
+
+/// One message: octet-counted (`LEN SP MSG`) or up to a newline.
+async fn read_frame<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<String>> {
+    let buf = r.fill_buf().await?;
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf[0].is_ascii_digit() {
+        let mut len = Vec::new();
+        r.read_until(b' ', &mut len).await?;
+        let n: usize = String::from_utf8_lossy(&len).trim().parse().unwrap_or(0);
+        let mut msg = vec![0u8; n.min(1 << 20)];
+        r.read_exact(&mut msg).await?;
+        return Ok(Some(String::from_utf8_lossy(&msg).into_owned()));
+    }
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).await?;
+    let s = String::from_utf8_lossy(&line);
+    Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()))
+}
+
+async fn send(ctx: &mut SourceCtx, msgs: Vec<String>) {
+    let now = Utc::now();
+    let mut events = Vec::with_capacity(msgs.len());
+    for m in &msgs {
+        match ctx.shape.fields(parse(m), now) {
+            Some(e) => events.push(e),
+            None => ctx
+                .metrics
+                .filtered
+                .with_label_values(&[&ctx.cfg.name])
+                .inc(),
+        }
+    }
+    ctx.metrics
+        .lines
+        .with_label_values(&[&ctx.cfg.name])
+        .inc_by(msgs.len() as u64);
+    let _ = ctx.send_events(events, false).await;
+}
+
+/// Fields of one syslog message (5424 or 3164); unparseable text becomes the message.
+pub fn parse(text: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    let s = text.trim_end();
+    let Some(rest) = s.strip_prefix('<') else {
+        m.insert("message".into(), Value::String(s.into()));
+        return m;
+    };
+    let Some((pri, rest)) = rest.split_once('>') else {
+        m.insert("message".into(), Value::String(s.into()));
+        return m;
+    };
+    if let Ok(p) = pri.parse::<u32>() {
+        m.insert("priority".into(), Value::from(p & 7));
+        m.insert("facility".into(), Value::from(p >> 3));
+    }
+    let str_field = |m: &mut Map<String, Value>, k: &str, v: &str| {
+        if v != "-" && !v.is_empty() {
+            m.insert(k.into(), Value::String(v.into()));
+        }
+    };
+    if let Some(r5424) = rest.strip_prefix("1 ") {
+        // VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG
+        let mut parts = r5424.splitn(6, ' ');
+        str_field(&mut m, "timestamp", parts.next().unwrap_or("-"));
+        str_field(&mut m, "host", parts.next().unwrap_or("-"));
+        str_field(&mut m, "appname", parts.next().unwrap_or("-"));
+        str_field(&mut m, "procid", parts.next().unwrap_or("-"));
+        str_field(&mut m, "msgid", parts.next().unwrap_or("-"));
+        let tail = parts.next().unwrap_or("");
+        let msg = if let Some(t) = tail.strip_prefix("- ") {
+            t
+        } else if tail == "-" {
+            ""
+        } else if tail.starts_with('[') {
+            match tail.find("] ") {
+                Some(i) => {
+                    str_field(&mut m, "structured_data", &tail[..=i]);
+                    &tail[i + 2..]
+                }
+                None => {
+                    str_field(&mut m, "structured_data", tail);
+                    ""
+                }
+            }
+        } else {
+            tail
+        };
+        m.insert(
+            "message".into(),
+            Value::String(msg.trim_start_matches('\u{feff}').into()),
+        );
+    } else {
+        // Mmm dd hh:mm:ss HOST TAG[PID]: MSG
+        let ts = rest.get(..15).unwrap_or("");
+        let year = Utc::now().year();
+        match NaiveDateTime::parse_from_str(&format!("{year} {ts}"), "%Y %b %e %H:%M:%S") {
+            Ok(t) => {
+                let after = rest.get(16..).unwrap_or("");
+                let t = Utc.from_utc_datetime(&t);
+                m.insert("timestamp".into(), Value::String(t.to_rfc3339()));
+                let (host, after) = after.split_once(' ').unwrap_or((after, ""));
+                str_field(&mut m, "host", host);
+                match after.split_once(": ") {
+                    Some((tag, msg)) if !tag.contains(' ') => {
+                        let (app, pid) = match tag.split_once('[') {
+                            Some((a, p)) => (a, p.trim_end_matches(']')),
+                            None => (tag, ""),
+                        };
+                        str_field(&mut m, "appname", app);
+                        str_field(&mut m, "procid", pid);
+                        m.insert("message".into(), Value::String(msg.into()));
+                    }
+                    _ => {
+                        m.insert("message".into(), Value::String(after.into()));
+                    }
+                }
+            }
+            Err(_) => {
+                m.insert("message".into(), Value::String(rest.into()));
+            }
+        }
+    }
+    if let Some(app) = m.get("appname").cloned() {
+        m.entry("service").or_insert(app);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rfc5424() {
+        let m = parse("<165>1 2026-08-24T05:14:15.003Z web-1 checkout 8710 ID47 [exampleSDID@32473 iut=\"3\"] payment failed");
+        assert_eq!(m["priority"], 5);
+        assert_eq!(m["facility"], 20);
+        assert_eq!(m["timestamp"], "2026-08-24T05:14:15.003Z");
+        assert_eq!(m["host"], "web-1");
+        assert_eq!(m["service"], "checkout");
+        assert_eq!(m["message"], "payment failed");
+    }
+
+    #[test]
+    fn parses_rfc3164() {
+        let m = parse("<11>Oct 11 22:14:15 db-2 postgres[123]: connection refused");
+        assert_eq!(m["priority"], 3);
+        assert_eq!(m["host"], "db-2");
+        assert_eq!(m["appname"], "postgres");
+        assert_eq!(m["procid"], "123");
+        assert_eq!(m["message"], "connection refused");
+    }
+}
