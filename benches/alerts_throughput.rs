@@ -81,24 +81,7 @@ fn run(rules: &str, input: &[LineBatch], alerts: Arc<AlertManager>) -> anyhow::R
     let outputs = Default::default();
     let mut pipelines = compile_pipelines(&program, &mut tables, &outputs, alerts, &metrics)?;
     let mut decoder = LineDecoder::new("app", &source.format, &source.schema)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let t = Instant::now();
-    rt.block_on(async {
-        for b in input {
-            if let Some(batch) = decoder.decode(b)?.batch {
-                for p in pipelines.iter_mut() {
-                    p.push(batch.clone()).await?;
-                }
-            }
-        }
-        for p in pipelines.iter_mut() {
-            p.finish().await?;
-        }
-        Ok::<_, weir_engine::EngineError>(())
-    })?;
-    Ok(t.elapsed().as_secs_f64())
+    support::run_pipelines(&mut decoder, &mut pipelines, input).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 async fn latency(samples: usize) -> anyhow::Result<Vec<f64>> {

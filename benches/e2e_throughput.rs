@@ -91,9 +91,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("baseline  decode only:            {base_rate:>12.0} events/s");
 
     // The full pipelines, on one thread.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
     let alerts = AlertManager::in_memory();
@@ -102,21 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pipelines =
         compile_pipelines(&program, &mut tables, &outputs, alerts.clone(), &metrics)?;
     let mut decoder = LineDecoder::new("app", &source.format, &source.schema)?;
-    let t = Instant::now();
-    rt.block_on(async {
-        for b in &input {
-            if let Some(batch) = decoder.decode(b)?.batch {
-                for p in pipelines.iter_mut() {
-                    p.push(batch.clone()).await?;
-                }
-            }
-        }
-        for p in pipelines.iter_mut() {
-            p.finish().await?;
-        }
-        Ok::<_, weir_engine::EngineError>(())
-    })?;
-    let secs = t.elapsed().as_secs_f64();
+    let secs = support::run_pipelines(&mut decoder, &mut pipelines, &input)?;
     let rate = n as f64 / secs;
     let fired = alerts
         .history(100_000)

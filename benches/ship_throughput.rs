@@ -60,18 +60,6 @@ fn shipped(port: u16) -> u64 {
         .sum()
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::var("WEIR_BENCH_LINES")
         .ok()
@@ -147,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let ship_s = t.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(child.id());
+    let rss = support::peak_rss_mib_of(&child.id().to_string());
     let _ = child.kill();
     let _ = child.wait();
     let mib = data.len() as f64 / (1 << 20) as f64;

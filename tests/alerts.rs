@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::free_port;
 use support::server::start_server;
+use support::{free_port, wait_for_port};
 
 const SECRET: &str = "test-hmac-secret";
 
@@ -101,14 +101,6 @@ impl Drop for Peer {
     }
 }
 
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn start_alertmanager(dir: &Path) -> (u16, Peer) {
     let bin = "prometheus-alertmanager";
     assert!(
@@ -132,7 +124,7 @@ fn start_alertmanager(dir: &Path) -> (u16, Peer) {
         .spawn()
         .expect("alertmanager starts");
     let peer = Peer(child);
-    wait_for_port(port, "alertmanager");
+    wait_for_port(port);
     (port, peer)
 }
 
@@ -165,7 +157,7 @@ fn start_smtp(maildir: &Path) -> (u16, Peer) {
         .spawn()
         .expect("aiosmtpd starts");
     let peer = Peer(child);
-    wait_for_port(port, "aiosmtpd");
+    wait_for_port(port);
     (port, peer)
 }
 
@@ -308,7 +300,7 @@ resend_every = "1s"
     let data = dir.path().join("data");
     let config = dir.path().join("weir.toml");
     let server = start_server(&data, &["--config", config.to_str().unwrap()]);
-    wait_for_port(src_port, "the http source");
+    wait_for_port(src_port);
 
     // A burst: errors in checkout for ~10 s (windows of 2 s keep matching).
     let burst_end = Instant::now() + Duration::from_secs(10);
@@ -525,7 +517,7 @@ resend_every = "1s"
     let before = inbox.lock().unwrap().len();
     server.terminate();
     let server = start_server(&data, &["--config", config.to_str().unwrap()]);
-    wait_for_port(src_port, "the http source after the restart");
+    wait_for_port(src_port);
     let v: Value = http
         .get(format!("{}/api/v1/alerts", server.base))
         .send()

@@ -176,7 +176,7 @@ async fn reload(
         || new.state_dir != current.state_dir
         || new.spool != current.spool
         || new.metrics != current.metrics
-        || format!("{:?}", new.kafka) != format!("{:?}", current.kafka)
+        || new.kafka != current.kafka
     {
         tracing::warn!(
             "kafka, compression, spool, state_dir and metrics changes apply after a restart"

@@ -31,19 +31,11 @@ pub struct Ctx {
 
 impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
-        let hint = match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::SSL) => Some(
-                "check kafka.tls: ca (the CA that signed the broker's certificate), cert/key and the broker address",
-            ),
-            Some(RDKafkaErrorCode::Authentication)
-            | Some(RDKafkaErrorCode::SaslAuthenticationFailed) => {
-                Some("check kafka.sasl: mechanism, username and the password source")
-            }
-            _ => None,
-        };
-        match hint {
-            Some(h) => {
-                let _ = self.fatal.send(format!("{reason} (hint: {h})"));
+        match weir_connectors::kafka::config::fatal_hint(error.rdkafka_error_code()) {
+            Some((table, what)) => {
+                let _ = self
+                    .fatal
+                    .send(format!("{reason} (hint: check kafka.{table}: {what})"));
             }
             None => tracing::warn!(error = %error, "kafka: {reason}"),
         }
@@ -130,7 +122,7 @@ impl Producer {
             return false;
         };
         match spool.append(&failed) {
-            Ok(lost) => {
+            Ok((lost, bytes)) => {
                 self.metrics
                     .spooled
                     .with_label_values(&["written"])
@@ -139,7 +131,7 @@ impl Producer {
                     .spooled
                     .with_label_values(&["dropped"])
                     .inc_by(lost);
-                self.metrics.spool_bytes.set(spool.bytes() as i64);
+                self.metrics.spool_bytes.set(bytes as i64);
                 true
             }
             Err(e) => {

@@ -45,8 +45,8 @@ impl Spool {
     }
 
     /// Appends and fsyncs. Returns how many events older segments lost to
-    /// the size limit.
-    pub fn append(&self, items: &[Spooled]) -> std::io::Result<u64> {
+    /// the size limit, and the bytes now waiting.
+    pub fn append(&self, items: &[Spooled]) -> std::io::Result<(u64, u64)> {
         let mut st = self
             .state
             .lock()
@@ -110,23 +110,29 @@ impl Spool {
             .sum()
     }
 
-    fn enforce_limit(&self) -> std::io::Result<u64> {
+    /// Drops the oldest segments (never the newest) while over `max_bytes`.
+    fn enforce_limit(&self) -> std::io::Result<(u64, u64)> {
         let mut lost = 0;
-        while self.bytes() > self.max_bytes {
-            let segs = segments(&self.dir)?;
-            if segs.len() <= 1 {
+        let segs = segments(&self.dir)?;
+        let sizes: Vec<u64> = segs
+            .iter()
+            .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .collect();
+        let mut bytes: u64 = sizes.iter().sum();
+        for ((_, oldest), size) in segs.iter().zip(&sizes).take(segs.len().saturating_sub(1)) {
+            if bytes <= self.max_bytes {
                 break;
             }
-            let (_, oldest) = &segs[0];
             lost += BufReader::new(File::open(oldest)?).lines().count() as u64;
             std::fs::remove_file(oldest)?;
+            bytes -= size;
             tracing::error!(
                 "the spool is over its limit of {} bytes: dropped {}",
                 self.max_bytes,
                 oldest.display()
             );
         }
-        Ok(lost)
+        Ok((lost, bytes))
     }
 }
 

@@ -11,6 +11,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Every (`_partition`, `_offset`) in the Parquet files under `dir` (sorted),
 /// and how many files there are. A missing folder is an empty archive.
@@ -76,7 +77,12 @@ pub fn free_port() -> u16 {
 
 /// Peak resident memory of this process (VmHWM), in MiB: for benchmarks.
 pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mib_of("self")
+}
+
+/// Peak resident memory of process `pid` (`self` for this one), in MiB.
+pub fn peak_rss_mib_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -86,4 +92,44 @@ pub fn peak_rss_mib() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// Waits until something listens on `127.0.0.1:port` (30 s at most).
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port} after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Decodes `input` and pushes every batch through `pipelines`, then finishes
+/// them, on one thread (a current-thread runtime): for benchmarks. Returns
+/// the seconds it took.
+pub fn run_pipelines(
+    decoder: &mut weir_engine::decode::LineDecoder,
+    pipelines: &mut [weir_engine::pipeline::CompiledPipeline],
+    input: &[weir_engine::LineBatch],
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let t = Instant::now();
+    rt.block_on(async {
+        for b in input {
+            if let Some(batch) = decoder.decode(b)?.batch {
+                for p in pipelines.iter_mut() {
+                    p.push(batch.clone()).await?;
+                }
+            }
+        }
+        for p in pipelines.iter_mut() {
+            p.finish().await?;
+        }
+        Ok::<_, weir_engine::EngineError>(())
+    })?;
+    Ok(t.elapsed().as_secs_f64())
 }

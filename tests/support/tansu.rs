@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The tansu binary: `$WEIR_TANSU`, or the install script's cache path.
 pub fn binary() -> PathBuf {
@@ -158,13 +157,4 @@ impl Drop for Broker {
     }
 }
 
-pub fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port} after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use super::wait_for_port;

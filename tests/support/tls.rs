@@ -1,7 +1,7 @@
 //! TLS for tests: a CA and server certificate made with rcgen, and stunnel
 //! terminating TLS in front of a plaintext broker.
 
-use super::tansu::wait_for_port;
+use super::wait_for_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 

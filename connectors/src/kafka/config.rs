@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The `[kafka]` table.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port...]`.
@@ -26,7 +26,7 @@ pub struct KafkaConfig {
     pub options: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// CA certificate(s) (PEM) that signed the brokers' certificates; the
@@ -47,7 +47,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
@@ -59,6 +59,24 @@ pub struct SaslConfig {
     /// A file holding the password (trailing newline ignored).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+}
+
+/// For a client error that retrying cannot fix (TLS, authentication): the
+/// settings table to check (`tls` or `sasl`) and what in it.
+pub fn fatal_hint(
+    code: Option<rdkafka::types::RDKafkaErrorCode>,
+) -> Option<(&'static str, &'static str)> {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match code? {
+        C::SSL => Some((
+            "tls",
+            "ca (the CA that signed the broker's certificate), cert/key and the broker address",
+        )),
+        C::Authentication | C::SaslAuthenticationFailed => {
+            Some(("sasl", "mechanism, username and the password source"))
+        }
+        _ => None,
+    }
 }
 
 /// Settings that cannot be used; the message says which and why.

@@ -11,7 +11,7 @@
 
 use super::config::describe;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use std::collections::HashMap;
@@ -92,25 +92,13 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
-        let fatal = matches!(
-            code,
-            Some(RDKafkaErrorCode::Authentication)
-                | Some(RDKafkaErrorCode::SaslAuthenticationFailed)
-                | Some(RDKafkaErrorCode::SSL)
-        );
-        if fatal {
-            let hint = match code {
-                Some(RDKafkaErrorCode::SSL) => {
-                    "check [kafka.tls] ca (the CA that signed the broker's certificate), cert/key and the broker address"
-                }
-                _ => "check [kafka.sasl] mechanism, username and the password source",
-            };
-            let _ = self
-                .tx
-                .try_send(Polled::Fatal(format!("{reason} (hint: {hint})")));
-        } else {
-            warn!(source = %self.source, error = %error, reason, "kafka client error");
+        match super::config::fatal_hint(error.rdkafka_error_code()) {
+            Some((table, what)) => {
+                let _ = self.tx.try_send(Polled::Fatal(format!(
+                    "{reason} (hint: check [kafka.{table}] {what})"
+                )));
+            }
+            None => warn!(source = %self.source, error = %error, reason, "kafka client error"),
         }
     }
 }

@@ -68,11 +68,23 @@ impl SourceCtx {
         ack: bool,
     ) -> Option<oneshot::Receiver<bool>> {
         let now = chrono::Utc::now();
+        let built: Vec<Option<Event>> =
+            lines.into_iter().map(|l| self.shape.line(l, now)).collect();
+        self.send_built(built, ack).await
+    }
+
+    /// Sends what [`EventShape`] built from each input read (`None`: below
+    /// `min_severity`), counting inputs read and filtered.
+    pub async fn send_built(
+        &mut self,
+        built: impl IntoIterator<Item = Option<Event>>,
+        ack: bool,
+    ) -> Option<oneshot::Receiver<bool>> {
         let mut events = Vec::new();
         let mut read = 0u64;
-        for l in lines {
+        for e in built {
             read += 1;
-            match self.shape.line(l, now) {
+            match e {
                 Some(e) => events.push(e),
                 None => self
                     .metrics

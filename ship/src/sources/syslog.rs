@@ -92,22 +92,11 @@ async fn read_frame<R: tokio::io::AsyncBufRead + Unpin>(
 
 async fn send(ctx: &mut SourceCtx, msgs: Vec<String>) {
     let now = Utc::now();
-    let mut events = Vec::with_capacity(msgs.len());
-    for m in &msgs {
-        match ctx.shape.fields(parse(m), now) {
-            Some(e) => events.push(e),
-            None => ctx
-                .metrics
-                .filtered
-                .with_label_values(&[&ctx.cfg.name])
-                .inc(),
-        }
-    }
-    ctx.metrics
-        .lines
-        .with_label_values(&[&ctx.cfg.name])
-        .inc_by(msgs.len() as u64);
-    let _ = ctx.send_events(events, false).await;
+    let built: Vec<_> = msgs
+        .iter()
+        .map(|m| ctx.shape.fields(parse(m), now))
+        .collect();
+    let _ = ctx.send_built(built, false).await;
 }
 
 /// Fields of one syslog message (5424 or 3164); unparseable text becomes the message.
