@@ -93,7 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bytes = 0usize;
     for l in &lines {
         if let Some(e) = shape.line(std::str::from_utf8(l).unwrap_or(""), now) {
-            bytes += e.to_json().len();
+            bytes += e.json().len();
         }
     }
     let build_s = t.elapsed().as_secs_f64();

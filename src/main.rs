@@ -12,6 +12,11 @@ mod rules;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc: the shipper and the engine allocate many small, short-lived
+/// values (events, JSON maps); glibc's allocator was 40% of `weir ship`'s time.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| {

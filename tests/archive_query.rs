@@ -241,13 +241,38 @@ fn exact_counts_ranges_and_evolution(p: &Place) {
         &[],
     );
     assert_eq!(hours.len(), 1, "{hours:?}");
-    // Schema evolution: a later file with a new field; old rows read it as null.
+    // `raw rest` (the default): `_raw` holds the undeclared members only.
+    let raw = |p: &Place| {
+        p.query(
+            "SELECT count(json_get(_raw, 'trace_id')) AS undeclared, count(json_get(_raw, 'status')) AS declared, count(_raw) AS kept FROM app",
+            &[],
+        )
+        .remove(0)
+    };
+    let r = raw(p);
+    assert_eq!(
+        (
+            r["undeclared"].as_i64(),
+            r["declared"].as_i64(),
+            r["kept"].as_i64()
+        ),
+        (Some(200_000), Some(0), Some(200_000)),
+        "{r}"
+    );
+    // Schema evolution: a later file with a new field; old rows read it as
+    // null. Its archive keeps whole lines (`raw full`): both read together.
     p.generate(
         "two",
         ", user_id: string",
         1_000,
         "2026-03-01T01:00:00Z",
-        "",
+        "raw full",
+    );
+    let r = raw(p);
+    assert_eq!(
+        (r["undeclared"].as_i64(), r["declared"].as_i64()),
+        (Some(201_000), Some(1_000)),
+        "{r}"
     );
     let rows = p.query(
         "SELECT count(user_id) AS with_user, count(*) AS n FROM app",

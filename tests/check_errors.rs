@@ -81,6 +81,20 @@ fn diagnostics_point_at_the_offending_text_with_hints() {
 }
 
 #[test]
+fn an_unknown_raw_mode_is_pointed_at() {
+    let text = "source app = generator(rate: 1) format json\narchive app roll every 1m raw fulll\n";
+    let (line, col, hint) = position(text, "`raw fulll` is not an archive option");
+    assert_eq!((line, col), (2, 31));
+    assert!(hint.contains("raw full"), "{hint}");
+    let ok = "source app = generator(rate: 1) format json\narchive app raw full\n";
+    let p = weir_dsl::compile(ok).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(
+        p.archives[0].raw.as_ref().map(|r| r.name.as_str()),
+        Some("full")
+    );
+}
+
+#[test]
 fn syntax_errors_in_several_items_are_reported_in_one_pass() {
     let text = read("rules/tests/broken_syntax.rules");
     let errs = weir_dsl::compile(&text).err().unwrap_or_default();

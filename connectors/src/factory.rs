@@ -6,6 +6,7 @@ use crate::kafka::{
     KafkaConfig, KafkaDeadLetters, KafkaOutput, KafkaSource, KafkaSourceConfig, Start,
 };
 use crate::sinks::archive::{ArchiveConfig, ArchiveSink, Granularity};
+use crate::sinks::archive_raw::RawMode;
 use crate::sinks::dead_letter::DeadLetterFile;
 use crate::sinks::json_lines::JsonLinesSink;
 use crate::sources::file::{FileSource, StdinSource};
@@ -260,6 +261,11 @@ impl ConnectorFactory for LocalFactory {
                     .roll_every
                     .map(Duration::from_millis)
                     .unwrap_or(DEFAULT_ROLL_EVERY),
+                raw: archive
+                    .raw
+                    .as_ref()
+                    .and_then(|r| RawMode::parse(&r.name))
+                    .unwrap_or_default(),
             },
             to_arrow(&source.schema),
             &self.metrics,

@@ -135,12 +135,16 @@ pub struct FieldDecl {
     pub ty: Ident,
 }
 
-/// `archive SOURCE [to "url"] [partition by hour|day] [roll at 128MB] [roll every 5m]`
+/// `archive SOURCE [to "url"] [partition by hour|day] [roll at 128MB] [roll every 5m]
+/// [raw full|rest|none]`
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArchiveDecl {
     pub source: Ident,
     pub url: Option<(String, Span)>,
     pub partition: Option<Ident>,
+    /// What of the original line `_raw` keeps in the archive: `rest` (the
+    /// default: a JSON line's undeclared fields), `full` or `none`.
+    pub raw: Option<Ident>,
     pub roll_size: Option<u64>,
     /// Milliseconds.
     pub roll_every: Option<u64>,

@@ -372,6 +372,18 @@ impl Checker {
                 );
             }
         }
+        if let Some(r) = &a.raw {
+            if !["full", "rest", "none"].contains(&r.name.as_str()) {
+                self.push(
+                    Diagnostic::new(
+                        ErrorKind::InvalidArgument,
+                        r.span,
+                        format!("`raw {}` is not an archive option", r.name),
+                    )
+                    .with_hint("raw rest (a JSON line's undeclared fields; the default), raw full (the whole line) or raw none"),
+                );
+            }
+        }
         if let Some((url, span)) = &a.url {
             if let Some((scheme, _)) = url.split_once("://") {
                 if !["file", "s3", "s3a", "gs", "az", "abfs", "memory"].contains(&scheme) {

@@ -148,9 +148,11 @@ fn friendly(rule: &Rule) -> String {
             "a window kind (tumbling, sliding, session)"
         }
         Rule::assignment => "an assignment like `name = expr`",
-        Rule::archive_option | Rule::partition_opt | Rule::roll_size_opt | Rule::roll_time_opt => {
-            "an archive option (partition by, roll at, roll every)"
-        }
+        Rule::archive_option
+        | Rule::partition_opt
+        | Rule::roll_size_opt
+        | Rule::roll_time_opt
+        | Rule::raw_opt => "an archive option (partition by, roll at, roll every, raw)",
         Rule::alert_severity
         | Rule::alert_labels
         | Rule::alert_notify
@@ -306,6 +308,7 @@ fn add_item(program: &mut Program, item: Pair<'_, Rule>, base: usize) {
                 source: ident(source, base),
                 url: None,
                 partition: None,
+                raw: None,
                 roll_size: None,
                 roll_every: None,
                 span,
@@ -323,6 +326,7 @@ fn add_item(program: &mut Program, item: Pair<'_, Rule>, base: usize) {
                         };
                         match rule {
                             Rule::partition_opt => decl.partition = Some(ident(v, base)),
+                            Rule::raw_opt => decl.raw = Some(ident(v, base)),
                             Rule::roll_size_opt => decl.roll_size = Some(parse_size(v.as_str())),
                             Rule::roll_time_opt => {
                                 decl.roll_every = Some(parse_duration(v.as_str()))

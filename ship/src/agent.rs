@@ -6,9 +6,9 @@
 //! the running one stays in force.
 
 use crate::config::{ShipConfig, SourceConfig, SourceType};
-use crate::event::{hostname, EventShape};
+use crate::event::{hostname, Event, EventShape};
 use crate::metrics::ShipMetrics;
-use crate::producer::{Outgoing, Producer};
+use crate::producer::Producer;
 use crate::sources::{self, Batch, SourceCtx};
 use notify::Watcher;
 use std::collections::HashMap;
@@ -228,16 +228,8 @@ async fn ship_batches(mut rx: mpsc::Receiver<Batch>, producer: Arc<Producer>) {
         };
         let producer = producer.clone();
         tasks.spawn(async move {
-            let out: Vec<Outgoing> = b
-                .events
-                .iter()
-                .map(|e| Outgoing {
-                    topic: b.shape.topic.clone(),
-                    source: b.shape.name.clone(),
-                    payload: e.to_json(),
-                })
-                .collect();
-            let ok = out.is_empty() || producer.ship(out).await;
+            let out: Vec<Vec<u8>> = b.events.into_iter().map(Event::into_json).collect();
+            let ok = out.is_empty() || producer.ship(&b.shape.topic, &b.shape.name, out).await;
             if let Some(a) = b.ack {
                 let _ = a.send(ok);
             }

@@ -10,26 +10,110 @@
 use crate::config::{LineFormat, SourceConfig};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use regex::Regex;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 use weir_dsl::severity;
+use weir_engine::json_object::RawObject;
 
 /// One structured event.
+/// One event, serialized: a JSON object, standard keys first.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event(pub Map<String, Value>);
+pub struct Event(Vec<u8>);
 
 impl Event {
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.0).unwrap_or_default()
+    pub fn json(&self) -> &[u8] {
+        &self.0
     }
 
-    pub fn severity(&self) -> &str {
+    pub fn into_json(self) -> Vec<u8> {
         self.0
+    }
+
+    /// The event parsed back into a map (for tests and tools).
+    pub fn to_map(&self) -> Map<String, Value> {
+        serde_json::from_slice(&self.0).unwrap_or_default()
+    }
+
+    pub fn severity(&self) -> String {
+        self.to_map()
             .get("severity")
             .and_then(Value::as_str)
             .unwrap_or("INFO")
+            .to_string()
     }
 }
+
+/// A field as read from the line: raw JSON text (the fast path for JSON
+/// lines: values the agent does not interpret are copied, not parsed) or a
+/// parsed value (other formats).
+#[derive(Debug, Clone, Copy)]
+enum FieldValue<'a> {
+    Raw(&'a RawValue),
+    Parsed(&'a Value),
+}
+
+impl FieldValue<'_> {
+    fn is_null(&self) -> bool {
+        match self {
+            FieldValue::Raw(r) => r.get() == "null",
+            FieldValue::Parsed(v) => v.is_null(),
+        }
+    }
+
+    fn to_value(self) -> Value {
+        match self {
+            FieldValue::Raw(r) => serde_json::from_str(r.get()).unwrap_or(Value::Null),
+            FieldValue::Parsed(v) => v.clone(),
+        }
+    }
+
+    /// The text of a string value.
+    fn as_str(&self) -> Option<Cow<'_, str>> {
+        match self {
+            FieldValue::Raw(r) if r.get().starts_with('"') => {
+                serde_json::from_str::<Cow<str>>(r.get()).ok()
+            }
+            FieldValue::Parsed(Value::String(s)) => Some(Cow::Borrowed(s)),
+            _ => None,
+        }
+    }
+
+    /// A string's text, or any other value as JSON text.
+    fn text(&self) -> String {
+        match self.as_str() {
+            Some(s) => s.into_owned(),
+            None => match self {
+                FieldValue::Raw(r) => r.get().to_string(),
+                FieldValue::Parsed(v) => v.to_string(),
+            },
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            FieldValue::Raw(r) => out.extend_from_slice(r.get().as_bytes()),
+            FieldValue::Parsed(v) => {
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+        }
+    }
+}
+
+type Fields<'a> = Vec<(Cow<'a, str>, FieldValue<'a>)>;
+
+/// The keys the agent writes itself; a line's own field of that name gives
+/// way.
+const STANDARD_KEYS: [&str; 7] = [
+    "timestamp",
+    "service",
+    "environment",
+    "severity",
+    "host",
+    "message",
+    "source",
+];
 
 const TIME_KEYS: [&str; 6] = ["timestamp", "time", "ts", "@timestamp", "datetime", "date"];
 const LEVEL_KEYS: [&str; 6] = [
@@ -96,6 +180,17 @@ impl EventShape {
 
     /// The event for one line, or `None` when it is below `min_severity`.
     pub fn line(&self, line: &str, arrival: DateTime<Utc>) -> Option<Event> {
+        let json = match self.format {
+            LineFormat::Json => true,
+            LineFormat::Auto => line.trim_start().starts_with('{'),
+            _ => false,
+        };
+        if json {
+            if let Some(o) = RawObject::parse(line) {
+                let f = o.0.into_iter().map(|(k, v)| (k, FieldValue::Raw(v)));
+                return self.build(f.collect(), arrival);
+            }
+        }
         let fields = match self.format {
             LineFormat::Json => match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(m)) => m,
@@ -134,74 +229,122 @@ impl EventShape {
     }
 
     /// The event for already-parsed fields (syslog, tracing).
-    pub fn fields(&self, mut f: Map<String, Value>, arrival: DateTime<Utc>) -> Option<Event> {
+    pub fn fields(&self, f: Map<String, Value>, arrival: DateTime<Utc>) -> Option<Event> {
+        let f: Fields = f
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(k.as_str()), FieldValue::Parsed(v)))
+            .collect();
+        self.build(f, arrival)
+    }
+
+    /// The event from a line's fields: standard keys first (taken from the
+    /// line's own spellings, else the source's settings), then the line's
+    /// other fields, then the source's static and environment fields, less
+    /// the dropped ones. `None` when below the minimum severity.
+    fn build(&self, mut f: Fields, arrival: DateTime<Utc>) -> Option<Event> {
         let sev_rank = take_first(&mut f, &LEVEL_KEYS)
-            .and_then(|v| match &v {
-                Value::String(s) => severity::rank(s),
-                Value::Number(n) => n.as_u64().and_then(|n| severity::rank(&n.to_string())),
-                _ => None,
+            .and_then(|v| match v.as_str() {
+                Some(s) => severity::rank(&s),
+                None => match v.to_value() {
+                    Value::Number(n) => n.as_u64().and_then(|n| severity::rank(&n.to_string())),
+                    _ => None,
+                },
             })
             .or_else(|| {
-                f.get("message")
-                    .and_then(Value::as_str)
-                    .and_then(level_in_text)
+                f.iter()
+                    .find(|(k, _)| k == "message")
+                    .and_then(|(_, v)| v.as_str())
+                    .and_then(|m| level_in_text(&m))
             })
             .unwrap_or(2);
         if self.min_rank.is_some_and(|m| sev_rank < m) {
             return None;
         }
         let ts = take_first(&mut f, &TIME_KEYS)
-            .and_then(|v| parse_time(&v))
+            .and_then(|v| parse_time(&v.to_value()))
             .unwrap_or(arrival);
         let message = take_first(&mut f, &MESSAGE_KEYS)
-            .map(|v| match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            })
+            .map(|v| v.text())
             .unwrap_or_default();
         let service = take_first(&mut f, &["service", "app", "application"]);
         let environment = take_first(&mut f, &["environment", "env"]);
         let host = take_first(&mut f, &["host", "hostname"]);
-        let mut out = Map::new();
-        out.insert(
-            "timestamp".into(),
-            Value::String(ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-        );
-        out.insert(
-            "service".into(),
-            self.service
-                .clone()
-                .map(Value::String)
-                .or(service)
-                .unwrap_or_else(|| Value::String(self.name.to_string())),
-        );
-        out.insert(
-            "environment".into(),
-            self.environment
-                .clone()
-                .map(Value::String)
-                .or(environment)
-                .unwrap_or_else(|| Value::String("development".into())),
-        );
-        out.insert(
-            "severity".into(),
-            Value::String(severity::LEVELS[sev_rank.min(5) as usize].into()),
-        );
-        out.insert(
-            "host".into(),
-            host.unwrap_or_else(|| Value::String(self.host.clone())),
-        );
-        out.insert("message".into(), Value::String(message));
-        out.insert("source".into(), Value::String(self.name.to_string()));
-        for (k, v) in f {
-            out.entry(k).or_insert(v);
+
+        let mut out = Vec::with_capacity(256);
+        out.push(b'{');
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, k: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            let _ = serde_json::to_writer(&mut *out, k);
+            out.push(b':');
+        };
+        let skip = |k: &str| self.drop.iter().any(|d| d == k) || self.extra.contains_key(k);
+        let text = |out: &mut Vec<u8>, s: &str| {
+            let _ = serde_json::to_writer(&mut *out, s);
+        };
+        let field = |out: &mut Vec<u8>,
+                     configured: &Option<String>,
+                     read: Option<FieldValue>,
+                     default: &str| {
+            match (configured, read) {
+                (Some(c), _) => {
+                    let _ = serde_json::to_writer(&mut *out, c);
+                }
+                (None, Some(v)) => v.write(out),
+                (None, None) => {
+                    let _ = serde_json::to_writer(&mut *out, default);
+                }
+            }
+        };
+        if !skip("timestamp") {
+            key(&mut out, "timestamp");
+            text(
+                &mut out,
+                &ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            );
+        }
+        if !skip("service") {
+            key(&mut out, "service");
+            field(&mut out, &self.service, service, &self.name);
+        }
+        if !skip("environment") {
+            key(&mut out, "environment");
+            field(&mut out, &self.environment, environment, "development");
+        }
+        if !skip("severity") {
+            key(&mut out, "severity");
+            text(&mut out, severity::LEVELS[sev_rank.min(5) as usize]);
+        }
+        if !skip("host") {
+            key(&mut out, "host");
+            field(&mut out, &None, host, &self.host);
+        }
+        if !skip("message") {
+            key(&mut out, "message");
+            text(&mut out, &message);
+        }
+        if !skip("source") {
+            key(&mut out, "source");
+            text(&mut out, &self.name);
+        }
+        for (i, (k, v)) in f.iter().enumerate() {
+            let later = f[i + 1..].iter().any(|(k2, _)| k2 == k);
+            if later || STANDARD_KEYS.contains(&k.as_ref()) || skip(k) {
+                continue;
+            }
+            key(&mut out, k);
+            v.write(&mut out);
         }
         for (k, v) in &self.extra {
-            out.insert(k.clone(), v.clone());
+            if !self.drop.iter().any(|d| d == k) {
+                key(&mut out, k);
+                let _ = serde_json::to_writer(&mut out, v);
+            }
         }
-        for k in &self.drop {
-            out.remove(k);
-        }
+        out.push(b'}');
         Some(Event(out))
     }
 }
@@ -212,10 +355,14 @@ fn plain(line: &str) -> Map<String, Value> {
     m
 }
 
-fn take_first(f: &mut Map<String, Value>, keys: &[&str]) -> Option<Value> {
-    keys.iter()
-        .find_map(|k| f.remove(*k))
-        .filter(|v| !v.is_null())
+/// Removes the first of `keys` the line has (in `keys` order); its value
+/// unless null.
+fn take_first<'a>(f: &mut Fields<'a>, keys: &[&str]) -> Option<FieldValue<'a>> {
+    let i = keys
+        .iter()
+        .find_map(|k| f.iter().position(|(name, _)| name == k))?;
+    let (_, v) = f.remove(i);
+    Some(v).filter(|v| !v.is_null())
 }
 
 /// A level word near the start of a plain line: `ERROR ...`, `[warn] ...`,
@@ -294,21 +441,50 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_keep_nested_values_and_let_standard_keys_win() {
+        let e = shape("    fields: { team: pay }\n    drop_fields: [secret]\n")
+            .line(
+                r#"{"source":"theirs","level":null,"message":"error: disk full","ctx":{"a":[1,{"b":"\u00e9"}]},"team":"x","secret":1,"k\"q":true,"message2":"m"}"#,
+                at(),
+            )
+            .unwrap();
+        let text = String::from_utf8(e.json().to_vec()).unwrap();
+        assert!(
+            text.starts_with(r#"{"timestamp":"2026-01-01T00:00:00Z","service":"checkout""#),
+            "{text}"
+        );
+        let m = e.to_map();
+        assert_eq!(m["source"], "app");
+        assert_eq!(
+            m["severity"], "ERROR",
+            "level in the message text when the level is null"
+        );
+        assert_eq!(m["ctx"]["a"][1]["b"], "é");
+        assert_eq!(m["team"], "pay");
+        assert!(!m.contains_key("secret"));
+        assert_eq!(m["k\"q"], true);
+        assert_eq!(m["message2"], "m");
+        assert_eq!(text.matches("\"source\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"team\"").count(), 1, "{text}");
+    }
+
+    #[test]
     fn json_lines_keep_their_time_level_and_fields() {
         let e = shape("")
             .line(
                 r#"{"ts":"2026-03-01T10:00:00+02:00","level":30,"msg":"paid","order":7}"#,
                 at(),
             )
-            .unwrap();
-        assert_eq!(e.0["timestamp"], "2026-03-01T08:00:00Z");
-        assert_eq!(e.0["severity"], "INFO");
-        assert_eq!(e.0["message"], "paid");
-        assert_eq!(e.0["order"], 7);
-        assert_eq!(e.0["service"], "checkout");
-        assert_eq!(e.0["host"], "web-1");
-        assert_eq!(e.0["source"], "app");
-        assert_eq!(e.0["environment"], "development");
+            .unwrap()
+            .to_map();
+        assert_eq!(e["timestamp"], "2026-03-01T08:00:00Z");
+        assert_eq!(e["severity"], "INFO");
+        assert_eq!(e["message"], "paid");
+        assert_eq!(e["order"], 7);
+        assert_eq!(e["service"], "checkout");
+        assert_eq!(e["host"], "web-1");
+        assert_eq!(e["source"], "app");
+        assert_eq!(e["environment"], "development");
     }
 
     #[test]
@@ -337,10 +513,11 @@ mod tests {
                 "level=error msg=\"card declined\" secret=x time=1767225600",
                 at(),
             )
-            .unwrap();
-        assert_eq!(e.0["message"], "card declined");
-        assert_eq!(e.0["team"], "pay");
-        assert!(!e.0.contains_key("secret"));
-        assert_eq!(e.0["timestamp"], "2026-01-01T00:00:00Z");
+            .unwrap()
+            .to_map();
+        assert_eq!(e["message"], "card declined");
+        assert_eq!(e["team"], "pay");
+        assert!(!e.contains_key("secret"));
+        assert_eq!(e["timestamp"], "2026-01-01T00:00:00Z");
     }
 }

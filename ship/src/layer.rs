@@ -145,7 +145,7 @@ impl<S: tracing::Subscriber> Layer<S> for ShipLayer {
         let Some(e) = self.inner.shape.fields(fields, chrono::Utc::now()) else {
             return;
         };
-        let line = e.to_json();
+        let line = e.into_json();
         match &self.inner.sink {
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();

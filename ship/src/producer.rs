@@ -3,28 +3,28 @@
 //! not confirm within `delivery_timeout` goes to the [`Spool`]; a drain loop
 //! sends it again when the broker answers. Authentication and TLS failures
 //! are fatal and reported with a hint.
+//!
+//! Delivery reports are counted per batch: every message of a batch carries
+//! the batch's [`Track`] (one shared counter, no per-message future), and the
+//! report of a failed message hands its payload back for the spool.
 
 use crate::config::ShipConfig;
 use crate::metrics::ShipMetrics;
 use crate::spool::{Spool, Spooled};
-use futures::future::join_all;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use std::sync::Arc;
+use rdkafka::message::Message as _;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// One message to ship.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub topic: Arc<str>,
-    pub source: Arc<str>,
-    pub payload: Vec<u8>,
-}
-
-/// Turns librdkafka's fatal client errors into a message for the agent.
+/// Turns librdkafka's fatal client errors into a message for the agent and
+/// counts delivery reports into each batch's [`Track`].
 pub struct Ctx {
     fatal: mpsc::UnboundedSender<String>,
 }
@@ -42,8 +42,70 @@ impl ClientContext for Ctx {
     }
 }
 
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Arc<Track>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, track: Arc<Track>) {
+        match result {
+            Ok(m) => {
+                track.ok.fetch_add(1, Ordering::Relaxed);
+                track
+                    .ok_bytes
+                    .fetch_add(m.payload_len() as u64, Ordering::Relaxed);
+            }
+            Err((_, m)) => track.fail(m.payload().unwrap_or_default().to_vec()),
+        }
+        track.settle_one();
+    }
+}
+
+/// The delivery state of one batch: how many reports are still due, how
+/// many messages Kafka confirmed, and the payloads it did not.
+pub struct Track {
+    /// Reports still due, plus one held while messages are being queued.
+    due: AtomicUsize,
+    ok: AtomicU64,
+    ok_bytes: AtomicU64,
+    failed: Mutex<Vec<Vec<u8>>>,
+    done: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Track {
+    fn new() -> (Arc<Track>, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let t = Track {
+            due: AtomicUsize::new(1),
+            ok: AtomicU64::new(0),
+            ok_bytes: AtomicU64::new(0),
+            failed: Mutex::new(Vec::new()),
+            done: Mutex::new(Some(tx)),
+        };
+        (Arc::new(t), rx)
+    }
+
+    fn fail(&self, payload: Vec<u8>) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(payload);
+    }
+
+    fn settle_one(&self) {
+        if self.due.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(tx) = self.done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// What became of a batch handed to Kafka: the payloads it did not confirm.
+struct Delivered {
+    failed: Vec<Vec<u8>>,
+}
+
 pub struct Producer {
-    kafka: FutureProducer<Ctx>,
+    kafka: ThreadedProducer<Ctx>,
     spool: Option<Spool>,
     metrics: ShipMetrics,
 }
@@ -69,7 +131,7 @@ impl Producer {
             c.set(k, v);
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let kafka: FutureProducer<Ctx> = c
+        let kafka: ThreadedProducer<Ctx> = c
             .create_with_context(Ctx { fatal: tx })
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         let spool = if cfg.spool.enabled {
@@ -94,31 +156,31 @@ impl Producer {
         ))
     }
 
-    /// Sends a batch. Resolves once every message is confirmed by Kafka or
-    /// safely in the spool; false if some could be neither (spool off or
-    /// unwritable), which the caller must not acknowledge.
-    pub async fn ship(&self, batch: Vec<Outgoing>) -> bool {
-        let ok = self.deliver(&batch).await;
-        let failed: Vec<Spooled> = batch
-            .iter()
-            .zip(&ok)
-            .filter(|(_, ok)| !**ok)
-            .map(|(o, _)| Spooled {
-                topic: o.topic.to_string(),
-                source: o.source.to_string(),
-                payload: String::from_utf8_lossy(&o.payload).into_owned(),
-            })
-            .collect();
-        if failed.is_empty() {
+    /// Sends one source's messages to a topic. Resolves once every message
+    /// is confirmed by Kafka or safely in the spool; false if some could be
+    /// neither (spool off or unwritable), which the caller must not
+    /// acknowledge.
+    pub async fn ship(&self, topic: &str, source: &str, payloads: Vec<Vec<u8>>) -> bool {
+        let d = self.deliver(topic, source, &payloads).await;
+        drop(payloads);
+        if d.failed.is_empty() {
             return true;
         }
+        let failed: Vec<Spooled> = d
+            .failed
+            .into_iter()
+            .map(|p| Spooled {
+                topic: topic.to_string(),
+                source: source.to_string(),
+                payload: String::from_utf8(p)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            })
+            .collect();
         let Some(spool) = &self.spool else {
-            for f in &failed {
-                self.metrics
-                    .errors
-                    .with_label_values(&[&f.source, "delivery"])
-                    .inc();
-            }
+            self.metrics
+                .errors
+                .with_label_values(&[source, "delivery"])
+                .inc_by(failed.len() as u64);
             return false;
         };
         match spool.append(&failed) {
@@ -136,57 +198,54 @@ impl Producer {
             }
             Err(e) => {
                 tracing::error!("cannot write the spool: {e}");
-                for f in &failed {
-                    self.metrics
-                        .errors
-                        .with_label_values(&[&f.source, "spool"])
-                        .inc();
-                }
+                self.metrics
+                    .errors
+                    .with_label_values(&[source, "spool"])
+                    .inc_by(failed.len() as u64);
                 false
             }
         }
     }
 
-    /// Sends every message; true for each Kafka confirmed.
-    async fn deliver(&self, batch: &[Outgoing]) -> Vec<bool> {
-        let mut futures = Vec::with_capacity(batch.len());
-        for o in batch {
-            let mut record = FutureRecord::<(), [u8]>::to(&o.topic).payload(&o.payload);
+    /// Queues every message and waits for all their delivery reports.
+    async fn deliver(&self, topic: &str, source: &str, payloads: &[Vec<u8>]) -> Delivered {
+        let (track, done) = Track::new();
+        track.due.fetch_add(payloads.len(), Ordering::AcqRel);
+        for p in payloads {
+            let mut record =
+                BaseRecord::<(), [u8], Arc<Track>>::with_opaque_to(topic, track.clone())
+                    .payload(p.as_slice());
             loop {
-                match self.kafka.send_result(record) {
-                    Ok(f) => {
-                        futures.push(Some(f));
-                        break;
-                    }
+                match self.kafka.send(record) {
+                    Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                         record = r;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                     Err((e, _)) => {
-                        tracing::warn!(source = %o.source, "cannot queue a message: {e}");
-                        futures.push(None);
+                        tracing::warn!(source, "cannot queue a message: {e}");
+                        track.fail(p.clone());
+                        track.settle_one();
                         break;
                     }
                 }
             }
         }
-        let results = join_all(futures.into_iter().map(|f| async move {
-            match f {
-                Some(f) => matches!(f.await, Ok(Ok(_))),
-                None => false,
-            }
-        }))
-        .await;
-        for (o, ok) in batch.iter().zip(&results) {
-            if *ok {
-                self.metrics.shipped.with_label_values(&[&o.source]).inc();
-                self.metrics
-                    .bytes
-                    .with_label_values(&[&o.source])
-                    .inc_by(o.payload.len() as u64);
-            }
+        track.settle_one();
+        // The sender lives in the track until the last report, which only
+        // the client can drop (at shutdown); then nothing was confirmed.
+        let _ = done.await;
+        let ok = track.ok.load(Ordering::Acquire);
+        let ok_bytes = track.ok_bytes.load(Ordering::Acquire);
+        let failed = std::mem::take(&mut *track.failed.lock().unwrap_or_else(|p| p.into_inner()));
+        if ok > 0 {
+            self.metrics.shipped.with_label_values(&[source]).inc_by(ok);
+            self.metrics
+                .bytes
+                .with_label_values(&[source])
+                .inc_by(ok_bytes);
         }
-        results
+        Delivered { failed }
     }
 
     /// Sends the spool again, oldest segment first, until cancelled.
@@ -195,25 +254,22 @@ impl Producer {
         loop {
             let pause = match spool.oldest() {
                 Ok(Some((path, items))) => {
-                    let batch: Vec<Outgoing> = items
-                        .iter()
-                        .map(|i| Outgoing {
-                            topic: i.topic.as_str().into(),
-                            source: i.source.as_str().into(),
-                            payload: i.payload.clone().into_bytes(),
-                        })
-                        .collect();
-                    let ok = self.deliver(&batch).await;
-                    if ok.iter().all(|o| *o) {
+                    let n = items.len() as u64;
+                    let mut all = true;
+                    for ((topic, source), payloads) in by_destination(items) {
+                        let d = self.deliver(&topic, &source, &payloads).await;
+                        all &= d.failed.is_empty();
+                    }
+                    if all {
                         if let Err(e) = spool.remove(&path) {
                             tracing::error!("cannot remove {}: {e}", path.display());
                         }
                         self.metrics
                             .spooled
                             .with_label_values(&["drained"])
-                            .inc_by(ok.len() as u64);
+                            .inc_by(n);
                         self.metrics.spool_bytes.set(spool.bytes() as i64);
-                        tracing::info!(events = ok.len(), "spool segment delivered");
+                        tracing::info!(events = n, "spool segment delivered");
                         Duration::from_millis(10)
                     } else {
                         Duration::from_secs(2)
@@ -238,4 +294,20 @@ impl Producer {
             tracing::warn!("kafka flush: {e}");
         }
     }
+}
+
+/// Payloads bound for one (topic, source).
+type Destined = ((String, String), Vec<Vec<u8>>);
+
+/// Spooled messages grouped by (topic, source), in order of first appearance.
+fn by_destination(items: Vec<Spooled>) -> Vec<Destined> {
+    let mut groups: Vec<Destined> = Vec::new();
+    for i in items {
+        let key = (i.topic, i.source);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(i.payload.into_bytes()),
+            None => groups.push((key, vec![i.payload.into_bytes()])),
+        }
+    }
+    groups
 }

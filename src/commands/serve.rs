@@ -139,7 +139,7 @@ pub async fn serve(
     if !cfg.retention.is_empty() {
         tokio::spawn(retention_loop(cfg.clone(), location.clone(), host.clone()));
     }
-    let query = Arc::new(QueryEngine::new(location));
+    let query = Arc::new(QueryEngine::new(location)?);
     axum::serve(listener, api::router(host.clone(), query))
         .with_graceful_shutdown(super::shutdown_signal())
         .await

@@ -16,12 +16,13 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
-use object_store::path::Path as StorePath;
-use object_store::ObjectStore;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_connectors::store::ArchiveLocation;
 
@@ -140,22 +141,48 @@ pub struct QueryResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamInfo {
     pub name: String,
+    /// Files and bytes within the time range.
     pub files: usize,
     pub bytes: u64,
     /// Partition columns: `date`, and `hour` when partitioned by hour.
     pub hourly: bool,
+    /// A hash of every file's path, size and modification time (all of
+    /// them, not only those in range): the schema is inferred again when
+    /// it changes.
+    pub fingerprint: u64,
 }
 
 const SCHEME: &str = "weir://archive/";
 
 /// Queries one archive.
+///
+/// One DataFusion runtime serves every query, so Parquet footers and page
+/// indexes are read once per file (DataFusion's metadata cache checks size
+/// and modification time), and each stream's schema is inferred once per
+/// set of files. The archive is listed once per query: new files are always
+/// seen.
 pub struct QueryEngine {
     location: ArchiveLocation,
+    runtime: Arc<RuntimeEnv>,
+    /// Per stream: the files' fingerprint and the schema inferred from them.
+    schemas: Mutex<HashMap<String, (u64, SchemaRef)>>,
 }
 
 impl QueryEngine {
-    pub fn new(location: ArchiveLocation) -> Self {
-        QueryEngine { location }
+    pub fn new(location: ArchiveLocation) -> Result<Self, QueryError> {
+        // No list-files cache: it would hide files written after a first query.
+        let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
+            .build_arc()
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let url = url::Url::parse(SCHEME).map_err(|e| QueryError::Internal(e.to_string()))?;
+        runtime.register_object_store(&url, location.store.clone());
+        Ok(QueryEngine {
+            location,
+            runtime,
+            schemas: Mutex::new(HashMap::new()),
+        })
     }
 
     fn prefix(&self) -> String {
@@ -166,47 +193,37 @@ impl QueryEngine {
         }
     }
 
-    /// The streams in the archive, with their size.
+    /// The streams in the archive, with their size within `range`.
     pub async fn streams(&self, range: TimeRange) -> Result<Vec<StreamInfo>, QueryError> {
-        let root = StorePath::from(self.prefix());
-        let files: Vec<_> = self
-            .location
-            .store
-            .list(Some(&root))
-            .try_collect()
+        let files = weir_connectors::maintenance::list_files(&self.location)
             .await
-            .map_err(|e| QueryError::Internal(format!("listing {}: {e}", self.location.url)))?;
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
         let mut streams: BTreeMap<String, StreamInfo> = BTreeMap::new();
         for f in files {
-            let path = f.location.as_ref();
-            if !path.ends_with(".parquet") {
-                continue;
-            }
-            let rel = path.strip_prefix(&self.prefix()).unwrap_or(path);
-            let mut parts = rel.split('/');
-            let Some(name) = parts.next().and_then(|p| p.strip_prefix("stream=")) else {
-                continue;
-            };
-            let date = parts.next().and_then(|p| p.strip_prefix("date="));
-            let hour = parts.next().and_then(|p| p.strip_prefix("hour="));
             let s = streams
-                .entry(name.to_string())
+                .entry(f.stream.clone())
                 .or_insert_with(|| StreamInfo {
-                    name: name.to_string(),
+                    name: f.stream.clone(),
                     files: 0,
                     bytes: 0,
                     hourly: false,
+                    fingerprint: 0,
                 });
-            s.hourly |= hour.is_some();
-            if in_range(date, hour, range) {
+            s.hourly |= f.len_us < 86_400_000_000;
+            // Order-independent: the store lists in any order.
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (f.meta.location.as_ref(), f.meta.size, f.meta.last_modified).hash(&mut h);
+            s.fingerprint = s.fingerprint.wrapping_add(h.finish());
+            if in_range(f.start_us, f.len_us, range) {
                 s.files += 1;
-                s.bytes += f.size;
+                s.bytes += f.meta.size;
             }
         }
         Ok(streams.into_values().collect())
     }
 
-    /// A DataFusion session with every stream registered as a table.
+    /// A DataFusion session with every stream registered as a table, and the
+    /// streams (files and bytes counted within `range`).
     pub async fn session(
         &self,
         range: TimeRange,
@@ -215,11 +232,9 @@ impl QueryEngine {
             .with_information_schema(true)
             .with_target_partitions(2)
             .set_bool("datafusion.execution.parquet.enable_page_index", true);
-        let ctx = SessionContext::new_with_config(config);
-        let url = url::Url::parse(SCHEME).map_err(|e| QueryError::Internal(e.to_string()))?;
-        ctx.register_object_store(&url, self.location.store.clone());
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         udf::register(&ctx);
-        let streams = self.streams(TimeRange::default()).await?;
+        let streams = self.streams(range).await?;
         for s in &streams {
             let mut cols = vec![("date".to_string(), DataType::Utf8)];
             if s.hourly {
@@ -230,7 +245,7 @@ impl QueryEngine {
                 .with_table_partition_cols(cols);
             let table_url =
                 ListingTableUrl::parse(format!("{SCHEME}{}stream={}/", self.prefix(), s.name))?;
-            let schema = options.infer_schema(&ctx.state(), &table_url).await?;
+            let schema = self.schema(&ctx, s, &options, &table_url).await?;
             let config = ListingTableConfig::new(table_url)
                 .with_listing_options(options)
                 .with_schema(schema);
@@ -249,6 +264,33 @@ impl QueryEngine {
         Ok((ctx, streams))
     }
 
+    /// The stream's schema: the union of its files', inferred again only
+    /// when its files changed.
+    async fn schema(
+        &self,
+        ctx: &SessionContext,
+        stream: &StreamInfo,
+        options: &ListingOptions,
+        url: &ListingTableUrl,
+    ) -> Result<SchemaRef, QueryError> {
+        let cached = {
+            let schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+            schemas
+                .get(&stream.name)
+                .filter(|(fp, _)| *fp == stream.fingerprint)
+                .map(|(_, s)| s.clone())
+        };
+        if let Some(s) = cached {
+            return Ok(s);
+        }
+        let schema = options.infer_schema(&ctx.state(), url).await?;
+        self.schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stream.name.clone(), (stream.fingerprint, schema.clone()));
+        Ok(schema)
+    }
+
     /// Runs one SQL statement within the limits.
     pub async fn run(
         &self,
@@ -257,8 +299,7 @@ impl QueryEngine {
         limits: Limits,
     ) -> Result<QueryResult, QueryError> {
         let work = async {
-            let streams = self.streams(range).await?;
-            let (ctx, _) = self.session(range).await?;
+            let (ctx, streams) = self.session(range).await?;
             let df = ctx.sql(sql).await?;
             // Bytes the query may touch: the files of the streams it names,
             // after pruning by the time range.
@@ -314,21 +355,11 @@ fn mentions(sql: &str, name: &str) -> bool {
     })
 }
 
-/// Whether a folder `date=D/hour=H` can hold events of `range`.
-fn in_range(date: Option<&str>, hour: Option<&str>, range: TimeRange) -> bool {
-    let Some(date) = date.and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-    else {
-        return true;
-    };
-    let (start, len_us) = match hour.and_then(|h| h.parse::<u32>().ok()) {
-        Some(h) => (date.and_hms_opt(h, 0, 0), 3_600_000_000),
-        None => (date.and_hms_opt(0, 0, 0), 86_400_000_000),
-    };
-    let Some(start) = start.map(|t| t.and_utc().timestamp_micros()) else {
-        return true;
-    };
-    let end = start + len_us;
-    range.start_us.is_none_or(|s| end > s) && range.end_us.is_none_or(|e| start < e)
+/// Whether a partition starting at `start_us` and `len_us` long can hold
+/// events of `range`.
+fn in_range(start_us: i64, len_us: i64, range: TimeRange) -> bool {
+    let end = start_us + len_us;
+    range.start_us.is_none_or(|s| end > s) && range.end_us.is_none_or(|e| start_us < e)
 }
 
 /// `SELECT * FROM hidden WHERE <range>` with partition-column bounds.
@@ -374,10 +405,12 @@ mod tests {
             start_us: Some(1_772_330_400_000_000), // 2026-03-01T02:00Z
             end_us: Some(1_772_334_000_000_000),   // 03:00
         };
-        assert!(in_range(Some("2026-03-01"), Some("02"), r));
-        assert!(!in_range(Some("2026-03-01"), Some("01"), r));
-        assert!(!in_range(Some("2026-03-01"), Some("03"), r));
-        assert!(in_range(Some("2026-03-01"), None, r));
-        assert!(!in_range(Some("2026-03-02"), None, r));
+        let hour = 3_600_000_000;
+        let day_start = 1_772_323_200_000_000; // 2026-03-01T00:00Z
+        assert!(in_range(day_start + 2 * hour, hour, r));
+        assert!(!in_range(day_start + hour, hour, r));
+        assert!(!in_range(day_start + 3 * hour, hour, r));
+        assert!(in_range(day_start, 24 * hour, r));
+        assert!(!in_range(day_start + 24 * hour, 24 * hour, r));
     }
 }

@@ -8,6 +8,7 @@
 //! whole once closed (the local store writes a temporary file and renames it), so
 //! a reader never sees half a file. Files roll at a size and at an age.
 
+use super::archive_raw::RawMode;
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
@@ -42,6 +43,8 @@ pub struct ArchiveConfig {
     pub granularity: Granularity,
     pub roll_bytes: u64,
     pub roll_every: Duration,
+    /// What `_raw` keeps (see [`archive_raw`](super::archive_raw)).
+    pub raw: RawMode,
 }
 
 struct OpenFile {
@@ -146,6 +149,7 @@ impl Inner {
     }
 
     async fn write(&self, batch: &RecordBatch) -> Result<()> {
+        let batch = &super::archive_raw::reduce(batch, self.cfg.raw)?;
         let ts = batch
             .column_by_name(TIMESTAMP)
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())

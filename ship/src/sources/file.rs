@@ -222,22 +222,26 @@ fn read_some(t: &mut Tracked) -> std::io::Result<Option<Vec<(u64, String)>>> {
             m.flush();
         }
     }
-    let mut buf = vec![0u8; READ_CHUNK];
-    let n = t.file.read(&mut buf)?;
+    // Read straight after the partial line (the buffer is reused).
+    let start = t.partial.len();
+    t.partial.resize(start + READ_CHUNK, 0);
+    let n = t.file.read(&mut t.partial[start..]);
+    t.partial.truncate(start + *n.as_ref().unwrap_or(&0));
+    let n = n?;
     if n == 0 {
         return Ok(None);
     }
     t.last_data = Instant::now();
-    t.partial.extend_from_slice(&buf[..n]);
     let mut lines = Vec::new();
     let mut consumed = 0usize;
-    while let Some(nl) = t.partial[consumed..].iter().position(|&b| b == b'\n') {
+    while let Some(nl) = memchr::memchr(b'\n', &t.partial[consumed..]) {
         let raw = &t.partial[consumed..consumed + nl];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        lines.push((
-            t.read_at + consumed as u64,
-            String::from_utf8_lossy(raw).into_owned(),
-        ));
+        let text = match std::str::from_utf8(raw) {
+            Ok(s) => s.to_string(),
+            Err(_) => String::from_utf8_lossy(raw).into_owned(),
+        };
+        lines.push((t.read_at + consumed as u64, text));
         consumed += nl + 1;
     }
     t.partial.drain(..consumed);
