@@ -387,6 +387,8 @@ fn reload_adds_and_removes_sources_and_rejects_a_bad_config() {
     assert_eq!(ship.stop(), Some(0));
 }
 
+/// With the default, idempotent producer: after tansu restarts, the agent's
+/// producer renewal gets it a new producer id (see docs/ship.md).
 #[test]
 fn a_broker_outage_is_bridged_by_the_spool() {
     let mut broker = Broker::durable();
@@ -395,7 +397,7 @@ fn a_broker_outage_is_bridged_by_the_spool() {
     let log = dir.path().join("app.log");
     let metrics = free_port();
     let yaml = format!(
-        "kafka: {{ brokers: \"{}\", options: {{ enable.idempotence: \"false\" }} }}\ntopic: logs\nmetrics: \"127.0.0.1:{metrics}\"\ndelivery_timeout: 2s\nstate_dir: state\nsources:\n  - name: app\n    type: file\n    paths: [\"{}\"]\n",
+        "kafka: {{ brokers: \"{}\" }}\ntopic: logs\nmetrics: \"127.0.0.1:{metrics}\"\ndelivery_timeout: 2s\nstate_dir: state\nsources:\n  - name: app\n    type: file\n    paths: [\"{}\"]\n",
         broker.bootstrap(),
         log.display()
     );

@@ -11,6 +11,7 @@
 
 pub mod factory;
 pub mod kafka;
+pub mod live_store;
 pub mod maintenance;
 pub mod notify;
 pub mod sinks;

@@ -62,7 +62,7 @@ pub struct ArchiveFile {
     pub last: Option<i64>,
 }
 
-fn prefix_of(loc: &ArchiveLocation) -> String {
+pub fn prefix_of(loc: &ArchiveLocation) -> String {
     if loc.prefix.is_empty() {
         String::new()
     } else {
@@ -70,43 +70,29 @@ fn prefix_of(loc: &ArchiveLocation) -> String {
     }
 }
 
-/// Every Parquet file of the archive, with what its path says.
-pub async fn list_files(loc: &ArchiveLocation) -> Result<Vec<ArchiveFile>> {
-    let prefix = prefix_of(loc);
-    let root = StorePath::from(prefix.as_str());
-    let metas: Vec<ObjectMeta> = loc
-        .store
-        .list(Some(&root))
-        .try_collect()
-        .await
-        .map_err(|e| EngineError::connector("archive", format!("listing {}: {e}", loc.url)))?;
-    let mut out = Vec::new();
-    for meta in metas {
+impl ArchiveFile {
+    /// What the path of `meta` says, when it is an archive data file
+    /// (`PREFIX/stream=S/date=D[/hour=H]/part-….parquet`).
+    pub fn parse(meta: ObjectMeta, prefix: &str) -> Option<ArchiveFile> {
         let full = meta.location.as_ref().to_string();
         if !full.ends_with(".parquet") {
-            continue;
+            return None;
         }
-        let rel = full.strip_prefix(&prefix).unwrap_or(&full);
+        let rel = full.strip_prefix(prefix).unwrap_or(&full);
         let parts: Vec<&str> = rel.split('/').collect();
-        let Some(stream) = parts.first().and_then(|p| p.strip_prefix("stream=")) else {
-            continue;
-        };
-        let Some(date) = parts
+        let stream = parts.first()?.strip_prefix("stream=")?;
+        let date = parts
             .get(1)
             .and_then(|p| p.strip_prefix("date="))
-            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        else {
-            continue;
-        };
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())?;
         let hour = parts
             .get(2)
             .and_then(|p| p.strip_prefix("hour="))
             .and_then(|h| h.parse::<u32>().ok());
         let (start, len_us) = match hour {
-            Some(h) => (date.and_hms_opt(h, 0, 0), 3_600_000_000),
-            None => (date.and_hms_opt(0, 0, 0), 86_400_000_000),
+            Some(h) => (date.and_hms_opt(h, 0, 0)?, 3_600_000_000),
+            None => (date.and_hms_opt(0, 0, 0)?, 86_400_000_000),
         };
-        let Some(start) = start else { continue };
         let folder = parts[..parts.len() - 1].join("/");
         let name = parts.last().copied().unwrap_or("");
         let nums: Vec<i64> = name
@@ -120,7 +106,7 @@ pub async fn list_files(loc: &ArchiveLocation) -> Result<Vec<ArchiveFile>> {
             [f, l] => (Some(0), Some(*f), Some(*l)),
             _ => (None, None, None),
         };
-        out.push(ArchiveFile {
+        Some(ArchiveFile {
             stream: stream.to_string(),
             folder,
             start_us: start.and_utc().timestamp_micros(),
@@ -129,9 +115,75 @@ pub async fn list_files(loc: &ArchiveLocation) -> Result<Vec<ArchiveFile>> {
             first,
             last,
             meta,
-        });
+        })
     }
-    Ok(out)
+
+    /// Whether this file holds every row of `other`: same folder and source
+    /// partition, and its offsets span `other`'s (a compacted file, or a
+    /// replay that wrote a longer range).
+    fn covers(&self, other: &ArchiveFile) -> bool {
+        let (Some(f), Some(l), Some(of), Some(ol)) =
+            (self.first, self.last, other.first, other.last)
+        else {
+            return false;
+        };
+        self.folder == other.folder
+            && self.partition == other.partition
+            && f <= of
+            && ol <= l
+            && (f, l) != (of, ol)
+    }
+}
+
+/// Splits files into live ones and those superseded by a file that covers
+/// them (see [`ArchiveFile::covers`]). Readers use only live files, so the
+/// moment between compaction writing its file and deleting the old ones (or
+/// a crash in it) never shows a row twice.
+pub fn split_superseded(files: Vec<ArchiveFile>) -> (Vec<ArchiveFile>, Vec<ArchiveFile>) {
+    let mut groups: BTreeMap<(String, Option<i64>), Vec<usize>> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        groups
+            .entry((f.folder.clone(), f.partition))
+            .or_default()
+            .push(i);
+    }
+    let mut gone = vec![false; files.len()];
+    for members in groups.values() {
+        for &a in members {
+            gone[a] = members.iter().any(|&b| files[b].covers(&files[a]));
+        }
+    }
+    let (mut live, mut superseded) = (Vec::new(), Vec::new());
+    for (f, gone) in files.into_iter().zip(gone) {
+        if gone {
+            superseded.push(f);
+        } else {
+            live.push(f);
+        }
+    }
+    (live, superseded)
+}
+
+/// Every Parquet file of the archive, with what its path says, superseded
+/// ones included.
+pub async fn list_all_files(loc: &ArchiveLocation) -> Result<Vec<ArchiveFile>> {
+    let prefix = prefix_of(loc);
+    let root = StorePath::from(prefix.as_str());
+    let metas: Vec<ObjectMeta> = loc
+        .store
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::connector("archive", format!("listing {}: {e}", loc.url)))?;
+    Ok(metas
+        .into_iter()
+        .filter_map(|m| ArchiveFile::parse(m, &prefix))
+        .collect())
+}
+
+/// The live data files of the archive (superseded ones left out).
+pub async fn list_files(loc: &ArchiveLocation) -> Result<Vec<ArchiveFile>> {
+    Ok(split_superseded(list_all_files(loc).await?).0)
 }
 
 /// The policy for a stream: its own, else `*`.
@@ -154,7 +206,7 @@ pub async fn retain(
     dry_run: bool,
 ) -> Result<Vec<RetentionAction>> {
     let mut actions = Vec::new();
-    for f in list_files(loc).await? {
+    for f in list_all_files(loc).await? {
         let Some(policy) = policy_for(policies, &f.stream) else {
             continue;
         };
@@ -237,8 +289,17 @@ pub async fn compact(
     now_us: i64,
     grace: Duration,
 ) -> Result<Vec<Compaction>> {
+    let (live, superseded) = split_superseded(list_all_files(loc).await?);
+    // Left by an earlier run stopped between writing and deleting: their
+    // rows are in the file that covers them.
+    for f in superseded {
+        loc.store.delete(&f.meta.location).await.map_err(|e| {
+            EngineError::connector("compaction", format!("deleting {}: {e}", f.meta.location))
+        })?;
+        tracing::info!(path = %f.meta.location, "deleted a file superseded by a compacted one");
+    }
     let mut groups: BTreeMap<(String, i64), Vec<ArchiveFile>> = BTreeMap::new();
-    for f in list_files(loc).await? {
+    for f in live {
         let (Some(p), Some(_), Some(_)) = (f.partition, f.first, f.last) else {
             continue;
         };
@@ -348,4 +409,52 @@ fn conform(
         })
         .collect::<std::result::Result<Vec<_>, String>>()?;
     arrow::array::RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> ArchiveFile {
+        let meta = ObjectMeta {
+            location: StorePath::from(path),
+            last_modified: chrono::Utc::now(),
+            size: 1,
+            e_tag: None,
+            version: None,
+        };
+        ArchiveFile::parse(meta, "a/").unwrap()
+    }
+
+    #[test]
+    fn files_covered_by_a_wider_range_are_superseded() {
+        let h = "a/stream=app/date=2026-03-01/hour=00";
+        let files = vec![
+            file(&format!("{h}/part-00000-{:020}-{:020}.parquet", 0, 99)),
+            file(&format!("{h}/part-00000-{:020}-{:020}.parquet", 100, 199)),
+            file(&format!("{h}/part-00000-{:020}-{:020}.parquet", 0, 199)),
+            // Another source partition, another hour: not covered.
+            file(&format!("{h}/part-00001-{:020}-{:020}.parquet", 0, 99)),
+            file(&format!(
+                "a/stream=app/date=2026-03-01/hour=01/part-00000-{:020}-{:020}.parquet",
+                50, 60
+            )),
+            // Overlapping but not inside: kept.
+            file(&format!("{h}/part-00000-{:020}-{:020}.parquet", 150, 250)),
+        ];
+        let (live, gone) = split_superseded(files);
+        let names = |v: &[ArchiveFile]| -> Vec<(Option<i64>, Option<i64>, Option<i64>)> {
+            v.iter().map(|f| (f.partition, f.first, f.last)).collect()
+        };
+        assert_eq!(
+            names(&gone),
+            vec![
+                (Some(0), Some(0), Some(99)),
+                (Some(0), Some(100), Some(199))
+            ]
+        );
+        assert_eq!(live.len(), 4);
+        assert_eq!(live[0].stream, "app");
+        assert_eq!(live[0].len_us, 3_600_000_000);
+    }
 }

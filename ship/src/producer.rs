@@ -17,8 +17,9 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
+use rdkafka::ClientConfig;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -104,8 +105,20 @@ struct Delivered {
     failed: Vec<Vec<u8>>,
 }
 
+type Client = Arc<ThreadedProducer<Ctx>>;
+
+/// The idempotent producer is replaced at most this often after failures.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
 pub struct Producer {
-    kafka: ThreadedProducer<Ctx>,
+    /// The client; replaced by a new one when librdkafka reports a fatal
+    /// error (e.g. the idempotent producer cannot recover its sequence after
+    /// a broker restart), which would otherwise fail every later message.
+    kafka: RwLock<Client>,
+    /// When the client was last replaced (see [`renew`](Self::renew)).
+    renewed: Mutex<std::time::Instant>,
+    settings: ClientConfig,
+    fatal: mpsc::UnboundedSender<String>,
     spool: Option<Spool>,
     metrics: ShipMetrics,
 }
@@ -131,9 +144,7 @@ impl Producer {
             c.set(k, v);
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let kafka: ThreadedProducer<Ctx> = c
-            .create_with_context(Ctx { fatal: tx })
-            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        let kafka = create(&c, &tx)?;
         let spool = if cfg.spool.enabled {
             let dir = cfg.spool_dir();
             Some(
@@ -148,7 +159,10 @@ impl Producer {
         }
         Ok((
             Arc::new(Producer {
-                kafka,
+                kafka: RwLock::new(kafka),
+                renewed: Mutex::new(std::time::Instant::now()),
+                settings: c,
+                fatal: tx,
                 spool,
                 metrics,
             }),
@@ -207,8 +221,55 @@ impl Producer {
         }
     }
 
+    fn client(&self) -> Client {
+        self.kafka.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// After failed deliveries, replaces `used` with a new client when it hit
+    /// a fatal error, or — for the idempotent producer, at most every 10 s —
+    /// when deliveries failed at all. An idempotent producer whose messages
+    /// timed out bumps its epoch on its own, which Apache Kafka accepts but
+    /// some Kafka-compatible brokers (tansu) reject for ever after they
+    /// restart; a new client asks the broker for a new producer id. The old
+    /// client is dropped off the async threads: dropping purges its queue,
+    /// whose messages come back as failed deliveries (and go to the spool).
+    fn renew(&self, used: &Client) {
+        let why = match used.client().fatal_error() {
+            Some((code, reason)) => format!("it hit a fatal error ({code:?}: {reason})"),
+            None => {
+                let idempotent = self.settings.get("enable.idempotence") == Some("true");
+                let mut last = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+                if !idempotent || last.elapsed() < RENEW_EVERY {
+                    return;
+                }
+                *last = std::time::Instant::now();
+                "deliveries failed (a new producer id after a broker outage)".to_string()
+            }
+        };
+        let old = {
+            let mut current = self.kafka.write().unwrap_or_else(|p| p.into_inner());
+            if !Arc::ptr_eq(&current, used) {
+                return; // another batch renewed it already
+            }
+            match create(&self.settings, &self.fatal) {
+                Ok(new) => std::mem::replace(&mut *current, new),
+                Err(e) => {
+                    tracing::error!("kafka: cannot replace the producer: {e}");
+                    return;
+                }
+            }
+        };
+        tracing::warn!("kafka: started a new producer because {why}; events not confirmed are spooled and sent again");
+        self.metrics
+            .errors
+            .with_label_values(&["agent", "producer_renewed"])
+            .inc();
+        tokio::task::spawn_blocking(move || drop(old));
+    }
+
     /// Queues every message and waits for all their delivery reports.
     async fn deliver(&self, topic: &str, source: &str, payloads: &[Vec<u8>]) -> Delivered {
+        let kafka = self.client();
         let (track, done) = Track::new();
         track.due.fetch_add(payloads.len(), Ordering::AcqRel);
         for p in payloads {
@@ -216,7 +277,7 @@ impl Producer {
                 BaseRecord::<(), [u8], Arc<Track>>::with_opaque_to(topic, track.clone())
                     .payload(p.as_slice());
             loop {
-                match self.kafka.send(record) {
+                match kafka.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                         record = r;
@@ -238,6 +299,9 @@ impl Producer {
         let ok = track.ok.load(Ordering::Acquire);
         let ok_bytes = track.ok_bytes.load(Ordering::Acquire);
         let failed = std::mem::take(&mut *track.failed.lock().unwrap_or_else(|p| p.into_inner()));
+        if !failed.is_empty() {
+            self.renew(&kafka);
+        }
         if ok > 0 {
             self.metrics.shipped.with_label_values(&[source]).inc_by(ok);
             self.metrics
@@ -290,7 +354,7 @@ impl Producer {
 
     /// Waits for messages still queued in the client.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.kafka.flush(timeout) {
+        if let Err(e) = self.client().flush(timeout) {
             tracing::warn!("kafka flush: {e}");
         }
     }
@@ -310,4 +374,16 @@ fn by_destination(items: Vec<Spooled>) -> Vec<Destined> {
         }
     }
     groups
+}
+
+fn create(
+    settings: &ClientConfig,
+    fatal: &mpsc::UnboundedSender<String>,
+) -> Result<Client, String> {
+    settings
+        .create_with_context(Ctx {
+            fatal: fatal.clone(),
+        })
+        .map(Arc::new)
+        .map_err(|e| format!("cannot create the Kafka producer: {e}"))
 }

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weir_connectors::live_store::LiveStore;
+use weir_connectors::maintenance::prefix_of;
 use weir_connectors::store::ArchiveLocation;
 
 /// Why a query failed. Everything but `Internal` is the user's to fix (HTTP 400).
@@ -177,20 +179,14 @@ impl QueryEngine {
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let url = url::Url::parse(SCHEME).map_err(|e| QueryError::Internal(e.to_string()))?;
-        runtime.register_object_store(&url, location.store.clone());
+        // Through LiveStore: files superseded by a compacted one are not listed.
+        let live = LiveStore::new(location.store.clone(), prefix_of(&location));
+        runtime.register_object_store(&url, Arc::new(live));
         Ok(QueryEngine {
             location,
             runtime,
             schemas: Mutex::new(HashMap::new()),
         })
-    }
-
-    fn prefix(&self) -> String {
-        if self.location.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.location.prefix)
-        }
     }
 
     /// The streams in the archive, with their size within `range`.
@@ -243,8 +239,11 @@ impl QueryEngine {
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet")
                 .with_table_partition_cols(cols);
-            let table_url =
-                ListingTableUrl::parse(format!("{SCHEME}{}stream={}/", self.prefix(), s.name))?;
+            let table_url = ListingTableUrl::parse(format!(
+                "{SCHEME}{}stream={}/",
+                prefix_of(&self.location),
+                s.name
+            ))?;
             let schema = self.schema(&ctx, s, &options, &table_url).await?;
             let config = ListingTableConfig::new(table_url)
                 .with_listing_options(options)

@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -104,14 +105,23 @@ impl ArchiveSink {
     }
 }
 
-/// How archive files are written (also by compaction).
+/// How archive files are written (also by compaction): zstd, dictionaries
+/// for the (mostly low-cardinality) text columns, and delta encoding for
+/// event time and source offsets, which mostly rise in small steps (a few
+/// bits a row instead of eight bytes).
 pub fn properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(256 * 1024))
-        .build()
+        .set_max_row_group_row_count(Some(256 * 1024));
+    for col in [TIMESTAMP, OFFSET] {
+        let path = ColumnPath::from(col);
+        b = b
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    b.build()
 }
 
 impl Inner {
