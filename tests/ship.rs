@@ -541,3 +541,36 @@ fn tls_and_scram_work_and_wrong_credentials_fail_clearly() {
         "the password is never printed: {err}"
     );
 }
+
+#[test]
+fn the_tracing_layer_ships_structured_events_to_kafka() {
+    use tracing_subscriber::prelude::*;
+    let broker = Broker::memory();
+    broker.create_topic("svc", 1);
+    let kafka: weir_connectors::kafka::KafkaConfig =
+        toml::from_str(&format!("brokers = \"{}\"", broker.bootstrap())).unwrap();
+    let layer = weir_ship::layer::ShipLayer::kafka("checkout", "staging", &kafka, "svc").unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info!(order = 42, amount = 19.99, "order paid");
+        tracing::error!(order = 43, error = "gateway timeout", "payment failed");
+    });
+    layer.flush(Duration::from_secs(10));
+    let got = consume(
+        &plain(&broker.bootstrap()),
+        "svc",
+        2,
+        Duration::from_secs(15),
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["message"], "order paid");
+    assert_eq!(got[0]["severity"], "INFO");
+    assert_eq!(got[0]["order"], 42);
+    assert_eq!(got[0]["service"], "checkout");
+    assert_eq!(got[0]["environment"], "staging");
+    assert_eq!(got[1]["severity"], "ERROR");
+    assert_eq!(got[1]["error"], "gateway timeout");
+    assert!(got[1]["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+}
