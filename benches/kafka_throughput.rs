@@ -99,13 +99,7 @@ pipeline errors {{
     let program = weir_dsl::compile(&rules).map_err(|e| format!("{e:?}"))?;
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
-    let factory = LocalFactory {
-        data_dir: dir.path().to_path_buf(),
-        base_dir: dir.path().to_path_buf(),
-        metrics: metrics.clone(),
-        kafka: Default::default(),
-        storage: Default::default(),
-    };
+    let factory = LocalFactory::in_folder(dir.path(), metrics.clone());
     let t = Instant::now();
     let deployment = deploy(
         &program,

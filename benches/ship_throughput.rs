@@ -6,7 +6,8 @@
 //! ApiVersions response (see docs/ship.md).
 //!
 //! The agent runs as the real `weir ship` process, pinned to one core with
-//! `taskset` when available; the count comes from its `/metrics`.
+//! `taskset` when available; the count comes from its `/metrics`. The
+//! baseline is pinned to the same core (this benchmark re-run as a child).
 //!
 //! `cargo bench --bench ship_throughput` (WEIR_BENCH_LINES sets the count,
 //! default 500,000).
@@ -60,7 +61,26 @@ fn shipped(port: u16) -> u64 {
         .sum()
 }
 
+/// The baseline alone, in this process (run pinned by `main`): prints its
+/// seconds.
+fn baseline_child(bootstrap: &str, file: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let data = std::fs::read(file)?;
+    let lines: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let rt = tokio::runtime::Runtime::new()?;
+    println!("{}", rt.block_on(baseline(bootstrap, &lines))?);
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if let (Ok(b), Ok(f)) = (
+        std::env::var("WEIR_BENCH_BASELINE_BROKER"),
+        std::env::var("WEIR_BENCH_BASELINE_FILE"),
+    ) {
+        return baseline_child(&b, &f);
+    }
     let n: usize = std::env::var("WEIR_BENCH_LINES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -98,8 +118,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let build_s = t.elapsed().as_secs_f64();
 
-    let rt = tokio::runtime::Runtime::new()?;
-    let base_s = rt.block_on(baseline(&broker.bootstrap(), &lines))?;
+    // The baseline on one core too, when taskset is there: this benchmark
+    // run again as a child that only runs the baseline.
+    let pinned = Command::new("taskset").arg("--version").output().is_ok();
+    let base_s = if pinned {
+        let out = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(std::env::current_exe()?)
+            .env("WEIR_BENCH_BASELINE_BROKER", broker.bootstrap())
+            .env("WEIR_BENCH_BASELINE_FILE", &file)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            return Err("the pinned baseline failed".into());
+        }
+        String::from_utf8_lossy(&out.stdout).trim().parse::<f64>()?
+    } else {
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(baseline(&broker.bootstrap(), &lines))?
+    };
 
     let port = support::free_port();
     std::fs::write(
@@ -111,7 +148,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     )?;
     let weir = env!("CARGO_BIN_EXE_weir");
-    let pinned = Command::new("taskset").arg("--version").output().is_ok();
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");
         c.args(["-c", "0", weir]);
@@ -146,7 +182,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes as f64 / (1 << 20) as f64
     );
     println!(
-        "baseline  bare rdkafka producer:   {:>10.0} lines/s",
+        "baseline  bare rdkafka producer{}: {:>10.0} lines/s",
+        if pinned { " (one core)" } else { "" },
         n as f64 / base_s
     );
     println!(

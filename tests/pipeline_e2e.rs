@@ -70,13 +70,7 @@ async fn one_million_events_windows_alerts_and_archive() {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry).unwrap_or_else(|e| panic!("{e}"));
     let alerts = AlertManager::in_memory();
-    let factory = LocalFactory {
-        data_dir: dir.path().to_path_buf(),
-        base_dir: dir.path().to_path_buf(),
-        metrics: metrics.clone(),
-        kafka: Default::default(),
-        storage: Default::default(),
-    };
+    let factory = LocalFactory::in_folder(dir.path(), metrics.clone());
     let deployment = deploy(
         &program,
         &factory,

@@ -87,6 +87,18 @@ fn int_arg(c: &Connector, name: &str) -> Option<u64> {
 }
 
 impl LocalFactory {
+    /// Everything under one folder (data and relative paths), default Kafka
+    /// and storage settings: for tests, benchmarks and embedding.
+    pub fn in_folder(dir: &std::path::Path, metrics: Metrics) -> LocalFactory {
+        LocalFactory {
+            data_dir: dir.to_path_buf(),
+            base_dir: dir.to_path_buf(),
+            metrics,
+            kafka: KafkaConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+
     /// Client settings for a `kafka(...)` connector: the config file's, with the
     /// rules' `brokers`, `client_id` and `options` on top.
     fn kafka_client(&self, c: &Connector) -> Result<rdkafka::ClientConfig> {
