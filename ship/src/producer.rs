@@ -100,20 +100,14 @@ impl Track {
     }
 }
 
-/// What became of a batch handed to Kafka: the payloads it did not confirm.
-struct Delivered {
-    failed: Vec<Vec<u8>>,
-}
-
 type Client = Arc<ThreadedProducer<Ctx>>;
 
 /// The idempotent producer is replaced at most this often after failures.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Producer {
-    /// The client; replaced by a new one when librdkafka reports a fatal
-    /// error (e.g. the idempotent producer cannot recover its sequence after
-    /// a broker restart), which would otherwise fail every later message.
+    /// The client; replaced by a new one after a fatal error or, for the
+    /// idempotent producer, after failed deliveries (see [`renew`](Self::renew)).
     kafka: RwLock<Client>,
     /// When the client was last replaced (see [`renew`](Self::renew)).
     renewed: Mutex<std::time::Instant>,
@@ -175,13 +169,12 @@ impl Producer {
     /// neither (spool off or unwritable), which the caller must not
     /// acknowledge.
     pub async fn ship(&self, topic: &str, source: &str, payloads: Vec<Vec<u8>>) -> bool {
-        let d = self.deliver(topic, source, &payloads).await;
+        let failed = self.deliver(topic, source, &payloads).await;
         drop(payloads);
-        if d.failed.is_empty() {
+        if failed.is_empty() {
             return true;
         }
-        let failed: Vec<Spooled> = d
-            .failed
+        let failed: Vec<Spooled> = failed
             .into_iter()
             .map(|p| Spooled {
                 topic: topic.to_string(),
@@ -267,8 +260,9 @@ impl Producer {
         tokio::task::spawn_blocking(move || drop(old));
     }
 
-    /// Queues every message and waits for all their delivery reports.
-    async fn deliver(&self, topic: &str, source: &str, payloads: &[Vec<u8>]) -> Delivered {
+    /// Queues every message and waits for all their delivery reports;
+    /// returns the payloads Kafka did not confirm.
+    async fn deliver(&self, topic: &str, source: &str, payloads: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let kafka = self.client();
         let (track, done) = Track::new();
         track.due.fetch_add(payloads.len(), Ordering::AcqRel);
@@ -309,7 +303,7 @@ impl Producer {
                 .with_label_values(&[source])
                 .inc_by(ok_bytes);
         }
-        Delivered { failed }
+        failed
     }
 
     /// Sends the spool again, oldest segment first, until cancelled.
@@ -321,8 +315,7 @@ impl Producer {
                     let n = items.len() as u64;
                     let mut all = true;
                     for ((topic, source), payloads) in by_destination(items) {
-                        let d = self.deliver(&topic, &source, &payloads).await;
-                        all &= d.failed.is_empty();
+                        all &= self.deliver(&topic, &source, &payloads).await.is_empty();
                     }
                     if all {
                         if let Err(e) = spool.remove(&path) {
