@@ -6,13 +6,13 @@
 //! local folder and on S3. New files are written whole before old ones are
 //! deleted: a reader never sees a half file or loses rows.
 
+use crate::sinks::archive_file::{without_hints, FileWriter};
 use crate::store::ArchiveLocation;
 use arrow::datatypes::{Schema, SchemaRef};
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -339,18 +339,15 @@ async fn merge(
             .map_err(|e| err(format!("{}: {e}", f.meta.location)))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| err(format!("{}: {e}", f.meta.location)))?;
-        schemas.push(builder.schema().as_ref().clone());
+        // Hints differ between files (a column's dictionary may overflow
+        // in one); the merged file gets its own.
+        schemas.push(without_hints(builder.schema()));
         readers.push(builder);
     }
     let merged: SchemaRef = Arc::new(
         Schema::try_merge(schemas).map_err(|e| err(format!("schemas do not merge: {e}")))?,
     );
-    let mut writer = ArrowWriter::try_new(
-        Vec::new(),
-        merged.clone(),
-        Some(crate::sinks::archive::properties()),
-    )
-    .map_err(|e| err(e.to_string()))?;
+    let mut writer = FileWriter::new(merged.clone()).map_err(|e| err(e.to_string()))?;
     let mut rows = 0;
     for builder in readers {
         for batch in builder.build().map_err(|e| err(e.to_string()))? {
@@ -360,7 +357,7 @@ async fn merge(
             writer.write(&batch).map_err(|e| err(e.to_string()))?;
         }
     }
-    let bytes = writer.into_inner().map_err(|e| err(e.to_string()))?;
+    let bytes = writer.finish().map_err(|e| err(e.to_string()))?;
     let first = files.iter().filter_map(|f| f.first).min().unwrap_or(0);
     let last = files.iter().filter_map(|f| f.last).max().unwrap_or(0);
     let path = StorePath::from(format!(

@@ -4,10 +4,14 @@
 //! and page indexes prune row groups and pages.
 //!
 //! Schema evolution: a table's schema is the union of its files' schemas;
-//! columns a file lacks read as null. Limits (timeout, rows, bytes scanned)
+//! columns a file lacks read as null (see [`schema`]). Text columns that
+//! files hold dictionary-encoded are read and grouped as dictionaries (see
+//! [`dictionary`]). Limits (timeout, rows, bytes scanned)
 //! are checked on every query; errors carry DataFusion's message.
 
+pub mod dictionary;
 pub mod format;
+pub mod schema;
 pub mod udf;
 
 use arrow::array::RecordBatch;
@@ -230,6 +234,8 @@ impl QueryEngine {
             .set_bool("datafusion.execution.parquet.enable_page_index", true);
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         udf::register(&ctx);
+        ctx.add_optimizer_rule(Arc::new(dictionary::DictionaryGroupBy));
+        ctx.add_optimizer_rule(Arc::new(dictionary::DictionaryLike));
         let streams = self.streams(range).await?;
         for s in &streams {
             let mut cols = vec![("date".to_string(), DataType::Utf8)];
@@ -282,7 +288,7 @@ impl QueryEngine {
         if let Some(s) = cached {
             return Ok(s);
         }
-        let schema = options.infer_schema(&ctx.state(), url).await?;
+        let schema = schema::infer(&ctx.state(), options, url).await?;
         self.schemas
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -8,6 +8,7 @@
 //! whole once closed (the local store writes a temporary file and renames it), so
 //! a reader never sees half a file. Files roll at a size and at an age.
 
+use super::archive_file::FileWriter;
 use super::archive_raw::RawMode;
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
@@ -15,10 +16,6 @@ use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
 use async_trait::async_trait;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -49,7 +46,7 @@ pub struct ArchiveConfig {
 }
 
 struct OpenFile {
-    writer: ArrowWriter<Vec<u8>>,
+    writer: FileWriter,
     first_offset: i64,
     last_offset: i64,
     opened: Instant,
@@ -103,25 +100,6 @@ impl ArchiveSink {
         }
         ArchiveSink { inner }
     }
-}
-
-/// How archive files are written (also by compaction): zstd, dictionaries
-/// for the (mostly low-cardinality) text columns, and delta encoding for
-/// event time and source offsets, which mostly rise in small steps (a few
-/// bits a row instead of eight bytes).
-pub fn properties() -> WriterProperties {
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_dictionary_enabled(true)
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(256 * 1024));
-    for col in [TIMESTAMP, OFFSET] {
-        let path = ColumnPath::from(col);
-        b = b
-            .set_column_dictionary_enabled(path.clone(), false)
-            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
-    }
-    b.build()
 }
 
 impl Inner {
@@ -198,12 +176,8 @@ impl Inner {
                 let file = match open.entry(key) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => e.insert(OpenFile {
-                        writer: ArrowWriter::try_new(
-                            Vec::new(),
-                            self.schema.clone(),
-                            Some(properties()),
-                        )
-                        .map_err(|e| EngineError::Other(format!("parquet: {e}")))?,
+                        writer: FileWriter::new(self.schema.clone())
+                            .map_err(|e| EngineError::Other(format!("parquet: {e}")))?,
                         first_offset: lo,
                         last_offset: hi,
                         opened: Instant::now(),
@@ -214,7 +188,7 @@ impl Inner {
                     .map_err(|e| EngineError::Other(format!("parquet: {e}")))?;
                 file.first_offset = file.first_offset.min(lo);
                 file.last_offset = file.last_offset.max(hi);
-                let size = file.writer.bytes_written() + file.writer.in_progress_size();
+                let size = file.writer.size();
                 if size as u64 >= self.cfg.roll_bytes {
                     if let Some(f) = open.remove(&key) {
                         to_upload.push((key, f));
@@ -251,7 +225,7 @@ impl Inner {
         let path = self.object_path(key, f.first_offset, f.last_offset);
         let bytes = f
             .writer
-            .into_inner()
+            .finish()
             .map_err(|e| EngineError::Other(format!("parquet: {e}")))?;
         let n = bytes.len() as u64;
         let payload = PutPayload::from(bytes);

@@ -1,0 +1,193 @@
+//! How one archive file is written, by the archive sink and by compaction:
+//! the Parquet properties, and the Arrow schema embedded in the footer.
+//!
+//! The embedded schema marks every text column whose pages are all
+//! dictionary-encoded in this file as `Dictionary(Int32, Utf8)`. It is only
+//! a read hint (the Parquet column is the same text either way): Arrow
+//! readers (DataFusion, pyarrow) then keep such columns as dictionaries, so
+//! `LIKE`, `=` and `GROUP BY` work once per distinct value instead of once
+//! per row. A column whose dictionary overflowed into plain pages (trace
+//! ids, addresses) stays plain text.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{encode_arrow_schema, ArrowWriter, ARROW_SCHEMA_META_KEY};
+use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ColumnChunkMetaData, KeyValue, RowGroupMetaData};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use weir_dsl::types::{OFFSET, TIMESTAMP};
+
+/// The type a fully dictionary-encoded text column is read as.
+pub fn dictionary_text() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// How archive files are written: zstd, dictionaries for the (mostly
+/// low-cardinality) text columns, and delta encoding for event time and
+/// source offsets, which mostly rise in small steps (a few bits a row
+/// instead of eight bytes).
+pub fn properties() -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(256 * 1024));
+    for col in [TIMESTAMP, OFFSET] {
+        let path = ColumnPath::from(col);
+        b = b
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    b.build()
+}
+
+/// One archive file being written, in memory.
+pub struct FileWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    schema: SchemaRef,
+}
+
+impl FileWriter {
+    pub fn new(schema: SchemaRef) -> Result<FileWriter, ParquetError> {
+        let options = ArrowWriterOptions::new()
+            .with_properties(properties())
+            // `finish` embeds the schema, once it knows which columns stayed
+            // dictionary-encoded.
+            .with_skip_arrow_metadata(true);
+        let writer = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)?;
+        Ok(FileWriter { writer, schema })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        self.writer.write(batch)
+    }
+
+    /// Bytes written so far, with the row group in progress.
+    pub fn size(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    /// Closes the file and returns its bytes, with the Arrow schema (and
+    /// its dictionary read hints) embedded.
+    pub fn finish(mut self) -> Result<Vec<u8>, ParquetError> {
+        self.writer.flush()?;
+        let schema = with_hints(&self.schema, self.writer.flushed_row_groups());
+        self.writer.append_key_value_metadata(KeyValue::new(
+            ARROW_SCHEMA_META_KEY.to_string(),
+            encode_arrow_schema(&schema),
+        ));
+        self.writer.into_inner()
+    }
+}
+
+/// `schema` with its text columns marked as dictionaries where every row
+/// group holds them fully dictionary-encoded.
+fn with_hints(schema: &Schema, row_groups: &[RowGroupMetaData]) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let text = is_text(f.data_type());
+            let encoded = !row_groups.is_empty()
+                && row_groups.iter().all(|rg| {
+                    rg.columns()
+                        .iter()
+                        .find(|c| c.column_path().parts() == [f.name().as_str()])
+                        .is_some_and(all_dictionary_pages)
+                });
+            if text && encoded {
+                f.as_ref().clone().with_data_type(dictionary_text())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Whether every data page of the column chunk is dictionary-encoded.
+fn all_dictionary_pages(c: &ColumnChunkMetaData) -> bool {
+    let dictionary =
+        |e: Encoding| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY);
+    if c.dictionary_page_offset().is_none() {
+        return false;
+    }
+    if let Some(stats) = c.page_encoding_stats() {
+        return stats
+            .iter()
+            .filter(|s| matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2))
+            .all(|s| dictionary(s.encoding));
+    }
+    c.page_encoding_stats_mask().is_some_and(|m| {
+        m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY)
+    })
+}
+
+/// `schema` with dictionary read hints taken off (text columns as plain
+/// text), so files written with and without hints merge into one schema.
+pub fn without_hints(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, v) if is_text(v) => {
+                f.as_ref().clone().with_data_type(v.as_ref().clone())
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Whether `t` is a text type.
+pub fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::sync::Arc;
+
+    fn file(rows: usize) -> Vec<u8> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("service", DataType::Utf8, true),
+            Field::new("trace_id", DataType::Utf8, true),
+        ]));
+        let service: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..rows).map(|i| ["api", "web", "db"][i % 3]),
+        ));
+        // Unique, long values: the dictionary overflows into plain pages.
+        let trace: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..rows).map(|i| format!("{i:064x}")),
+        ));
+        let batch = RecordBatch::try_new(schema.clone(), vec![service, trace]).unwrap();
+        let mut w = FileWriter::new(schema).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn dictionary_encoded_text_reads_as_a_dictionary_and_overflowed_text_as_text() {
+        let bytes = bytes::Bytes::from(file(100_000));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let schema = reader.schema().clone();
+        assert_eq!(schema.field(0).data_type(), &dictionary_text());
+        assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
+        let batches: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 100_000);
+        let first = arrow::compute::cast(batches[0].column(0), &DataType::Utf8).unwrap();
+        let first = first.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(
+            (first.value(0), first.value(1), first.value(2)),
+            ("api", "web", "db")
+        );
+        assert_eq!(without_hints(&schema).field(0).data_type(), &DataType::Utf8);
+    }
+}

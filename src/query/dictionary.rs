@@ -1,0 +1,352 @@
+//! Plan rewrites that keep dictionary-encoded text columns encoded.
+//!
+//! Archive files mark their fully dictionary-encoded text columns (service,
+//! severity, message templates, ...), so they are read as
+//! `Dictionary(Int32, Utf8)`: the distinct texts once per row group and a
+//! small number per row. DataFusion would unpack them, text by text, for two
+//! of the most common log queries; these optimizer rules keep them packed:
+//!
+//! - [`DictionaryGroupBy`]: `GROUP BY col` groups by a number instead of the
+//!   text. A per-query interner numbers each distinct text (once per batch,
+//!   not once per row), the aggregation groups by the number (DataFusion's
+//!   fast path for integers), and only the result rows are turned back into
+//!   text. `EXPLAIN` shows it as `weir_intern(col)` and `weir_lookup(...)`.
+//! - [`DictionaryLike`]: `col LIKE 'pattern'` drops the cast to text that
+//!   type coercion put in, so Arrow's kernel matches each distinct text once
+//!   per batch instead of every row.
+
+use arrow::array::{Array, AsArray, DictionaryArray, Int32Array, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Int32Type};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{internal_err, Column, DFSchema, Result};
+use datafusion::logical_expr::{
+    Aggregate, Cast, ColumnarValue, Expr, ExprSchemable, Like, LogicalPlan, Projection,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use weir_connectors::sinks::archive_file::dictionary_text;
+
+/// Numbers for texts, shared by the `weir_intern` and `weir_lookup` of one
+/// rewritten aggregation.
+#[derive(Debug, Default)]
+struct Interner {
+    state: Mutex<Texts>,
+}
+
+#[derive(Debug, Default)]
+struct Texts {
+    ids: HashMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+}
+
+/// Local marks while numbering one batch.
+const UNUSED: u32 = u32::MAX;
+const USED: u32 = u32::MAX - 1;
+
+impl Interner {
+    /// The number of each row's text.
+    fn intern(&self, dict: &DictionaryArray<Int32Type>) -> Result<UInt32Array> {
+        let Some(values) = dict.values().as_string_opt::<i32>() else {
+            return internal_err!("weir_intern: dictionary of {}", dict.values().data_type());
+        };
+        let nulls = dict.logical_nulls();
+        let keys = dict.keys().values();
+        // Mark the texts this batch uses (a dictionary holds a whole row
+        // group's texts), number them under the lock, then map the rows.
+        let mut local = vec![UNUSED; values.len()];
+        for (row, &k) in keys.iter().enumerate() {
+            if nulls.as_ref().is_none_or(|n| n.is_valid(row)) {
+                match local.get_mut(k as usize) {
+                    Some(slot) => *slot = USED,
+                    None => return internal_err!("weir_intern: key {k} out of range"),
+                }
+            }
+        }
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, slot) in local.iter_mut().enumerate() {
+                if *slot == USED {
+                    *slot = st.id(values.value(k))?;
+                }
+            }
+        }
+        let ids: Vec<u32> = keys
+            .iter()
+            .map(|&k| local.get(k as usize).copied().unwrap_or(UNUSED))
+            .collect();
+        Ok(UInt32Array::new(ids.into(), nulls))
+    }
+
+    /// The texts of numbers, as a dictionary again.
+    fn lookup(&self, ids: &UInt32Array) -> Result<DictionaryArray<Int32Type>> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let texts: StringArray = ids
+            .iter()
+            .map(|id| {
+                id.and_then(|id| st.texts.get(id as usize))
+                    .map(|t| t.as_ref())
+            })
+            .collect();
+        let keys: Int32Array = (0..ids.len() as i32)
+            .map(|i| texts.is_valid(i as usize).then_some(i))
+            .collect();
+        Ok(DictionaryArray::try_new(keys, Arc::new(texts))?)
+    }
+}
+
+impl Texts {
+    fn id(&mut self, text: &str) -> Result<u32> {
+        if let Some(&id) = self.ids.get(text) {
+            return Ok(id);
+        }
+        let id = self.texts.len() as u32;
+        if id >= USED {
+            return internal_err!("weir_intern: more than {USED} distinct texts");
+        }
+        self.texts.push(text.into());
+        self.ids.insert(text.into(), id);
+        Ok(id)
+    }
+}
+
+/// `weir_intern(col)`: a text column's dictionary as numbers.
+#[derive(Debug)]
+struct Intern {
+    interner: Arc<Interner>,
+    signature: Signature,
+}
+
+/// `weir_lookup(n)`: the numbers as the texts again.
+#[derive(Debug)]
+struct Lookup {
+    interner: Arc<Interner>,
+    signature: Signature,
+}
+
+/// Two functions are the same when they share an interner.
+macro_rules! same_by_interner {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.interner, &other.interner)
+            }
+        }
+        impl Eq for $t {}
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, h: &mut H) {
+                (Arc::as_ptr(&self.interner) as usize).hash(h);
+            }
+        }
+    };
+}
+same_by_interner!(Intern);
+same_by_interner!(Lookup);
+
+/// The one array argument of a function.
+fn one_array(name: &str, args: ScalarFunctionArgs) -> Result<arrow::array::ArrayRef> {
+    match args.args.as_slice() {
+        [arg] => arg.to_array(args.number_rows),
+        _ => internal_err!("{name} takes one argument"),
+    }
+}
+
+impl ScalarUDFImpl for Intern {
+    fn name(&self) -> &str {
+        "weir_intern"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::UInt32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let array = one_array(self.name(), args)?;
+        let Some(dict) = array.as_dictionary_opt::<Int32Type>() else {
+            return internal_err!("weir_intern: {} is not a dictionary", array.data_type());
+        };
+        Ok(ColumnarValue::Array(Arc::new(self.interner.intern(dict)?)))
+    }
+}
+
+impl ScalarUDFImpl for Lookup {
+    fn name(&self) -> &str {
+        "weir_lookup"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(dictionary_text())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let array = one_array(self.name(), args)?;
+        let Some(ids) = array.as_primitive_opt::<arrow::datatypes::UInt32Type>() else {
+            return internal_err!("weir_lookup: {} is not a number", array.data_type());
+        };
+        Ok(ColumnarValue::Array(Arc::new(self.interner.lookup(ids)?)))
+    }
+}
+
+/// Groups dictionary-encoded text columns by number; see the module doc.
+#[derive(Debug, Default)]
+pub struct DictionaryGroupBy;
+
+impl OptimizerRule for DictionaryGroupBy {
+    fn name(&self) -> &str {
+        "weir_dictionary_group_by"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Aggregate(agg) = plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let input = agg.input.schema();
+        let encoded: Vec<bool> = agg
+            .group_expr
+            .iter()
+            .map(|e| {
+                matches!(e, Expr::Column(_))
+                    && e.get_type(input.as_ref())
+                        .is_ok_and(|t| t == dictionary_text())
+            })
+            .collect();
+        let grouping_sets = agg
+            .group_expr
+            .iter()
+            .any(|e| matches!(e, Expr::GroupingSet(_)));
+        if grouping_sets || !encoded.contains(&true) {
+            return Ok(Transformed::no(LogicalPlan::Aggregate(agg)));
+        }
+        let interner = Arc::new(Interner::default());
+        let signature = Signature::any(1, Volatility::Immutable);
+        let intern = ScalarUDF::new_from_impl(Intern {
+            interner: interner.clone(),
+            signature: signature.clone(),
+        });
+        let lookup = ScalarUDF::new_from_impl(Lookup {
+            interner,
+            signature,
+        });
+        let group: Vec<Expr> = agg
+            .group_expr
+            .iter()
+            .zip(&encoded)
+            .enumerate()
+            .map(|(i, (e, &enc))| match enc {
+                true => intern
+                    .call(vec![e.clone()])
+                    .alias(format!("__weir_group_{i}")),
+                false => e.clone(),
+            })
+            .collect();
+        let inner = Aggregate::try_new(agg.input.clone(), group, agg.aggr_expr.clone())?;
+        // The same columns as before, in the same order and with the same
+        // names: numbers turned back into texts.
+        let exprs: Vec<Expr> = agg
+            .schema
+            .iter()
+            .enumerate()
+            .map(|(i, (qualifier, field))| {
+                let (q, f) = inner.schema.qualified_field(i);
+                let col = Expr::Column(Column::new(q.cloned(), f.name()));
+                let e = match encoded.get(i) {
+                    Some(true) => lookup.call(vec![col]),
+                    _ => col,
+                };
+                e.alias_qualified(qualifier.cloned(), field.name())
+            })
+            .collect();
+        let projection = Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(inner)))?;
+        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+    }
+}
+
+/// Matches `LIKE` on dictionary-encoded text per distinct text; see the
+/// module doc.
+#[derive(Debug, Default)]
+pub struct DictionaryLike;
+
+impl OptimizerRule for DictionaryLike {
+    fn name(&self) -> &str {
+        "weir_dictionary_like"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        if !matches!(plan, LogicalPlan::Filter(_) | LogicalPlan::Projection(_)) {
+            return Ok(Transformed::no(plan));
+        }
+        let Some(input) = plan.inputs().first().map(|i| i.schema().clone()) else {
+            return Ok(Transformed::no(plan));
+        };
+        plan.map_expressions(|e| e.transform_up(|e| uncast_like(e, &input)))
+    }
+}
+
+/// `CAST(col AS text) LIKE 'p'` as `col LIKE 'p'` when `col` is dictionary
+/// text (Arrow's `LIKE` takes a dictionary and a text pattern).
+fn uncast_like(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::Like(like) = &e else {
+        return Ok(Transformed::no(e));
+    };
+    let Expr::Cast(Cast { expr: inner, field }) = like.expr.as_ref() else {
+        return Ok(Transformed::no(e));
+    };
+    let text_pattern = matches!(
+        like.pattern.as_ref(),
+        Expr::Literal(datafusion::common::ScalarValue::Utf8(Some(_)), _)
+    );
+    if !text_pattern
+        || field.data_type() != &DataType::Utf8
+        || !inner.get_type(schema).is_ok_and(|t| t == dictionary_text())
+    {
+        return Ok(Transformed::no(e));
+    }
+    Ok(Transformed::yes(Expr::Like(Like {
+        expr: inner.clone(),
+        ..like.clone()
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interned_numbers_come_back_as_the_same_texts() {
+        let interner = Interner::default();
+        let a: DictionaryArray<Int32Type> = vec![Some("b"), None, Some("a"), Some("b")]
+            .into_iter()
+            .collect();
+        let b: DictionaryArray<Int32Type> = vec![Some("a"), Some("c")].into_iter().collect();
+        let ia = interner.intern(&a).unwrap();
+        let ib = interner.intern(&b).unwrap();
+        assert_eq!(ia.value(0), ia.value(3));
+        assert!(ia.is_null(1));
+        assert_eq!(ia.value(2), ib.value(0));
+        assert_ne!(ib.value(1), ib.value(0));
+        let back = interner.lookup(&ia).unwrap();
+        let back = arrow::compute::cast(&back, &DataType::Utf8).unwrap();
+        let back: Vec<Option<&str>> = back.as_string::<i32>().iter().collect();
+        assert_eq!(back, vec![Some("b"), None, Some("a"), Some("b")]);
+    }
+}
