@@ -75,7 +75,11 @@ impl Interner {
         }
         let ids: Vec<u32> = keys
             .iter()
-            .map(|&k| local.get(k as usize).copied().unwrap_or(UNUSED))
+            .zip(0..)
+            .map(|(&k, row)| match local.get(k as usize) {
+                Some(&id) if nulls.as_ref().is_none_or(|n| n.is_valid(row)) => id,
+                _ => 0,
+            })
             .collect();
         Ok(UInt32Array::new(ids.into(), nulls))
     }

@@ -6,9 +6,10 @@
 //! Schema evolution: a table's schema is the union of its files' schemas;
 //! columns a file lacks read as null (see [`schema`]). Text columns that
 //! files hold dictionary-encoded are read and grouped as dictionaries (see
-//! [`dictionary`]). Limits (timeout, rows, bytes scanned)
+//! [`dictionary`] and [`dense_count`]). Limits (timeout, rows, bytes scanned)
 //! are checked on every query; errors carry DataFusion's message.
 
+pub mod dense_count;
 pub mod dictionary;
 pub mod format;
 pub mod schema;
@@ -22,6 +23,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -232,7 +234,13 @@ impl QueryEngine {
             .with_information_schema(true)
             .with_target_partitions(2)
             .set_bool("datafusion.execution.parquet.enable_page_index", true);
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.runtime.clone())
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(dense_count::DenseCountRule))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         udf::register(&ctx);
         ctx.add_optimizer_rule(Arc::new(dictionary::DictionaryGroupBy));
         ctx.add_optimizer_rule(Arc::new(dictionary::DictionaryLike));
