@@ -9,8 +9,9 @@
 //! Its output is the partial aggregation's, so DataFusion's final
 //! aggregation merges it unchanged.
 
+use super::dictionary::{Intern, Interner, UNUSED};
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array};
-use arrow::datatypes::{SchemaRef, UInt32Type};
+use arrow::datatypes::{Int32Type, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{internal_err, Result};
@@ -25,6 +26,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -64,11 +66,12 @@ fn dense_count(plan: &dyn ExecutionPlan) -> Option<DenseCountExec> {
     let [(key, _)] = group.expr() else {
         return None;
     };
-    let interned = key
-        .downcast_ref::<ScalarFunctionExpr>()
-        .is_some_and(|f| f.name() == "weir_intern");
+    let call = key.downcast_ref::<ScalarFunctionExpr>()?;
+    let intern = (call.fun().inner().as_ref() as &dyn Any).downcast_ref::<Intern>()?;
+    let [column] = call.args() else {
+        return None;
+    };
     if !matches!(agg.mode(), AggregateMode::Partial)
-        || !interned
         || group.has_grouping_set()
         || agg.limit_options().is_some()
         || agg.filter_expr().iter().any(Option::is_some)
@@ -85,10 +88,22 @@ fn dense_count(plan: &dyn ExecutionPlan) -> Option<DenseCountExec> {
     }
     Some(DenseCountExec::new(
         agg.input().clone(),
-        key.clone(),
+        Grouping {
+            key: key.clone(),
+            column: column.clone(),
+            interner: intern.interner().clone(),
+        },
         args,
         agg.schema(),
     ))
+}
+
+/// What a [`DenseCountExec`] groups by: `key` is `weir_intern(column)`.
+#[derive(Debug, Clone)]
+struct Grouping {
+    key: Arc<dyn PhysicalExpr>,
+    column: Arc<dyn PhysicalExpr>,
+    interner: Arc<Interner>,
 }
 
 /// Counts rows (and non-null values of each `count` argument) per interned
@@ -97,7 +112,7 @@ fn dense_count(plan: &dyn ExecutionPlan) -> Option<DenseCountExec> {
 #[derive(Debug)]
 pub struct DenseCountExec {
     input: Arc<dyn ExecutionPlan>,
-    key: Arc<dyn PhysicalExpr>,
+    group: Grouping,
     args: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -106,7 +121,7 @@ pub struct DenseCountExec {
 impl DenseCountExec {
     fn new(
         input: Arc<dyn ExecutionPlan>,
-        key: Arc<dyn PhysicalExpr>,
+        group: Grouping,
         args: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     ) -> DenseCountExec {
@@ -118,7 +133,7 @@ impl DenseCountExec {
         ));
         DenseCountExec {
             input,
-            key,
+            group,
             args,
             schema,
             properties,
@@ -131,7 +146,7 @@ impl DisplayAs for DenseCountExec {
         write!(
             f,
             "DenseCountExec: gby=[{}], counts={}",
-            self.key,
+            self.group.key,
             self.args.len()
         )
     }
@@ -154,7 +169,7 @@ impl ExecutionPlan for DenseCountExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let mut r = f(&self.key)?;
+        let mut r = f(&self.group.key)?;
         for a in &self.args {
             if r == TreeNodeRecursion::Stop {
                 break;
@@ -171,7 +186,7 @@ impl ExecutionPlan for DenseCountExec {
         match children.as_slice() {
             [input] => Ok(Arc::new(DenseCountExec::new(
                 input.clone(),
-                self.key.clone(),
+                self.group.clone(),
                 self.args.clone(),
                 self.schema.clone(),
             ))),
@@ -185,7 +200,7 @@ impl ExecutionPlan for DenseCountExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let mut input = self.input.execute(partition, context)?;
-        let mut counts = Counts::new(self.key.clone(), self.args.clone());
+        let mut counts = Counts::new(self.group.clone(), self.args.clone());
         let schema = self.schema.clone();
         let out = async move {
             while let Some(batch) = input.next().await {
@@ -200,127 +215,140 @@ impl ExecutionPlan for DenseCountExec {
     }
 }
 
+/// Counts by number, and of the null group.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    by_id: Vec<i64>,
+    null: i64,
+}
+
+impl Tally {
+    /// Adds a batch's counts per dictionary entry (`per_key`, the null
+    /// group last) under the entries' numbers.
+    fn add(&mut self, ids: &[u32], per_key: &[i64]) {
+        for (&id, &c) in ids.iter().zip(per_key) {
+            if c == 0 || id == UNUSED {
+                continue;
+            }
+            let id = id as usize;
+            if id >= self.by_id.len() {
+                self.by_id.resize(id + 1, 0);
+            }
+            self.by_id[id] += c;
+        }
+        self.null += per_key.get(ids.len()).copied().unwrap_or(0);
+    }
+
+    fn get(&self, id: Option<usize>) -> i64 {
+        match id {
+            Some(id) => self.by_id.get(id).copied().unwrap_or(0),
+            None => self.null,
+        }
+    }
+}
+
 /// The counts of one partition.
 struct Counts {
-    key: Arc<dyn PhysicalExpr>,
+    group: Grouping,
     args: Vec<Arc<dyn PhysicalExpr>>,
-    /// Rows per number; the last slot is the null group.
-    rows: Vec<i64>,
-    /// Per argument, non-null values per number (empty while an argument
-    /// has never been null: its counts are `rows`).
-    values: Vec<Vec<i64>>,
+    rows: Tally,
+    /// Per argument, its non-null values; `None` while the argument has
+    /// never been null (its counts are `rows`).
+    values: Vec<Option<Tally>>,
 }
 
 impl Counts {
-    fn new(key: Arc<dyn PhysicalExpr>, args: Vec<Arc<dyn PhysicalExpr>>) -> Counts {
-        let values = vec![Vec::new(); args.len()];
+    fn new(group: Grouping, args: Vec<Arc<dyn PhysicalExpr>>) -> Counts {
+        let values = vec![None; args.len()];
         Counts {
-            key,
+            group,
             args,
-            rows: vec![0],
+            rows: Tally::default(),
             values,
         }
     }
 
+    /// Counts a batch per dictionary entry (one add per row), then adds
+    /// the counts under the entries' numbers (one lookup per entry).
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let n = batch.num_rows();
-        let keys = self.key.evaluate(batch)?.into_array(n)?;
-        let Some(keys) = keys.as_primitive_opt::<UInt32Type>() else {
-            return internal_err!("DenseCountExec: keys of type {}", keys.data_type());
+        let column = self.group.column.evaluate(batch)?.into_array(n)?;
+        let Some(dict) = column.as_dictionary_opt::<Int32Type>() else {
+            return internal_err!("DenseCountExec: {} is not a dictionary", column.data_type());
         };
-        // The largest number of a row (a null row's slot holds anything).
-        let most = match keys.nulls() {
-            None => keys.values().iter().max().copied(),
-            Some(nulls) => keys
-                .values()
-                .iter()
-                .zip(nulls.iter())
-                .filter_map(|(&k, valid)| valid.then_some(k))
-                .max(),
-        }
-        .unwrap_or(0) as usize;
-        let null_slot = |len: usize| len - 1;
-        if most + 2 > self.rows.len() {
-            // Move the null group to the new last slot.
-            let nulls = self.rows.pop().unwrap_or(0);
-            self.rows.resize(most + 1, 0);
-            self.rows.push(nulls);
-            for v in self.values.iter_mut().filter(|v| !v.is_empty()) {
-                let nulls = v.pop().unwrap_or(0);
-                v.resize(most + 1, 0);
-                v.push(nulls);
+        let width = dict.values().len();
+        let nulls = dict.logical_nulls();
+        // The dictionary entry of each row; `width` for null rows.
+        let slot = |row: usize, k: i32| match &nulls {
+            Some(n) if n.is_null(row) => width,
+            _ => (k as usize).min(width),
+        };
+        let keys = dict.keys().values();
+        let mut rows = vec![0i64; width + 1];
+        match &nulls {
+            None => {
+                for &k in keys.iter() {
+                    if let Some(c) = rows.get_mut(k as usize) {
+                        *c += 1;
+                    }
+                }
+            }
+            Some(_) => {
+                for (row, &k) in keys.iter().enumerate() {
+                    rows[slot(row, k)] += 1;
+                }
             }
         }
-        let slots: Vec<usize> = match keys.nulls() {
-            None => keys.values().iter().map(|&k| k as usize).collect(),
-            Some(nulls) => keys
-                .values()
-                .iter()
-                .zip(nulls.iter())
-                .map(|(&k, valid)| {
-                    if valid {
-                        k as usize
-                    } else {
-                        null_slot(self.rows.len())
-                    }
-                })
-                .collect(),
-        };
         // Arguments that are null somewhere count apart from the rows.
-        let mut apart: Vec<(usize, ArrayRef)> = Vec::new();
+        let mut apart: Vec<(usize, Vec<i64>)> = Vec::new();
         for (i, a) in self.args.iter().enumerate() {
-            match a.evaluate(batch)? {
-                ColumnarValue::Scalar(s) if !s.is_null() => {}
-                ColumnarValue::Scalar(s) => apart.push((i, s.to_array_of_size(n)?)),
-                ColumnarValue::Array(a) if a.logical_null_count() == 0 => {}
-                ColumnarValue::Array(a) => apart.push((i, a)),
+            let valid = match a.evaluate(batch)? {
+                ColumnarValue::Scalar(s) if !s.is_null() => continue,
+                ColumnarValue::Scalar(_) => None,
+                ColumnarValue::Array(a) if a.logical_null_count() == 0 => continue,
+                ColumnarValue::Array(a) => a.logical_nulls(),
+            };
+            let mut per_key = vec![0i64; width + 1];
+            if let Some(valid) = valid {
+                for (row, &k) in keys.iter().enumerate() {
+                    if valid.is_valid(row) {
+                        per_key[slot(row, k)] += 1;
+                    }
+                }
             }
+            apart.push((i, per_key));
         }
-        for &(i, _) in &apart {
-            if self.values[i].is_empty() {
+        let used: Vec<bool> = rows[..width].iter().map(|&c| c > 0).collect();
+        let ids = self.group.interner.number(dict.values().as_ref(), &used)?;
+        for (i, per_key) in &apart {
+            if let Some(v) = self.values.get_mut(*i) {
                 // Until now this argument was never null: it counted the rows.
-                self.values[i] = self.rows.clone();
+                v.get_or_insert_with(|| self.rows.clone())
+                    .add(&ids, per_key);
             }
         }
-        for &s in &slots {
-            self.rows[s] += 1;
-        }
-        for (i, v) in self
-            .values
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, v)| !v.is_empty())
-        {
-            match apart.iter().find(|(j, _)| *j == i) {
-                Some((_, a)) => {
-                    let valid = a.logical_nulls();
-                    for (row, &s) in slots.iter().enumerate() {
-                        if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
-                            v[s] += 1;
-                        }
-                    }
-                }
-                None => {
-                    for &s in &slots {
-                        v[s] += 1;
-                    }
-                }
+        for (i, v) in self.values.iter_mut().enumerate() {
+            if let Some(v) = v.as_mut().filter(|_| apart.iter().all(|(j, _)| *j != i)) {
+                v.add(&ids, &rows);
             }
         }
+        self.rows.add(&ids, &rows);
         Ok(())
     }
 
     fn finish(self, schema: SchemaRef) -> Result<RecordBatch> {
-        let null_slot = self.rows.len() - 1;
-        let present: Vec<usize> = (0..self.rows.len()).filter(|&s| self.rows[s] > 0).collect();
-        let keys: UInt32Array = present
-            .iter()
-            .map(|&s| (s != null_slot).then_some(s as u32))
+        let mut present: Vec<Option<usize>> = (0..self.rows.by_id.len())
+            .filter(|&id| self.rows.by_id[id] > 0)
+            .map(Some)
             .collect();
+        if self.rows.null > 0 {
+            present.push(None);
+        }
+        let keys: UInt32Array = present.iter().map(|id| id.map(|id| id as u32)).collect();
         let mut columns: Vec<ArrayRef> = vec![Arc::new(keys)];
         for v in &self.values {
-            let counts = if v.is_empty() { &self.rows } else { v };
-            let counts: Int64Array = present.iter().map(|&s| counts[s]).collect();
+            let tally = v.as_ref().unwrap_or(&self.rows);
+            let counts: Int64Array = present.iter().map(|&id| tally.get(id)).collect();
             columns.push(Arc::new(counts));
         }
         Ok(RecordBatch::try_new(schema, columns)?)

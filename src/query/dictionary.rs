@@ -30,9 +30,9 @@ use std::sync::{Arc, Mutex};
 use weir_connectors::sinks::archive_file::dictionary_text;
 
 /// Numbers for texts, shared by the `weir_intern` and `weir_lookup` of one
-/// rewritten aggregation.
+/// rewritten aggregation (and its [`DenseCountExec`](super::dense_count)).
 #[derive(Debug, Default)]
-struct Interner {
+pub struct Interner {
     state: Mutex<Texts>,
 }
 
@@ -42,37 +42,42 @@ struct Texts {
     texts: Vec<Box<str>>,
 }
 
-/// Local marks while numbering one batch.
-const UNUSED: u32 = u32::MAX;
-const USED: u32 = u32::MAX - 1;
+/// The number of a dictionary entry no row uses.
+pub const UNUSED: u32 = u32::MAX;
 
 impl Interner {
+    /// The number of each entry of a dictionary's `values` that `used`
+    /// marks ([`UNUSED`] for the others): one lookup per distinct text.
+    pub fn number(&self, values: &dyn Array, used: &[bool]) -> Result<Vec<u32>> {
+        let Some(values) = values.as_string_opt::<i32>() else {
+            return internal_err!("weir_intern: dictionary of {}", values.data_type());
+        };
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        used.iter()
+            .enumerate()
+            .map(|(k, &u)| match u && values.is_valid(k) {
+                true => st.id(values.value(k)),
+                false => Ok(UNUSED),
+            })
+            .collect()
+    }
+
     /// The number of each row's text.
     fn intern(&self, dict: &DictionaryArray<Int32Type>) -> Result<UInt32Array> {
-        let Some(values) = dict.values().as_string_opt::<i32>() else {
-            return internal_err!("weir_intern: dictionary of {}", dict.values().data_type());
-        };
         let nulls = dict.logical_nulls();
         let keys = dict.keys().values();
         // Mark the texts this batch uses (a dictionary holds a whole row
-        // group's texts), number them under the lock, then map the rows.
-        let mut local = vec![UNUSED; values.len()];
+        // group's texts), number them, then map the rows.
+        let mut used = vec![false; dict.values().len()];
         for (row, &k) in keys.iter().enumerate() {
             if nulls.as_ref().is_none_or(|n| n.is_valid(row)) {
-                match local.get_mut(k as usize) {
-                    Some(slot) => *slot = USED,
+                match used.get_mut(k as usize) {
+                    Some(u) => *u = true,
                     None => return internal_err!("weir_intern: key {k} out of range"),
                 }
             }
         }
-        {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            for (k, slot) in local.iter_mut().enumerate() {
-                if *slot == USED {
-                    *slot = st.id(values.value(k))?;
-                }
-            }
-        }
+        let local = self.number(dict.values().as_ref(), &used)?;
         let ids: Vec<u32> = keys
             .iter()
             .zip(0..)
@@ -106,10 +111,10 @@ impl Texts {
         if let Some(&id) = self.ids.get(text) {
             return Ok(id);
         }
-        let id = self.texts.len() as u32;
-        if id >= USED {
-            return internal_err!("weir_intern: more than {USED} distinct texts");
-        }
+        let id = match u32::try_from(self.texts.len()) {
+            Ok(id) if id != UNUSED => id,
+            _ => return internal_err!("weir_intern: more than {UNUSED} distinct texts"),
+        };
         self.texts.push(text.into());
         self.ids.insert(text.into(), id);
         Ok(id)
@@ -118,7 +123,7 @@ impl Texts {
 
 /// `weir_intern(col)`: a text column's dictionary as numbers.
 #[derive(Debug)]
-struct Intern {
+pub struct Intern {
     interner: Arc<Interner>,
     signature: Signature,
 }
@@ -148,6 +153,13 @@ macro_rules! same_by_interner {
 }
 same_by_interner!(Intern);
 same_by_interner!(Lookup);
+
+impl Intern {
+    /// The interner this function numbers texts with.
+    pub fn interner(&self) -> &Arc<Interner> {
+        &self.interner
+    }
+}
 
 /// The one array argument of a function.
 fn one_array(name: &str, args: ScalarFunctionArgs) -> Result<arrow::array::ArrayRef> {
