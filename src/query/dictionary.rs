@@ -1,27 +1,24 @@
-//! Plan rewrites that keep dictionary-encoded text columns encoded.
+//! `GROUP BY` on dictionary-encoded text, by number.
 //!
 //! Archive files mark their fully dictionary-encoded text columns (service,
 //! severity, message templates, ...), so they are read as
 //! `Dictionary(Int32, Utf8)`: the distinct texts once per row group and a
-//! small number per row. DataFusion would unpack them, text by text, for two
-//! of the most common log queries; these optimizer rules keep them packed:
-//!
-//! - [`DictionaryGroupBy`]: `GROUP BY col` groups by a number instead of the
-//!   text. A per-query interner numbers each distinct text (once per batch,
-//!   not once per row), the aggregation groups by the number (DataFusion's
-//!   fast path for integers), and only the result rows are turned back into
-//!   text. `EXPLAIN` shows it as `weir_intern(col)` and `weir_lookup(...)`.
-//! - [`DictionaryLike`]: `col LIKE 'pattern'` drops the cast to text that
-//!   type coercion put in, so Arrow's kernel matches each distinct text once
-//!   per batch instead of every row.
+//! small number per row. DataFusion would group them by hashing every row's
+//! text. [`DictionaryGroupBy`] groups by a number instead: a per-query
+//! [`Interner`] numbers each distinct text (once per batch, not once per
+//! row), the aggregation groups by the number (DataFusion's fast path for
+//! integers, or [`dense_count`](super::dense_count) for counts), and only the
+//! result rows are turned back into text. `EXPLAIN` shows it as
+//! `weir_intern(col)` and `weir_lookup(...)`. (`LIKE` on such columns:
+//! [`dictionary_like`](super::dictionary_like).)
 
 use arrow::array::{Array, AsArray, DictionaryArray, Int32Array, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Int32Type};
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{internal_err, Column, DFSchema, Result};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{internal_err, Column, Result};
 use datafusion::logical_expr::{
-    Aggregate, Cast, ColumnarValue, Expr, ExprSchemable, Like, LogicalPlan, Projection,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    Aggregate, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Projection, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use std::collections::HashMap;
@@ -287,60 +284,6 @@ impl OptimizerRule for DictionaryGroupBy {
         let projection = Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(inner)))?;
         Ok(Transformed::yes(LogicalPlan::Projection(projection)))
     }
-}
-
-/// Matches `LIKE` on dictionary-encoded text per distinct text; see the
-/// module doc.
-#[derive(Debug, Default)]
-pub struct DictionaryLike;
-
-impl OptimizerRule for DictionaryLike {
-    fn name(&self) -> &str {
-        "weir_dictionary_like"
-    }
-
-    fn apply_order(&self) -> Option<ApplyOrder> {
-        Some(ApplyOrder::BottomUp)
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        if !matches!(plan, LogicalPlan::Filter(_) | LogicalPlan::Projection(_)) {
-            return Ok(Transformed::no(plan));
-        }
-        let Some(input) = plan.inputs().first().map(|i| i.schema().clone()) else {
-            return Ok(Transformed::no(plan));
-        };
-        plan.map_expressions(|e| e.transform_up(|e| uncast_like(e, &input)))
-    }
-}
-
-/// `CAST(col AS text) LIKE 'p'` as `col LIKE 'p'` when `col` is dictionary
-/// text (Arrow's `LIKE` takes a dictionary and a text pattern).
-fn uncast_like(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-    let Expr::Like(like) = &e else {
-        return Ok(Transformed::no(e));
-    };
-    let Expr::Cast(Cast { expr: inner, field }) = like.expr.as_ref() else {
-        return Ok(Transformed::no(e));
-    };
-    let text_pattern = matches!(
-        like.pattern.as_ref(),
-        Expr::Literal(datafusion::common::ScalarValue::Utf8(Some(_)), _)
-    );
-    if !text_pattern
-        || field.data_type() != &DataType::Utf8
-        || !inner.get_type(schema).is_ok_and(|t| t == dictionary_text())
-    {
-        return Ok(Transformed::no(e));
-    }
-    Ok(Transformed::yes(Expr::Like(Like {
-        expr: inner.clone(),
-        ..like.clone()
-    })))
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 //! Schema evolution: a table's schema is the union of its files' schemas;
 //! columns a file lacks read as null (see [`schema`]). Text columns that
 //! files hold dictionary-encoded are read and grouped as dictionaries (see
-//! [`dictionary`] and [`dense_count`]). Limits (timeout, rows, bytes scanned)
+//! [`dictionary`], [`dense_count`] and [`dictionary_like`]). Limits (timeout, rows, bytes scanned)
 //! are checked on every query; errors carry DataFusion's message.
 
 pub mod dense_count;
 pub mod dictionary;
+pub mod dictionary_like;
 pub mod format;
 pub mod schema;
 pub mod udf;
@@ -243,7 +244,7 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_state(state);
         udf::register(&ctx);
         ctx.add_optimizer_rule(Arc::new(dictionary::DictionaryGroupBy));
-        ctx.add_optimizer_rule(Arc::new(dictionary::DictionaryLike));
+        ctx.add_optimizer_rule(Arc::new(dictionary_like::DictionaryLike));
         let streams = self.streams(range).await?;
         for s in &streams {
             let mut cols = vec![("date".to_string(), DataType::Utf8)];
