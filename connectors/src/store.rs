@@ -1,7 +1,12 @@
 //! Opens the object store an archive URL names: a local folder (`file://` or a
-//! plain path, the default) or S3-compatible storage (`s3://bucket/prefix`),
-//! through `object_store`, so the archive writer, retention, compaction and
-//! the SQL engine share one code path.
+//! plain path, the default), S3-compatible storage (`s3://bucket/prefix`),
+//! Google Cloud Storage (`gs://bucket/prefix`) or Azure Blob Storage
+//! (`az://container/prefix`), through `object_store`, so the archive writer,
+//! retention, compaction and the SQL engine share one code path.
+//!
+//! Google and Azure settings come from their `GOOGLE_*` / `AZURE_*`
+//! environment variables and from `[storage]` (object_store's keys, e.g.
+//! `google_service_account`, `azure_storage_account_name`).
 //!
 //! S3 settings come from the standard `AWS_*` environment variables
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
@@ -11,6 +16,8 @@
 //! `aws_virtual_hosted_style_request`). Secrets belong in the environment.
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, RetryConfig};
 use serde::Deserialize;
@@ -87,11 +94,13 @@ pub fn open(
         None => default_folder.to_path_buf(),
         Some(u) => match u.split_once("://") {
             Some(("file", rest)) => resolve(rest),
-            Some(("s3", rest)) => return open_s3(u, rest, storage),
+            Some(("s3", rest)) => return open_cloud(u, rest, |b| s3(b, storage)),
+            Some(("gs", rest)) => return open_cloud(u, rest, |b| gcs(b, storage)),
+            Some(("az" | "azure", rest)) => return open_cloud(u, rest, |b| azure(b, storage)),
             Some((scheme, _)) => {
                 return Err(EngineError::connector(
                     "archive",
-                    format!("`{scheme}://` archives are not supported; use s3://bucket/prefix, file:// or a folder"),
+                    format!("`{scheme}://` archives are not supported; use s3://, gs://, az:// (BUCKET/prefix), file:// or a folder"),
                 ))
             }
             None => resolve(u),
@@ -108,32 +117,128 @@ pub fn open(
     })
 }
 
-fn open_s3(url: &str, rest: &str, storage: &StorageConfig) -> Result<ArchiveLocation> {
+/// A bucket (container) store: `SCHEME://BUCKET[/prefix]`.
+fn open_cloud(
+    url: &str,
+    rest: &str,
+    build: impl FnOnce(&str) -> std::result::Result<Arc<dyn ObjectStore>, String>,
+) -> Result<ArchiveLocation> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
+        let scheme = url.split_once("://").map_or("s3", |(s, _)| s);
         return Err(EngineError::connector(
             "archive",
-            format!("`{url}` names no bucket; write s3://BUCKET[/prefix]"),
+            format!("`{url}` names no bucket; write {scheme}://BUCKET[/prefix]"),
         ));
     }
-    let mut b = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_retry(retry_config());
-    for (k, v) in &storage.options {
-        let key = AmazonS3ConfigKey::from_str(k).map_err(|_| {
-            EngineError::connector(
-                "archive",
-                format!("[storage] option `{k}` is not an S3 setting (e.g. aws_endpoint, aws_region, aws_allow_http)"),
-            )
-        })?;
-        b = b.with_config(key, v);
-    }
-    let store = b
-        .build()
-        .map_err(|e| EngineError::connector("archive", format!("{url}: {e}")))?;
+    let store =
+        build(bucket).map_err(|e| EngineError::connector("archive", format!("{url}: {e}")))?;
     Ok(ArchiveLocation {
-        store: Arc::new(store),
+        store,
         prefix: prefix.trim_end_matches('/').to_string(),
         url: url.to_string(),
     })
+}
+
+/// Applies the `[storage]` options to a builder as `K` keys.
+fn configure<B, K: FromStr>(
+    mut builder: B,
+    storage: &StorageConfig,
+    set: impl Fn(B, K, &str) -> B,
+    provider: &str,
+    examples: &str,
+) -> std::result::Result<B, String> {
+    for (k, v) in &storage.options {
+        let key = K::from_str(k).map_err(|_| {
+            format!("[storage] option `{k}` is not a {provider} setting (e.g. {examples})")
+        })?;
+        builder = set(builder, key, v);
+    }
+    Ok(builder)
+}
+
+fn s3(bucket: &str, storage: &StorageConfig) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    let b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry_config());
+    let b = configure(
+        b,
+        storage,
+        |b, k: AmazonS3ConfigKey, v| b.with_config(k, v),
+        "S3",
+        "aws_endpoint, aws_region, aws_allow_http",
+    )?;
+    Ok(Arc::new(b.build().map_err(|e| e.to_string())?))
+}
+
+fn gcs(bucket: &str, storage: &StorageConfig) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    let b = GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry_config());
+    let b = configure(
+        b,
+        storage,
+        |b, k: GoogleConfigKey, v| b.with_config(k, v),
+        "Google Cloud Storage",
+        "google_service_account, google_application_credentials",
+    )?;
+    Ok(Arc::new(b.build().map_err(|e| e.to_string())?))
+}
+
+fn azure(
+    container: &str,
+    storage: &StorageConfig,
+) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    let b = MicrosoftAzureBuilder::from_env()
+        .with_container_name(container)
+        .with_retry(retry_config());
+    let b = configure(
+        b,
+        storage,
+        |b, k: AzureConfigKey, v| b.with_config(k, v),
+        "Azure",
+        "azure_storage_account_name, azure_storage_access_key",
+    )?;
+    Ok(Arc::new(b.build().map_err(|e| e.to_string())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(kv: &[(&str, &str)]) -> StorageConfig {
+        StorageConfig {
+            options: kv
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn open_url(url: &str, storage: &StorageConfig) -> Result<ArchiveLocation> {
+        let dir = std::env::temp_dir();
+        open(Some(url), &dir, &dir, storage)
+    }
+
+    #[test]
+    fn cloud_urls_name_a_bucket_and_take_their_own_settings() {
+        let e = open_url("gs://", &StorageConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("write gs://BUCKET"), "{e}");
+        let e = open_url("gs://logs", &options(&[("aws_region", "x")])).unwrap_err();
+        assert!(
+            e.to_string().contains("not a Google Cloud Storage setting"),
+            "{e}"
+        );
+        let az = options(&[
+            ("azure_storage_account_name", "devstoreaccount1"),
+            ("azure_storage_use_emulator", "true"),
+        ]);
+        let loc = open_url("az://logs/weir/", &az).unwrap();
+        assert_eq!(
+            (loc.prefix.as_str(), loc.url.as_str()),
+            ("weir", "az://logs/weir/")
+        );
+        let e = open_url("ftp://x", &StorageConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+    }
 }
