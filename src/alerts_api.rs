@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | GET | /api/v1/alerts?limit=N | `{"alerts": open alerts (pending, firing), "history": newest N transitions and notification outcomes}` |
 //! | GET | /api/v1/silences | every silence not expired for over a day, with `status` |
-//! | POST | /api/v1/silences | `{"matchers": ["service=checkout"], "duration": "2h", "starts_at"?, "created_by"?, "comment"?}`; 201 with the silence, 400 on a bad matcher |
+//! | POST | /api/v1/silences | `{"matchers": ["service=checkout"], "duration": "2h", "starts_at"?, "created_by"?, "comment"?}`; 201 with the silence, 400 on a bad matcher, 422 past a limit (matchers, sizes, duration, count; see `weir_engine::alerting::silence`) |
 //! | DELETE | /api/v1/silences/{id} | expires it now; 204 or 404 |
 
 use crate::engine_host::EngineHost;
@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use weir_engine::alerting::{rfc3339, Matcher, Silence};
+use weir_engine::alerting::{rfc3339, Matcher, Silence, SilenceError};
 
 pub fn routes() -> Router<Arc<EngineHost>> {
     Router::new()
@@ -122,7 +122,12 @@ async fn add_silence(State(host): State<Arc<EngineHost>>, Json(req): Json<NewSil
             Json(silence_json(&s, host.alerts.now_us())),
         )
             .into_response(),
-        Err(e) => bad(e),
+        Err(e @ SilenceError::OverLimit(_)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+        Err(e) => bad(e.to_string()),
     }
 }
 

@@ -8,7 +8,8 @@
 //! | DELETE | /api/v1/pipelines/{name} | stops one (windows emitted, outputs flushed); 204 or 404 |
 //! | GET, POST, DELETE | /api/v1/alerts, /api/v1/silences | see [`crate::alerts_api`] |
 //! | POST | /api/v1/query | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; 400 with DataFusion's message on a bad query |
-//! | GET | /healthz | `ok` |
+//! | GET | /healthz | `ok` while the process runs (liveness) |
+//! | GET | /readyz | 200 `ready`, or 503 naming the sinks whose writes fail (`weir_sink_healthy` 0) |
 //! | GET | /metrics | Prometheus text format |
 
 use crate::engine_host::{DeployError, EngineHost};
@@ -30,6 +31,7 @@ pub fn router(host: Arc<EngineHost>, query: Arc<QueryEngine>) -> Router {
         .route("/api/v1/pipelines/{name}", delete(delete_pipeline))
         .merge(crate::alerts_api::routes())
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(Extension(query))
         .with_state(host)
@@ -74,6 +76,17 @@ async fn run_query(
         },
         Err(e @ QueryError::Internal(_)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+        Err(e @ QueryError::Busy(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+        Err(e @ QueryError::NotReadOnly(_)) => (
+            StatusCode::FORBIDDEN,
             Json(json!({ "error": e.to_string() })),
         )
             .into_response(),
@@ -141,6 +154,19 @@ async fn delete_pipeline(
         (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no running pipeline named `{name}`") })),
+        )
+            .into_response()
+    }
+}
+
+async fn readyz(State(host): State<Arc<EngineHost>>) -> Response {
+    let failing = host.unhealthy_sinks();
+    if failing.is_empty() {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "failing_sinks": failing })),
         )
             .into_response()
     }

@@ -1,6 +1,8 @@
 //! `weir.toml`: settings of `weir serve`. Every setting has a default, so no file
 //! is needed.
 
+use crate::http_server::HttpSettings;
+use crate::query::QuerySettings;
 use anyhow::Context;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -36,6 +38,10 @@ pub struct Config {
     pub alerting: AlertingConfig,
     /// Notification channels, referenced by name in rules (`notify [NAME]`).
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// SQL limits shared by every query: memory, concurrency.
+    pub query: QuerySettings,
+    /// HTTP server limits: header timeout, connections.
+    pub http: HttpSettings,
 }
 
 /// `[alerting]`.
@@ -68,6 +74,8 @@ impl Default for Config {
             retention: Vec::new(),
             alerting: AlertingConfig::default(),
             channels: BTreeMap::new(),
+            query: QuerySettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }

@@ -3,15 +3,18 @@
 
 use crate::config::Config;
 use crate::rules::{self, RulesError};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio_util::sync::CancellationToken;
 use weir_connectors::kafka::KafkaConfig;
 use weir_connectors::store::StorageConfig;
 use weir_connectors::LocalFactory;
 use weir_engine::alerting::{AlertSettings, SystemClock};
-use weir_engine::{deploy, AlertManager, DeployOptions, Deployment, EngineError, Metrics};
+use weir_engine::{deploy, AlertManager, DeployOptions, EngineError, Metrics};
 
 pub struct EngineHost {
     pub registry: prometheus::Registry,
@@ -25,14 +28,44 @@ pub struct EngineHost {
     /// Object-store options for `s3://` archives.
     pub storage: StorageConfig,
     deployments: Mutex<Vec<Running>>,
+    /// Cancelled once the host stops: stops every deployment, also those a
+    /// [`EngineHost::wait_all`] is already waiting for.
+    stop: CancellationToken,
 }
+
+/// How long a deleted deployment may take to emit its windows and flush
+/// its outputs before its tasks are aborted (an output retrying against a
+/// broker that is down must not hold a source's port for minutes).
+const DELETE_GRACE: Duration = Duration::from_secs(10);
+/// How long a pipeline that ended by itself stays listed.
+const FINISHED_LISTED: Duration = Duration::from_secs(600);
 
 /// One deployed `.rules` text.
 struct Running {
     file: String,
-    deployment: Deployment,
+    pipelines: Vec<String>,
+    /// Pipelines deleted through the API.
     stopped: HashSet<String>,
     sources: BTreeMap<String, String>,
+    cancel: CancellationToken,
+    pipeline_cancels: HashMap<String, CancellationToken>,
+    /// The task waiting for every task of the deployment (taken by
+    /// [`EngineHost::wait_all`]), and how to abort it: aborting it drops
+    /// and so aborts the deployment's tasks.
+    waiter: Option<JoinHandle<Result<(), EngineError>>>,
+    abort: AbortHandle,
+    /// When every task had ended.
+    finished: Arc<std::sync::OnceLock<Instant>>,
+}
+
+impl Running {
+    fn is_finished(&self) -> bool {
+        self.finished.get().is_some()
+    }
+
+    fn is_running(&self, pipeline: &str) -> bool {
+        !self.stopped.contains(pipeline) && !self.is_finished()
+    }
 }
 
 /// What deploying can fail with.
@@ -96,6 +129,7 @@ impl EngineHost {
             kafka: cfg.kafka.clone(),
             storage: cfg.storage.clone(),
             deployments: Mutex::new(Vec::new()),
+            stop: CancellationToken::new(),
         })
     }
 
@@ -150,11 +184,9 @@ impl EngineHost {
         let mut deployments = self.deployments.lock().await;
         for p in &program.pipelines {
             let name = &p.pipeline.name.name;
-            let clash = deployments.iter().any(|d| {
-                d.deployment.pipelines.contains(name)
-                    && !d.stopped.contains(name)
-                    && !d.deployment.is_finished()
-            });
+            let clash = deployments
+                .iter()
+                .any(|d| d.pipelines.contains(name) && d.is_running(name));
             if clash {
                 return Err(DeployError::Conflict(format!(
                     "a pipeline named `{name}` is already running; delete it first"
@@ -183,50 +215,108 @@ impl EngineHost {
             text: text.to_string(),
             error,
         })?;
-        let names = deployment.pipelines.clone();
+        let pipelines = deployment.pipelines.clone();
+        let pipeline_cancels = pipelines
+            .iter()
+            .filter_map(|n| deployment.pipeline_token(n).map(|t| (n.clone(), t)))
+            .collect();
+        let cancel = deployment.cancel_token();
         let sources = program
             .pipelines
             .iter()
             .map(|p| (p.pipeline.name.name.clone(), p.pipeline.from.name.clone()))
             .collect();
+        // Waits for the deployment; stopping the host stops it, also while
+        // `wait_all` holds this task.
+        let finished = Arc::new(std::sync::OnceLock::new());
+        let waiter = {
+            let (host_stop, cancel, finished) =
+                (self.stop.clone(), cancel.clone(), finished.clone());
+            tokio::spawn(async move {
+                let wait = deployment.wait();
+                tokio::pin!(wait);
+                let res = tokio::select! {
+                    r = &mut wait => r,
+                    _ = host_stop.cancelled() => {
+                        cancel.cancel();
+                        wait.await
+                    }
+                };
+                let _ = finished.set(Instant::now());
+                res
+            })
+        };
         deployments.push(Running {
             file: file.to_string(),
-            deployment,
+            pipelines: pipelines.clone(),
             stopped: HashSet::new(),
             sources,
+            cancel,
+            pipeline_cancels,
+            abort: waiter.abort_handle(),
+            waiter: Some(waiter),
+            finished,
         });
-        Ok(names)
+        Ok(pipelines)
     }
 
+    /// The pipelines: running ones, and those that ended by themselves in
+    /// the last ten minutes. Deleted ones are gone once they have stopped.
     pub async fn pipelines(&self) -> Vec<PipelineInfo> {
-        let deployments = self.deployments.lock().await;
+        let mut deployments = self.deployments.lock().await;
+        deployments.retain(|d| {
+            let Some(at) = d.finished.get() else {
+                return true;
+            };
+            d.stopped.len() < d.pipelines.len() && at.elapsed() < FINISHED_LISTED
+        });
         let mut out = Vec::new();
         for d in deployments.iter() {
-            for name in &d.deployment.pipelines {
+            for name in &d.pipelines {
+                if d.stopped.contains(name) && d.is_finished() {
+                    continue;
+                }
                 out.push(PipelineInfo {
                     name: name.clone(),
                     source: d.sources.get(name).cloned().unwrap_or_default(),
                     file: d.file.clone(),
-                    running: !d.stopped.contains(name) && !d.deployment.is_finished(),
+                    running: d.is_running(name),
                 });
             }
         }
         out
     }
 
-    /// Stops a pipeline by name; false if no running pipeline has that name.
+    /// Stops a pipeline by name (its windows are emitted, its outputs
+    /// flushed); false if no pipeline of that name is listed. When the last
+    /// pipeline of a submitted text is deleted, its sources, archives and
+    /// outputs stop too (an `http` source frees its port), and whatever has
+    /// not ended after [`DELETE_GRACE`] is aborted.
     pub async fn stop_pipeline(&self, name: &str) -> bool {
         let mut deployments = self.deployments.lock().await;
-        for d in deployments.iter_mut() {
-            if d.deployment.pipelines.iter().any(|p| p == name)
-                && !d.stopped.contains(name)
-                && d.deployment.stop_pipeline(name).is_ok()
-            {
-                d.stopped.insert(name.to_string());
-                return true;
-            }
+        let Some(d) = deployments
+            .iter_mut()
+            .find(|d| d.pipelines.iter().any(|p| p == name) && !d.stopped.contains(name))
+        else {
+            return false;
+        };
+        if let Some(t) = d.pipeline_cancels.get(name) {
+            t.cancel();
         }
-        false
+        d.stopped.insert(name.to_string());
+        if d.stopped.len() == d.pipelines.len() {
+            d.cancel.cancel();
+            let (abort, finished) = (d.abort.clone(), d.finished.clone());
+            let name = name.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(DELETE_GRACE).await;
+                if finished.get().is_none() {
+                    tracing::warn!(pipeline = %name, grace = ?DELETE_GRACE, "a deleted pipeline did not stop in time; aborted");
+                    abort.abort();
+                }
+            });
+        }
+        true
     }
 
     /// Stops everything and waits until windows are emitted and sinks flushed.
@@ -242,21 +332,45 @@ impl EngineHost {
     /// Waits until every deployment has ended (by itself, for finite sources, or
     /// after a stop).
     pub async fn wait_all(&self) -> anyhow::Result<()> {
-        let deployments: Vec<Running> = std::mem::take(&mut *self.deployments.lock().await);
+        let waiters: Vec<_> = self
+            .deployments
+            .lock()
+            .await
+            .iter_mut()
+            .filter_map(|d| d.waiter.take())
+            .collect();
         let mut first_err = None;
-        for d in deployments {
-            if let Err(e) = d.deployment.wait().await {
+        for w in waiters {
+            let res = w
+                .await
+                .unwrap_or_else(|e| Err(EngineError::Other(format!("deployment aborted: {e}"))));
+            if let Err(e) = res {
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    /// Cancels every deployment without waiting.
+    /// Cancels every deployment without waiting: sources stop reading,
+    /// what was read is processed, windows are emitted and sinks flushed.
     pub async fn stop_all(&self) {
+        self.stop.cancel();
         for d in self.deployments.lock().await.iter() {
-            d.deployment.stop();
+            d.cancel.cancel();
         }
+    }
+
+    /// Sinks whose writes fail now (`weir_sink_healthy` is 0), by name.
+    pub fn unhealthy_sinks(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        self.metrics
+            .sink_healthy
+            .collect()
+            .iter()
+            .flat_map(|mf| mf.get_metric().iter())
+            .filter(|m| m.get_gauge().get_value() < 1.0)
+            .filter_map(|m| m.get_label().first().map(|l| l.value().to_string()))
+            .collect()
     }
 
     pub fn metrics_text(&self) -> String {

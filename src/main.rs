@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod config;
 mod engine_host;
+mod http_server;
 mod query;
 mod rules;
 
@@ -27,10 +28,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match commands::dispatch(cli) {
-        Ok(code) => code,
-        Err(e) => {
+    // On a thread with the runtime's large stack: `block_on` runs the
+    // command's own future (a direct `weir query`, `weir check`) here.
+    let work = std::thread::Builder::new()
+        .name("weir-main".into())
+        .stack_size(commands::THREAD_STACK)
+        .spawn(move || commands::dispatch(cli));
+    match work.map(|t| t.join()) {
+        Ok(Ok(Ok(code))) => code,
+        Ok(Ok(Err(e))) => {
             eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Ok(Err(_)) => ExitCode::from(101),
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
             ExitCode::from(2)
         }
     }

@@ -591,3 +591,226 @@ async fn the_query_api_negotiates_formats_and_reports_bad_sql() {
     let _ = serve.kill();
     let _ = serve.wait();
 }
+
+/// Sends SIGTERM to `child` and waits for it; panics when it fails.
+fn terminate(mut child: Child) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "weir run did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "{err}");
+    err
+}
+
+/// POSTs `body` to `127.0.0.1:port` until it is accepted (the source may be
+/// starting).
+fn post_events(port: u16, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            write!(
+                s,
+                "POST /events HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            if reply.starts_with("HTTP/1.1 202") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the http source never accepted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sources whose offsets start at 0 on every run (generator, file, stdin,
+/// http) are restarted three times, with different amounts each run (so a
+/// longer run's offsets span a shorter one's), then compacted: every event
+/// ever accepted is counted once. Before run epochs, a restart replaced or
+/// hid the earlier runs' files and compaction deleted them.
+#[test]
+fn restarted_sources_keep_every_event_through_compaction() {
+    let p = folder_place();
+    let dir = p.dir.path();
+    let port = support::free_port();
+    let json_line = |i: usize| {
+        format!(
+            "{{\"timestamp\":\"2026-02-01T00:{:02}:{:02}Z\",\"message\":\"event {i}\"}}\n",
+            i / 60 % 60,
+            i % 60
+        )
+    };
+    let mut expected = 0;
+    for run in 0..3 {
+        let n = 40 + run * 30;
+        expected += n;
+        let lines: String = (0..n).map(json_line).collect();
+        std::fs::write(dir.join("app.log"), &lines).unwrap();
+        let rules = dir.join(format!("run{run}.rules"));
+        std::fs::write(
+            &rules,
+            format!(
+                "source gen = generator(rate: 0, count: {n}, start: \"2026-02-01T00:00:00Z\", step: 1s) format json\n\
+                 source file = file(path: \"{}\") format json\n\
+                 source input = stdin() format json\n\
+                 archive gen to \"{url}\"\narchive file to \"{url}\"\narchive input to \"{url}\"\n",
+                dir.join("app.log").display(),
+                url = p.url
+            ),
+        )
+        .unwrap();
+        let mut child = p
+            .run_command(&rules)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // The http source never ends: it is stopped by SIGTERM, which must
+        // flush what it accepted.
+        let http = dir.join(format!("http{run}.rules"));
+        std::fs::write(
+            &http,
+            format!(
+                "source web = http(listen: \"127.0.0.1:{port}\") format json\narchive web to \"{}\"\n",
+                p.url
+            ),
+        )
+        .unwrap();
+        let child = p
+            .run_command(&http)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        post_events(port, &lines);
+        let err = terminate(child);
+        assert!(err.contains(&format!("done: {n} events")), "{err}");
+    }
+    for stream in ["gen", "file", "input", "web"] {
+        let sql = format!("SELECT count(*) AS n FROM {stream}");
+        assert_eq!(p.count(&sql), expected as i64, "{stream} before compaction");
+    }
+    p.archive(&["compact", "--grace", "1h"]);
+    for stream in ["gen", "file", "input", "web"] {
+        let sql = format!("SELECT count(*) AS n FROM {stream}");
+        assert_eq!(p.count(&sql), expected as i64, "{stream} after compaction");
+        // Each run numbered its events from 0.
+        let firsts = format!("SELECT count(*) AS n FROM {stream} WHERE _offset = 0");
+        assert_eq!(p.count(&firsts), 3, "{stream}");
+    }
+}
+
+/// `weir run` of a source that never ends, stopped by SIGTERM, archives
+/// everything it read (it used to exit 0 with "0 archive files").
+#[test]
+fn a_stopped_run_flushes_the_archive() {
+    let p = folder_place();
+    let child = p
+        .run_command(&{
+            let rules = p.dir.path().join("endless.rules");
+            std::fs::write(
+                &rules,
+                format!(
+                    "source app = generator(rate: 500) format json\narchive app to \"{}\"\n",
+                    p.url
+                ),
+            )
+            .unwrap();
+            rules
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let err = terminate(child);
+    let events: i64 = err
+        .split("done: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {err}"));
+    assert!(events > 0, "{err}");
+    assert!(!err.contains(" 0 archive files"), "{err}");
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), events);
+}
+
+/// A followed file is read across a truncation (copytruncate) and a rename
+/// rotation (`mv app.log app.log.1`, new `app.log`): every line is archived
+/// once and none goes to the dead letters. Before, lines after a truncation
+/// were skipped, half a line was a dead letter and the new file never read.
+#[test]
+fn a_followed_file_is_read_across_truncation_and_rotation() {
+    let p = folder_place();
+    let log = p.dir.path().join("app.log");
+    let lines = |range: std::ops::Range<usize>| -> String {
+        range
+            .map(|i| {
+                format!(
+                    "{{\"timestamp\":\"2026-02-01T00:00:{:02}Z\",\"message\":\"line {i}\"}}\n",
+                    i % 60
+                )
+            })
+            .collect()
+    };
+    std::fs::write(&log, lines(0..50)).unwrap();
+    let rules = p.dir.path().join("follow.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "source app = file(path: \"{}\", follow: true) format json\narchive app to \"{}\"\n",
+            log.display(),
+            p.url
+        ),
+    )
+    .unwrap();
+    let child = p
+        .run_command(&rules)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // copytruncate: the file starts again, shorter than what was read.
+    std::fs::write(&log, lines(50..60)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Rename rotation: the old file gets a last line, then a new file.
+    let mut old = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    old.write_all(lines(60..61).as_bytes()).unwrap();
+    std::fs::rename(&log, p.dir.path().join("app.log.1")).unwrap();
+    std::fs::write(&log, lines(61..100)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let err = terminate(child);
+    assert!(err.contains("done: 100 events"), "{err}");
+    assert!(err.contains(" 0 dead letters"), "{err}");
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 100);
+    assert_eq!(p.count("SELECT count(DISTINCT message) AS n FROM app"), 100);
+}

@@ -154,3 +154,33 @@ fn weir_check_accepts_every_example() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A 10,000-term condition aborted `weir check` with a stack overflow; now
+/// it is a located error, as is 10,000-deep nesting.
+#[test]
+fn weir_check_refuses_huge_expressions_with_a_location() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for (name, cond) in [
+        ("chain", vec!["severity == error"; 10_000].join(" or ")),
+        (
+            "nested",
+            format!("{}true{}", "(".repeat(10_000), ")".repeat(10_000)),
+        ),
+    ] {
+        let path = dir.path().join(format!("{name}.rules"));
+        std::fs::write(
+            &path,
+            format!("source gen = generator(rate: 0)\npipeline p {{\n  from gen\n  | where {cond}\n}}\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("check")
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("{name}.rules:4:")), "{err}");
+        assert!(err.contains("= hint:"), "{err}");
+    }
+}

@@ -242,6 +242,14 @@ impl ConnectorFactory for LocalFactory {
                     dead: self.dead_letter_file(&format!("output-{name}")),
                     retries: self.metrics.sink_retries.with_label_values(&[&name]),
                     failures: self.metrics.sink_failures.with_label_values(&[&name]),
+                    healthy: {
+                        let g = self
+                            .metrics
+                            .sink_healthy
+                            .with_label_values(&[&format!("output:{name}")]);
+                        g.set(1);
+                        g
+                    },
                     name,
                 })
             }
@@ -278,6 +286,7 @@ impl ConnectorFactory for LocalFactory {
                     .as_ref()
                     .and_then(|r| RawMode::parse(&r.name))
                     .unwrap_or_default(),
+                epoch: (!source.replayable).then(crate::maintenance::new_epoch),
             },
             to_arrow(&source.schema),
             &self.metrics,

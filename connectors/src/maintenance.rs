@@ -60,6 +60,31 @@ pub struct ArchiveFile {
     pub partition: Option<i64>,
     pub first: Option<i64>,
     pub last: Option<i64>,
+    /// The run that wrote it, for sources whose offsets restart at every
+    /// run (see [`file_name`]); `None` for replayable sources.
+    pub epoch: Option<String>,
+}
+
+/// A data file's name: `part-PARTITION-FIRST-LAST.parquet` for a replayable
+/// source, where a replay of the same range writes the same name again and a
+/// longer range supersedes it; `part-PARTITION-FIRST-LAST-rEPOCH.parquet` for
+/// a source whose offsets restart at every run, so two runs' files never
+/// share a name or supersede each other.
+pub fn file_name(partition: i64, first: i64, last: i64, epoch: Option<&str>) -> String {
+    match epoch {
+        Some(e) => format!("part-{partition:05}-{first:020}-{last:020}-r{e}.parquet"),
+        None => format!("part-{partition:05}-{first:020}-{last:020}.parquet"),
+    }
+}
+
+/// A new archive epoch: the time in microseconds and a random number, both
+/// in hex (sortable by start, unique across processes).
+pub fn new_epoch() -> String {
+    format!(
+        "{:x}{:08x}",
+        chrono::Utc::now().timestamp_micros(),
+        rand::random::<u32>()
+    )
 }
 
 pub fn prefix_of(loc: &ArchiveLocation) -> String {
@@ -95,12 +120,20 @@ impl ArchiveFile {
         };
         let folder = parts[..parts.len() - 1].join("/");
         let name = parts.last().copied().unwrap_or("");
-        let nums: Vec<i64> = name
+        let mut fields: Vec<&str> = name
             .trim_start_matches("part-")
             .trim_end_matches(".parquet")
             .split('-')
-            .filter_map(|n| n.parse().ok())
             .collect();
+        let epoch = match fields.last().and_then(|f| f.strip_prefix('r')) {
+            Some(e) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                let e = e.to_string();
+                fields.pop();
+                Some(e)
+            }
+            _ => None,
+        };
+        let nums: Vec<i64> = fields.iter().filter_map(|n| n.parse().ok()).collect();
         let (partition, first, last) = match nums.as_slice() {
             [p, f, l] => (Some(*p), Some(*f), Some(*l)),
             [f, l] => (Some(0), Some(*f), Some(*l)),
@@ -114,13 +147,16 @@ impl ArchiveFile {
             partition,
             first,
             last,
+            epoch,
             meta,
         })
     }
 
-    /// Whether this file holds every row of `other`: same folder and source
-    /// partition, and its offsets span `other`'s (a compacted file, or a
-    /// replay that wrote a longer range).
+    /// Whether this file holds every row of `other`: same folder, source
+    /// partition and epoch, and its offsets span `other`'s (a compacted
+    /// file, or a replay that wrote a longer range). Files of different runs
+    /// of a non-replayable source never cover each other: their offsets
+    /// number different events.
     fn covers(&self, other: &ArchiveFile) -> bool {
         let (Some(f), Some(l), Some(of), Some(ol)) =
             (self.first, self.last, other.first, other.last)
@@ -129,6 +165,7 @@ impl ArchiveFile {
         };
         self.folder == other.folder
             && self.partition == other.partition
+            && self.epoch == other.epoch
             && f <= of
             && ol <= l
             && (f, l) != (of, ol)
@@ -281,8 +318,8 @@ pub struct Compaction {
 }
 
 /// Merges, in every partition folder whose time ended more than `grace` ago,
-/// the files of each source partition into one file named by the union of
-/// their offsets. The new file is written whole first; the old ones are
+/// the files of each source partition (and run epoch) into one file named by
+/// the union of their offsets. The new file is written whole first; the old ones are
 /// deleted after. Columns missing from some files are null in the merged one.
 pub async fn compact(
     loc: &ArchiveLocation,
@@ -298,7 +335,7 @@ pub async fn compact(
         })?;
         tracing::info!(path = %f.meta.location, "deleted a file superseded by a compacted one");
     }
-    let mut groups: BTreeMap<(String, i64), Vec<ArchiveFile>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, i64, Option<String>), Vec<ArchiveFile>> = BTreeMap::new();
     for f in live {
         let (Some(p), Some(_), Some(_)) = (f.partition, f.first, f.last) else {
             continue;
@@ -306,14 +343,17 @@ pub async fn compact(
         if now_us - (f.start_us + f.len_us) < grace.as_micros() as i64 {
             continue;
         }
-        groups.entry((f.folder.clone(), p)).or_default().push(f);
+        groups
+            .entry((f.folder.clone(), p, f.epoch.clone()))
+            .or_default()
+            .push(f);
     }
     let mut done = Vec::new();
-    for ((folder, partition), files) in groups {
+    for ((folder, partition, epoch), files) in groups {
         if files.len() < 2 {
             continue;
         }
-        done.push(merge(loc, &folder, partition, &files).await?);
+        done.push(merge(loc, &folder, partition, epoch.as_deref(), &files).await?);
     }
     Ok(done)
 }
@@ -322,6 +362,7 @@ async fn merge(
     loc: &ArchiveLocation,
     folder: &str,
     partition: i64,
+    epoch: Option<&str>,
     files: &[ArchiveFile],
 ) -> Result<Compaction> {
     let err = |e: String| EngineError::connector("compaction", e);
@@ -361,8 +402,9 @@ async fn merge(
     let first = files.iter().filter_map(|f| f.first).min().unwrap_or(0);
     let last = files.iter().filter_map(|f| f.last).max().unwrap_or(0);
     let path = StorePath::from(format!(
-        "{}{folder}/part-{partition:05}-{first:020}-{last:020}.parquet",
-        prefix_of(loc)
+        "{}{folder}/{}",
+        prefix_of(loc),
+        file_name(partition, first, last, epoch)
     ));
     let n = bytes.len() as u64;
     loc.store
@@ -453,5 +495,29 @@ mod tests {
         assert_eq!(live.len(), 4);
         assert_eq!(live[0].stream, "app");
         assert_eq!(live[0].len_us, 3_600_000_000);
+    }
+
+    #[test]
+    fn files_of_different_runs_never_supersede_each_other() {
+        let h = "a/stream=app/date=2026-03-01/hour=00";
+        let name = |first, last, epoch| format!("{h}/{}", file_name(0, first, last, epoch));
+        let files = vec![
+            // Run 1 wrote 0..99, run 2 restarted at 0 and wrote 0..199.
+            file(&name(0, 99, Some("18f0a1"))),
+            file(&name(0, 199, Some("18f0b2"))),
+            // Within a run, a covering file (compaction) supersedes.
+            file(&name(100, 199, Some("18f0b2"))),
+            // A replayable source's file is not covered by a run's file.
+            file(&name(0, 50, None)),
+        ];
+        assert_eq!(files[0].epoch.as_deref(), Some("18f0a1"));
+        assert_eq!((files[0].first, files[0].last), (Some(0), Some(99)));
+        let (live, gone) = split_superseded(files);
+        assert_eq!(live.len(), 3);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            (gone[0].first, gone[0].epoch.as_deref()),
+            (Some(100), Some("18f0b2"))
+        );
     }
 }

@@ -223,6 +223,9 @@ pub struct WindowSpec {
     pub kind: WindowKind,
     pub group_by: Vec<Ident>,
     pub lateness: Option<DurationLit>,
+    /// `max_keys N`: keys open at once; events of further keys are left out
+    /// and counted. `None` is the engine's default.
+    pub max_keys: Option<u64>,
     pub aggregates: Vec<Assignment>,
 }
 

@@ -21,6 +21,9 @@ pub struct CheckedSource {
     pub decl: SourceDecl,
     pub format: Format,
     pub schema: Schema,
+    /// Whether its positions replay after a restart (see
+    /// [`ConnectorSpec::replayable`]).
+    pub replayable: bool,
 }
 
 /// A pipeline with the schema seen by each stage: `schemas[i]` is the input of
@@ -305,6 +308,7 @@ impl Checker {
             }
         }
         ok.then(|| CheckedSource {
+            replayable: connectors::source(&s.connector.kind.name).is_some_and(|c| c.replayable),
             decl: s.clone(),
             format,
             schema,

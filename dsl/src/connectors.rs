@@ -43,6 +43,13 @@ pub struct ArgSpec {
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectorSpec {
     pub kind: &'static str,
+    /// Whether a restarted source reads the same events at the same
+    /// partition and offset again (Kafka's committed offsets). The archive
+    /// lets a replayed range replace the file it wrote before; sources
+    /// without replayable positions number events from 0 on every run, so
+    /// each run archives under an epoch of its own and never replaces
+    /// another run's files.
+    pub replayable: bool,
     pub args: &'static [ArgSpec],
     pub doc: &'static str,
 }
@@ -62,6 +69,7 @@ const START: &[&str] = &["earliest", "latest", "beginning", "end"];
 pub const SOURCES: &[ConnectorSpec] = &[
     ConnectorSpec {
         kind: "generator",
+        replayable: false,
         doc: "realistic multi-service logs for demos, tests and benchmarks",
         args: &[
             arg(
@@ -99,6 +107,7 @@ pub const SOURCES: &[ConnectorSpec] = &[
     },
     ConnectorSpec {
         kind: "file",
+        replayable: false,
         doc: "lines of a file, read from the start; with follow: true keeps reading as it grows",
         args: &[
             arg("path", ArgType::Str, true, "the file to read"),
@@ -112,11 +121,13 @@ pub const SOURCES: &[ConnectorSpec] = &[
     },
     ConnectorSpec {
         kind: "stdin",
+        replayable: false,
         doc: "lines from standard input",
         args: &[],
     },
     ConnectorSpec {
         kind: "http",
+        replayable: false,
         doc: "newline-delimited events POSTed to a listener",
         args: &[arg(
             "listen",
@@ -127,6 +138,7 @@ pub const SOURCES: &[ConnectorSpec] = &[
     },
     ConnectorSpec {
         kind: "kafka",
+        replayable: true,
         doc: "a Kafka topic through a consumer group",
         args: &[
             arg(
@@ -186,16 +198,19 @@ pub const SOURCES: &[ConnectorSpec] = &[
 pub const OUTPUTS: &[ConnectorSpec] = &[
     ConnectorSpec {
         kind: "stdout",
+        replayable: false,
         doc: "JSON lines on standard output",
         args: &[],
     },
     ConnectorSpec {
         kind: "file",
+        replayable: false,
         doc: "JSON lines appended to a file",
         args: &[arg("path", ArgType::Str, true, "the file to append to")],
     },
     ConnectorSpec {
         kind: "kafka",
+        replayable: false,
         doc: "JSON messages to a Kafka topic",
         args: &[
             arg(

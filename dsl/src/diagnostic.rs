@@ -36,6 +36,8 @@ pub enum ErrorKind {
     StageAfterAlert,
     DuplicateArchive,
     FieldCollision,
+    /// The text is larger or nests deeper than [`crate::limits`] allows.
+    TooComplex,
 }
 
 /// One error found in a `.rules` text.

@@ -25,6 +25,7 @@ pub mod checker;
 pub mod connectors;
 pub mod diagnostic;
 pub mod functions;
+pub mod limits;
 pub mod parser;
 pub mod severity;
 pub mod span;

@@ -19,6 +19,7 @@ struct RulesParser;
 
 /// Parses a whole `.rules` text.
 pub fn parse(text: &str) -> Result<Program, Vec<Diagnostic>> {
+    crate::limits::check(text).map_err(|d| vec![d])?;
     match RulesParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
             let mut program = Program::default();
@@ -190,6 +191,7 @@ fn friendly(rule: &Rule) -> String {
         Rule::field => "a field",
         Rule::group_by => "`by`",
         Rule::lateness => "`lateness`",
+        Rule::max_keys => "`max_keys`",
         other => return format!("{other:?}").replace('_', " "),
     };
     s.to_string()
@@ -519,6 +521,7 @@ fn stage(pair: Pair<'_, Rule>, base: usize) -> Stage {
                 },
                 group_by: Vec::new(),
                 lateness: None,
+                max_keys: None,
                 aggregates: Vec::new(),
             };
             for p in inner {
@@ -542,6 +545,9 @@ fn stage(pair: Pair<'_, Rule>, base: usize) -> Stage {
                     }
                     Rule::lateness => {
                         spec.lateness = p.into_inner().next().map(|d| duration_lit(d, base))
+                    }
+                    Rule::max_keys => {
+                        spec.max_keys = p.into_inner().next().and_then(|n| n.as_str().parse().ok())
                     }
                     Rule::assignment => {
                         if let Some(a) = assignment(p, base) {

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub late_dropped: IntCounterVec,
+    /// Events a window left out because it held its most keys.
+    pub window_key_overflow: IntCounterVec,
     pub windows_open: IntGaugeVec,
     /// Window matches of alert rules (before lifecycle and dedup).
     pub alerts: IntCounterVec,
@@ -40,6 +42,9 @@ pub struct Metrics {
     /// (sent to the dead letters).
     pub sink_retries: IntCounterVec,
     pub sink_failures: IntCounterVec,
+    /// 1 while a sink's last write succeeded, 0 while it fails (an archive
+    /// retrying an upload, an output retrying deliveries): `/readyz`.
+    pub sink_healthy: IntGaugeVec,
 }
 
 fn counter(
@@ -117,6 +122,17 @@ impl Metrics {
                 "Events an output gave up on after its retries (sent to dead letters)",
                 &["output"],
             )?,
+            sink_healthy: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "weir_sink_healthy",
+                        "1 while a sink writes, 0 while its writes fail and are retried",
+                    ),
+                    &["sink"],
+                )?;
+                register(reg, &g)?;
+                g
+            },
             events_in: counter(
                 reg,
                 "weir_operator_events_in_total",
@@ -157,6 +173,12 @@ impl Metrics {
                 reg,
                 "weir_late_events_dropped_total",
                 "Events that arrived after their window closed",
+                &["pipeline"],
+            )?,
+            window_key_overflow: counter(
+                reg,
+                "weir_window_key_overflow_total",
+                "Events left out of a window because it held its most keys open",
                 &["pipeline"],
             )?,
             windows_open,

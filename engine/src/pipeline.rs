@@ -12,7 +12,7 @@ use crate::ops::alert::AlertOp;
 use crate::ops::filter::Filter;
 use crate::ops::geoip::Geoip;
 use crate::ops::transform::{Parse, Project};
-use crate::ops::window::{Assigner, Window, WindowMetrics};
+use crate::ops::window::{Assigner, Window, WindowMetrics, DEFAULT_MAX_KEYS};
 use crate::ops::Operator;
 use crate::schema::{arrow_type, to_arrow};
 use arrow::record_batch::RecordBatch;
@@ -218,18 +218,29 @@ impl CompiledPipeline {
                         })?;
                         aggs.push(AggSpec { kind, arg, out });
                     }
-                    Step::Op(Box::new(Window::new(
-                        assigner,
-                        us(w.lateness.map(|l| l.millis).unwrap_or(0)),
-                        ts_col,
-                        group_cols,
-                        aggs,
-                        to_arrow(output),
-                        WindowMetrics {
-                            late: cx.metrics.late_dropped.with_label_values(&[&name]),
-                            open: cx.metrics.windows_open.with_label_values(&[&name]),
-                        },
-                    )?))
+                    Step::Op(Box::new(
+                        Window::new(
+                            assigner,
+                            us(w.lateness.map(|l| l.millis).unwrap_or(0)),
+                            ts_col,
+                            group_cols,
+                            aggs,
+                            to_arrow(output),
+                            WindowMetrics {
+                                late: cx.metrics.late_dropped.with_label_values(&[&name]),
+                                open: cx.metrics.windows_open.with_label_values(&[&name]),
+                                overflow: cx
+                                    .metrics
+                                    .window_key_overflow
+                                    .with_label_values(&[&name]),
+                            },
+                        )?
+                        .with_max_keys(
+                            w.max_keys.map_or(DEFAULT_MAX_KEYS, |m| {
+                                usize::try_from(m).unwrap_or(usize::MAX)
+                            }),
+                        ),
+                    ))
                 }
                 StageKind::Alert(a) => {
                     // Alert severities keep the rule's word (`critical`, `warning`),

@@ -123,6 +123,11 @@ impl Deployment {
         self.cancel.clone()
     }
 
+    /// The token that stops one pipeline.
+    pub fn pipeline_token(&self, name: &str) -> Option<CancellationToken> {
+        self.pipeline_cancels.get(name).cloned()
+    }
+
     /// Waits for every task; returns the first error.
     pub async fn wait(mut self) -> Result<()> {
         let mut first: Option<EngineError> = None;

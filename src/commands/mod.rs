@@ -93,9 +93,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Stack of every runtime thread. Rules and SQL are limited in size before
+/// they are planned (see `weir_dsl::limits` and `query::guard`), but planning,
+/// checking and evaluating expression trees is recursive: this leaves ample
+/// room for the largest accepted input. Only touched pages use memory.
+pub const THREAD_STACK: usize = 32 << 20;
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(THREAD_STACK)
         .build()?)
 }
 

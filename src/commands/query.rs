@@ -49,7 +49,7 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
         } => {
             let cfg = Config::load_or_default(config.as_deref(), data_dir)?;
             let location = cfg.archive_location(url.as_deref())?;
-            let engine = QueryEngine::new(location)?;
+            let engine = QueryEngine::new(location, cfg.query.clone())?;
             let limits = request.limits(Limits {
                 max_rows: usize::MAX,
                 timeout: Duration::from_secs(u64::MAX / 4),

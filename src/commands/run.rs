@@ -51,13 +51,21 @@ pub async fn run(
         let host = host.clone();
         tokio::spawn(async move { progress_loop(&host).await })
     });
-    let result = tokio::select! {
-        r = host.wait_all() => r,
-        _ = super::shutdown_signal() => {
+    // A signal stops the sources; waiting goes on until what was read is
+    // processed, windows are emitted and the archive and outputs are flushed.
+    let stopper = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            super::shutdown_signal().await;
             eprintln!("\nstopping: emitting open windows and flushing sinks...");
-            host.shutdown().await
-        }
+            host.stop_all().await;
+        })
     };
+    let result = host.wait_all().await;
+    stopper.abort();
+    if let Err(e) = host.alerts.save() {
+        tracing::warn!(error = %e, "could not save the alert state");
+    }
     if let Some(p) = progress {
         p.abort();
         eprintln!();

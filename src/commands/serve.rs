@@ -139,11 +139,15 @@ pub async fn serve(
     if !cfg.retention.is_empty() {
         tokio::spawn(retention_loop(cfg.clone(), location.clone(), host.clone()));
     }
-    let query = Arc::new(QueryEngine::new(location)?);
-    axum::serve(listener, api::router(host.clone(), query))
-        .with_graceful_shutdown(super::shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    let query = Arc::new(QueryEngine::new(location, cfg.query.clone())?);
+    crate::http_server::serve(
+        listener,
+        api::router(host.clone(), query),
+        &cfg.http,
+        super::shutdown_signal(),
+    )
+    .await
+    .context("HTTP server failed")?;
     eprintln!("stopping: emitting open windows and flushing sinks...");
     host.shutdown().await?;
     eprintln!("stopped");

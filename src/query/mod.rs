@@ -13,6 +13,7 @@ pub mod dense_count;
 pub mod dictionary;
 pub mod dictionary_like;
 pub mod format;
+pub mod guard;
 pub mod schema;
 pub mod udf;
 
@@ -44,14 +45,55 @@ pub enum QueryError {
     Timeout(Duration),
     #[error("the query would scan {scanned} bytes, more than the limit of {limit}; narrow the time range (start/end or a WHERE on timestamp/date)")]
     TooMuchData { scanned: u64, limit: u64 },
+    #[error("{0}")]
+    TooComplex(String),
+    #[error("only read-only queries run here: {0}")]
+    NotReadOnly(String),
+    #[error(
+        "{0} queries are running already, the most this server runs at once; try again shortly"
+    )]
+    Busy(usize),
     #[error("archive: {0}")]
     Internal(String),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        // DataFusion prefixes messages with their kind; keep them as they are.
-        QueryError::Sql(e.to_string())
+        use datafusion::error::DataFusionError as E;
+        match e.find_root() {
+            E::ResourcesExhausted(m) => QueryError::Sql(format!(
+                "the query needs more memory than the query memory limit allows ({m}); \
+                 narrow the time range, aggregate more, or raise [query] memory_limit"
+            )),
+            // DataFusion prefixes messages with their kind; keep them as they are.
+            _ => QueryError::Sql(e.to_string()),
+        }
+    }
+}
+
+/// Server-wide query settings (`[query]` in the config file).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerySettings {
+    /// Memory all running queries may hold together, in bytes; operators
+    /// that can spill (sorts, grouped aggregations) spill to a temporary
+    /// folder beyond it, others fail with a clear error.
+    pub memory_limit: u64,
+    /// Queries that run at once; more wait up to `queue_wait`, then are
+    /// refused (HTTP 503).
+    pub max_concurrent: usize,
+    /// How long a query waits for a free slot.
+    #[serde(with = "humantime_serde")]
+    pub queue_wait: Duration,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        QuerySettings {
+            memory_limit: 2 << 30,
+            max_concurrent: 4,
+            queue_wait: Duration::from_secs(10),
+        }
     }
 }
 
@@ -173,16 +215,21 @@ const SCHEME: &str = "weir://archive/";
 pub struct QueryEngine {
     location: ArchiveLocation,
     runtime: Arc<RuntimeEnv>,
+    settings: QuerySettings,
+    /// One permit per query allowed to run at once.
+    slots: tokio::sync::Semaphore,
     /// Per stream: the files' fingerprint and the schema inferred from them.
     schemas: Mutex<HashMap<String, (u64, SchemaRef)>>,
 }
 
 impl QueryEngine {
-    pub fn new(location: ArchiveLocation) -> Result<Self, QueryError> {
+    pub fn new(location: ArchiveLocation, settings: QuerySettings) -> Result<Self, QueryError> {
         // No list-files cache: it would hide files written after a first query.
         let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+        let memory = usize::try_from(settings.memory_limit).unwrap_or(usize::MAX);
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(caches)
+            .with_memory_limit(memory, 1.0)
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let url = url::Url::parse(SCHEME).map_err(|e| QueryError::Internal(e.to_string()))?;
@@ -192,6 +239,8 @@ impl QueryEngine {
         Ok(QueryEngine {
             location,
             runtime,
+            slots: tokio::sync::Semaphore::new(settings.max_concurrent.max(1)),
+            settings,
             schemas: Mutex::new(HashMap::new()),
         })
     }
@@ -312,9 +361,14 @@ impl QueryEngine {
         range: TimeRange,
         limits: Limits,
     ) -> Result<QueryResult, QueryError> {
+        guard::check_size(sql)?;
+        let _slot = tokio::time::timeout(self.settings.queue_wait, self.slots.acquire())
+            .await
+            .map_err(|_| QueryError::Busy(self.settings.max_concurrent))?
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
         let work = async {
             let (ctx, streams) = self.session(range).await?;
-            let df = ctx.sql(sql).await?;
+            let df = guard::read_only(&ctx, sql).await?;
             // Bytes the query may touch: the files of the streams it names,
             // after pruning by the time range.
             let lower = sql.to_ascii_lowercase();

@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A `weir serve` child process, killed when dropped.
@@ -10,6 +11,8 @@ pub struct Server {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every line it wrote to stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -20,6 +23,14 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Its stderr so far, one string.
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+
     /// Asks it to stop (SIGTERM) and waits for it to exit.
     pub fn terminate(mut self) {
         let _ = Command::new("kill")
@@ -41,12 +52,17 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
         .expect("weir binary starts");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if std::env::var_os("WEIR_TEST_VERBOSE").is_some() {
                 eprintln!("[weir] {line}");
             }
+            kept.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(line.clone());
             if !sent {
                 if let Some(rest) = line.split("serving on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_string();
@@ -62,5 +78,6 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
     Server {
         child,
         base: format!("http://{addr}"),
+        log,
     }
 }

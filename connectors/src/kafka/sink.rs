@@ -118,6 +118,9 @@ pub struct KafkaOutput {
     pub dead: Arc<dyn DeadLetterSink>,
     pub retries: prometheus::IntCounter,
     pub failures: prometheus::IntCounter,
+    /// `weir_sink_healthy{sink="output:NAME"}`: 0 after a batch that could
+    /// not be delivered whole.
+    pub healthy: prometheus::IntGauge,
 }
 
 #[async_trait]
@@ -141,6 +144,7 @@ impl Sink for KafkaOutput {
             });
         }
         let failed = deliver(&self.producer, &self.topic, out, &self.retries).await;
+        self.healthy.set(i64::from(failed.is_empty()));
         if !failed.is_empty() {
             self.failures.inc_by(failed.len() as u64);
             let now = chrono::Utc::now().to_rfc3339();

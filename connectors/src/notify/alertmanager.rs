@@ -24,7 +24,8 @@ pub struct Alertmanager {
 impl Alertmanager {
     pub fn new(url: &str, resend_every: Duration) -> Result<Alertmanager, String> {
         let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-        reqwest::Url::parse(&endpoint).map_err(|e| format!("bad url `{url}`: {e}"))?;
+        reqwest::Url::parse(&endpoint)
+            .map_err(|e| format!("bad url `{}`: {e}", super::http::redact_url(url)))?;
         let am = Alertmanager {
             endpoint,
             client: http::client()?,

@@ -4,7 +4,9 @@
 //!
 //! A file holds the events of one source partition; its name comes from the
 //! partition and the first and last source offset in it, so a replayed write
-//! replaces a file rather than duplicating it. Files are uploaded
+//! replaces a file rather than duplicating it. Sources whose offsets restart
+//! at every run add the run's epoch to the name, so a restart never replaces
+//! or hides an earlier run's events. Files are uploaded
 //! whole once closed (the local store writes a temporary file and renames it), so
 //! a reader never sees half a file. Files roll at a size and at an age.
 
@@ -43,6 +45,9 @@ pub struct ArchiveConfig {
     pub roll_every: Duration,
     /// What `_raw` keeps (see [`archive_raw`](super::archive_raw)).
     pub raw: RawMode,
+    /// This run's epoch, in every file name, when the source's offsets
+    /// restart at each run (see [`crate::maintenance::file_name`]).
+    pub epoch: Option<String>,
 }
 
 struct OpenFile {
@@ -62,6 +67,18 @@ struct Inner {
     open: Mutex<BTreeMap<FileKey, OpenFile>>,
     files: prometheus::IntCounter,
     bytes: prometheus::IntCounter,
+    /// `weir_sink_healthy{sink="archive:STREAM"}`, removed when the sink is
+    /// dropped (a deleted pipeline's archive no longer counts).
+    healthy: prometheus::IntGauge,
+    healthy_vec: prometheus::IntGaugeVec,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self
+            .healthy_vec
+            .remove_label_values(&[&format!("archive:{}", self.cfg.stream)]);
+    }
 }
 
 /// A [`Sink`] writing an event stream to the archive.
@@ -79,6 +96,14 @@ impl ArchiveSink {
         let inner = Arc::new(Inner {
             files: metrics.archive_files.with_label_values(&[&cfg.stream]),
             bytes: metrics.archive_bytes.with_label_values(&[&cfg.stream]),
+            healthy: {
+                let g = metrics
+                    .sink_healthy
+                    .with_label_values(&[&format!("archive:{}", cfg.stream)]);
+                g.set(1);
+                g
+            },
+            healthy_vec: metrics.sink_healthy.clone(),
             store,
             cfg,
             schema,
@@ -130,8 +155,11 @@ impl Inner {
         if self.cfg.granularity == Granularity::Hour {
             p.push_str(&format!("hour={}/", t.format("%H")));
         }
-        p.push_str(&format!(
-            "part-{partition:05}-{first:020}-{last:020}.parquet"
+        p.push_str(&crate::maintenance::file_name(
+            partition,
+            first,
+            last,
+            self.cfg.epoch.as_deref(),
         ));
         StorePath::from(p)
     }
@@ -236,8 +264,12 @@ impl Inner {
         let give_up = Instant::now() + UPLOAD_PATIENCE;
         loop {
             match self.store.put(&path, payload.clone()).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    self.healthy.set(1);
+                    break;
+                }
                 Err(e) if Instant::now() < give_up => {
+                    self.healthy.set(0);
                     tracing::warn!(%path, error = %e, ?wait, "archive upload failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(10));

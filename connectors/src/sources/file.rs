@@ -1,6 +1,7 @@
-//! `file(path: "...", follow: false)` and `stdin()` sources.
+//! `file(path: "...", follow: false)` and `stdin()` sources. A followed file
+//! is read across rotation and truncation (see [`Followed`]).
 
-use super::lines::read_lines;
+use super::lines::{read_lines, Followed, Input};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -15,13 +16,18 @@ pub struct FileSource {
 #[async_trait]
 impl Source for FileSource {
     async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()> {
-        let file = tokio::fs::File::open(&self.path).await.map_err(|e| {
+        let cannot = |e: std::io::Error| {
             EngineError::connector(
                 &self.name,
                 format!("cannot open {}: {e}", self.path.display()),
             )
-        })?;
-        read_lines(&self.name, file, &out, &shutdown, self.follow, 0).await?;
+        };
+        let input = if self.follow {
+            Input::Follow(Followed::open(self.path.clone()).await.map_err(cannot)?)
+        } else {
+            Input::Stream(tokio::fs::File::open(&self.path).await.map_err(cannot)?)
+        };
+        read_lines(&self.name, input, &out, &shutdown, 0).await?;
         Ok(())
     }
 }
@@ -33,7 +39,14 @@ pub struct StdinSource {
 #[async_trait]
 impl Source for StdinSource {
     async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()> {
-        read_lines(&self.name, tokio::io::stdin(), &out, &shutdown, false, 0).await?;
+        read_lines(
+            &self.name,
+            Input::Stream(tokio::io::stdin()),
+            &out,
+            &shutdown,
+            0,
+        )
+        .await?;
         Ok(())
     }
 }

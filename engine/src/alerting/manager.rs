@@ -8,7 +8,7 @@ use super::clock::Clock;
 use super::notify::{self, ChannelSettings, Notification, Notifier, Outcome, Report};
 use super::rfc3339;
 use super::rule::{AlertSink, Evaluation};
-use super::silence::{Matcher, Silence};
+use super::silence::{check_limits, Matcher, Silence, SilenceError, MAX_SILENCES};
 use super::store::{self, Snapshot};
 use super::tracker::{Alert, AlertState, Change, Tracker};
 use crate::metrics::Metrics;
@@ -237,7 +237,8 @@ impl AlertManager {
         std::mem::take(&mut *lock(&self.unrouted))
     }
 
-    /// Creates a silence from now (or `starts_at_us`) for `duration`.
+    /// Creates a silence from now (or `starts_at_us`) for `duration`,
+    /// within the limits of [`silence`](super::silence).
     pub fn add_silence(
         &self,
         matchers: Vec<Matcher>,
@@ -245,15 +246,29 @@ impl AlertManager {
         duration: Duration,
         created_by: String,
         comment: String,
-    ) -> Result<Silence, String> {
+    ) -> Result<Silence, SilenceError> {
         if matchers.is_empty() {
-            return Err("a silence needs at least one matcher, e.g. service=checkout".into());
+            return Err(SilenceError::Invalid(
+                "a silence needs at least one matcher, e.g. service=checkout".into(),
+            ));
         }
         for m in &matchers {
-            m.validate()?;
+            m.validate().map_err(SilenceError::Invalid)?;
         }
         if duration.is_zero() {
-            return Err("a silence needs a duration above zero".into());
+            return Err(SilenceError::Invalid(
+                "a silence needs a duration above zero".into(),
+            ));
+        }
+        let starts_in = starts_at_us
+            .map(|s| s.saturating_sub(self.clock.now_us()).max(0) as u64)
+            .map_or(Duration::ZERO, Duration::from_micros);
+        check_limits(&matchers, starts_in, duration, &created_by, &comment)?;
+        // Drops those expired over a day ago before counting.
+        if self.silences().len() >= MAX_SILENCES {
+            return Err(SilenceError::OverLimit(format!(
+                "{MAX_SILENCES} silences exist already; expire some first"
+            )));
         }
         let now = self.clock.now_us();
         let start = starts_at_us.unwrap_or(now);

@@ -2,6 +2,73 @@
 //! state and is recorded, but its notifications are held back.
 
 use super::tracker::Alert;
+use std::time::Duration;
+
+/// Silences kept at once (active, pending, or expired less than a day ago).
+pub const MAX_SILENCES: usize = 1_000;
+/// Matchers in one silence.
+pub const MAX_MATCHERS: usize = 32;
+/// Bytes of one matcher's name and value together.
+pub const MAX_MATCHER_BYTES: usize = 1_024;
+/// Bytes of `comment` and of `created_by`.
+pub const MAX_TEXT_BYTES: usize = 4_096;
+/// The longest silence, and how far ahead one may start.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Why a silence is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SilenceError {
+    /// Malformed: no matcher, a bad regex, a zero duration.
+    #[error("{0}")]
+    Invalid(String),
+    /// Well-formed but past a limit.
+    #[error("{0}")]
+    OverLimit(String),
+}
+
+/// Checks a new silence's size against the limits above.
+pub fn check_limits(
+    matchers: &[Matcher],
+    starts_in: Duration,
+    duration: Duration,
+    created_by: &str,
+    comment: &str,
+) -> Result<(), SilenceError> {
+    let over = |m: String| Err(SilenceError::OverLimit(m));
+    if matchers.len() > MAX_MATCHERS {
+        return over(format!(
+            "a silence has at most {MAX_MATCHERS} matchers ({} given)",
+            matchers.len()
+        ));
+    }
+    if let Some(m) = matchers
+        .iter()
+        .find(|m| m.name.len() + m.value.len() > MAX_MATCHER_BYTES)
+    {
+        return over(format!(
+            "matcher `{}` is longer than {MAX_MATCHER_BYTES} bytes",
+            m.name.chars().take(40).collect::<String>()
+        ));
+    }
+    if duration > MAX_DURATION {
+        return over(format!(
+            "a silence lasts at most {} days; expire and renew long ones",
+            MAX_DURATION.as_secs() / 86_400
+        ));
+    }
+    if starts_in > MAX_DURATION {
+        return over(format!(
+            "a silence starts at most {} days ahead",
+            MAX_DURATION.as_secs() / 86_400
+        ));
+    }
+    for (what, text) in [("created_by", created_by), ("comment", comment)] {
+        if text.len() > MAX_TEXT_BYTES {
+            return over(format!("{what} is longer than {MAX_TEXT_BYTES} bytes"));
+        }
+    }
+    Ok(())
+}
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 

@@ -4,6 +4,12 @@
 //! time seen minus the allowed lateness; a window is emitted once its end is at or
 //! before the watermark. An event whose every window has already been emitted is
 //! late: it is counted (`weir_late_events_dropped_total`) and not added.
+//!
+//! Keys are bounded: keys of emitted windows are forgotten, and at most
+//! `max_keys` keys are open at once (default [`DEFAULT_MAX_KEYS`]). Past
+//! that, events of keys not yet open are left out of the window and counted
+//! (`weir_window_key_overflow_total`) — a window grouped by a random id must
+//! not take the machine's memory; keys already open keep counting.
 
 use super::aggregate::{build_column, Acc, AggSpec, Input};
 use super::Operator;
@@ -15,6 +21,12 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use prometheus::{IntCounter, IntGauge};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// Keys a window holds open at once unless the pipeline says otherwise.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// The key id of an event left out because the window holds `max_keys`.
+const OVERFLOW: u32 = u32::MAX;
 
 /// Which windows an event belongs to. All lengths in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +46,8 @@ struct Session {
 pub struct WindowMetrics {
     pub late: IntCounter,
     pub open: IntGauge,
+    /// Events left out because the window held `max_keys` keys.
+    pub overflow: IntCounter,
 }
 
 pub struct Window {
@@ -53,6 +67,12 @@ pub struct Window {
     schema: SchemaRef,
     metrics: WindowMetrics,
     late_total: u64,
+    max_keys: usize,
+    /// Keys were collected since the last emit (collecting again before
+    /// windows close frees nothing).
+    collected: bool,
+    /// When overflow was last logged (µs of event time), to log it rarely.
+    overflow_logged: Option<std::time::Instant>,
 }
 
 impl Window {
@@ -91,7 +111,53 @@ impl Window {
             schema,
             metrics,
             late_total: 0,
+            max_keys: DEFAULT_MAX_KEYS,
+            collected: false,
+            overflow_logged: None,
         })
+    }
+
+    /// At most `max` keys open at once (at least 1).
+    pub fn with_max_keys(mut self, max: usize) -> Window {
+        self.max_keys = max.max(1);
+        self
+    }
+
+    /// Forgets keys no open window holds and numbers the rest anew.
+    fn collect_keys(&mut self) {
+        let mut live: Vec<u32> = self
+            .panes
+            .values()
+            .flat_map(|p| p.keys().copied())
+            .chain(self.sessions.keys().copied())
+            .collect();
+        live.sort_unstable();
+        live.dedup();
+        let mut keys = Vec::with_capacity(live.len());
+        let mut key_ids = HashMap::with_capacity(live.len());
+        let mut remap = HashMap::with_capacity(live.len());
+        for old in live {
+            if let Some(k) = self.keys.get_mut(old as usize).and_then(Option::take) {
+                let new = keys.len() as u32;
+                key_ids.insert(k.row().as_ref().into(), new);
+                keys.push(Some(k));
+                remap.insert(old, new);
+            }
+        }
+        let renumber = |k: u32| remap.get(&k).copied().unwrap_or(OVERFLOW);
+        for pane in self.panes.values_mut() {
+            *pane = std::mem::take(pane)
+                .into_iter()
+                .map(|(k, v)| (renumber(k), v))
+                .collect();
+        }
+        self.sessions = std::mem::take(&mut self.sessions)
+            .into_iter()
+            .map(|(k, v)| (renumber(k), v))
+            .collect();
+        self.keys = keys;
+        self.key_ids = key_ids;
+        self.collected = true;
     }
 
     /// Events dropped as late so far.
@@ -113,6 +179,10 @@ impl Window {
             .map(|&i| batch.column(i).clone())
             .collect();
         let rows = conv.convert_columns(&cols)?;
+        // Collect before numbering this batch: its ids must stay valid.
+        if self.keys.len() + n > self.max_keys && !self.collected {
+            self.collect_keys();
+        }
         let mut ids = Vec::with_capacity(n);
         let mut last: Option<(usize, u32)> = None;
         for i in 0..n {
@@ -127,6 +197,7 @@ impl Window {
             }
             let id = match self.key_ids.get(row.as_ref()) {
                 Some(&id) => id,
+                None if self.keys.len() >= self.max_keys => OVERFLOW,
                 None => {
                     let id = self.keys.len() as u32;
                     self.key_ids.insert(row.as_ref().into(), id);
@@ -269,6 +340,12 @@ impl Window {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        self.collected = false;
+        // Keys of closed windows are forgotten once they are most of them.
+        if self.keys.len() > 4096 && self.keys.len() > 2 * self.open_keys() {
+            self.collect_keys();
+            self.collected = false;
+        }
         Ok(vec![self.build(rows)?])
     }
 
@@ -278,6 +355,12 @@ impl Window {
             _ => self.panes.values().map(HashMap::len).sum(),
         };
         self.metrics.open.set(open as i64);
+    }
+
+    /// Keys some open window holds (an upper bound: a key open in two panes
+    /// counts twice).
+    fn open_keys(&self) -> usize {
+        self.sessions.len() + self.panes.values().map(HashMap::len).sum::<usize>()
     }
 
     fn build(&self, rows: Vec<(i64, i64, u32, Vec<Acc>)>) -> Result<RecordBatch> {
@@ -344,10 +427,16 @@ impl Operator for Window {
             .map(|a| a.input(&batch))
             .collect::<Result<_>>()?;
         let mut late = 0u64;
+        let mut overflow = 0u64;
         let mut batch_max = i64::MIN;
         for (row, &key) in keys.iter().enumerate() {
             if ts.is_null(row) {
                 late += 1;
+                continue;
+            }
+            if key == OVERFLOW {
+                overflow += 1;
+                batch_max = batch_max.max(ts.value(row));
                 continue;
             }
             let t = ts.value(row);
@@ -359,6 +448,21 @@ impl Operator for Window {
         if late > 0 {
             self.late_total += late;
             self.metrics.late.inc_by(late);
+        }
+        if overflow > 0 {
+            self.metrics.overflow.inc_by(overflow);
+            if self
+                .overflow_logged
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
+            {
+                tracing::warn!(
+                    max_keys = self.max_keys,
+                    events = overflow,
+                    "window holds its most keys; events of new keys are left out \
+                     (weir_window_key_overflow_total)"
+                );
+                self.overflow_logged = Some(std::time::Instant::now());
+            }
         }
         self.advance(batch_max);
         self.emit_until(self.watermark)
@@ -383,5 +487,108 @@ impl Operator for Window {
 
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         self.emit_until(i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::aggregate::AggKind;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use weir_dsl::Type;
+
+    fn window(max_keys: usize) -> (Window, IntCounter) {
+        let out = Arc::new(Schema::new(vec![
+            Field::new(
+                "window_start",
+                DataType::Timestamp(TimeUnit::Microsecond, Some(TZ.into())),
+                false,
+            ),
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Microsecond, Some(TZ.into())),
+                false,
+            ),
+            Field::new("id", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let overflow = IntCounter::new("overflow", "test").unwrap_or_else(|e| panic!("{e}"));
+        let w = Window::new(
+            Assigner::Tumbling { size: 1_000_000 },
+            0,
+            0,
+            vec![(1, DataType::Utf8)],
+            vec![AggSpec {
+                kind: AggKind::Count,
+                arg: None,
+                out: Type::Int,
+            }],
+            out,
+            WindowMetrics {
+                late: IntCounter::new("late", "test").unwrap_or_else(|e| panic!("{e}")),
+                open: IntGauge::new("open", "test").unwrap_or_else(|e| panic!("{e}")),
+                overflow: overflow.clone(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_max_keys(max_keys);
+        (w, overflow)
+    }
+
+    /// Events at `second` with ids `first..first + n`.
+    fn batch(second: i64, first: usize, n: usize) -> RecordBatch {
+        let ts = TimestampMicrosecondArray::from(vec![second * 1_000_000; n]).with_timezone(TZ);
+        let ids = StringArray::from_iter_values((first..first + n).map(|i| format!("id{i}")));
+        RecordBatch::try_from_iter(vec![
+            ("timestamp", Arc::new(ts) as ArrayRef),
+            ("id", Arc::new(ids) as ArrayRef),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn counted(out: &[RecordBatch]) -> i64 {
+        out.iter()
+            .map(|b| {
+                b.column(3)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map_or(0, |c| c.values().iter().sum::<i64>())
+            })
+            .sum()
+    }
+
+    #[test]
+    fn keys_past_the_limit_are_counted_out_and_open_keys_keep_counting() {
+        let (mut w, overflow) = window(100);
+        let mut out = w.process(batch(0, 0, 80)).unwrap_or_else(|e| panic!("{e}"));
+        // 40 more keys: 20 fit, 20 are left out; the first 80 keep counting.
+        out.extend(
+            w.process(batch(0, 60, 60))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        out.extend(w.finish().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(overflow.get(), 20);
+        assert_eq!(counted(&out), 140 - 20);
+        let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 100);
+    }
+
+    #[test]
+    fn keys_of_closed_windows_are_forgotten() {
+        // A new random id every event, one window a second, for a long time:
+        // the key table stays bounded and nothing overflows.
+        let (mut w, overflow) = window(2_000);
+        let mut total = 0;
+        for second in 0..200 {
+            let out = w
+                .process(batch(second, second as usize * 900, 900))
+                .unwrap_or_else(|e| panic!("{e}"));
+            total += counted(&out);
+            assert!(w.keys.len() <= 2_000, "{}", w.keys.len());
+        }
+        total += counted(&w.finish().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(overflow.get(), 0);
+        assert_eq!(total, 200 * 900);
     }
 }
