@@ -42,6 +42,11 @@ pub struct Config {
     pub query: QuerySettings,
     /// HTTP server limits: header timeout, connections.
     pub http: HttpSettings,
+    /// How long stopping may retry archive uploads that fail (a full disk,
+    /// a store down) before it keeps the files in `DATA/recovery` for the
+    /// next start.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 /// `[alerting]`.
@@ -76,6 +81,7 @@ impl Default for Config {
             channels: BTreeMap::new(),
             query: QuerySettings::default(),
             http: HttpSettings::default(),
+            shutdown_grace: weir_connectors::factory::DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct EngineHost {
     pub kafka: KafkaConfig,
     /// Object-store options for `s3://` archives.
     pub storage: StorageConfig,
+    /// How long a closing archive retries before it spills (see
+    /// [`LocalFactory::shutdown_grace`]).
+    pub shutdown_grace: Duration,
     deployments: Mutex<Vec<Running>>,
     /// Cancelled once the host stops: stops every deployment, also those a
     /// [`EngineHost::wait_all`] is already waiting for.
@@ -128,6 +131,7 @@ impl EngineHost {
             data_dir: cfg.data_dir.clone(),
             kafka: cfg.kafka.clone(),
             storage: cfg.storage.clone(),
+            shutdown_grace: cfg.shutdown_grace,
             deployments: Mutex::new(Vec::new()),
             stop: CancellationToken::new(),
         })
@@ -199,6 +203,7 @@ impl EngineHost {
             metrics: self.metrics.clone(),
             kafka: self.kafka.clone(),
             storage: self.storage.clone(),
+            shutdown_grace: self.shutdown_grace,
         };
         let deployment = deploy(
             &program,

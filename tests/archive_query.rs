@@ -814,3 +814,68 @@ fn a_followed_file_is_read_across_truncation_and_rotation() {
     assert_eq!(p.count("SELECT count(*) AS n FROM app"), 100);
     assert_eq!(p.count("SELECT count(DISTINCT message) AS n FROM app"), 100);
 }
+
+/// An archive that cannot write (here: its stream folder is a file, as a
+/// full disk refuses every write) does not hang a stop: after
+/// `shutdown_grace` the unwritten files go to `DATA/recovery`, and the next
+/// start archives them — every event accepted by the first run is counted.
+#[test]
+fn a_stop_with_a_failing_archive_is_bounded_and_loses_nothing() {
+    let p = folder_place();
+    let cfg = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(&p.config, format!("shutdown_grace = \"2s\"\n{cfg}")).unwrap();
+    let archive = p.dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let blocker = archive.join("stream=app");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let rules = p.dir.path().join("endless.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "source app = generator(rate: 500) format json\narchive app to \"{}\" roll every 1s\n",
+            p.url
+        ),
+    )
+    .unwrap();
+    let child = p
+        .run_command(&rules)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    let err = terminate(child);
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "stopping took {took:?}: {err}"
+    );
+    let first: i64 = err
+        .split("done: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {err}"));
+    assert!(first > 0, "{err}");
+    let recovery = p.dir.path().join("data/recovery/archive/app");
+    assert!(
+        support::archived(&recovery).0.len() as i64 == first,
+        "{err}"
+    );
+
+    // The store writes again; the next run of the stream archives the kept
+    // files before its own.
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::write(
+        &rules,
+        format!(
+            "source app = generator(rate: 0, count: 10) format json\narchive app to \"{}\"\n",
+            p.url
+        ),
+    )
+    .unwrap();
+    ok(&mut p.run_command(&rules));
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), first + 10);
+    assert_eq!(support::archived(&recovery).0.len(), 0);
+}

@@ -37,7 +37,13 @@ pub struct LocalFactory {
     pub kafka: KafkaConfig,
     /// Object-store options for `s3://` archives (`[storage]`).
     pub storage: StorageConfig,
+    /// How long a closing archive retries failed uploads before it keeps
+    /// them in `DATA/recovery` (`shutdown_grace` in the config file).
+    pub shutdown_grace: Duration,
 }
+
+/// Default [`LocalFactory::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Default interval between offset commits of a `kafka` source.
 pub const DEFAULT_COMMIT_EVERY: Duration = Duration::from_secs(5);
@@ -96,6 +102,7 @@ impl LocalFactory {
             metrics,
             kafka: KafkaConfig::default(),
             storage: StorageConfig::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
@@ -287,6 +294,13 @@ impl ConnectorFactory for LocalFactory {
                     .and_then(|r| RawMode::parse(&r.name))
                     .unwrap_or_default(),
                 epoch: (!source.replayable).then(crate::maintenance::new_epoch),
+                recovery: Some(
+                    self.data_dir
+                        .join("recovery")
+                        .join("archive")
+                        .join(&source.decl.name.name),
+                ),
+                close_grace: self.shutdown_grace,
             },
             to_arrow(&source.schema),
             &self.metrics,

@@ -140,6 +140,12 @@ pub trait Sink: Send + Sync {
     async fn write(&self, batch: &RecordBatch) -> Result<()>;
     /// Makes everything written so far durable.
     async fn flush(&self) -> Result<()>;
+    /// The last flush, when the stream ends or the engine stops: a sink
+    /// whose writes keep failing may take a bounded time here and keep what
+    /// it could not write somewhere local instead (the archive does).
+    async fn close(&self) -> Result<()> {
+        self.flush().await
+    }
 }
 
 /// An event that could not be processed, and why.

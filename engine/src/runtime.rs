@@ -230,7 +230,7 @@ pub fn deploy(
                     Flow::Barrier(reply) => answer(reply, sink.flush().await)?,
                 }
             }
-            sink.flush().await
+            sink.close().await
         });
     }
 

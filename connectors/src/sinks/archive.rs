@@ -9,6 +9,13 @@
 //! or hides an earlier run's events. Files are uploaded
 //! whole once closed (the local store writes a temporary file and renames it), so
 //! a reader never sees half a file. Files roll at a size and at an age.
+//!
+//! A failed upload is retried (the pipeline waits: backpressure) for up to
+//! [`UPLOAD_PATIENCE`]. When the sink closes (the stream ended or the engine
+//! stops) it retries for `close_grace` at most, then writes what it could not
+//! upload to the local `recovery` folder, named by its object path, so a
+//! full disk or an unreachable store never hangs a shutdown nor loses the
+//! buffer; the next sink of the stream uploads the recovered files first.
 
 use super::archive_file::FileWriter;
 use super::archive_raw::RawMode;
@@ -48,6 +55,12 @@ pub struct ArchiveConfig {
     /// This run's epoch, in every file name, when the source's offsets
     /// restart at each run (see [`crate::maintenance::file_name`]).
     pub epoch: Option<String>,
+    /// A local folder for files that could not be uploaded when the sink
+    /// closed (see [`ArchiveSink`]); the next sink of the stream uploads them.
+    pub recovery: Option<std::path::PathBuf>,
+    /// How long closing keeps retrying failed uploads before it spills them
+    /// to `recovery`.
+    pub close_grace: Duration,
 }
 
 struct OpenFile {
@@ -71,6 +84,14 @@ struct Inner {
     /// dropped (a deleted pipeline's archive no longer counts).
     healthy: prometheus::IntGauge,
     healthy_vec: prometheus::IntGaugeVec,
+    /// Set when the sink closes: failing uploads spill after it.
+    spill_after: std::sync::OnceLock<Instant>,
+    /// Uploads in progress (also those of the aged-roll task); closing
+    /// waits for them.
+    uploading: std::sync::atomic::AtomicUsize,
+    uploaded: tokio::sync::Notify,
+    /// Uploading the files an earlier run left in `recovery`.
+    recovering: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -108,7 +129,22 @@ impl ArchiveSink {
             cfg,
             schema,
             open: Mutex::new(BTreeMap::new()),
+            spill_after: std::sync::OnceLock::new(),
+            uploading: std::sync::atomic::AtomicUsize::new(0),
+            uploaded: tokio::sync::Notify::new(),
+            recovering: Mutex::new(None),
         });
+        if let (Some(dir), Ok(handle)) = (
+            inner.cfg.recovery.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            if dir.exists() {
+                let task = handle.spawn(recover(inner.store.clone(), dir, inner.prefix()));
+                if let Ok(mut r) = inner.recovering.try_lock() {
+                    *r = Some(task);
+                }
+            }
+        }
         // Roll files by age even when no events arrive.
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -144,11 +180,7 @@ impl Inner {
         let t = chrono::DateTime::from_timestamp_micros(bucket_start_us).unwrap_or_default();
         let mut p = format!(
             "{}stream={}/date={}/",
-            if self.cfg.prefix.is_empty() {
-                String::new()
-            } else {
-                format!("{}/", self.cfg.prefix.trim_end_matches('/'))
-            },
+            self.prefix(),
             self.cfg.stream,
             t.format("%Y-%m-%d")
         );
@@ -250,13 +282,71 @@ impl Inner {
     }
 
     async fn upload(&self, key: FileKey, f: OpenFile) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        self.uploading.fetch_add(1, Ordering::SeqCst);
+        let res = self.upload_file(key, f).await;
+        self.uploading.fetch_sub(1, Ordering::SeqCst);
+        self.uploaded.notify_waiters();
+        res
+    }
+
+    /// Closes the sink: uploads every open file, retrying failures until
+    /// `close_grace` has passed, then spilling to `recovery`.
+    async fn close(&self) -> Result<()> {
+        let _ = self.spill_after.set(Instant::now() + self.cfg.close_grace);
+        let rolled = self.roll(true).await;
+        // Uploads of the aged-roll task spill after the grace too.
+        loop {
+            let notified = self.uploaded.notified();
+            if self.uploading.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+        if let Some(task) = self.recovering.lock().await.take() {
+            let _ = task.await;
+        }
+        rolled
+    }
+
+    /// Keeps a file that could not be uploaded in the recovery folder.
+    fn spill(&self, path: &StorePath, bytes: &[u8]) -> Result<bool> {
+        let Some(dir) = &self.cfg.recovery else {
+            return Ok(false);
+        };
+        let rel = path
+            .as_ref()
+            .strip_prefix(&self.prefix())
+            .unwrap_or(path.as_ref());
+        let to = dir.join(rel);
+        let tmp = to.with_extension("parquet.tmp");
+        let io =
+            |e: std::io::Error| EngineError::io(format!("spilling {path} to {}", to.display()), e);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, &to).map_err(io)?;
+        tracing::warn!(%path, recovery = %to.display(), "archive: upload still failing at shutdown; kept in the recovery folder, uploaded at the next start");
+        Ok(true)
+    }
+
+    fn prefix(&self) -> String {
+        if self.cfg.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.cfg.prefix.trim_end_matches('/'))
+        }
+    }
+
+    async fn upload_file(&self, key: FileKey, f: OpenFile) -> Result<()> {
         let path = self.object_path(key, f.first_offset, f.last_offset);
         let bytes = f
             .writer
             .finish()
             .map_err(|e| EngineError::Other(format!("parquet: {e}")))?;
         let n = bytes.len() as u64;
-        let payload = PutPayload::from(bytes);
+        let payload = PutPayload::from(bytes.clone());
         // The store retries each request itself; on top of that, keep the
         // file and try again for a while, so an outage of the store delays the
         // pipeline (backpressure) instead of losing events.
@@ -267,6 +357,14 @@ impl Inner {
                 Ok(_) => {
                     self.healthy.set(1);
                     break;
+                }
+                Err(e)
+                    if self.spill_after.get().is_some_and(|t| Instant::now() >= *t)
+                        && self.spill(&path, &bytes)? =>
+                {
+                    self.healthy.set(0);
+                    tracing::debug!(error = %e, "spilled after a failed upload");
+                    return Ok(());
                 }
                 Err(e) if Instant::now() < give_up => {
                     self.healthy.set(0);
@@ -303,5 +401,51 @@ impl Sink for ArchiveSink {
 
     async fn flush(&self) -> Result<()> {
         self.inner.roll(true).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+}
+
+/// Uploads the files an earlier run spilled to `dir` (named by their path
+/// in the archive), deleting each once it is stored. Failures are logged and
+/// the file kept for the next start.
+async fn recover(store: Arc<dyn ObjectStore>, dir: std::path::PathBuf, prefix: String) {
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "parquet") {
+                continue;
+            }
+            let Ok(rel) = p.strip_prefix(&dir) else {
+                continue;
+            };
+            let to = StorePath::from(format!("{prefix}{}", rel.to_string_lossy()));
+            let put = match std::fs::read(&p) {
+                Ok(bytes) => store
+                    .put(&to, PutPayload::from(bytes))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match put {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&p);
+                    tracing::info!(path = %to, "archive: recovered a file kept at the last shutdown");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "archive: recovering a kept file failed; tried again at the next start")
+                }
+            }
+        }
     }
 }
