@@ -68,34 +68,28 @@ async fn run_query(
                 body,
             )
                 .into_response(),
-            Err(e) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({ "error": e.to_string() })),
-            )
-                .into_response(),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         },
-        Err(e @ QueryError::Internal(_)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({ "error": e.to_string() })),
-        )
-            .into_response(),
-        Err(e @ QueryError::Busy(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            Json(json!({ "error": e.to_string() })),
-        )
-            .into_response(),
-        Err(e @ QueryError::NotReadOnly(_)) => (
-            StatusCode::FORBIDDEN,
-            Json(json!({ "error": e.to_string() })),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => {
+            let status = match e {
+                QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                QueryError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+                QueryError::NotReadOnly(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let mut r = error(status, e);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            r
+        }
     }
+}
+
+/// `{"error": "..."}` with `status`.
+fn error(status: StatusCode, e: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": e.to_string() }))).into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,6 @@
 //! `weir.toml`: settings of `weir serve`. Every setting has a default, so no file
 //! is needed.
 
-use crate::http_server::HttpSettings;
 use crate::query::QuerySettings;
 use anyhow::Context;
 use serde::Deserialize;
@@ -9,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use weir_connectors::http_server::HttpSettings;
 use weir_connectors::kafka::KafkaConfig;
 use weir_connectors::maintenance::RetentionPolicy;
 use weir_connectors::notify::{ChannelConfig, ChannelKind};

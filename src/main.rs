@@ -6,7 +6,6 @@ mod cli;
 mod commands;
 mod config;
 mod engine_host;
-mod http_server;
 mod query;
 mod rules;
 

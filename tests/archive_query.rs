@@ -183,6 +183,15 @@ impl Place {
             .unwrap()
     }
 
+    /// `weir run RULES` in the background, its stderr piped for [`terminate`].
+    fn start(&self, rules: &std::path::Path) -> Child {
+        self.run_command(rules)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// `weir run RULES --quiet` with this place's config and data folder.
     fn run_command(&self, rules: &std::path::Path) -> Command {
         let mut c = weir();
@@ -614,6 +623,16 @@ fn terminate(mut child: Child) -> String {
     err
 }
 
+/// The events `weir run` counted in its closing summary (`done: N events`).
+fn events_done(stderr: &str) -> i64 {
+    stderr
+        .split("done: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stderr}"))
+}
+
 /// POSTs `body` to `127.0.0.1:port` until it is accepted (the source may be
 /// starting).
 fn post_events(port: u16, body: &str) {
@@ -704,12 +723,7 @@ fn restarted_sources_keep_every_event_through_compaction() {
             ),
         )
         .unwrap();
-        let child = p
-            .run_command(&http)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = p.start(&http);
         post_events(port, &lines);
         let err = terminate(child);
         assert!(err.contains(&format!("done: {n} events")), "{err}");
@@ -733,31 +747,19 @@ fn restarted_sources_keep_every_event_through_compaction() {
 #[test]
 fn a_stopped_run_flushes_the_archive() {
     let p = folder_place();
-    let child = p
-        .run_command(&{
-            let rules = p.dir.path().join("endless.rules");
-            std::fs::write(
-                &rules,
-                format!(
-                    "source app = generator(rate: 500) format json\narchive app to \"{}\"\n",
-                    p.url
-                ),
-            )
-            .unwrap();
-            rules
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let rules = p.dir.path().join("endless.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "source app = generator(rate: 500) format json\narchive app to \"{}\"\n",
+            p.url
+        ),
+    )
+    .unwrap();
+    let child = p.start(&rules);
     std::thread::sleep(Duration::from_secs(2));
     let err = terminate(child);
-    let events: i64 = err
-        .split("done: ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no summary in {err}"));
+    let events = events_done(&err);
     assert!(events > 0, "{err}");
     assert!(!err.contains(" 0 archive files"), "{err}");
     assert_eq!(p.count("SELECT count(*) AS n FROM app"), events);
@@ -792,12 +794,7 @@ fn a_followed_file_is_read_across_truncation_and_rotation() {
         ),
     )
     .unwrap();
-    let child = p
-        .run_command(&rules)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = p.start(&rules);
     std::thread::sleep(Duration::from_millis(1500));
     // copytruncate: the file starts again, shorter than what was read.
     std::fs::write(&log, lines(50..60)).unwrap();
@@ -837,12 +834,7 @@ fn a_stop_with_a_failing_archive_is_bounded_and_loses_nothing() {
         ),
     )
     .unwrap();
-    let child = p
-        .run_command(&rules)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = p.start(&rules);
     std::thread::sleep(Duration::from_secs(3));
     let t = Instant::now();
     let err = terminate(child);
@@ -851,12 +843,7 @@ fn a_stop_with_a_failing_archive_is_bounded_and_loses_nothing() {
         took < Duration::from_secs(20),
         "stopping took {took:?}: {err}"
     );
-    let first: i64 = err
-        .split("done: ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no summary in {err}"));
+    let first = events_done(&err);
     assert!(first > 0, "{err}");
     let recovery = p.dir.path().join("data/recovery/archive/app");
     assert!(

@@ -205,6 +205,7 @@ max_concurrent = 1
 queue_wait = "300ms"
 [http]
 header_timeout = "2s"
+request_timeout = "3s"
 max_connections = 64
 [channels.hook]
 type = "webhook"
@@ -379,6 +380,24 @@ url = "http://127.0.0.1:{closed}/services/T0/B0/SLACKSECRET"
         assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{i}: {text}");
     }
     healthy(&http, &base).await;
+
+    // A body that never arrives in full is cut off with 408.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(
+            b"POST /api/v1/pipelines HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\nsource",
+        )
+        .await
+        .unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(15), c.read_to_end(&mut reply))
+            .await
+            .expect("a half-sent body is cut off")
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    }
 
     // Silences past the limits: 422 with the reason.
     for (body, needle) in [

@@ -10,6 +10,7 @@
 //! - [`factory::LocalFactory`]: builds them from rules, with data under one folder.
 
 pub mod factory;
+pub mod http_server;
 pub mod kafka;
 pub mod live_store;
 pub mod maintenance;

@@ -140,7 +140,7 @@ pub async fn serve(
         tokio::spawn(retention_loop(cfg.clone(), location.clone(), host.clone()));
     }
     let query = Arc::new(QueryEngine::new(location, cfg.query.clone())?);
-    crate::http_server::serve(
+    weir_connectors::http_server::serve(
         listener,
         api::router(host.clone(), query),
         &cfg.http,

@@ -55,9 +55,13 @@ impl Source for HttpSource {
                 out,
                 offset: Arc::new(AtomicI64::new(0)),
             });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(|e| EngineError::io("http source", e))
+        crate::http_server::serve(
+            listener,
+            app,
+            &crate::http_server::HttpSettings::default(),
+            shutdown.cancelled_owned(),
+        )
+        .await
+        .map_err(|e| EngineError::io("http source", e))
     }
 }

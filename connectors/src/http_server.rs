@@ -1,11 +1,17 @@
-//! Serves the API router over HTTP/1.1 with the limits `axum::serve` lacks:
-//! a connection that has not sent a whole request head within
-//! `header_timeout` (a slow or half-sent request, or an idle keep-alive
-//! connection) is closed, and at most `max_connections` are open at once —
-//! past that, new connections wait in the listen backlog instead of taking
-//! descriptors the engine needs for its archive files. On shutdown, open
-//! connections finish their request and close.
+//! Serves an axum router over HTTP/1.1 with the limits `axum::serve` lacks —
+//! for the API of `weir serve` and the `http` source alike: a connection that
+//! has not sent a whole request head within `header_timeout` (a slow or
+//! half-sent request, or an idle keep-alive connection) is closed; a request
+//! whose body and handling take longer than `request_timeout` gets 408; and
+//! at most `max_connections` are open at once — past that, new connections
+//! wait in the listen backlog instead of taking descriptors the engine needs
+//! for its archive files. On shutdown, open connections finish their request
+//! and close.
 
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -22,6 +28,10 @@ pub struct HttpSettings {
     /// also when it is idle between requests; else it is closed.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// A request's body and handling together (a half-sent body is cut off
+    /// here); above the longest query time.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
     /// How long shutdown waits for requests in progress.
@@ -33,6 +43,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(30),
         }
@@ -46,6 +57,10 @@ pub async fn serve(
     settings: &HttpSettings,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        settings.request_timeout,
+        deadline,
+    ));
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     // Dropped on shutdown: every connection then finishes gracefully.
     let (stop_tx, stop_rx) = watch::channel(());
@@ -108,4 +123,17 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Answers 408 when reading the body and handling the request take longer
+/// than `limit`.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request took longer than {limit:?}\n"),
+        )
+            .into_response(),
+    }
 }
