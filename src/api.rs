@@ -9,7 +9,7 @@
 //! | GET, POST, DELETE | /api/v1/alerts, /api/v1/silences | see [`crate::alerts_api`] |
 //! | POST | /api/v1/query | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; 400 with DataFusion's message on a bad query |
 //! | GET | /healthz | `ok` while the process runs (liveness) |
-//! | GET | /readyz | 200 `ready`, or 503 naming the sinks whose writes fail (`weir_sink_healthy` 0) |
+//! | GET | /readyz | 200 `ready`, or 503 naming the sinks whose writes fail (`weir_sink_healthy` 0) and the sources that failed (`weir_source_healthy` 0) |
 //! | GET | /metrics | Prometheus text format |
 
 use crate::engine_host::{DeployError, EngineHost};
@@ -154,13 +154,13 @@ async fn delete_pipeline(
 }
 
 async fn readyz(State(host): State<Arc<EngineHost>>) -> Response {
-    let failing = host.unhealthy_sinks();
-    if failing.is_empty() {
+    let (sinks, sources) = host.unhealthy();
+    if sinks.is_empty() && sources.is_empty() {
         "ready\n".into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "failing_sinks": failing })),
+            Json(json!({ "ready": false, "failing_sinks": sinks, "failing_sources": sources })),
         )
             .into_response()
     }

@@ -311,6 +311,10 @@ impl EngineHost {
         d.stopped.insert(name.to_string());
         if d.stopped.len() == d.pipelines.len() {
             d.cancel.cancel();
+            // Its sources no longer count for readiness.
+            for source in d.sources.values() {
+                let _ = self.metrics.source_healthy.remove_label_values(&[source]);
+            }
             let (abort, finished) = (d.abort.clone(), d.finished.clone());
             let name = name.to_string();
             tokio::spawn(async move {
@@ -365,17 +369,22 @@ impl EngineHost {
         }
     }
 
-    /// Sinks whose writes fail now (`weir_sink_healthy` is 0), by name.
-    pub fn unhealthy_sinks(&self) -> Vec<String> {
+    /// Sinks whose writes fail now (`weir_sink_healthy` 0) and sources that
+    /// failed or cannot reach their system (`weir_source_healthy` 0), by name.
+    pub fn unhealthy(&self) -> (Vec<String>, Vec<String>) {
         use prometheus::core::Collector;
-        self.metrics
-            .sink_healthy
-            .collect()
-            .iter()
-            .flat_map(|mf| mf.get_metric().iter())
-            .filter(|m| m.get_gauge().get_value() < 1.0)
-            .filter_map(|m| m.get_label().first().map(|l| l.value().to_string()))
-            .collect()
+        let failing = |g: &prometheus::IntGaugeVec| -> Vec<String> {
+            g.collect()
+                .iter()
+                .flat_map(|mf| mf.get_metric().iter())
+                .filter(|m| m.get_gauge().get_value() < 1.0)
+                .filter_map(|m| m.get_label().first().map(|l| l.value().to_string()))
+                .collect()
+        };
+        (
+            failing(&self.metrics.sink_healthy),
+            failing(&self.metrics.source_healthy),
+        )
     }
 
     pub fn metrics_text(&self) -> String {

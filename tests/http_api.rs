@@ -525,7 +525,8 @@ async fn deleting_a_pipeline_releases_its_source_and_leaves_the_list() {
 
 /// An archive that cannot write makes `/readyz` answer 503 with its name
 /// (and `weir_sink_healthy` 0) while `/healthz` stays ok; once it writes
-/// again, ready again, and nothing was lost.
+/// again, ready again, and nothing was lost. A source that failed is named
+/// too, until its pipeline is deleted.
 #[tokio::test]
 async fn readiness_follows_the_archive() {
     let dir = tempfile::tempdir().unwrap();
@@ -592,4 +593,44 @@ async fn readiness_follows_the_archive() {
     }
     let (rows, _) = support::archived(&archive);
     assert_eq!(rows.len(), 1000);
+
+    // A source that fails makes the server not ready until its pipeline is
+    // deleted.
+    let rules = format!(
+        "source missing = file(path: \"{}\") format json\npipeline reads_nothing {{\n  from missing\n  | to stdout\n}}\n",
+        dir.path().join("no-such.log").display()
+    );
+    let r = http
+        .post(format!("{}/api/v1/pipelines", server.base))
+        .body(rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let r = http
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "a failed source is not reported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(body["failing_sources"][0], "missing", "{body}");
+    let r = http
+        .delete(format!("{}/api/v1/pipelines/reads_nothing", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -45,6 +45,9 @@ pub struct Metrics {
     /// 1 while a sink's last write succeeded, 0 while it fails (an archive
     /// retrying an upload, an output retrying deliveries): `/readyz`.
     pub sink_healthy: IntGaugeVec,
+    /// 1 while a source reads (or ended cleanly), 0 when it failed or cannot
+    /// reach its system (Kafka brokers all down): `/readyz`.
+    pub source_healthy: IntGaugeVec,
 }
 
 fn counter(
@@ -129,6 +132,17 @@ impl Metrics {
                         "1 while a sink writes, 0 while its writes fail and are retried",
                     ),
                     &["sink"],
+                )?;
+                register(reg, &g)?;
+                g
+            },
+            source_healthy: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "weir_source_healthy",
+                        "1 while a source reads, 0 when it failed or cannot reach its system",
+                    ),
+                    &["source"],
                 )?;
                 register(reg, &g)?;
                 g

@@ -249,10 +249,13 @@ pub fn deploy(
         let stop = cancel.clone();
         let source_name = name.clone();
         let errors = metrics.errors.with_label_values(&["source"]);
+        let healthy = metrics.source_healthy.with_label_values(&[&name]);
+        healthy.set(1);
         tasks.spawn(async move {
             let res = source.run(LineSender::new(line_tx), stop).await;
             if let Err(e) = &res {
                 errors.inc();
+                healthy.set(0);
                 error!(source = %source_name, error = %e, "source failed");
             }
             res

@@ -76,6 +76,9 @@ struct Ctx {
     source: String,
     start_at_ms: Option<i64>,
     lag: prometheus::IntGaugeVec,
+    /// `weir_source_healthy`: 0 while every broker is down, 1 again at the
+    /// next message.
+    healthy: prometheus::IntGauge,
 }
 
 impl ClientContext for Ctx {
@@ -98,7 +101,14 @@ impl ClientContext for Ctx {
                     "{reason} (hint: check [kafka.{table}] {what})"
                 )));
             }
-            None => warn!(source = %self.source, error = %error, reason, "kafka client error"),
+            None => {
+                if error.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+                {
+                    self.healthy.set(0);
+                }
+                warn!(source = %self.source, error = %error, reason, "kafka client error")
+            }
         }
     }
 }
@@ -216,6 +226,11 @@ impl KafkaSource {
             source: self.cfg.name.clone(),
             start_at_ms: self.cfg.start_at_ms,
             lag: self.cfg.metrics.source_lag.clone(),
+            healthy: self
+                .cfg
+                .metrics
+                .source_healthy
+                .with_label_values(&[&self.cfg.name]),
         };
         let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx).map_err(|e| {
             EngineError::connector(&self.cfg.name, format!("cannot create the consumer: {e}"))
@@ -279,6 +294,7 @@ impl Source for KafkaSource {
                     while !stop.load(Ordering::Relaxed) {
                         match consumer.poll(Duration::from_millis(100)) {
                             Some(Ok(m)) => {
+                                consumer.context().healthy.set(1);
                                 let msg = Polled::Message {
                                     topic: Arc::from(m.topic()),
                                     partition: m.partition(),
