@@ -522,3 +522,71 @@ async fn lag_and_commits_are_on_the_metrics_endpoint() {
         "{text}"
     );
 }
+
+/// While every broker is down, `/readyz` names the Kafka source (and
+/// `/healthz` stays ok); after the broker is back and messages flow, ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_source_whose_brokers_are_down() {
+    let mut broker = Broker::durable();
+    broker.create_topic("logs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let rules_file = dir.path().join("k.rules");
+    std::fs::write(&rules_file, rules(&broker.bootstrap(), "ready", "")).unwrap();
+    let port = support::free_port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(&rules_file)
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir serve starts");
+    support::tansu::wait_for_port(port);
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = || async {
+        let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    produce(&producer(&broker.bootstrap()), "logs", 1, &[event(0)]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready().await.0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    broker.stop();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (status, body) = ready().await;
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "brokers down, still ready: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(body.contains("\"failing_sources\":[\"app\"]"), "{body}");
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    broker.restart();
+    produce(&producer(&broker.bootstrap()), "logs", 1, &[event(1)]).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = ready().await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready after the broker returned: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
