@@ -22,8 +22,6 @@ pub enum EngineError {
     },
     #[error("connector `{name}`: {message}")]
     Connector { name: String, message: String },
-    #[error("pipeline `{0}` is not running")]
-    NotRunning(String),
     #[error("{0}")]
     Other(String),
 }

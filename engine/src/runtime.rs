@@ -110,20 +110,13 @@ impl Deployment {
         self.cancel.cancel();
     }
 
-    /// Stops one pipeline (its windows are emitted and its outputs flushed).
-    pub fn stop_pipeline(&self, name: &str) -> Result<()> {
-        self.pipeline_cancels
-            .get(name)
-            .map(CancellationToken::cancel)
-            .ok_or_else(|| EngineError::NotRunning(name.to_string()))
-    }
-
     /// The token that stops this deployment.
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }
 
-    /// The token that stops one pipeline.
+    /// The token that stops one pipeline (its windows are emitted and its
+    /// outputs flushed).
     pub fn pipeline_token(&self, name: &str) -> Option<CancellationToken> {
         self.pipeline_cancels.get(name).cloned()
     }
@@ -139,11 +132,6 @@ impl Deployment {
             }
         }
         first.map_or(Ok(()), Err)
-    }
-
-    /// Whether every task has ended.
-    pub fn is_finished(&self) -> bool {
-        self.tasks.is_empty()
     }
 }
 
