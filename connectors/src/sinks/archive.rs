@@ -6,9 +6,10 @@
 //! partition and the first and last source offset in it, so a replayed write
 //! replaces a file rather than duplicating it. Sources whose offsets restart
 //! at every run add the run's epoch to the name, so a restart never replaces
-//! or hides an earlier run's events. Files are uploaded
-//! whole once closed (the local store writes a temporary file and renames it), so
-//! a reader never sees half a file. Files roll at a size and at an age.
+//! or hides an earlier run's events (`…-rEPOCH.parquet`). Files are uploaded
+//! whole once closed (the local store writes a temporary file and renames
+//! it), so a reader never sees half a file. Files roll at a size and at an
+//! age.
 //!
 //! A failed upload is retried (the pipeline waits: backpressure) for up to
 //! [`UPLOAD_PATIENCE`]. When the sink closes (the stream ended or the engine
@@ -341,11 +342,13 @@ impl Inner {
 
     async fn upload_file(&self, key: FileKey, f: OpenFile) -> Result<()> {
         let path = self.object_path(key, f.first_offset, f.last_offset);
-        let bytes = f
-            .writer
-            .finish()
-            .map_err(|e| EngineError::Other(format!("parquet: {e}")))?;
+        let bytes = bytes::Bytes::from(
+            f.writer
+                .finish()
+                .map_err(|e| EngineError::Other(format!("parquet: {e}")))?,
+        );
         let n = bytes.len() as u64;
+        // Cheap clones: one buffer shared by the payload and a spill.
         let payload = PutPayload::from(bytes.clone());
         // The store retries each request itself; on top of that, keep the
         // file and try again for a while, so an outage of the store delays the
