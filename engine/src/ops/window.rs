@@ -340,13 +340,15 @@ impl Window {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        // Built before keys are collected: `rows` holds the current ids.
+        let out = self.build(rows)?;
         self.collected = false;
         // Keys of closed windows are forgotten once they are most of them.
         if self.keys.len() > 4096 && self.keys.len() > 2 * self.open_keys() {
             self.collect_keys();
             self.collected = false;
         }
-        Ok(vec![self.build(rows)?])
+        Ok(vec![out])
     }
 
     fn update_open_gauge(&self) {
@@ -572,6 +574,33 @@ mod tests {
         assert_eq!(counted(&out), 140 - 20);
         let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows, 100);
+    }
+
+    #[test]
+    fn emitted_rows_keep_their_keys_when_closed_keys_are_forgotten() {
+        // 5,000 keys close while 10 stay open: the keys are collected after
+        // the closed window's rows are built, which name the right ids.
+        let (mut w, _) = window(DEFAULT_MAX_KEYS);
+        assert!(w
+            .process(batch(0, 0, 5_000))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty());
+        let out = w.process(batch(1, 0, 10)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(counted(&out), 5_000);
+        let ids = out[0]
+            .column(2)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map(|c| c.iter().flatten().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut expected: Vec<String> = (0..5_000).map(|i| format!("id{i}")).collect();
+        let mut got = ids.clone();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected);
+        assert!(w.keys.len() <= 10, "{}", w.keys.len());
+        let rest = w.finish().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(counted(&rest), 10);
     }
 
     #[test]
