@@ -5,11 +5,14 @@
 //! before the watermark. An event whose every window has already been emitted is
 //! late: it is counted (`weir_late_events_dropped_total`) and not added.
 //!
-//! Keys are bounded: keys of emitted windows are forgotten, and at most
-//! `max_keys` keys are open at once (default [`DEFAULT_MAX_KEYS`]). Past
-//! that, events of keys not yet open are left out of the window and counted
-//! (`weir_window_key_overflow_total`) — a window grouped by a random id must
-//! not take the machine's memory; keys already open keep counting.
+//! Keys are bounded: the key table holds at most `max_keys` keys (default
+//! [`DEFAULT_MAX_KEYS`]). When a new key finds it full, keys no open window
+//! holds are forgotten (at most once between two emits: collecting again
+//! frees nothing); if it is still full, events of keys not yet open are left
+//! out of the window and counted (`weir_window_key_overflow_total`) — a
+//! window grouped by a random id must not take the machine's memory; keys
+//! already open keep counting. A stream whose keys recur never pays for a
+//! collection.
 
 use super::aggregate::{build_column, Acc, AggSpec, Input};
 use super::Operator;
@@ -123,13 +126,15 @@ impl Window {
         self
     }
 
-    /// Forgets keys no open window holds and numbers the rest anew.
-    fn collect_keys(&mut self) {
+    /// Forgets keys no open window holds (nor `also`) and numbers the rest
+    /// anew; returns the old number of each kept key to its new one.
+    fn collect_keys(&mut self, also: &[u32]) -> HashMap<u32, u32> {
         let mut live: Vec<u32> = self
             .panes
             .values()
             .flat_map(|p| p.keys().copied())
             .chain(self.sessions.keys().copied())
+            .chain(also.iter().copied().filter(|&k| k != OVERFLOW))
             .collect();
         live.sort_unstable();
         live.dedup();
@@ -158,6 +163,7 @@ impl Window {
         self.keys = keys;
         self.key_ids = key_ids;
         self.collected = true;
+        remap
     }
 
     /// Events dropped as late so far.
@@ -179,10 +185,6 @@ impl Window {
             .map(|&i| batch.column(i).clone())
             .collect();
         let rows = conv.convert_columns(&cols)?;
-        // Collect before numbering this batch: its ids must stay valid.
-        if self.keys.len() + n > self.max_keys && !self.collected {
-            self.collect_keys();
-        }
         let mut ids = Vec::with_capacity(n);
         let mut last: Option<(usize, u32)> = None;
         for i in 0..n {
@@ -195,8 +197,18 @@ impl Window {
                     continue;
                 }
             }
-            let id = match self.key_ids.get(row.as_ref()) {
-                Some(&id) => id,
+            let mut found = self.key_ids.get(row.as_ref()).copied();
+            if found.is_none() && self.keys.len() >= self.max_keys && !self.collected {
+                // Full: forget keys no open window holds (the batch's own
+                // included), renumbering what this batch was given so far.
+                let remap = self.collect_keys(&ids);
+                for id in ids.iter_mut() {
+                    *id = remap.get(id).copied().unwrap_or(OVERFLOW);
+                }
+                found = self.key_ids.get(row.as_ref()).copied();
+            }
+            let id = match found {
+                Some(id) => id,
                 None if self.keys.len() >= self.max_keys => OVERFLOW,
                 None => {
                     let id = self.keys.len() as u32;
@@ -340,15 +352,9 @@ impl Window {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        // Built before keys are collected: `rows` holds the current ids.
-        let out = self.build(rows)?;
+        // Closed windows' keys may be forgotten again when the table is full.
         self.collected = false;
-        // Keys of closed windows are forgotten once they are most of them.
-        if self.keys.len() > 4096 && self.keys.len() > 2 * self.open_keys() {
-            self.collect_keys();
-            self.collected = false;
-        }
-        Ok(vec![out])
+        Ok(vec![self.build(rows)?])
     }
 
     fn update_open_gauge(&self) {
@@ -357,12 +363,6 @@ impl Window {
             _ => self.panes.values().map(HashMap::len).sum(),
         };
         self.metrics.open.set(open as i64);
-    }
-
-    /// Keys some open window holds (an upper bound: a key open in two panes
-    /// counts twice).
-    fn open_keys(&self) -> usize {
-        self.sessions.len() + self.panes.values().map(HashMap::len).sum::<usize>()
     }
 
     fn build(&self, rows: Vec<(i64, i64, u32, Vec<Acc>)>) -> Result<RecordBatch> {
@@ -576,31 +576,41 @@ mod tests {
         assert_eq!(rows, 100);
     }
 
+    fn ids(out: &[RecordBatch]) -> Vec<String> {
+        let mut v: Vec<String> = out
+            .iter()
+            .flat_map(|b| {
+                b.column(2)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .map(|c| c.iter().flatten().map(str::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
-    fn emitted_rows_keep_their_keys_when_closed_keys_are_forgotten() {
-        // 5,000 keys close while 10 stay open: the keys are collected after
-        // the closed window's rows are built, which name the right ids.
-        let (mut w, _) = window(DEFAULT_MAX_KEYS);
-        assert!(w
-            .process(batch(0, 0, 5_000))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_empty());
-        let out = w.process(batch(1, 0, 10)).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(counted(&out), 5_000);
-        let ids = out[0]
-            .column(2)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .map(|c| c.iter().flatten().map(str::to_string).collect::<Vec<_>>())
-            .unwrap_or_default();
-        let mut expected: Vec<String> = (0..5_000).map(|i| format!("id{i}")).collect();
-        let mut got = ids.clone();
-        got.sort();
+    fn keys_collected_in_the_middle_of_a_batch_keep_their_events() {
+        let (mut w, overflow) = window(100);
+        // 80 keys in window 0; window 1 reuses 10 of them and closes window 0.
+        let mut out = w.process(batch(0, 0, 80)).unwrap_or_else(|e| panic!("{e}"));
+        out.extend(w.process(batch(1, 0, 10)).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(counted(&out), 80);
+        // 90 new keys in window 2: the table fills after 20 of them; the 70
+        // keys only window 0 held are forgotten, those of this batch and of
+        // window 1 kept, and the other 70 fit.
+        let mut late = w
+            .process(batch(2, 200, 90))
+            .unwrap_or_else(|e| panic!("{e}"));
+        late.extend(w.finish().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(overflow.get(), 0);
+        assert_eq!(counted(&late), 100);
+        let mut expected: Vec<String> = (0..10).chain(200..290).map(|i| format!("id{i}")).collect();
         expected.sort();
-        assert_eq!(got, expected);
-        assert!(w.keys.len() <= 10, "{}", w.keys.len());
-        let rest = w.finish().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(counted(&rest), 10);
+        assert_eq!(ids(&late), expected);
+        assert!(w.keys.len() <= 100);
     }
 
     #[test]
