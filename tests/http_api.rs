@@ -530,6 +530,19 @@ async fn deleting_a_pipeline_releases_its_source_and_leaves_the_list() {
     }
 }
 
+/// Polls `GET /readyz` until it answers `status` (30 s at most); its body.
+async fn readyz_until(http: &reqwest::Client, base: &str, status: u16, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+        if r.status().as_u16() == status {
+            return r.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// An archive that cannot write makes `/readyz` answer 503 with its name
 /// (and `weir_sink_healthy` 0) while `/healthz` stays ok; once it writes
 /// again, ready again, and nothing was lost. A source that failed is named
@@ -556,19 +569,9 @@ async fn readiness_follows_the_archive() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        let r = http
-            .get(format!("{}/readyz", server.base))
-            .send()
-            .await
+    let body: Value =
+        serde_json::from_str(&readyz_until(&http, &server.base, 503, "never not-ready").await)
             .unwrap();
-        if r.status() == 503 {
-            break r.json::<Value>().await.unwrap();
-        }
-        assert!(Instant::now() < deadline, "never not-ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
     assert_eq!(body["failing_sinks"][0], "archive:gen", "{body}");
     healthy(&http, &server.base).await;
     let metrics = http
@@ -585,19 +588,7 @@ async fn readiness_follows_the_archive() {
     );
 
     std::fs::remove_file(&blocker).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = http
-            .get(format!("{}/readyz", server.base))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not ready again");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    readyz_until(&http, &server.base, 200, "not ready again").await;
     let (rows, _) = support::archived(&archive);
     assert_eq!(rows.len(), 1000);
 
@@ -614,19 +605,10 @@ async fn readiness_follows_the_archive() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        let r = http
-            .get(format!("{}/readyz", server.base))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 503 {
-            break r.json::<Value>().await.unwrap();
-        }
-        assert!(Instant::now() < deadline, "a failed source is not reported");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let body: Value = serde_json::from_str(
+        &readyz_until(&http, &server.base, 503, "a failed source is not reported").await,
+    )
+    .unwrap();
     assert_eq!(body["failing_sources"][0], "missing", "{body}");
     let r = http
         .delete(format!("{}/api/v1/pipelines/reads_nothing", server.base))

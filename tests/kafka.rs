@@ -483,21 +483,11 @@ async fn lag_and_commits_are_on_the_metrics_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let rules_file = dir.path().join("k.rules");
     std::fs::write(&rules_file, rules(&broker.bootstrap(), "metered", "")).unwrap();
-    let port = support::free_port();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg(&rules_file)
-        .env("WEIR_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir serve starts");
-    support::tansu::wait_for_port(port);
-    let url = format!("http://127.0.0.1:{port}/metrics");
+    let server = support::server::start_server(
+        &dir.path().join("data"),
+        &[rules_file.to_str().unwrap_or_default()],
+    );
+    let url = format!("{}/metrics", server.base);
     let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
         let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
@@ -515,8 +505,7 @@ async fn lag_and_commits_are_on_the_metrics_endpoint() {
         assert!(Instant::now() < deadline, "no lag/commit metrics: {text}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(server);
     assert!(
         text.contains("weir_source_events_total{source=\"app\"} 2000"),
         "{text}"
@@ -532,21 +521,11 @@ async fn readiness_reports_a_source_whose_brokers_are_down() {
     let dir = tempfile::tempdir().unwrap();
     let rules_file = dir.path().join("k.rules");
     std::fs::write(&rules_file, rules(&broker.bootstrap(), "ready", "")).unwrap();
-    let port = support::free_port();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg(&rules_file)
-        .env("WEIR_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir serve starts");
-    support::tansu::wait_for_port(port);
-    let base = format!("http://127.0.0.1:{port}");
+    let server = support::server::start_server(
+        &dir.path().join("data"),
+        &[rules_file.to_str().unwrap_or_default()],
+    );
+    let base = server.base.clone();
     let ready = || async {
         let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
@@ -587,6 +566,5 @@ async fn readiness_reports_a_source_whose_brokers_are_down() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(server);
 }
