@@ -9,6 +9,8 @@
 //!    p50 and p99 over 200 alerts.
 //!
 //! `cargo bench --bench alerts_throughput` (WEIR_BENCH_KEYS sets the key count).
+// Benchmark and example code, not a runtime path: a panic stops the run with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

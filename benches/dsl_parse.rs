@@ -1,5 +1,7 @@
 //! Parsing and checking `.rules` text, and evaluating a filter over a batch,
 //! with criterion.
+// Benchmark and example code, not a runtime path: a panic stops the run with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;

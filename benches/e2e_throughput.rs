@@ -4,6 +4,8 @@
 //!
 //! `cargo bench --bench e2e_throughput` (WEIR_BENCH_EVENTS sets the count,
 //! default 2,000,000).
+// Benchmark and example code, not a runtime path: a panic stops the run with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -7,6 +7,8 @@
 //! `cargo bench --bench kafka_throughput` (WEIR_BENCH_EVENTS sets the count,
 //! default 500,000; WEIR_TANSU the broker binary). Prints events/s for both,
 //! the ratio, and peak RSS.
+// Benchmark and example code, not a runtime path: a panic stops the run with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

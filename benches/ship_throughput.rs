@@ -11,6 +11,8 @@
 //!
 //! `cargo bench --bench ship_throughput` (WEIR_BENCH_LINES sets the count,
 //! default 500,000).
+// Benchmark and example code, not a runtime path: a panic stops the run with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

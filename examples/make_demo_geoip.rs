@@ -9,6 +9,8 @@
 //! ```text
 //! cargo run --example make_demo_geoip [OUT.mmdb]
 //! ```
+// Benchmark and example code, not a runtime path: a panic stops the run with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ipnet::IpNet;
 use serde::Serialize;

@@ -2,6 +2,8 @@
 //! `weir-ship`: JSON lines on stdout, or straight to Kafka when
 //! `WEIR_BROKERS` is set (`WEIR_BROKERS=127.0.0.1:9092 cargo run --example
 //! ship_tracing`).
+// Benchmark and example code, not a runtime path: a panic stops the run with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tracing_subscriber::prelude::*;
 use weir_ship::layer::ShipLayer;

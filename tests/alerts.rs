@@ -9,7 +9,7 @@
 //! `resolved` everywhere, a silence holds back another key's notifications,
 //! and a restart keeps the firing alert without notifying it again.
 
-mod support;
+use crate::support;
 
 use axum::body::Bytes;
 use axum::extract::State;

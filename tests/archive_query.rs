@@ -4,7 +4,7 @@
 //! pruning, schema evolution, retention, compaction, a crash mid-write, and S3
 //! unreachable for 10 s.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-mod support;
+use crate::support;
 use support::server::start_server;
 
 /// The names in a `GET /api/v1/pipelines` answer.

@@ -4,7 +4,7 @@
 //! restarted without loss; the broker stopped for 10 s mid-stream; a Kafka
 //! output. Every offset is accounted for in the archive or the dead letters.
 
-mod support;
+use crate::support;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};

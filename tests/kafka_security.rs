@@ -3,7 +3,7 @@
 //! authentication. The right settings consume; a wrong CA or a wrong password
 //! stop `weir run` with a clear error.
 
-mod support;
+use crate::support;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;

@@ -2,7 +2,7 @@
 //! with the archive read back: exact window counts, the alerts fired, and every
 //! input event in the Parquet archive exactly once.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use weir_connectors::sources::generator::{generate_ndjson, GeneratorConfig};

@@ -5,7 +5,7 @@
 //! by the spool; TLS (through stunnel) and SCRAM work, wrong credentials stop
 //! the agent with a clear error.
 
-mod support;
+use crate::support;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message};

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use weir_dsl::ast::Format;
 use weir_dsl::types::{OFFSET, PARTITION, RAW, TIMESTAMP};
 use weir_dsl::{severity, Schema, Type};
+use weir_formats::{captures_to_map, parse_logfmt};
 
 /// Turns lines of one source into record batches of its schema.
 pub struct LineDecoder {
@@ -304,95 +305,6 @@ impl LineDecoder {
     }
 }
 
-/// Named captures of a regex match as a JSON object of strings.
-pub fn captures_to_map(re: Option<&Regex>, caps: &regex::Captures<'_>) -> Map<String, Json> {
-    let mut m = Map::new();
-    if let Some(re) = re {
-        for name in re.capture_names().flatten() {
-            if let Some(v) = caps.name(name) {
-                let text = if name == TIMESTAMP {
-                    normalize_timestamp(v.as_str())
-                } else {
-                    v.as_str().to_string()
-                };
-                m.insert(name.to_string(), Json::String(text));
-            }
-        }
-    }
-    m
-}
-
-/// Rewrites the timestamp spellings of plain-text logs that Arrow's parser does
-/// not take (Common Log Format `10/Oct/2026:13:55:36 +0000`) as RFC 3339;
-/// anything else is returned as it is.
-pub fn normalize_timestamp(s: &str) -> String {
-    match chrono::DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z") {
-        Ok(t) => t.to_rfc3339(),
-        Err(_) => s.to_string(),
-    }
-}
-
-/// `key=value key2="quoted value"` pairs.
-pub fn parse_logfmt(line: &str) -> Map<String, Json> {
-    let mut m = Map::new();
-    let mut chars = line.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        let mut key_end = line.len();
-        let mut has_value = false;
-        while let Some(&(i, c)) = chars.peek() {
-            if c == '=' {
-                key_end = i;
-                has_value = true;
-                chars.next();
-                break;
-            }
-            if c.is_whitespace() {
-                key_end = i;
-                break;
-            }
-            chars.next();
-        }
-        let key = &line[start..key_end];
-        if !has_value {
-            if !key.is_empty() {
-                m.insert(key.to_string(), Json::Bool(true));
-            }
-            continue;
-        }
-        let mut value = String::new();
-        if let Some(&(_, '"')) = chars.peek() {
-            chars.next();
-            while let Some((_, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some((_, n)) = chars.next() {
-                            value.push(n);
-                        }
-                    }
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&(_, c)) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        if !key.is_empty() {
-            m.insert(key.to_string(), Json::String(value));
-        }
-    }
-    m
-}
-
 /// Missing timestamps become the arrival time.
 fn fill_timestamps(col: &ArrayRef, received_at_us: i64) -> Result<ArrayRef> {
     if col.null_count() == 0 {
@@ -455,7 +367,6 @@ mod tests {
         let ts = ts.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
         // 2026-11-01T11:00:05Z
         assert_eq!(ts.value(0), 1_793_530_805_000_000);
-        assert_eq!(normalize_timestamp("not a time"), "not a time");
     }
 
     fn schema() -> Schema {
@@ -559,10 +470,5 @@ mod tests {
                 .value(0),
             200
         );
-
-        let m = parse_logfmt(r#"level=warn msg="disk \"full\"" retry"#);
-        assert_eq!(m.get("msg"), Some(&Json::String("disk \"full\"".into())));
-        assert_eq!(m.get("retry"), Some(&Json::Bool(true)));
-        assert_eq!(m.get("level"), Some(&Json::String("warn".into())));
     }
 }

@@ -16,7 +16,6 @@ pub mod decode;
 pub mod error;
 pub mod expr;
 pub mod functions;
-pub mod json_object;
 pub mod metrics;
 pub mod ops;
 pub mod output;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use weir_connectors::kafka::KafkaConfig;
+use weir_formats::kafka::KafkaConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]

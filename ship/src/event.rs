@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 use weir_dsl::severity;
-use weir_engine::json_object::RawObject;
+use weir_formats::json_object::RawObject;
 
 /// One structured event.
 /// One event, serialized: a JSON object, standard keys first.
@@ -211,9 +211,9 @@ impl EventShape {
                 },
                 false => plain(line),
             },
-            LineFormat::Logfmt => weir_engine::decode::parse_logfmt(line),
+            LineFormat::Logfmt => weir_formats::parse_logfmt(line),
             LineFormat::Regex => match self.regex.as_ref().and_then(|re| re.captures(line)) {
-                Some(caps) => weir_engine::decode::captures_to_map(self.regex.as_ref(), &caps),
+                Some(caps) => weir_formats::captures_to_map(self.regex.as_ref(), &caps),
                 None => {
                     let mut m = plain(line);
                     m.insert(
@@ -383,7 +383,7 @@ fn level_in_text(text: &str) -> Option<u8> {
 pub fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     match v {
         Value::String(s) => {
-            let s = weir_engine::decode::normalize_timestamp(s.trim());
+            let s = weir_formats::normalize_timestamp(s.trim());
             if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
                 return Some(t.with_timezone(&Utc));
             }

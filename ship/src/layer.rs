@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
-use weir_connectors::kafka::KafkaConfig;
+use weir_formats::kafka::KafkaConfig;
 
 enum Sink {
     Stdout,

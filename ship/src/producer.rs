@@ -32,7 +32,7 @@ pub struct Ctx {
 
 impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
-        match weir_connectors::kafka::config::fatal_hint(error.rdkafka_error_code()) {
+        match weir_formats::kafka::fatal_hint(error.rdkafka_error_code()) {
             Some((table, what)) => {
                 let _ = self
                     .fatal

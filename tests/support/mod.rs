@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: reading the Parquet archive back,
 //! starting a real Kafka-compatible broker (tansu) on loopback, and running the
 //! `weir` binary.
-#![allow(dead_code)]
+#![allow(dead_code)] // the benchmarks include this module too and use parts of it
 
 pub mod server;
 pub mod tansu;

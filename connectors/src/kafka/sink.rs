@@ -8,7 +8,6 @@
 //! when every message of its batch is delivered or dead-lettered, so memory
 //! stays bounded by one batch plus librdkafka's own queue.
 
-use super::config::describe;
 use async_trait::async_trait;
 use rand::Rng;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -19,6 +18,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 use weir_engine::output::rows_as_json;
 use weir_engine::{DeadLetter, DeadLetterSink, EngineError, Result, Sink};
+use weir_formats::kafka::describe;
 
 /// Attempts per message before it is dead-lettered.
 pub const MAX_ATTEMPTS: u32 = 6;

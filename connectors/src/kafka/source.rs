@@ -9,7 +9,6 @@
 //! checkpoint and commits, so the next owner starts exactly after what was
 //! made durable.
 
-use super::config::describe;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -22,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use weir_engine::{EngineError, LineBatch, LineSender, Result, Source};
+use weir_formats::kafka::describe;
 
 use crate::sources::lines::{now_us, MAX_BYTES, MAX_LINES};
 
@@ -95,7 +95,7 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        match super::config::fatal_hint(error.rdkafka_error_code()) {
+        match weir_formats::kafka::fatal_hint(error.rdkafka_error_code()) {
             Some((table, what)) => {
                 let _ = self.tx.try_send(Polled::Fatal(format!(
                     "{reason} (hint: check [kafka.{table}] {what})"

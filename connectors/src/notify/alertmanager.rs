@@ -3,21 +3,24 @@
 //! rendered templates. Like Prometheus, firing alerts are re-posted every
 //! `resend_every` with `endsAt` a few periods ahead, so Alertmanager keeps them
 //! active while Weir runs and expires them if Weir goes away; a resolved alert
-//! is posted once with `endsAt` set to when it resolved.
+//! is posted once with `endsAt` set to when it resolved. Posts go out one at
+//! a time (the re-post holds the same lock as a send), so a re-post that read
+//! an alert as firing can never reach Alertmanager after its resolution.
 
 use super::http;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 use weir_engine::alerting::{rfc3339, Alert, AlertState, Notification, Notifier, NotifyError};
 
 pub struct Alertmanager {
     endpoint: String,
     client: reqwest::Client,
     resend_every: Duration,
-    /// Firing alerts to re-post, by fingerprint.
+    /// Firing alerts to re-post, by fingerprint. Held across each post.
     firing: Arc<Mutex<HashMap<String, Alert>>>,
 }
 
@@ -52,18 +55,16 @@ impl Alertmanager {
                 let Some(firing) = firing.upgrade() else {
                     return;
                 };
-                let alerts: Vec<Alert> = match firing.lock() {
-                    Ok(f) => f.values().cloned().collect(),
-                    Err(_) => return,
-                };
-                if alerts.is_empty() {
+                let held = firing.lock().await;
+                if held.is_empty() {
                     continue;
                 }
-                let body = Value::Array(alerts.iter().map(|a| encode(a, every)).collect());
+                let body = Value::Array(held.values().map(|a| encode(a, every)).collect());
                 let sent = client.post(&endpoint).json(&body).send().await;
                 if let Err(e) = http::outcome(sent, "Alertmanager").await {
                     tracing::warn!("re-posting firing alerts to Alertmanager failed: {e}");
                 }
+                drop(held);
             }
         });
     }
@@ -100,17 +101,16 @@ impl Notifier for Alertmanager {
                 .map(|a| encode(a, self.resend_every))
                 .collect(),
         );
+        let mut firing = self.firing.lock().await;
         let sent = self.client.post(&self.endpoint).json(&body).send().await;
         http::outcome(sent, "Alertmanager").await?;
-        if let Ok(mut f) = self.firing.lock() {
-            for a in &n.alerts {
-                match a.state {
-                    AlertState::Firing => {
-                        f.insert(a.fingerprint.clone(), a.clone());
-                    }
-                    _ => {
-                        f.remove(&a.fingerprint);
-                    }
+        for a in &n.alerts {
+            match a.state {
+                AlertState::Firing => {
+                    firing.insert(a.fingerprint.clone(), a.clone());
+                }
+                _ => {
+                    firing.remove(&a.fingerprint);
                 }
             }
         }

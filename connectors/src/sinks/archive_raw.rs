@@ -14,8 +14,8 @@ use arrow::datatypes::DataType;
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_dsl::types::{OFFSET, PARTITION, RAW};
-use weir_engine::json_object::{write_members, RawObject};
 use weir_engine::Result;
+use weir_formats::json_object::{write_members, RawObject};
 
 /// What `_raw` keeps in the archive (`archive SOURCE raw full|rest|none`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

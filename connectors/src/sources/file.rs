@@ -1,11 +1,12 @@
 //! `file(path: "...", follow: false)` and `stdin()` sources. A followed file
-//! is read across rotation and truncation (see [`Followed`]).
+//! is read across rotation and truncation (see [`TailedFile`]).
 
-use super::lines::{read_lines, Followed, Input};
+use super::lines::{read_lines, Input};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 use weir_engine::{EngineError, LineSender, Result, Source};
+use weir_formats::tail::TailedFile;
 
 pub struct FileSource {
     pub name: String,
@@ -23,7 +24,9 @@ impl Source for FileSource {
             )
         };
         let input = if self.follow {
-            Input::Follow(Followed::open(self.path.clone()).await.map_err(cannot)?)
+            Input::Follow(Box::new(
+                TailedFile::open(self.path.clone(), 0).map_err(cannot)?,
+            ))
         } else {
             Input::Stream(tokio::fs::File::open(&self.path).await.map_err(cannot)?)
         };

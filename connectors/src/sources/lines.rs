@@ -1,12 +1,13 @@
 //! Splits a byte stream into [`LineBatch`]es: shared by the file and stdin
-//! sources. A followed file ([`Followed`]) is watched for rotation and
-//! truncation when its end is reached.
+//! sources. A followed file is a [`TailedFile`] (shared with the shipper),
+//! checked for rotation and truncation when its end is reached; its blocking
+//! reads run on tokio's blocking pool.
 
-use std::path::PathBuf;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use weir_engine::{EngineError, LineBatch, LineSender, Result};
+use weir_formats::tail::{Change, TailedFile};
 
 /// Lines per batch at most.
 pub const MAX_LINES: usize = 8192;
@@ -17,111 +18,26 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// What a followed file turned out to be at its end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reopened {
-    /// The path names another file now (`mv app.log app.log.1` and a new
-    /// `app.log`): the old one was read to its end, the new one is read
-    /// from its start.
-    Rotated,
-    /// The file shrank below what was read (copytruncate): read again from
-    /// its start.
-    Truncated,
-}
-
-/// A file read by path that follows rotation and truncation, as `tail -F`
-/// does: the file is known by device and inode.
-pub struct Followed {
-    path: PathBuf,
-    file: tokio::fs::File,
-    id: (u64, u64),
-    pos: u64,
-}
-
-impl Followed {
-    pub async fn open(path: PathBuf) -> std::io::Result<Followed> {
-        let file = tokio::fs::File::open(&path).await?;
-        let id = file_id(&file.metadata().await?);
-        Ok(Followed {
-            path,
-            file,
-            id,
-            pos: 0,
-        })
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf).await?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    /// At the end of the data: whether the path was rotated or the file
-    /// truncated, and reading starts over. A path missing for a moment (between
-    /// the rename and the new file) is waited for.
-    async fn reopen(&mut self) -> std::io::Result<Option<Reopened>> {
-        let meta = match tokio::fs::metadata(&self.path).await {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if file_id(&meta) != self.id {
-            // The rotated file may have got a last write after our read.
-            let mut rest = Vec::new();
-            self.file.read_to_end(&mut rest).await?;
-            if !rest.is_empty() {
-                // Read it first; the rotation is seen at the next end.
-                self.file.seek(std::io::SeekFrom::Start(self.pos)).await?;
-                return Ok(None);
-            }
-            *self = Followed::open(self.path.clone()).await?;
-            return Ok(Some(Reopened::Rotated));
-        }
-        if meta.len() < self.pos {
-            self.file.seek(std::io::SeekFrom::Start(0)).await?;
-            self.pos = 0;
-            return Ok(Some(Reopened::Truncated));
-        }
-        Ok(None)
-    }
-}
-
-#[cfg(unix)]
-fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (m.dev(), m.ino())
-}
-
-#[cfg(not(unix))]
-fn file_id(_: &std::fs::Metadata) -> (u64, u64) {
-    (0, 0)
-}
-
 /// Where lines come from: a stream read to its end, or a followed file.
 pub enum Input<R> {
     Stream(R),
-    Follow(Followed),
-}
-
-impl<R: AsyncRead + Unpin> Input<R> {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Input::Stream(r) => r.read(buf).await,
-            Input::Follow(f) => f.read(buf).await,
-        }
-    }
+    Follow(Box<TailedFile>),
 }
 
 /// Reads `input` to its end (or, when followed, until shutdown), sending
 /// batches of lines. Offsets count lines from `first_offset`.
 pub async fn read_lines<R: AsyncRead + Unpin>(
     name: &str,
-    mut input: Input<R>,
+    input: Input<R>,
     out: &LineSender,
     shutdown: &CancellationToken,
     first_offset: i64,
 ) -> Result<i64> {
-    let follow = matches!(input, Input::Follow(_));
+    let (mut stream, mut followed) = match input {
+        Input::Stream(r) => (Some(r), None),
+        Input::Follow(t) => (None, Some(t)),
+    };
+    let follow = followed.is_some();
     let mut buf = vec![0u8; 1 << 20];
     let mut partial: Vec<u8> = Vec::new();
     let mut batch = LineBatch::with_capacity(MAX_BYTES, MAX_LINES);
@@ -129,23 +45,22 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
     batch.first_offset = offset;
     loop {
         let n = tokio::select! {
-            r = input.read(&mut buf) => r.map_err(|e| EngineError::io(format!("reading {name}"), e))?,
+            r = read_chunk(&mut stream, &mut followed, &mut buf) => r.map_err(|e| EngineError::io(format!("reading {name}"), e))?,
             _ = shutdown.cancelled() => break,
         };
         if n == 0 {
-            if let Input::Follow(f) = &mut input {
-                let reopened = f
-                    .reopen()
+            if follow {
+                let changed = on_blocking_pool(&mut followed, &mut Vec::new(), |t, _| t.check())
                     .await
                     .map_err(|e| EngineError::io(format!("following {name}"), e))?;
-                match reopened {
+                match changed {
                     // The old file's last line needs no line break to be whole.
-                    Some(Reopened::Rotated) if !partial.is_empty() => {
+                    Some(Change::Rotated) if !partial.is_empty() => {
                         push_line(&mut batch, &partial);
                         partial.clear();
                         offset += 1;
                     }
-                    Some(Reopened::Truncated) if !partial.is_empty() => {
+                    Some(Change::Truncated) if !partial.is_empty() => {
                         tracing::warn!(
                             source = name,
                             bytes = partial.len(),
@@ -155,7 +70,7 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
                     }
                     _ => {}
                 }
-                if let Some(how) = reopened {
+                if let Some(how) = changed {
                     tracing::info!(source = name, ?how, "followed file starts over");
                     continue;
                 }
@@ -200,6 +115,42 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
         send(&mut batch, out, offset).await;
     }
     Ok(offset)
+}
+
+/// The next chunk of the stream or of the followed file.
+async fn read_chunk<R: AsyncRead + Unpin>(
+    stream: &mut Option<R>,
+    followed: &mut Option<Box<TailedFile>>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    match stream {
+        Some(r) => r.read(buf).await,
+        None => on_blocking_pool(followed, buf, |t, b| t.read(b)).await,
+    }
+}
+
+/// Runs `job` on the followed file and `buf` on tokio's blocking pool (file
+/// reads block) and puts both back.
+async fn on_blocking_pool<T: Send + 'static>(
+    slot: &mut Option<Box<TailedFile>>,
+    buf: &mut Vec<u8>,
+    job: impl FnOnce(&mut TailedFile, &mut [u8]) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let Some(mut file) = slot.take() else {
+        return Err(std::io::Error::other(
+            "the followed file was lost in an interrupted read",
+        ));
+    };
+    let mut chunk = std::mem::take(buf);
+    let (file, chunk, out) = tokio::task::spawn_blocking(move || {
+        let out = job(&mut file, &mut chunk);
+        (file, chunk, out)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    *slot = Some(file);
+    *buf = chunk;
+    out
 }
 
 /// Sends the batch, stamped with its arrival time, and starts an empty one at

@@ -2,7 +2,6 @@
 //! `parse FIELD as json|logfmt|regex`.
 
 use super::Operator;
-use crate::decode::{captures_to_map, parse_logfmt};
 use crate::error::{EngineError, Result};
 use crate::expr::{text, PhysicalExpr};
 use crate::schema::to_arrow;
@@ -13,6 +12,7 @@ use regex::Regex;
 use serde_json::{Map, Value as Json};
 use weir_dsl::ast::Format;
 use weir_dsl::Schema;
+use weir_formats::{captures_to_map, parse_logfmt};
 
 /// How each output column is made from the input batch.
 pub enum ColumnSource {

@@ -1,6 +1,7 @@
 //! `type: file`: tails every file matching the source's glob patterns.
 //!
-//! - Files are tracked by device and inode, so a **rename rotation**
+//! - Files are read through the engine's [`TailedFile`] (in `weir-formats`)
+//!   and tracked by device and inode, so a **rename rotation**
 //!   (`app.log` → `app.log.1`, new `app.log`) keeps reading the old file to
 //!   its end through the open handle and starts the new one from byte 0.
 //! - A file that shrinks was **truncated** (copytruncate): reading restarts at
@@ -17,12 +18,10 @@ use super::SourceCtx;
 use crate::config::ReadFrom;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use weir_formats::tail::{FileId, TailedFile};
 
 /// Largest read per file per round (about 2,000 typical lines: one batch).
 const READ_CHUNK: usize = 512 << 10;
@@ -42,9 +41,9 @@ struct Saved {
 }
 
 struct Tracked {
-    path: PathBuf,
-    file: File,
-    /// Offset of the first byte of `partial`.
+    tail: TailedFile,
+    /// Offset of the first byte of `partial` (the file's read position is
+    /// this plus `partial`'s length).
     read_at: u64,
     partial: Vec<u8>,
     /// Sent batches: (offset up to which lines are in the batch, its ack).
@@ -87,7 +86,7 @@ pub async fn run(mut ctx: SourceCtx) -> Result<(), String> {
                 Ok(None) => {}
                 Err(e) => {
                     ctx.metrics.errors.with_label_values(&[&name, "read"]).inc();
-                    tracing::warn!(source = %name, file = %t.path.display(), "read failed: {e}");
+                    tracing::warn!(source = %name, file = %t.tail.path().display(), "read failed: {e}");
                 }
             }
             let flush = if stopping {
@@ -103,7 +102,7 @@ pub async fn run(mut ctx: SourceCtx) -> Result<(), String> {
                 saved.files.insert(
                     key.clone(),
                     Saved {
-                        path: t.path.display().to_string(),
+                        path: t.tail.path().display().to_string(),
                         offset: t.committed,
                     },
                 );
@@ -165,10 +164,10 @@ fn discover(
             if !meta.is_file() {
                 continue;
             }
-            let key = format!("{}:{}", meta.dev(), meta.ino());
+            let key = FileId::of(&meta).to_string();
             if let Some(t) = tracked.get_mut(&key) {
                 t.in_globs = true;
-                t.path = path;
+                t.tail.set_path(path);
                 continue;
             }
             let start = match saved.files.get(&key) {
@@ -177,22 +176,21 @@ fn discover(
                 None if first_scan && ctx.cfg.read_from == ReadFrom::End => meta.len(),
                 None => 0,
             };
-            let mut file = match File::open(&path) {
-                Ok(f) => f,
+            let tail = match TailedFile::open(&path, start) {
+                // Replaced between the listing and the open: seen next round.
+                Ok(t) if t.id().to_string() != key => continue,
+                Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(file = %path.display(), "cannot open: {e}");
                     continue;
                 }
             };
-            if file.seek(SeekFrom::Start(start)).is_err() {
-                continue;
-            }
+            let start = tail.position();
             tracing::info!(source = %ctx.cfg.name, file = %path.display(), offset = start, "tailing");
             tracked.insert(
                 key,
                 Tracked {
-                    path,
-                    file,
+                    tail,
                     read_at: start,
                     partial: Vec::new(),
                     pending: VecDeque::new(),
@@ -209,10 +207,8 @@ fn discover(
 
 /// Complete lines read since last time, each with its start offset.
 fn read_some(t: &mut Tracked) -> std::io::Result<Option<Vec<(u64, String)>>> {
-    let len = t.file.metadata()?.len();
-    if len < t.read_at + t.partial.len() as u64 {
-        tracing::info!(file = %t.path.display(), "truncated: reading from the start");
-        t.file.seek(SeekFrom::Start(0))?;
+    if t.tail.check_truncated()? {
+        tracing::info!(file = %t.tail.path().display(), "truncated: reading from the start");
         t.read_at = 0;
         t.partial.clear();
         t.pending.clear();
@@ -225,7 +221,7 @@ fn read_some(t: &mut Tracked) -> std::io::Result<Option<Vec<(u64, String)>>> {
     // Read straight after the partial line (the buffer is reused).
     let start = t.partial.len();
     t.partial.resize(start + READ_CHUNK, 0);
-    let n = t.file.read(&mut t.partial[start..]);
+    let n = t.tail.read(&mut t.partial[start..]);
     t.partial.truncate(start + *n.as_ref().unwrap_or(&0));
     let n = n?;
     if n == 0 {
@@ -297,7 +293,7 @@ fn commit_acks(t: &mut Tracked, source: &str) -> bool {
             None => break,
             Some(ok) => {
                 if !ok {
-                    tracing::error!(source, file = %t.path.display(), "events up to offset {offset} were neither delivered nor spooled");
+                    tracing::error!(source, file = %t.tail.path().display(), "events up to offset {offset} were neither delivered nor spooled");
                 }
                 t.committed = *offset;
                 moved = true;
@@ -325,7 +321,7 @@ async fn finish(
         saved.files.insert(
             key.clone(),
             Saved {
-                path: t.path.display().to_string(),
+                path: t.tail.path().display().to_string(),
                 offset: t.committed,
             },
         );

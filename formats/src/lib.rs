@@ -1,0 +1,21 @@
+//! Line-oriented text as Weir reads it, in one small crate that the engine,
+//! the connectors and the `weir ship` agent share (as Vector's `lib/codecs`):
+//! no Arrow, Parquet, DataFusion or object store here.
+//!
+//! - [`tail`]: a file followed by path through rotation and truncation.
+//! - [`logfmt`], [`captures`], [`timestamp`]: turning a line into named
+//!   fields and a timestamp the engine's decoder understands.
+//! - [`json_object`]: a JSON object's members without building its tree.
+//! - [`kafka`] (feature `kafka`): the `[kafka]` client settings.
+
+pub mod captures;
+pub mod json_object;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod logfmt;
+pub mod tail;
+pub mod timestamp;
+
+pub use captures::captures_to_map;
+pub use logfmt::parse_logfmt;
+pub use timestamp::normalize_timestamp;

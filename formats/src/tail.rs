@@ -1,0 +1,220 @@
+//! A file followed by path, as `tail -F` does: the engine's `file(follow:
+//! true)` source and the shipper's `type: file` tailer both read through
+//! [`TailedFile`].
+//!
+//! - A file is known by device and inode ([`FileId`]), not by name.
+//! - **Truncation** (copytruncate): the file is shorter than what was read;
+//!   reading starts over at byte 0.
+//! - **Rotation** (`mv app.log app.log.1`, a new `app.log`): the path names
+//!   another file. The old one is read to its end through the open handle
+//!   first, then the path is opened again from byte 0.
+//!
+//! Reads are blocking `std::fs` reads of a regular file; async callers run
+//! them off the reactor (see the engine's line reader).
+
+use std::fs::{File, Metadata};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// A file's identity: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    #[cfg(unix)]
+    pub fn of(m: &Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+
+    /// Without inodes every file is the same one: rotation is not detected,
+    /// truncation still is.
+    #[cfg(not(unix))]
+    pub fn of(_: &Metadata) -> FileId {
+        FileId { dev: 0, ino: 0 }
+    }
+}
+
+/// `DEV:INODE`, the key under which positions are saved.
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.dev, self.ino)
+    }
+}
+
+/// What the followed path turned out to be at the end of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The path names another file now; the old one was read to its end and
+    /// the new one is read from its start.
+    Rotated,
+    /// The file shrank below what was read: read again from its start.
+    Truncated,
+}
+
+/// An open file, its identity, and how far it has been read.
+#[derive(Debug)]
+pub struct TailedFile {
+    path: PathBuf,
+    file: File,
+    id: FileId,
+    pos: u64,
+}
+
+impl TailedFile {
+    /// Opens `path` and positions it at `at`, or at 0 when the file is
+    /// shorter than that (it was truncated since `at` was saved).
+    pub fn open(path: impl Into<PathBuf>, at: u64) -> std::io::Result<TailedFile> {
+        let path = path.into();
+        let mut file = File::open(&path)?;
+        let meta = file.metadata()?;
+        let pos = if at <= meta.len() { at } else { 0 };
+        file.seek(SeekFrom::Start(pos))?;
+        Ok(TailedFile {
+            path,
+            file,
+            id: FileId::of(&meta),
+            pos,
+        })
+    }
+
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path this file was last seen under (after a rename, say).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
+    /// Bytes read so far: the offset of the next byte.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Reads what follows; 0 at the end of the data written so far.
+    pub fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    /// Whether the file was truncated below what was read; if so, reading
+    /// starts over at byte 0.
+    pub fn check_truncated(&mut self) -> std::io::Result<bool> {
+        if self.file.metadata()?.len() >= self.pos {
+            return Ok(false);
+        }
+        self.file.seek(SeekFrom::Start(0))?;
+        self.pos = 0;
+        Ok(true)
+    }
+
+    /// At the end of the data: whether the file was truncated or the path
+    /// rotated to another file, and reading starts over (from byte 0 of the
+    /// same or of the new file). A rotated file with data left to read is
+    /// read first; a path missing for a moment (between the rename and the
+    /// new file) is waited for.
+    pub fn check(&mut self) -> std::io::Result<Option<Change>> {
+        if self.check_truncated()? {
+            return Ok(Some(Change::Truncated));
+        }
+        let named = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if FileId::of(&named) == self.id {
+            return Ok(None);
+        }
+        // The rotated file may have got a last write after our read.
+        if self.file.metadata()?.len() > self.pos {
+            return Ok(None);
+        }
+        *self = TailedFile::open(self.path.clone(), 0)?;
+        Ok(Some(Change::Rotated))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_all(t: &mut TailedFile) -> String {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7];
+        loop {
+            let n = t.read(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+            if n == 0 {
+                return String::from_utf8_lossy(&out).into_owned();
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        f.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn follows_truncation_and_rotation_without_losing_a_line() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("app.log");
+        append(&path, "one\ntwo\n");
+        let mut t = TailedFile::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_all(&mut t), "one\ntwo\n");
+        assert_eq!(t.check().ok(), Some(None));
+
+        // copytruncate, then a shorter write: starts over.
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        append(&path, "three\n");
+        assert_eq!(t.check().ok(), Some(Some(Change::Truncated)));
+        assert_eq!(read_all(&mut t), "three\n");
+
+        // Rotation with a last write to the old file after the rename: the
+        // old file's tail comes first, then the new file from its start.
+        let old = dir.path().join("app.log.1");
+        std::fs::rename(&path, &old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.check().ok(), Some(None), "path missing for a moment");
+        append(&path, "five\n");
+        append(&old, "four\n");
+        assert_eq!(t.check().ok(), Some(None), "old file has data left");
+        assert_eq!(read_all(&mut t), "four\n");
+        assert_eq!(t.check().ok(), Some(Some(Change::Rotated)));
+        assert_eq!(t.position(), 0);
+        assert_eq!(read_all(&mut t), "five\n");
+        assert_eq!(t.position(), 5);
+    }
+
+    #[test]
+    fn a_saved_position_past_the_end_starts_over() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("a.log");
+        append(&path, "abc\ndef\n");
+        let mut t = TailedFile::open(&path, 4).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_all(&mut t), "def\n");
+        let mut t = TailedFile::open(&path, 100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.position(), 0);
+        assert_eq!(read_all(&mut t), "abc\ndef\n");
+        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.id(), FileId::of(&meta));
+        assert_eq!(t.id().to_string(), format!("{}:{}", t.id().dev, t.id().ino));
+    }
+}
