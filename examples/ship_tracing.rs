@@ -8,11 +8,11 @@
 use tracing_subscriber::prelude::*;
 use weir_ship::layer::ShipLayer;
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let layer = match std::env::var("WEIR_BROKERS") {
         Ok(brokers) => {
             let kafka: weir_connectors::kafka::KafkaConfig =
-                toml::from_str(&format!("brokers = \"{brokers}\"")).map_err(|e| e.to_string())?;
+                toml::from_str(&format!("brokers = \"{brokers}\""))?;
             ShipLayer::kafka("checkout", "development", &kafka, "logs")?
         }
         Err(_) => ShipLayer::stdout("checkout", "development"),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test, and a benchmark smoke run.
 # Installs what it needs first: the tansu Kafka-compatible broker (crates.io,
-# cached under ~/.cache/weir), stunnel4 for the Kafka TLS tests and
-# prometheus-alertmanager for the alert tests (Debian), and the Python peers
+# cached under ~/.cache/weir), stunnel4 for the Kafka TLS tests,
+# prometheus-alertmanager for the alert tests and prometheus for promtool
+# (Debian), and the Python peers
 # (moto's S3 server, aiosmtpd, duckdb) in a virtualenv under ~/.cache/weir.
 # Usage: scripts/test.sh
 set -euo pipefail
@@ -29,11 +30,29 @@ fi
 if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
   apt_install prometheus-alertmanager
 fi
+# promtool (Debian's prometheus package) lints every /metrics endpoint.
+if ! command -v promtool >/dev/null 2>&1; then
+  apt_install prometheus
+fi
 WEIR_PYTHON_BIN="$(scripts/services/install-python-tools.sh)"
 export WEIR_PYTHON_BIN
 WEIR_TANSU="$(scripts/services/install-tansu.sh)"
 export WEIR_TANSU
 "$WEIR_TANSU" --version
+
+echo "== disk"
+# The shared target folder keeps every old test binary and incremental cache:
+# drop those no build touched for 3 days (dependencies' libraries stay).
+for profile in debug release; do
+  find "$CARGO_TARGET_DIR/$profile/incremental" -mindepth 1 -maxdepth 1 -mtime +3 -exec rm -rf {} + 2>/dev/null || true
+  # Test and benchmark binaries (NAME-HASH): keep the newest two of each name
+  # (the `weir` binary and its unit tests share a name).
+  find "$CARGO_TARGET_DIR/$profile/deps" -maxdepth 1 -type f -executable -regextype posix-extended \
+    -regex '.*/[a-z0-9_]+-[0-9a-f]{16}' -printf '%T@ %p\n' 2>/dev/null | sort -rn |
+    awk '{ n = $2; sub(/.*\//, "", n); sub(/-[0-9a-f]+$/, "", n); if (seen[n]++ >= 2 || $1 < limit) print $2 }' \
+      limit="$(( $(date +%s) - 3 * 86400 ))" | xargs -r rm -f
+done
+du -sh "$CARGO_TARGET_DIR" 2>/dev/null || true
 
 echo "== fmt"
 cargo fmt --all --check

@@ -14,8 +14,35 @@ pub struct Cli {
     /// Log debug details (or set WEIR_LOG=debug).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Log lines as text for people or as JSON objects for log collectors.
+    /// Text is coloured on a terminal unless NO_COLOR is set.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "WEIR_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How `weir check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// `file:line:col: error: ...` with the source line and a hint.
+    Text,
+    /// One JSON document: per file, whether it is valid and its diagnostics
+    /// with line/column ranges (for editors and CI).
+    Json,
 }
 
 /// What `weir archive` does.
@@ -76,6 +103,9 @@ pub enum Command {
         /// The .rules files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: CheckFormat,
     },
     /// Run the pipelines of a .rules file in the foreground.
     ///
@@ -86,8 +116,8 @@ pub enum Command {
         /// The .rules file.
         file: PathBuf,
         /// Config file (TOML) for connector settings such as [kafka]; see
-        /// docs/operations.md.
-        #[arg(long, short)]
+        /// docs/operations.md. Default: ./weir.toml when it exists.
+        #[arg(long, short, env = "WEIR_CONFIG")]
         config: Option<PathBuf>,
         /// Data folder: archives, dead letters.
         #[arg(long, default_value = "weir-data", env = "WEIR_DATA_DIR")]
@@ -118,7 +148,8 @@ pub enum Command {
         #[arg(long)]
         archive: Option<String>,
         /// Config file (for [storage] settings and the data folder).
-        #[arg(long, short)]
+        /// Default: ./weir.toml when it exists.
+        #[arg(long, short, env = "WEIR_CONFIG")]
         config: Option<PathBuf>,
         /// Data folder whose archive/ is queried by default.
         #[arg(long, default_value = "weir-data", env = "WEIR_DATA_DIR")]
@@ -145,7 +176,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ArchiveAction,
         /// Config file: [[retention]] policies, [storage], the archive.
-        #[arg(long, short, global = true)]
+        /// Default: ./weir.toml when it exists.
+        #[arg(long, short, global = true, env = "WEIR_CONFIG")]
         config: Option<PathBuf>,
         /// Data folder whose archive/ is used by default.
         #[arg(
@@ -203,8 +235,9 @@ pub enum Command {
     /// Serves on 127.0.0.1:8080 by default, with data in ./weir-data. With
     /// --demo, a generator of realistic logs and example rules start at once.
     Serve {
-        /// Config file (TOML); see docs/operations.md.
-        #[arg(long, short)]
+        /// Config file (TOML); see docs/operations.md. Default: ./weir.toml
+        /// when it exists; the log says which file was read.
+        #[arg(long, short, env = "WEIR_CONFIG")]
         config: Option<PathBuf>,
         /// Also run the demo: generated multi-service logs and example rules.
         #[arg(long)]

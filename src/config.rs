@@ -49,6 +49,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// The config file read from the working folder when none is named.
+pub const DEFAULT_FILE: &str = "weir.toml";
+
 /// `[alerting]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -88,9 +91,36 @@ impl Default for Config {
 
 impl Config {
     /// The config file's settings, or the defaults with `data_dir`.
+    /// The config file to read: the one given (`--config` or `$WEIR_CONFIG`),
+    /// else `./weir.toml` when it exists, else none (defaults).
+    pub fn locate(given: Option<&Path>) -> Option<PathBuf> {
+        match given {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+        }
+    }
+
+    /// The located config (see [`Config::locate`]) or the defaults, saying
+    /// in the log which file was read.
+    pub fn discover(given: Option<&Path>) -> anyhow::Result<Config> {
+        match Config::locate(given) {
+            Some(p) => {
+                let cfg = Config::load(&p)?;
+                tracing::info!(file = %p.display(), "configuration read");
+                Ok(cfg)
+            }
+            None => {
+                tracing::info!(
+                    "no configuration file (--config, $WEIR_CONFIG or ./{DEFAULT_FILE}): defaults"
+                );
+                Ok(Config::default())
+            }
+        }
+    }
+
     pub fn load_or_default(path: Option<&Path>, data_dir: PathBuf) -> anyhow::Result<Config> {
-        match path {
-            Some(p) => Config::load(p),
+        match Config::locate(path) {
+            Some(p) => Config::load(&p),
             None => Ok(Config {
                 data_dir,
                 ..Config::default()

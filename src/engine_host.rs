@@ -108,6 +108,7 @@ impl EngineHost {
     pub fn new(cfg: &Config, persist_alerts: bool) -> anyhow::Result<EngineHost> {
         let registry = prometheus::Registry::new();
         let metrics = Metrics::new(&registry)?;
+        weir_engine::metrics::register_process(&registry)?;
         let settings = AlertSettings {
             repeat_interval: cfg.alerting.repeat_interval,
             history: cfg.alert_history,
@@ -352,7 +353,7 @@ impl EngineHost {
         for w in waiters {
             let res = w
                 .await
-                .unwrap_or_else(|e| Err(EngineError::Other(format!("deployment aborted: {e}"))));
+                .unwrap_or_else(|e| Err(EngineError::Task(format!("deployment aborted: {e}"))));
             if let Err(e) = res {
                 first_err.get_or_insert(e);
             }

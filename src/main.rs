@@ -1,6 +1,5 @@
 //! `weir`: the command-line entry point. See `weir --help`.
 
-mod alerts_api;
 mod api;
 mod cli;
 mod commands;
@@ -17,16 +16,24 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Colour only on a terminal, and never when `NO_COLOR` is set
+/// (<https://no-color.org>).
+fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if cli.verbose { "debug" } else { "info" })
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Json => logs.json().flatten_event(true).init(),
+        cli::LogFormat::Text => logs.with_ansi(colour(&std::io::stderr())).init(),
+    }
     // On a thread with the runtime's large stack: `block_on` runs the
     // command's own future (a direct `weir query`, `weir check`) here.
     let work = std::thread::Builder::new()

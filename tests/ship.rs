@@ -451,6 +451,9 @@ fn a_broker_outage_is_bridged_by_the_spool() {
         text.contains("weir_ship_lines_read_total{source=\"app\"} 5000"),
         "{text}"
     );
+    assert!(text.contains("weir_build_info{version="), "{text}");
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    support::promtool_check(&text);
     assert_eq!(ship.stop(), Some(0));
 }
 

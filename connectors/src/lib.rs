@@ -7,14 +7,17 @@
 //! - [`sinks`]: JSON lines (`stdout`, `file`), the Parquet [`sinks::archive`], and
 //!   the dead-letter store.
 //! - [`notify`]: alert notification channels (Slack, webhook, email, Alertmanager).
-//! - [`factory::LocalFactory`]: builds them from rules, with data under one folder.
+//! - [`registry`]: the source and output kinds, each with its constructor;
+//!   [`factory::LocalFactory`] builds them from rules, with data under one folder.
 
+pub mod args;
 pub mod factory;
 pub mod http_server;
 pub mod kafka;
 pub mod live_store;
 pub mod maintenance;
 pub mod notify;
+pub mod registry;
 pub mod sinks;
 pub mod sources;
 pub mod store;

@@ -27,6 +27,7 @@ pub mod diagnostic;
 pub mod functions;
 pub mod limits;
 pub mod parser;
+pub mod plan;
 pub mod severity;
 pub mod span;
 pub mod template;

@@ -121,9 +121,8 @@ impl LineSender {
         self.tx
             .send(SourceMessage::Checkpoint(reply))
             .await
-            .map_err(|_| EngineError::Other(Closed.to_string()))?;
-        done.await
-            .map_err(|_| EngineError::Other(Closed.to_string()))?
+            .map_err(|_| EngineError::Stopped)?;
+        done.await.map_err(|_| EngineError::Stopped)?
     }
 }
 

@@ -55,9 +55,7 @@ impl LineDecoder {
         let content_schema = Arc::new(ArrowSchema::new(content));
         let decoder = Self::build_decoder(&content_schema)?;
         let regex = match format {
-            Format::Regex(p) => {
-                Some(Regex::new(p).map_err(|e| crate::error::EngineError::Other(e.to_string()))?)
-            }
+            Format::Regex(p) => Some(Regex::new(p)?),
             _ => None,
         };
         Ok(LineDecoder {
@@ -146,7 +144,7 @@ impl LineDecoder {
                 _ => match content_cols.next() {
                     Some(c) => out.push(c),
                     None => {
-                        return Err(crate::error::EngineError::Other(
+                        return Err(crate::error::EngineError::Internal(
                             "decoder produced too few columns".into(),
                         ))
                     }
@@ -173,7 +171,7 @@ impl LineDecoder {
         if let Some(b) = &batch {
             if b.num_rows() != lines.len() {
                 // Blank lines or several values on one line: take the careful path.
-                return Err(crate::error::EngineError::Other(
+                return Err(crate::error::EngineError::Internal(
                     "row count mismatch".into(),
                 ));
             }
@@ -313,7 +311,7 @@ fn fill_timestamps(col: &ArrayRef, received_at_us: i64) -> Result<ArrayRef> {
     let ts = col
         .as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>()
         .ok_or_else(|| {
-            crate::error::EngineError::Other("timestamp column has the wrong type".into())
+            crate::error::EngineError::Internal("timestamp column has the wrong type".into())
         })?;
     let filled: TimestampMicrosecondArray = ts
         .iter()

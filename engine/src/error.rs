@@ -22,8 +22,23 @@ pub enum EngineError {
     },
     #[error("connector `{name}`: {message}")]
     Connector { name: String, message: String },
-    #[error("{0}")]
-    Other(String),
+    /// An invariant the checker or the engine itself guarantees broke: a
+    /// bug, reported instead of a panic.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The engine stopped while this waited on it (a closed channel).
+    #[error("the engine stopped")]
+    Stopped,
+    /// One of the engine's tasks failed (panicked or was cancelled).
+    #[error("task failed: {0}")]
+    Task(String),
+    /// A checkpoint did not complete: a pipeline or sink could not flush.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("regex: {0}")]
+    Regex(#[from] regex::Error),
 }
 
 impl EngineError {

@@ -518,7 +518,7 @@ impl PhysicalExpr {
 }
 
 fn not_bool() -> EngineError {
-    EngineError::Other("expected a boolean column".into())
+    EngineError::Internal("expected a boolean column".into())
 }
 
 /// A kernel over two values yields a scalar only when both inputs were scalars.
@@ -533,7 +533,7 @@ fn scalar_or_array(l: &Value, r: &Value, out: ArrayRef) -> Value {
 /// Views an array as text.
 pub fn text(a: &ArrayRef) -> Result<&StringArray> {
     a.as_string_opt::<i32>()
-        .ok_or_else(|| EngineError::Other(format!("expected text, found {}", a.data_type())))
+        .ok_or_else(|| EngineError::Internal(format!("expected text, found {}", a.data_type())))
 }
 
 /// Ranks of severity names (canonical or not); unknown spellings are null.

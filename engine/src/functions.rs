@@ -153,7 +153,7 @@ impl ScalarFunction for CastTo {
 
 fn arg(args: &[Value], i: usize) -> Result<&Value> {
     args.get(i)
-        .ok_or_else(|| EngineError::Other(format!("missing argument {}", i + 1)))
+        .ok_or_else(|| EngineError::Internal(format!("missing argument {}", i + 1)))
 }
 
 fn as_text(v: &Value, rows: usize) -> Result<ArrayRef> {
@@ -225,7 +225,7 @@ impl ScalarFunction for Coalesce {
         let mut iter = args.iter();
         let first = iter
             .next()
-            .ok_or_else(|| EngineError::Other("coalesce needs arguments".into()))?;
+            .ok_or_else(|| EngineError::Internal("coalesce needs arguments".into()))?;
         let mut acc = first.clone().into_array(rows)?;
         for next in iter {
             let next = next.clone().into_array(rows)?;
@@ -376,56 +376,114 @@ fn str_lit<'a>(args: &'a [Expr], i: usize, name: &Ident) -> Result<&'a str> {
     }
 }
 
-/// Finds the implementation of a scalar function call and its result type.
-pub fn resolve(
-    name: &Ident,
-    args: &[Expr],
-    types: &[Type],
-    cx: &mut CompileContext<'_>,
-) -> Result<(Box<dyn ScalarFunction>, Type)> {
-    let f: (Box<dyn ScalarFunction>, Type) = match name.name.as_str() {
-        "lower" => (Box::new(MapText(|s| s.to_lowercase())), Type::String),
-        "upper" => (Box::new(MapText(|s| s.to_uppercase())), Type::String),
-        "len" => (Box::new(Len), Type::Int),
-        "concat" => (Box::new(Concat), Type::String),
-        "coalesce" => (
-            Box::new(Coalesce),
-            types.first().copied().unwrap_or(Type::Null),
-        ),
-        "now" => (Box::new(Now { minus_arg: false }), Type::Timestamp),
-        "ago" => (Box::new(Now { minus_arg: true }), Type::Timestamp),
-        "hour" => (Box::new(Part(DatePart::Hour)), Type::Int),
-        "minute" => (Box::new(Part(DatePart::Minute)), Type::Int),
-        "weekday" => (Box::new(Part(DatePart::DayOfWeekSunday0)), Type::Int),
-        "to_int" => (Box::new(CastTo(DataType::Int64)), Type::Int),
-        "to_float" => (Box::new(CastTo(DataType::Float64)), Type::Float),
-        "to_string" => (Box::new(CastTo(DataType::Utf8)), Type::String),
-        "json_get" => {
-            let path = str_lit(args, 1, name)?;
-            (
-                Box::new(JsonGet {
-                    path: path.split('.').map(String::from).collect(),
-                }),
-                Type::String,
-            )
-        }
-        "cidr_match" => {
-            let net = str_lit(args, 1, name)?;
-            let (net, prefix) = parse_cidr(net)
-                .ok_or_else(|| EngineError::plan(name.span, format!("`{net}` is not a network")))?;
-            (Box::new(CidrMatch { net, prefix }), Type::Bool)
-        }
-        "lookup" => {
-            let path = str_lit(args, 0, name)?;
-            let column = str_lit(args, 2, name)?;
-            let (Some(at), Some(col_arg)) = (args.first(), args.get(2)) else {
-                return Err(EngineError::plan(name.span, "lookup takes 3 arguments"));
+/// One call of a scalar function being compiled: what its implementation is
+/// built from.
+pub struct Call<'a, 'c> {
+    pub name: &'a Ident,
+    pub args: &'a [Expr],
+    pub types: &'a [Type],
+    pub cx: &'a mut CompileContext<'c>,
+}
+
+/// The engine's half of a scalar function: its name (the key into
+/// `weir_dsl::functions::FUNCTIONS`, which holds the signature, the result
+/// type and the documentation) and how a call builds its kernel.
+pub struct Implementation {
+    pub name: &'static str,
+    pub build: fn(&mut Call<'_, '_>) -> Result<Box<dyn ScalarFunction>>,
+}
+
+fn boxed(f: impl ScalarFunction + 'static) -> Result<Box<dyn ScalarFunction>> {
+    Ok(Box::new(f))
+}
+
+/// Every scalar function's implementation. A test checks that each scalar
+/// signature has one and each one a signature.
+pub const IMPLEMENTATIONS: &[Implementation] = &[
+    Implementation {
+        name: "lower",
+        build: |_| boxed(MapText(|s| s.to_lowercase())),
+    },
+    Implementation {
+        name: "upper",
+        build: |_| boxed(MapText(|s| s.to_uppercase())),
+    },
+    Implementation {
+        name: "len",
+        build: |_| boxed(Len),
+    },
+    Implementation {
+        name: "concat",
+        build: |_| boxed(Concat),
+    },
+    Implementation {
+        name: "coalesce",
+        build: |_| boxed(Coalesce),
+    },
+    Implementation {
+        name: "now",
+        build: |_| boxed(Now { minus_arg: false }),
+    },
+    Implementation {
+        name: "ago",
+        build: |_| boxed(Now { minus_arg: true }),
+    },
+    Implementation {
+        name: "hour",
+        build: |_| boxed(Part(DatePart::Hour)),
+    },
+    Implementation {
+        name: "minute",
+        build: |_| boxed(Part(DatePart::Minute)),
+    },
+    Implementation {
+        name: "weekday",
+        build: |_| boxed(Part(DatePart::DayOfWeekSunday0)),
+    },
+    Implementation {
+        name: "to_int",
+        build: |_| boxed(CastTo(DataType::Int64)),
+    },
+    Implementation {
+        name: "to_float",
+        build: |_| boxed(CastTo(DataType::Float64)),
+    },
+    Implementation {
+        name: "to_string",
+        build: |_| boxed(CastTo(DataType::Utf8)),
+    },
+    Implementation {
+        name: "json_get",
+        build: |c| {
+            let path = str_lit(c.args, 1, c.name)?;
+            boxed(JsonGet {
+                path: path.split('.').map(String::from).collect(),
+            })
+        },
+    },
+    Implementation {
+        name: "cidr_match",
+        build: |c| {
+            let net = str_lit(c.args, 1, c.name)?;
+            let (net, prefix) = parse_cidr(net).ok_or_else(|| {
+                EngineError::plan(c.name.span, format!("`{net}` is not a network"))
+            })?;
+            boxed(CidrMatch { net, prefix })
+        },
+    },
+    Implementation {
+        name: "lookup",
+        build: |c| {
+            let path = str_lit(c.args, 0, c.name)?;
+            let column = str_lit(c.args, 2, c.name)?;
+            let (Some(at), Some(col_arg)) = (c.args.first(), c.args.get(2)) else {
+                return Err(EngineError::Internal("lookup takes 3 arguments".into()));
             };
-            let table = cx.tables.load(path, at)?;
+            let table = c.cx.tables.load(path, at)?;
             let idx = table
                 .columns
                 .iter()
-                .position(|c| c == column)
+                .position(|col| col == column)
                 .ok_or_else(|| {
                     EngineError::plan_hint(
                         col_arg.span,
@@ -433,14 +491,59 @@ pub fn resolve(
                         format!("its columns are: {}", table.columns.join(", ")),
                     )
                 })?;
-            (Box::new(Lookup { table, column: idx }), Type::String)
-        }
-        other => {
-            return Err(EngineError::plan(
-                name.span,
-                format!("function `{other}` cannot be used here"),
-            ))
-        }
+            boxed(Lookup { table, column: idx })
+        },
+    },
+];
+
+/// The implementation of a checked scalar call and its result type (from the
+/// function's signature).
+pub fn resolve(
+    name: &Ident,
+    args: &[Expr],
+    types: &[Type],
+    cx: &mut CompileContext<'_>,
+) -> Result<(Box<dyn ScalarFunction>, Type)> {
+    let signature = weir_dsl::functions::lookup(&name.name).filter(|s| !s.aggregate);
+    let implementation = IMPLEMENTATIONS.iter().find(|i| i.name == name.name);
+    let (Some(signature), Some(implementation)) = (signature, implementation) else {
+        return Err(EngineError::plan(
+            name.span,
+            format!("function `{}` cannot be used here", name.name),
+        ));
     };
-    Ok(f)
+    let mut call = Call {
+        name,
+        args,
+        types,
+        cx,
+    };
+    Ok((
+        (implementation.build)(&mut call)?,
+        signature.result_type(types),
+    ))
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::IMPLEMENTATIONS;
+    use weir_dsl::functions::FUNCTIONS;
+
+    #[test]
+    fn every_scalar_signature_has_one_implementation_and_back() {
+        for sig in FUNCTIONS.iter().filter(|s| !s.aggregate) {
+            let n = IMPLEMENTATIONS
+                .iter()
+                .filter(|i| i.name == sig.name)
+                .count();
+            assert_eq!(n, 1, "scalar function `{}`: {n} implementations", sig.name);
+        }
+        for imp in IMPLEMENTATIONS {
+            assert!(
+                FUNCTIONS.iter().any(|s| s.name == imp.name && !s.aggregate),
+                "implementation `{}` has no scalar signature",
+                imp.name
+            );
+        }
+    }
 }

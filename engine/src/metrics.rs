@@ -63,6 +63,26 @@ fn counter(
 
 /// Registers a collector; one already registered under the same name is fine (two
 /// engines sharing a registry share their metrics).
+/// `weir_build_info{version}` (always 1) and, on Linux, the standard
+/// `process_*` metrics (CPU seconds, resident memory, open descriptors, start
+/// time) of this process.
+pub fn register_process(reg: &Registry) -> prometheus::Result<()> {
+    let info = prometheus::IntGaugeVec::new(
+        Opts::new("weir_build_info", "Weir's version; always 1"),
+        &["version"],
+    )?;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    register(reg, &info)?;
+    #[cfg(target_os = "linux")]
+    match reg.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    )) {
+        Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
 fn register<C: prometheus::core::Collector + Clone + 'static>(
     reg: &Registry,
     c: &C,

@@ -22,5 +22,5 @@ pub fn rows_as_json(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>> {
     if buf.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&buf).map_err(|e| crate::error::EngineError::Other(e.to_string()))
+    Ok(serde_json::from_slice(&buf)?)
 }

@@ -1,26 +1,24 @@
-//! Compiles a checked pipeline into a chain of operators and outputs, and runs
+//! Compiles a checked pipeline into a chain of operators and outputs (each
+//! operator builds itself from its stage: see [`crate::ops`]), and runs
 //! batches through it.
 
-use crate::alerting::{AlertRule, AlertSink};
+use crate::alerting::AlertSink;
 use crate::connector::Sink;
 use crate::error::{EngineError, Result};
 use crate::expr::{compile, CompileContext, PhysicalExpr};
 use crate::functions::TableCache;
 use crate::metrics::Metrics;
-use crate::ops::aggregate::{AggKind, AggSpec};
 use crate::ops::alert::AlertOp;
 use crate::ops::filter::Filter;
 use crate::ops::geoip::Geoip;
 use crate::ops::transform::{Parse, Project};
-use crate::ops::window::{Assigner, Window, WindowMetrics, DEFAULT_MAX_KEYS};
-use crate::ops::Operator;
-use crate::schema::{arrow_type, to_arrow};
+use crate::ops::window::Window;
+use crate::ops::{Operator, StageContext};
 use arrow::record_batch::RecordBatch;
 use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::sync::Arc;
-use weir_dsl::ast::{ExprKind, Format, Literal, StageKind, WindowKind};
-use weir_dsl::types::TIMESTAMP;
+use weir_dsl::ast::StageKind;
 use weir_dsl::{CheckedPipeline, CheckedProgram};
 
 /// One step: a synchronous operator, or an output that batches are written to
@@ -76,231 +74,55 @@ pub fn compile_pipelines(
 }
 
 impl CompiledPipeline {
+    /// Builds each stage's operator (its `from_stage`) or output.
     pub fn compile(cp: &CheckedPipeline, cx: &mut PipelineContext<'_>) -> Result<CompiledPipeline> {
         let p = &cp.pipeline;
         let name = p.name.name.clone();
         let mut steps = Vec::with_capacity(p.stages.len());
         for (i, stage) in p.stages.iter().enumerate() {
-            let input = &cp.schemas[i];
-            let output = &cp.schemas[i + 1];
-            let mut ecx = CompileContext { tables: cx.tables };
+            let (Some(input), Some(output), Some(plan)) =
+                (cp.schemas.get(i), cp.schemas.get(i + 1), cp.plans.get(i))
+            else {
+                return Err(EngineError::Internal(format!(
+                    "pipeline `{name}`: stage {i} has no schema or plan"
+                )));
+            };
+            let mut s = StageContext {
+                pipeline: &name,
+                plan,
+                input,
+                output,
+                tables: &mut *cx.tables,
+                alerts: &cx.alerts,
+                metrics: cx.metrics,
+            };
+            fn op(o: impl Operator + 'static) -> Step {
+                Step::Op(Box::new(o))
+            }
             let step = match &stage.kind {
-                StageKind::Where(e) => Step::Op(Box::new(Filter {
-                    predicate: compile(e, input, &mut ecx)?,
-                })),
-                StageKind::Set(assigns) => {
-                    // Each assignment sees the fields set before it in the same stage.
-                    let mut cur = input.clone();
-                    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
-                    for a in assigns {
-                        let e = compile(&a.value, &cur, &mut ecx)?;
-                        let mut next = cur.clone();
-                        let ty = match e.ty() {
-                            weir_dsl::Type::Null => weir_dsl::Type::String,
-                            t => t,
-                        };
-                        next.push(&a.name.name, ty);
-                        ops.push(Box::new(Project::new(
-                            "set",
-                            &cur,
-                            &next,
-                            &[],
-                            vec![(a.name.name.clone(), e)],
-                        )?));
-                        cur = next;
-                    }
-                    Step::Op(Box::new(Chain(ops)))
-                }
-                StageKind::Rename(pairs) => {
-                    let renames: Vec<(String, String)> = pairs
-                        .iter()
-                        .map(|(a, b)| (a.name.clone(), b.name.clone()))
-                        .collect();
-                    Step::Op(Box::new(Project::new(
-                        "rename",
-                        input,
-                        output,
-                        &renames,
-                        vec![],
-                    )?))
-                }
-                StageKind::Drop(_) => {
-                    Step::Op(Box::new(Project::new("drop", input, output, &[], vec![])?))
-                }
-                StageKind::Parse {
-                    field,
-                    format,
-                    fields,
-                } => {
-                    let fmt = format.format.clone().unwrap_or(Format::Json);
-                    let mut names: Vec<String> =
-                        fields.iter().map(|f| f.name.name.clone()).collect();
-                    if let Format::Regex(p) = &fmt {
-                        if let Ok(re) = regex::Regex::new(p) {
-                            names.extend(re.capture_names().flatten().map(String::from));
-                        }
-                    }
-                    Step::Op(Box::new(Parse::new(
-                        input,
-                        output,
-                        &field.name,
-                        &fmt,
-                        &names,
-                    )?))
-                }
+                StageKind::Where(cond) => op(Filter::from_stage(cond, &mut s)?),
+                StageKind::Set(assigns) => op(Project::set_from_stage(assigns, &mut s)?),
+                StageKind::Rename(pairs) => op(Project::from_stage("rename", pairs, &s)?),
+                StageKind::Drop(_) => op(Project::from_stage("drop", &[], &s)?),
+                StageKind::Parse { field, .. } => op(Parse::from_stage(&field.name, &s)?),
                 StageKind::Geoip {
                     field,
                     database,
                     prefix,
-                } => {
-                    let db = cx.tables.geoip(&database.0, database.1)?;
-                    let prefix = prefix.as_ref().map(|p| p.name.as_str()).unwrap_or("geo");
-                    Step::Op(Box::new(Geoip::new(
-                        input,
-                        output,
-                        &field.name,
-                        prefix,
-                        db,
-                    )?))
-                }
-                StageKind::Window(w) => {
-                    let us = |ms: u64| (ms as i64).saturating_mul(1000);
-                    let assigner = match &w.kind {
-                        WindowKind::Tumbling { size } => Assigner::Tumbling {
-                            size: us(size.millis),
-                        },
-                        WindowKind::Sliding { size, every } => Assigner::Sliding {
-                            size: us(size.millis),
-                            slide: us(every.millis),
-                        },
-                        WindowKind::Session { gap } => Assigner::Session {
-                            gap: us(gap.millis),
-                        },
-                    };
-                    let ts_col = input.index_of(TIMESTAMP).ok_or_else(|| {
-                        EngineError::plan(stage.span, "the window needs the field `timestamp`")
-                    })?;
-                    let group_cols = w
-                        .group_by
-                        .iter()
-                        .map(|g| {
-                            let idx = input.index_of(&g.name).ok_or_else(|| {
-                                EngineError::plan(g.span, format!("unknown field `{}`", g.name))
-                            })?;
-                            Ok((idx, arrow_type(input.fields[idx].ty)))
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    let mut aggs = Vec::with_capacity(w.aggregates.len());
-                    for a in &w.aggregates {
-                        let ExprKind::Call { name: fname, args } = &a.value.kind else {
-                            return Err(EngineError::plan(a.value.span, "expected an aggregate"));
-                        };
-                        let q = match args.get(1).map(|e| &e.kind) {
-                            Some(ExprKind::Lit(Literal::Float(f))) => Some(*f),
-                            Some(ExprKind::Lit(Literal::Int(i))) => Some(*i as f64),
-                            _ => None,
-                        };
-                        let kind = AggKind::from_call(&fname.name, q).ok_or_else(|| {
-                            EngineError::plan(
-                                fname.span,
-                                format!("`{}` is not an aggregate", fname.name),
-                            )
-                        })?;
-                        let arg = match args.first() {
-                            Some(e) if kind != AggKind::Count => Some(compile(e, input, &mut ecx)?),
-                            _ => None,
-                        };
-                        let out = output.get(&a.name.name).ok_or_else(|| {
-                            EngineError::plan(
-                                a.name.span,
-                                "internal: aggregate missing from schema",
-                            )
-                        })?;
-                        aggs.push(AggSpec { kind, arg, out });
-                    }
-                    Step::Op(Box::new(
-                        Window::new(
-                            assigner,
-                            us(w.lateness.map(|l| l.millis).unwrap_or(0)),
-                            ts_col,
-                            group_cols,
-                            aggs,
-                            to_arrow(output),
-                            WindowMetrics {
-                                late: cx.metrics.late_dropped.with_label_values(&[&name]),
-                                open: cx.metrics.windows_open.with_label_values(&[&name]),
-                                overflow: cx
-                                    .metrics
-                                    .window_key_overflow
-                                    .with_label_values(&[&name]),
-                            },
-                        )?
-                        .with_max_keys(
-                            w.max_keys.map_or(DEFAULT_MAX_KEYS, |m| {
-                                usize::try_from(m).unwrap_or(usize::MAX)
-                            }),
-                        ),
-                    ))
-                }
-                StageKind::Alert(a) => {
-                    // Alert severities keep the rule's word (`critical`, `warning`),
-                    // as alert receivers expect.
-                    let sev = a
-                        .severity
-                        .as_ref()
-                        .map(|s| s.name.to_lowercase())
-                        .unwrap_or_else(|| "warning".to_string());
-                    let window = find_window(cp, i);
-                    let group_fields = window
-                        .map(|w| w.group_by.iter().map(|g| g.name.clone()).collect())
-                        .unwrap_or_default();
-                    let ms = |d: Option<&weir_dsl::ast::DurationLit>| {
-                        d.map(|d| (d.millis as i64).saturating_mul(1000))
-                    };
-                    let step_us = window
-                        .map(|w| match &w.kind {
-                            WindowKind::Tumbling { size } => size.millis,
-                            WindowKind::Sliding { every, .. } => every.millis,
-                            WindowKind::Session { gap } => gap.millis,
-                        })
-                        .map(|m| (m as i64).saturating_mul(1000))
-                        .unwrap_or(60_000_000);
-                    let rule = AlertRule {
-                        name: a.name.clone(),
-                        pipeline: name.clone(),
-                        severity: sev.clone(),
-                        labels: a
-                            .labels
-                            .iter()
-                            .map(|(k, v)| (k.name.clone(), v.clone()))
-                            .collect(),
-                        annotations: a
-                            .annotations
-                            .iter()
-                            .map(|(k, v)| (k.name.clone(), v.clone()))
-                            .collect(),
-                        notify: a.notify.iter().map(|n| n.name.clone()).collect(),
-                        for_us: ms(a.for_duration.as_ref()).unwrap_or(0),
-                        resolve_after_us: ms(a.resolve_after.as_ref()).unwrap_or(step_us),
-                    };
-                    Step::Op(Box::new(AlertOp {
-                        rule: Arc::new(rule),
-                        condition: compile(&a.condition, input, &mut ecx)?,
-                        group_fields,
-                        sink: cx.alerts.clone(),
-                        matched: cx.metrics.alerts.with_label_values(&[&name, &a.name, &sev]),
-                        closed_until: i64::MIN,
-                    }))
-                }
-                StageKind::To(out) => {
-                    let sink = cx.outputs.get(&out.name).cloned().ok_or_else(|| {
+                } => op(Geoip::from_stage(
+                    &field.name,
+                    database,
+                    prefix.as_ref().map(|p| p.name.as_str()),
+                    &mut s,
+                )?),
+                StageKind::Window(_) => op(Window::from_stage(&mut s)?),
+                StageKind::Alert(a) => op(AlertOp::from_stage(a, &mut s)?),
+                StageKind::To(out) => Step::Output {
+                    name: out.name.clone(),
+                    sink: cx.outputs.get(&out.name).cloned().ok_or_else(|| {
                         EngineError::plan(out.span, format!("unknown output `{}`", out.name))
-                    })?;
-                    Step::Output {
-                        name: out.name.clone(),
-                        sink,
-                    }
-                }
+                    })?,
+                },
                 StageKind::Unknown(w) => {
                     return Err(EngineError::plan(
                         w.span,
@@ -427,38 +249,6 @@ enum Phase {
     Idle(i64),
     AdvanceTo(i64),
     Finish,
-}
-
-/// The window before stage `i`.
-fn find_window(cp: &CheckedPipeline, i: usize) -> Option<&weir_dsl::ast::WindowSpec> {
-    cp.pipeline.stages[..i]
-        .iter()
-        .rev()
-        .find_map(|s| match &s.kind {
-            StageKind::Window(w) => Some(w),
-            _ => None,
-        })
-}
-
-/// Several operators run as one step (the assignments of one `set`).
-struct Chain(Vec<Box<dyn Operator>>);
-
-impl Operator for Chain {
-    fn name(&self) -> &'static str {
-        self.0.first().map(|o| o.name()).unwrap_or("set")
-    }
-
-    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        let mut carry = vec![batch];
-        for op in &mut self.0 {
-            let mut next = Vec::with_capacity(carry.len());
-            for b in carry {
-                next.extend(op.process(b)?);
-            }
-            carry = next;
-        }
-        Ok(carry)
-    }
 }
 
 /// Compiles an expression outside a pipeline (tests, tools).

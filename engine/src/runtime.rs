@@ -42,7 +42,7 @@ fn answer(reply: oneshot::Sender<Result<()>>, res: Result<()>) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            let _ = reply.send(Err(EngineError::Other(format!("flush failed: {e}"))));
+            let _ = reply.send(Err(EngineError::Checkpoint(format!("flush failed: {e}"))));
             Err(e)
         }
     }
@@ -64,7 +64,7 @@ async fn checkpoint(subs: &[mpsc::Sender<Flow>], dead: &dyn DeadLetterSink) -> R
         match w.await {
             Ok(res) => res?,
             Err(_) => {
-                return Err(EngineError::Other(
+                return Err(EngineError::Checkpoint(
                     "a pipeline ended before it confirmed a checkpoint".into(),
                 ))
             }
@@ -125,7 +125,7 @@ impl Deployment {
     pub async fn wait(mut self) -> Result<()> {
         let mut first: Option<EngineError> = None;
         while let Some(res) = self.tasks.join_next().await {
-            let res = res.unwrap_or_else(|e| Err(EngineError::Other(format!("task failed: {e}"))));
+            let res = res.unwrap_or_else(|e| Err(EngineError::Task(e.to_string())));
             if let Err(e) = res {
                 error!(error = %e, "task ended with an error");
                 first.get_or_insert(e);

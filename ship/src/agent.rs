@@ -6,6 +6,7 @@
 //! the running one stays in force.
 
 use crate::config::{ShipConfig, SourceConfig, SourceType};
+use crate::error::ShipError;
 use crate::event::{hostname, Event, EventShape};
 use crate::metrics::ShipMetrics;
 use crate::producer::Producer;
@@ -19,22 +20,11 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-/// Why the agent stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
-    Start(String),
-    #[error("kafka: {0}")]
-    Kafka(String),
-}
-
 struct Running {
     cfg: SourceConfig,
     topic: Option<String>,
     cancel: CancellationToken,
-    handle: JoinHandle<Result<(), String>>,
+    handle: JoinHandle<Result<(), ShipError>>,
 }
 
 /// Everything sources need from the agent.
@@ -77,13 +67,12 @@ impl Shared {
 
 /// Runs until SIGINT/SIGTERM (or until every source ended, when all are
 /// finite, e.g. stdin).
-pub async fn run(config_path: &Path) -> Result<(), AgentError> {
+pub async fn run(config_path: &Path) -> Result<(), ShipError> {
     let cfg = ShipConfig::load(config_path)?;
-    let metrics = ShipMetrics::new().map_err(|e| AgentError::Start(e.to_string()))?;
-    std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
-        AgentError::Start(format!("cannot create {}: {e}", cfg.state_dir.display()))
-    })?;
-    let (producer, mut fatal) = Producer::new(&cfg, metrics.clone()).map_err(AgentError::Kafka)?;
+    let metrics = ShipMetrics::new()?;
+    std::fs::create_dir_all(&cfg.state_dir)
+        .map_err(|e| ShipError::io(format!("cannot create {}", cfg.state_dir.display()), e))?;
+    let (producer, mut fatal) = Producer::new(&cfg, metrics.clone())?;
     tracing::info!(
         config = %config_path.display(),
         sources = cfg.sources.len(),
@@ -113,16 +102,16 @@ pub async fn run(config_path: &Path) -> Result<(), AgentError> {
     let (reload_tx, mut reload_rx) = mpsc::channel::<()>(8);
     let _watcher = watch(config_path, reload_tx.clone());
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(|e| AgentError::Start(format!("cannot handle SIGHUP: {e}")))?;
+        .map_err(|e| ShipError::io("cannot handle SIGHUP", e))?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| AgentError::Start(format!("cannot handle SIGTERM: {e}")))?;
+        .map_err(|e| ShipError::io("cannot handle SIGTERM", e))?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut current = cfg;
     let outcome = loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break Ok(()),
             _ = term.recv() => break Ok(()),
-            Some(msg) = fatal.recv() => break Err(AgentError::Kafka(msg)),
+            Some(msg) = fatal.recv() => break Err(ShipError::Kafka(msg)),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 reload(config_path, &mut current, &mut running, &shared).await;
@@ -268,10 +257,10 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher
     Some(w)
 }
 
-async fn serve_metrics(addr: std::net::SocketAddr, metrics: ShipMetrics) -> Result<(), AgentError> {
+async fn serve_metrics(addr: std::net::SocketAddr, metrics: ShipMetrics) -> Result<(), ShipError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| AgentError::Start(format!("cannot serve metrics on {addr}: {e}")))?;
+        .map_err(|e| ShipError::io(format!("cannot serve metrics on {addr}"), e))?;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {

@@ -75,12 +75,14 @@ impl ShipLayer {
         environment: &str,
         kafka: &KafkaConfig,
         topic: &str,
-    ) -> Result<ShipLayer, String> {
-        let mut c = kafka.client_config(None).map_err(|e| e.0)?;
+    ) -> Result<ShipLayer, crate::ShipError> {
+        let mut c = kafka
+            .client_config(None)
+            .map_err(|e| crate::ShipError::Kafka(e.0))?;
         c.set("linger.ms", "20").set("compression.type", "zstd");
-        let producer = c
-            .create()
-            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        let producer = c.create().map_err(|e| {
+            crate::ShipError::Kafka(format!("cannot create the Kafka producer: {e}"))
+        })?;
         Ok(ShipLayer::with(
             shape(service, environment),
             Sink::Kafka {

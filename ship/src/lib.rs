@@ -7,7 +7,7 @@
 //! delivery checks; what Kafka does not confirm goes to an on-disk [`spool`]
 //! that drains when the broker returns.
 //!
-//! - [`config`]: the YAML config and its validation.
+//! - [`config`]: the YAML config and its validation; [`error`]: [`ShipError`].
 //! - [`event`]: the event schema, line formats and severity normalisation.
 //! - [`sources`]: file tailing (globs, rotation, positions, multi-line),
 //!   stdin, syslog over TCP/UDP, JSON lines over HTTP.
@@ -19,6 +19,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod error;
 pub mod event;
 pub mod layer;
 pub mod metrics;
@@ -27,4 +28,5 @@ pub mod sources;
 pub mod spool;
 
 pub use config::{ShipConfig, SourceConfig};
+pub use error::ShipError;
 pub use event::Event;

@@ -59,6 +59,7 @@ impl ShipMetrics {
             registry: registry.clone(),
         };
         registry.register(Box::new(m.spool_bytes.clone()))?;
+        register_process(&registry)?;
         Ok(m)
     }
 
@@ -68,4 +69,21 @@ impl ShipMetrics {
         let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
+}
+
+/// `weir_build_info{version}` (always 1) and, on Linux, the standard
+/// `process_*` metrics of the agent's process (the engine registers the same
+/// in `weir_engine::metrics`; the agent does not link the engine).
+fn register_process(reg: &Registry) -> prometheus::Result<()> {
+    let info = prometheus::IntGaugeVec::new(
+        Opts::new("weir_build_info", "Weir's version; always 1"),
+        &["version"],
+    )?;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    reg.register(Box::new(info))?;
+    #[cfg(target_os = "linux")]
+    reg.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    Ok(())
 }

@@ -11,6 +11,7 @@
 use crate::config::ShipConfig;
 use crate::metrics::ShipMetrics;
 use crate::spool::{Spool, Spooled};
+use crate::ShipError;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
@@ -122,8 +123,11 @@ impl Producer {
     pub fn new(
         cfg: &ShipConfig,
         metrics: ShipMetrics,
-    ) -> Result<(Arc<Producer>, mpsc::UnboundedReceiver<String>), String> {
-        let mut c = cfg.kafka.client_config(None).map_err(|e| e.0)?;
+    ) -> Result<(Arc<Producer>, mpsc::UnboundedReceiver<String>), ShipError> {
+        let mut c = cfg
+            .kafka
+            .client_config(None)
+            .map_err(|e| ShipError::Kafka(e.0))?;
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "20")
@@ -141,10 +145,9 @@ impl Producer {
         let kafka = create(&c, &tx)?;
         let spool = if cfg.spool.enabled {
             let dir = cfg.spool_dir();
-            Some(
-                Spool::open(&dir, cfg.spool.max_bytes)
-                    .map_err(|e| format!("cannot open the spool {}: {e}", dir.display()))?,
-            )
+            Some(Spool::open(&dir, cfg.spool.max_bytes).map_err(|e| {
+                ShipError::io(format!("cannot open the spool {}", dir.display()), e)
+            })?)
         } else {
             None
         };
@@ -372,11 +375,11 @@ fn by_destination(items: Vec<Spooled>) -> Vec<Destined> {
 fn create(
     settings: &ClientConfig,
     fatal: &mpsc::UnboundedSender<String>,
-) -> Result<Client, String> {
+) -> Result<Client, ShipError> {
     settings
         .create_with_context(Ctx {
             fatal: fatal.clone(),
         })
         .map(Arc::new)
-        .map_err(|e| format!("cannot create the Kafka producer: {e}"))
+        .map_err(|e| ShipError::Kafka(format!("cannot create the Kafka producer: {e}")))
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { files } => check::run(&files),
+        Command::Check { files, format } => check::run(&files, format),
         Command::Run {
             file,
             config,
@@ -89,7 +89,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             data_dir,
             rules,
-        } => runtime()?.block_on(serve::serve(config, demo, listen, data_dir, rules)),
+        } => runtime()?.block_on(serve::serve(
+            serve::Options {
+                config,
+                demo,
+                listen,
+                data_dir,
+                rules,
+            },
+            cli.log_format,
+        )),
     }
 }
 

@@ -21,10 +21,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let name = file.display().to_string();
     let text = rules::read(file)?;
-    let mut cfg = match config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
+    let mut cfg = Config::discover(config)?;
     cfg.data_dir = data_dir;
     let host = Arc::new(EngineHost::new(&cfg, false)?);
     let base = file

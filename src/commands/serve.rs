@@ -2,6 +2,7 @@
 //! ./weir-data) and an optional demo.
 
 use crate::api;
+use crate::cli::LogFormat;
 use crate::config::Config;
 use crate::engine_host::EngineHost;
 use crate::query::QueryEngine;
@@ -64,17 +65,24 @@ async fn retention_loop(
     }
 }
 
-pub async fn serve(
-    config: Option<PathBuf>,
-    demo: bool,
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    rules_files: Vec<PathBuf>,
-) -> anyhow::Result<ExitCode> {
-    let mut cfg = match &config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
+/// What the command line says to `weir serve`.
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub demo: bool,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub rules: Vec<PathBuf>,
+}
+
+pub async fn serve(opts: Options, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    let Options {
+        config,
+        demo,
+        listen,
+        data_dir,
+        rules: rules_files,
+    } = opts;
+    let mut cfg = Config::discover(config.as_deref())?;
     if let Some(l) = listen {
         cfg.listen = l;
     }
@@ -126,15 +134,20 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!(
-        "weir is serving on http://{addr}  (data in {})",
-        cfg.data_dir.display()
-    );
-    eprintln!("  alerts:    curl http://{addr}/api/v1/alerts");
-    eprintln!("  pipelines: curl http://{addr}/api/v1/pipelines");
-    eprintln!("  metrics:   curl http://{addr}/metrics");
-    eprintln!("  submit:    curl --data-binary @my.rules http://{addr}/api/v1/pipelines");
-    eprintln!("  query:     weir query --server http://{addr} \"SELECT count(*) FROM STREAM\"");
+    if log_format == LogFormat::Json {
+        // Machine-read logs: the address as a log event, no banner.
+        tracing::info!(address = %format!("http://{addr}"), data = %cfg.data_dir.display(), "serving");
+    } else {
+        eprintln!(
+            "weir is serving on http://{addr}  (data in {})",
+            cfg.data_dir.display()
+        );
+        eprintln!("  alerts:    curl http://{addr}/api/v1/alerts");
+        eprintln!("  pipelines: curl http://{addr}/api/v1/pipelines");
+        eprintln!("  metrics:   curl http://{addr}/metrics");
+        eprintln!("  submit:    curl --data-binary @my.rules http://{addr}/api/v1/pipelines");
+        eprintln!("  query:     weir query --server http://{addr} \"SELECT count(*) FROM STREAM\"");
+    }
     let location = cfg.archive_location(None)?;
     if !cfg.retention.is_empty() {
         tokio::spawn(retention_loop(cfg.clone(), location.clone(), host.clone()));
@@ -142,14 +155,17 @@ pub async fn serve(
     let query = Arc::new(QueryEngine::new(location, cfg.query.clone())?);
     weir_connectors::http_server::serve(
         listener,
-        api::router(host.clone(), query),
+        api::router(api::AppState {
+            host: host.clone(),
+            query,
+        }),
         &cfg.http,
         super::shutdown_signal(),
     )
     .await
     .context("HTTP server failed")?;
-    eprintln!("stopping: emitting open windows and flushing sinks...");
+    tracing::info!("stopping: emitting open windows and flushing sinks");
     host.shutdown().await?;
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

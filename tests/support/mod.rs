@@ -133,3 +133,30 @@ pub fn run_pipelines(
     })?;
     Ok(t.elapsed().as_secs_f64())
 }
+
+/// Lints Prometheus text with `promtool check metrics` (Debian's prometheus
+/// package, installed by scripts/test.sh): the naming guide's suffixes, help
+/// texts, types. Fails, never skips, without promtool.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool (Debian package prometheus) is needed: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

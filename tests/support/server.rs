@@ -64,8 +64,17 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(line.clone());
             if !sent {
-                if let Some(rest) = line.split("serving on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                // The text banner, or the JSON log event of --log-format json.
+                let rest = line
+                    .split("serving on http://")
+                    .nth(1)
+                    .or_else(|| line.split("\"address\":\"http://").nth(1));
+                if let Some(rest) = rest {
+                    let addr = rest
+                        .split(|c: char| c.is_whitespace() || c == '"')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
                     let _ = tx.send(addr);
                     sent = true;
                 }

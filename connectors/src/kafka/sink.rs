@@ -103,7 +103,7 @@ async fn flush_producer(name: &str, producer: &FutureProducer) -> Result<()> {
     let p = producer.clone();
     tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(60)))
         .await
-        .map_err(|e| EngineError::Other(format!("flush task: {e}")))?
+        .map_err(|e| EngineError::Task(format!("kafka flush: {e}")))?
         .map_err(|e| EngineError::connector(name, format!("flush failed: {e}")))
 }
 
@@ -123,6 +123,37 @@ pub struct KafkaOutput {
     pub healthy: prometheus::IntGauge,
 }
 
+impl KafkaOutput {
+    /// `kafka(topic:, key:, compression:, brokers:, client_id:, options:)`:
+    /// an idempotent producer; what it cannot deliver goes to
+    /// `DATA/deadletter/output-NAME.ndjson`.
+    pub fn from_decl(
+        f: &crate::LocalFactory,
+        output: &weir_dsl::ast::OutputDecl,
+    ) -> Result<Arc<dyn Sink>> {
+        let c = &output.connector;
+        let args = crate::args::Args(c);
+        let name = output.name.name.clone();
+        let topic = args.required_str("topic")?;
+        let compression = args.word("compression").or(Some("zstd"));
+        let healthy = f
+            .metrics
+            .sink_healthy
+            .with_label_values(&[&format!("output:{name}")]);
+        healthy.set(1);
+        Ok(Arc::new(KafkaOutput {
+            producer: producer(&name, &f.kafka_client(c)?, compression)?,
+            topic: topic.to_string(),
+            key: args.str("key").map(str::to_string),
+            dead: f.dead_letter_file(&format!("output-{name}")),
+            retries: f.metrics.sink_retries.with_label_values(&[&name]),
+            failures: f.metrics.sink_failures.with_label_values(&[&name]),
+            healthy,
+            name,
+        }))
+    }
+}
+
 #[async_trait]
 impl Sink for KafkaOutput {
     async fn write(&self, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
@@ -134,8 +165,7 @@ impl Sink for KafkaOutput {
                 Some(serde_json::Value::Null) | None => None,
                 Some(v) => Some(v.to_string()),
             });
-            let payload =
-                serde_json::to_vec(&row).map_err(|e| EngineError::Other(e.to_string()))?;
+            let payload = serde_json::to_vec(&row)?;
             out.push(Outgoing {
                 index,
                 key,

@@ -57,6 +57,40 @@ pub struct KafkaSource {
     pub cfg: KafkaSourceConfig,
 }
 
+/// Default interval between offset commits of a `kafka` source.
+pub const DEFAULT_COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+impl KafkaSource {
+    /// `kafka(topic:, group:, start:, start_at:, commit_every:, brokers:,
+    /// client_id:, options:, dead_letters:)`: the config file's `[kafka]`
+    /// settings with the rules' on top.
+    pub fn from_decl(
+        f: &crate::LocalFactory,
+        source: &weir_dsl::CheckedSource,
+    ) -> Result<Box<dyn weir_engine::Source>> {
+        let c = &source.decl.connector;
+        let args = crate::args::Args(c);
+        let start = match args.word("start") {
+            Some("latest" | "end") => Start::Latest,
+            _ => Start::Earliest,
+        };
+        Ok(Box::new(KafkaSource {
+            cfg: KafkaSourceConfig {
+                name: source.decl.name.name.clone(),
+                client: f.kafka_client(c)?,
+                topics: args.list("topic"),
+                group: args.str("group").unwrap_or("weir").to_string(),
+                start,
+                start_at_ms: args.time("start_at")?.map(|t| t.timestamp_millis()),
+                commit_every: args
+                    .duration("commit_every")
+                    .map_or(DEFAULT_COMMIT_EVERY, |d| d.max(Duration::from_millis(10))),
+                metrics: f.metrics.clone(),
+            },
+        }))
+    }
+}
+
 /// What the poll thread hands the async side, in the order librdkafka gave it.
 enum Polled {
     Message {
@@ -328,7 +362,7 @@ impl Source for KafkaSource {
                 }
                 tokio::task::spawn_blocking(move || consumer.commit(&tpl, mode))
                     .await
-                    .map_err(|e| EngineError::Other(format!("commit task: {e}")))?
+                    .map_err(|e| EngineError::Task(format!("kafka commit: {e}")))?
                     .map_err(|e| EngineError::connector(&name, format!("commit failed: {e}")))
             }
         };
@@ -370,7 +404,7 @@ impl Source for KafkaSource {
                     Some(Polled::Revoke(parts, done)) => {
                         let res = async {
                             if !send_all(&mut state, &out).await {
-                                return Err(EngineError::Other("engine stopped".into()));
+                                return Err(EngineError::Stopped);
                             }
                             out.checkpoint().await?;
                             commit(pending_commits(&state, Some(&parts)), CommitMode::Sync).await

@@ -202,7 +202,7 @@ impl Inner {
         let ts = batch
             .column_by_name(TIMESTAMP)
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-            .ok_or_else(|| EngineError::Other("archive: batch has no timestamp".into()))?;
+            .ok_or_else(|| EngineError::Internal("archive: batch has no timestamp".into()))?;
         // A batch comes from one source partition.
         let partition = batch
             .column_by_name(PARTITION)
@@ -231,14 +231,15 @@ impl Inner {
                 let part_offsets = part
                     .column_by_name(OFFSET)
                     .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                    .ok_or_else(|| EngineError::Other("archive: no _offset".into()))?;
+                    .ok_or_else(|| EngineError::Internal("archive: no _offset".into()))?;
                 let (lo, hi) = min_max(part_offsets);
                 let key = (bucket, partition);
                 let file = match open.entry(key) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => e.insert(OpenFile {
-                        writer: FileWriter::new(self.schema.clone())
-                            .map_err(|e| EngineError::Other(format!("parquet: {e}")))?,
+                        writer: FileWriter::new(self.schema.clone()).map_err(|e| {
+                            EngineError::connector("archive", format!("parquet: {e}"))
+                        })?,
                         first_offset: lo,
                         last_offset: hi,
                         opened: Instant::now(),
@@ -246,7 +247,7 @@ impl Inner {
                 };
                 file.writer
                     .write(&part)
-                    .map_err(|e| EngineError::Other(format!("parquet: {e}")))?;
+                    .map_err(|e| EngineError::connector("archive", format!("parquet: {e}")))?;
                 file.first_offset = file.first_offset.min(lo);
                 file.last_offset = file.last_offset.max(hi);
                 let size = file.writer.size();
@@ -345,7 +346,7 @@ impl Inner {
         let bytes = bytes::Bytes::from(
             f.writer
                 .finish()
-                .map_err(|e| EngineError::Other(format!("parquet: {e}")))?,
+                .map_err(|e| EngineError::connector("archive", format!("parquet: {e}")))?,
         );
         let n = bytes.len() as u64;
         // Cheap clones: one buffer shared by the payload and a spill.

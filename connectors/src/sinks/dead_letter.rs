@@ -28,7 +28,7 @@ impl DeadLetterSink for DeadLetterFile {
         let _guard = self.lock.lock().await;
         let mut buf = Vec::new();
         for l in &letters {
-            serde_json::to_writer(&mut buf, l).map_err(|e| EngineError::Other(e.to_string()))?;
+            serde_json::to_writer(&mut buf, l)?;
             buf.push(b'\n');
         }
         if let Some(dir) = self.path.parent() {

@@ -18,6 +18,23 @@ pub struct JsonLinesSink {
 }
 
 impl JsonLinesSink {
+    /// `to stdout` / `stdout()`.
+    pub fn stdout_from_decl(
+        _: &crate::LocalFactory,
+        _: &weir_dsl::ast::OutputDecl,
+    ) -> Result<std::sync::Arc<dyn Sink>> {
+        Ok(std::sync::Arc::new(JsonLinesSink::stdout()))
+    }
+
+    /// `file(path: "...")`; a relative path is relative to the rules file.
+    pub fn file_from_decl(
+        f: &crate::LocalFactory,
+        output: &weir_dsl::ast::OutputDecl,
+    ) -> Result<std::sync::Arc<dyn Sink>> {
+        let path = crate::args::Args(&output.connector).required_str("path")?;
+        Ok(std::sync::Arc::new(JsonLinesSink::file(f.resolve(path))))
+    }
+
     pub fn stdout() -> Self {
         JsonLinesSink {
             target: Target::Stdout,

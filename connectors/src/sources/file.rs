@@ -14,6 +14,22 @@ pub struct FileSource {
     pub follow: bool,
 }
 
+impl FileSource {
+    /// `file(path: "...", follow: true|false)`; a relative path is relative
+    /// to the rules file.
+    pub fn from_decl(
+        f: &crate::LocalFactory,
+        source: &weir_dsl::CheckedSource,
+    ) -> Result<Box<dyn Source>> {
+        let args = crate::args::Args(&source.decl.connector);
+        Ok(Box::new(FileSource {
+            name: source.decl.name.name.clone(),
+            path: f.resolve(args.required_str("path")?),
+            follow: args.bool("follow").unwrap_or(false),
+        }))
+    }
+}
+
 #[async_trait]
 impl Source for FileSource {
     async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()> {
@@ -32,6 +48,18 @@ impl Source for FileSource {
         };
         read_lines(&self.name, input, &out, &shutdown, 0).await?;
         Ok(())
+    }
+}
+
+impl StdinSource {
+    /// `stdin()`.
+    pub fn from_decl(
+        _: &crate::LocalFactory,
+        source: &weir_dsl::CheckedSource,
+    ) -> Result<Box<dyn Source>> {
+        Ok(Box::new(StdinSource {
+            name: source.decl.name.name.clone(),
+        }))
     }
 }
 

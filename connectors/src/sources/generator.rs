@@ -225,6 +225,28 @@ pub struct GeneratorSource {
     pub cfg: GeneratorConfig,
 }
 
+impl GeneratorSource {
+    /// `generator(rate:, count:, seed:, start:, step:, burst_every:)`.
+    pub fn from_decl(
+        _: &crate::LocalFactory,
+        source: &weir_dsl::CheckedSource,
+    ) -> Result<Box<dyn Source>> {
+        let args = crate::args::Args(&source.decl.connector);
+        let d = GeneratorConfig::default();
+        let us = |n: &str| args.duration(n).map(|d| d.as_micros() as i64);
+        Ok(Box::new(GeneratorSource {
+            cfg: GeneratorConfig {
+                rate: args.int("rate").unwrap_or(d.rate),
+                count: args.int("count").unwrap_or(d.count),
+                seed: args.int("seed").unwrap_or(d.seed),
+                start_us: args.time("start")?.map(|t| t.timestamp_micros()),
+                step_us: us("step").unwrap_or(d.step_us),
+                burst_every_us: us("burst_every").unwrap_or(d.burst_every_us),
+            },
+        }))
+    }
+}
+
 #[async_trait]
 impl Source for GeneratorSource {
     async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()> {

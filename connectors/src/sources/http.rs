@@ -20,6 +20,23 @@ pub struct HttpSource {
     pub listen: String,
 }
 
+impl HttpSource {
+    /// `http(listen: "127.0.0.1:9000")`.
+    pub fn from_decl(
+        _: &crate::LocalFactory,
+        source: &weir_dsl::CheckedSource,
+    ) -> Result<Box<dyn Source>> {
+        let args = crate::args::Args(&source.decl.connector);
+        Ok(Box::new(HttpSource {
+            name: source.decl.name.name.clone(),
+            listen: args.str("listen").unwrap_or(DEFAULT_LISTEN).to_string(),
+        }))
+    }
+}
+
+/// Where an `http` source listens unless told.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+
 /// Largest request body accepted.
 const MAX_BODY: usize = 16 << 20;
 

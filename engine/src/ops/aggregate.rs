@@ -17,34 +17,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use weir_dsl::Type;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AggKind {
-    Count,
-    CountDistinct,
-    Sum,
-    Min,
-    Max,
-    Avg,
-    Quantile(f64),
-}
-
-impl AggKind {
-    pub fn from_call(name: &str, q: Option<f64>) -> Option<AggKind> {
-        Some(match name {
-            "count" => AggKind::Count,
-            "count_distinct" => AggKind::CountDistinct,
-            "sum" => AggKind::Sum,
-            "min" => AggKind::Min,
-            "max" => AggKind::Max,
-            "avg" => AggKind::Avg,
-            "quantile" => AggKind::Quantile(q?),
-            "p50" => AggKind::Quantile(0.5),
-            "p95" => AggKind::Quantile(0.95),
-            "p99" => AggKind::Quantile(0.99),
-            _ => return None,
-        })
-    }
-}
+/// The aggregate functions, as the checker resolved them.
+pub use weir_dsl::plan::Aggregate as AggKind;
 
 /// One aggregate of a window: what it computes, over which expression, and the
 /// type of its result.
@@ -316,8 +290,8 @@ pub fn build_column<'a>(out: Type, accs: impl Iterator<Item = &'a Acc>) -> Resul
         }
     };
     if col.data_type() != &arrow_type(out) {
-        return Err(EngineError::Other(format!(
-            "internal: aggregate built {} for {out}",
+        return Err(EngineError::Internal(format!(
+            "aggregate built {} for {out}",
             col.data_type()
         )));
     }

@@ -27,12 +27,49 @@ pub struct AlertOp {
 }
 
 impl AlertOp {
+    /// `| alert "NAME" when COND ...`, reading the window the checker found
+    /// before it.
+    pub fn from_stage(
+        a: &weir_dsl::ast::AlertSpec,
+        s: &mut super::StageContext,
+    ) -> Result<AlertOp> {
+        let weir_dsl::plan::StagePlan::Alert(p) = s.plan else {
+            return Err(s.wrong_plan("alert"));
+        };
+        let pairs = |kv: &[(weir_dsl::ast::Ident, String)]| {
+            kv.iter()
+                .map(|(k, v)| (k.name.clone(), v.clone()))
+                .collect()
+        };
+        let rule = AlertRule {
+            name: a.name.clone(),
+            pipeline: s.pipeline.to_string(),
+            severity: p.severity.clone(),
+            labels: pairs(&a.labels),
+            annotations: pairs(&a.annotations),
+            notify: a.notify.iter().map(|n| n.name.clone()).collect(),
+            for_us: p.for_us,
+            resolve_after_us: p.resolve_after_us,
+        };
+        Ok(AlertOp {
+            rule: Arc::new(rule),
+            condition: s.compile(&a.condition)?,
+            group_fields: p.group_fields.clone(),
+            sink: s.alerts.clone(),
+            matched: s
+                .metrics
+                .alerts
+                .with_label_values(&[s.pipeline, &a.name, &p.severity]),
+            closed_until: i64::MIN,
+        })
+    }
+
     fn hits(&self, hits: &RecordBatch) -> Result<Vec<Hit>> {
         let times = |name: &str| {
             hits.column_by_name(name)
                 .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
                 .cloned()
-                .ok_or_else(|| EngineError::Other(format!("alert: the window has no `{name}`")))
+                .ok_or_else(|| EngineError::Internal(format!("alert: the window has no `{name}`")))
         };
         let starts = times(WINDOW_START)?;
         let ends = times(WINDOW_END)?;

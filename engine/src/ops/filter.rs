@@ -12,6 +12,15 @@ pub struct Filter {
     pub predicate: PhysicalExpr,
 }
 
+impl Filter {
+    /// `| where COND`.
+    pub fn from_stage(cond: &weir_dsl::ast::Expr, s: &mut super::StageContext) -> Result<Filter> {
+        Ok(Filter {
+            predicate: s.compile(cond)?,
+        })
+    }
+}
+
 impl Operator for Filter {
     fn name(&self) -> &'static str {
         "where"

@@ -93,6 +93,17 @@ pub struct Geoip {
 }
 
 impl Geoip {
+    /// `| geoip FIELD [using "DB"] [as PREFIX]`.
+    pub fn from_stage(
+        field: &str,
+        database: &(String, weir_dsl::Span),
+        prefix: Option<&str>,
+        s: &mut super::StageContext,
+    ) -> Result<Geoip> {
+        let db = s.tables.geoip(&database.0, database.1)?;
+        Geoip::new(s.input, s.output, field, prefix.unwrap_or("geo"), db)
+    }
+
     /// `out` is the checker's output schema: the input plus the four
     /// `PREFIX_*` fields.
     pub fn new(
@@ -104,7 +115,7 @@ impl Geoip {
     ) -> Result<Geoip> {
         let field_idx = input
             .index_of(field)
-            .ok_or_else(|| EngineError::Other(format!("internal: no field `{field}`")))?;
+            .ok_or_else(|| EngineError::Internal(format!("no field `{field}`")))?;
         let added: Vec<String> = GEOIP_FIELDS
             .iter()
             .map(|(suffix, _)| format!("{prefix}_{suffix}"))
@@ -115,7 +126,7 @@ impl Geoip {
                 columns.push(ColumnSource::Parsed(i));
             } else {
                 let idx = input.index_of(&f.name).ok_or_else(|| {
-                    EngineError::Other(format!("internal: no input column `{}`", f.name))
+                    EngineError::Internal(format!("no input column `{}`", f.name))
                 })?;
                 columns.push(ColumnSource::Input(idx));
             }

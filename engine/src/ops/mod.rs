@@ -1,5 +1,10 @@
 //! Operators: the steps of a pipeline. Each takes record batches and returns
 //! record batches; windows also emit when event time moves on or the stream ends.
+//!
+//! Each operator builds itself from its checked stage (`from_stage`, next to
+//! the operator, as Arroyo's operator constructors do) out of a
+//! [`StageContext`]: the stage's plan from the checker, the schemas around it
+//! and what the pipeline shares. `CompiledPipeline::compile` only dispatches.
 
 pub mod aggregate;
 pub mod alert;
@@ -8,8 +13,72 @@ pub mod geoip;
 pub mod transform;
 pub mod window;
 
-use crate::error::Result;
+use crate::alerting::AlertSink;
+use crate::error::{EngineError, Result};
+use crate::expr::{compile, CompileContext, PhysicalExpr};
+use crate::functions::TableCache;
+use crate::metrics::Metrics;
 use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+use weir_dsl::ast::Expr;
+use weir_dsl::plan::StagePlan;
+use weir_dsl::Schema;
+
+/// What an operator is built from.
+pub struct StageContext<'a> {
+    /// The pipeline's name (metric labels, alert rules).
+    pub pipeline: &'a str,
+    /// What the checker resolved about the stage.
+    pub plan: &'a StagePlan,
+    /// The schema the stage sees, and the one it hands on.
+    pub input: &'a Schema,
+    pub output: &'a Schema,
+    pub tables: &'a mut TableCache,
+    pub alerts: &'a Arc<dyn AlertSink>,
+    pub metrics: &'a Metrics,
+}
+
+impl StageContext<'_> {
+    /// Compiles a checked expression against the stage's input.
+    pub fn compile(&mut self, e: &Expr) -> Result<PhysicalExpr> {
+        compile(
+            e,
+            self.input,
+            &mut CompileContext {
+                tables: self.tables,
+            },
+        )
+    }
+
+    /// The plan was not the one this stage kind gets from the checker.
+    pub fn wrong_plan(&self, stage: &str) -> EngineError {
+        EngineError::Internal(format!(
+            "the {stage} stage of pipeline `{}` has no {stage} plan",
+            self.pipeline
+        ))
+    }
+}
+
+/// Several operators run as one step (the assignments of one `set`).
+pub struct Chain(pub Vec<Box<dyn Operator>>);
+
+impl Operator for Chain {
+    fn name(&self) -> &'static str {
+        self.0.first().map(|o| o.name()).unwrap_or("set")
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let mut carry = vec![batch];
+        for op in &mut self.0 {
+            let mut next = Vec::with_capacity(carry.len());
+            for b in carry {
+                next.extend(op.process(b)?);
+            }
+            carry = next;
+        }
+        Ok(carry)
+    }
+}
 
 /// One synchronous step of a pipeline.
 pub trait Operator: Send + Sync {

@@ -32,6 +32,54 @@ pub struct Project {
 }
 
 impl Project {
+    /// `| set a = E, b = F`: one projection per assignment, each seeing the
+    /// fields set before it in the same stage.
+    pub fn set_from_stage(
+        assigns: &[weir_dsl::ast::Assignment],
+        s: &mut super::StageContext,
+    ) -> Result<super::Chain> {
+        let mut cur = s.input.clone();
+        let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(assigns.len());
+        for a in assigns {
+            let e = crate::expr::compile(
+                &a.value,
+                &cur,
+                &mut crate::expr::CompileContext {
+                    tables: &mut *s.tables,
+                },
+            )?;
+            let mut next = cur.clone();
+            let ty = match e.ty() {
+                weir_dsl::Type::Null => weir_dsl::Type::String,
+                t => t,
+            };
+            next.push(&a.name.name, ty);
+            ops.push(Box::new(Project::new(
+                "set",
+                &cur,
+                &next,
+                &[],
+                vec![(a.name.name.clone(), e)],
+            )?));
+            cur = next;
+        }
+        Ok(super::Chain(ops))
+    }
+
+    /// `| rename a as b, ...` (`renames`) and `| drop a, b` (none): the
+    /// output schema says which fields stay and under which names.
+    pub fn from_stage(
+        name: &'static str,
+        renames: &[(weir_dsl::ast::Ident, weir_dsl::ast::Ident)],
+        s: &super::StageContext,
+    ) -> Result<Project> {
+        let renames: Vec<(String, String)> = renames
+            .iter()
+            .map(|(a, b)| (a.name.clone(), b.name.clone()))
+            .collect();
+        Project::new(name, s.input, s.output, &renames, vec![])
+    }
+
     /// Output schema `out`; each output field comes from the input column of the
     /// same name (after `renames`) or from `computed`.
     pub fn new(
@@ -55,7 +103,7 @@ impl Project {
                 .map(|(from, _)| from.as_str())
                 .unwrap_or(f.name.as_str());
             let idx = input.index_of(original).ok_or_else(|| {
-                EngineError::Other(format!("internal: no input column for `{}`", f.name))
+                EngineError::Internal(format!("no input column for `{}`", f.name))
             })?;
             columns.push(ColumnSource::Input(idx));
         }
@@ -80,7 +128,7 @@ impl Operator for Project {
                 ColumnSource::Input(i) => batch.column(*i).clone(),
                 ColumnSource::Computed(e) => e.eval(&batch)?.into_array(n)?,
                 ColumnSource::Parsed(_) => {
-                    return Err(EngineError::Other("internal: parsed column in set".into()))
+                    return Err(EngineError::Internal("parsed column in set".into()))
                 }
             };
             cols.push(conform(col, field.data_type())?);
@@ -98,9 +146,10 @@ impl Project {
         for c in &self.columns {
             cols.push(match c {
                 ColumnSource::Input(i) => batch.column(*i).clone(),
-                ColumnSource::Parsed(i) => added.get(*i).cloned().ok_or_else(|| {
-                    EngineError::Other(format!("internal: no computed column {i}"))
-                })?,
+                ColumnSource::Parsed(i) => added
+                    .get(*i)
+                    .cloned()
+                    .ok_or_else(|| EngineError::Internal(format!("no computed column {i}")))?,
                 ColumnSource::Computed(e) => e.eval(batch)?.into_array(n)?,
             });
         }
@@ -128,6 +177,15 @@ pub struct Parse {
 }
 
 impl Parse {
+    /// `| parse FIELD as FORMAT ...`, with the fields the checker found it
+    /// produces.
+    pub fn from_stage(field: &str, s: &super::StageContext) -> Result<Parse> {
+        let weir_dsl::plan::StagePlan::Parse(p) = s.plan else {
+            return Err(s.wrong_plan("parse"));
+        };
+        Parse::new(s.input, s.output, field, &p.format, &p.fields)
+    }
+
     /// `parsed` names the fields the parse produces (capture names, or the
     /// declared fields).
     pub fn new(
@@ -139,7 +197,7 @@ impl Parse {
     ) -> Result<Parse> {
         let field_idx = input
             .index_of(field)
-            .ok_or_else(|| EngineError::Other(format!("internal: no field `{field}`")))?;
+            .ok_or_else(|| EngineError::Internal(format!("no field `{field}`")))?;
         // Fields the parse adds or overwrites, in output order.
         let mut parsed = Schema::default();
         let mut columns = Vec::new();
@@ -149,13 +207,13 @@ impl Parse {
                 parsed.push(&f.name, f.ty);
             } else {
                 let idx = input.index_of(&f.name).ok_or_else(|| {
-                    EngineError::Other(format!("internal: no input column `{}`", f.name))
+                    EngineError::Internal(format!("no input column `{}`", f.name))
                 })?;
                 columns.push(ColumnSource::Input(idx));
             }
         }
         let regex = match format {
-            Format::Regex(p) => Some(Regex::new(p).map_err(|e| EngineError::Other(e.to_string()))?),
+            Format::Regex(p) => Some(Regex::new(p)?),
             _ => None,
         };
         Ok(Parse {

@@ -31,13 +31,9 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// The key id of an event left out because the window holds `max_keys`.
 const OVERFLOW: u32 = u32::MAX;
 
-/// Which windows an event belongs to. All lengths in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Assigner {
-    Tumbling { size: i64 },
-    Sliding { size: i64, slide: i64 },
-    Session { gap: i64 },
-}
+/// Which windows an event belongs to (the checker's plan). All lengths in
+/// microseconds.
+pub use weir_dsl::plan::Assigner;
 
 struct Session {
     start: i64,
@@ -79,6 +75,45 @@ pub struct Window {
 }
 
 impl Window {
+    /// `| window ...`, from the checker's plan: the assigner, the timestamp
+    /// and group-by columns with their types, the aggregates with theirs.
+    pub fn from_stage(s: &mut super::StageContext) -> Result<Window> {
+        let weir_dsl::plan::StagePlan::Window(w) = s.plan else {
+            return Err(s.wrong_plan("window"));
+        };
+        let group_cols = w
+            .group_by
+            .iter()
+            .map(|c| (c.index, crate::schema::arrow_type(c.ty)))
+            .collect();
+        let mut aggs = Vec::with_capacity(w.aggregates.len());
+        for a in &w.aggregates {
+            aggs.push(AggSpec {
+                kind: a.func,
+                arg: a.arg.as_ref().map(|e| s.compile(e)).transpose()?,
+                out: a.ty,
+            });
+        }
+        let name = s.pipeline;
+        let m = s.metrics;
+        Ok(Window::new(
+            w.assigner,
+            w.lateness_us,
+            w.timestamp,
+            group_cols,
+            aggs,
+            crate::schema::to_arrow(s.output),
+            WindowMetrics {
+                late: m.late_dropped.with_label_values(&[name]),
+                open: m.windows_open.with_label_values(&[name]),
+                overflow: m.window_key_overflow.with_label_values(&[name]),
+            },
+        )?
+        .with_max_keys(w.max_keys.map_or(DEFAULT_MAX_KEYS, |m| {
+            usize::try_from(m).unwrap_or(usize::MAX)
+        })))
+    }
+
     pub fn new(
         assigner: Assigner,
         lateness: i64,
@@ -236,7 +271,7 @@ impl Window {
     fn assign(&mut self, ts: i64, key: u32, inputs: &[Input], row: usize) -> bool {
         let aggs = &self.aggs;
         match self.assigner {
-            Assigner::Tumbling { size } => {
+            Assigner::Tumbling { size_us: size } => {
                 let start = ts.div_euclid(size) * size;
                 if start.saturating_add(size) <= self.watermark {
                     return false;
@@ -250,7 +285,10 @@ impl Window {
                 Self::add(aggs, accs, inputs, row);
                 true
             }
-            Assigner::Sliding { size, slide } => {
+            Assigner::Sliding {
+                size_us: size,
+                slide_us: slide,
+            } => {
                 let mut start = ts.div_euclid(slide) * slide;
                 let mut added = false;
                 while start > ts - size {
@@ -268,7 +306,7 @@ impl Window {
                 }
                 added
             }
-            Assigner::Session { gap } => {
+            Assigner::Session { gap_us: gap } => {
                 let sessions = self.sessions.entry(key).or_default();
                 let touching: Vec<usize> = sessions
                     .iter()
@@ -311,8 +349,8 @@ impl Window {
 
     fn window_size(&self) -> i64 {
         match self.assigner {
-            Assigner::Tumbling { size } | Assigner::Sliding { size, .. } => size,
-            Assigner::Session { gap } => gap,
+            Assigner::Tumbling { size_us } | Assigner::Sliding { size_us, .. } => size_us,
+            Assigner::Session { gap_us } => gap_us,
         }
     }
 
@@ -320,7 +358,7 @@ impl Window {
     fn emit_until(&mut self, limit: i64) -> Result<Vec<RecordBatch>> {
         let mut rows: Vec<(i64, i64, u32, Vec<Acc>)> = Vec::new();
         match self.assigner {
-            Assigner::Session { gap } => {
+            Assigner::Session { gap_us: gap } => {
                 for (&key, sessions) in self.sessions.iter_mut() {
                     let mut i = 0;
                     while i < sessions.len() {
@@ -385,7 +423,7 @@ impl Window {
                         .get(r.2 as usize)
                         .and_then(|k| k.as_ref())
                         .map(|k| k.row())
-                        .ok_or_else(|| EngineError::Other("internal: unknown window key".into()))
+                        .ok_or_else(|| EngineError::Internal("unknown window key".into()))
                 })
                 .collect::<Result<Vec<_>>>()?;
             cols.extend(conv.convert_rows(keys)?);
@@ -420,7 +458,7 @@ impl Operator for Window {
         let ts = batch
             .column(self.ts_col)
             .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| EngineError::Other("window: timestamp has the wrong type".into()))?
+            .ok_or_else(|| EngineError::Internal("window: timestamp has the wrong type".into()))?
             .clone();
         let keys = self.key_ids(&batch)?;
         let inputs: Vec<Input> = self
@@ -517,7 +555,7 @@ mod tests {
         ]));
         let overflow = IntCounter::new("overflow", "test").unwrap_or_else(|e| panic!("{e}"));
         let w = Window::new(
-            Assigner::Tumbling { size: 1_000_000 },
+            Assigner::Tumbling { size_us: 1_000_000 },
             0,
             0,
             vec![(1, DataType::Utf8)],

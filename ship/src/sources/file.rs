@@ -56,10 +56,11 @@ struct Tracked {
     multiline_start: u64,
 }
 
-pub async fn run(mut ctx: SourceCtx) -> Result<(), String> {
+pub async fn run(mut ctx: SourceCtx) -> Result<(), crate::ShipError> {
     let name = ctx.cfg.name.clone();
-    std::fs::create_dir_all(&ctx.state_dir)
-        .map_err(|e| format!("cannot create {}: {e}", ctx.state_dir.display()))?;
+    std::fs::create_dir_all(&ctx.state_dir).map_err(|e| {
+        crate::ShipError::io(format!("cannot create {}", ctx.state_dir.display()), e)
+    })?;
     let pos_path = ctx.state_dir.join(format!(
         "positions-{}.json",
         name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
@@ -309,7 +310,7 @@ async fn finish(
     saved: &mut Positions,
     pos_path: &Path,
     source: &str,
-) -> Result<(), String> {
+) -> Result<(), crate::ShipError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     for (key, t) in tracked.iter_mut() {
         while !t.pending.is_empty() && Instant::now() < deadline {

@@ -11,11 +11,11 @@ use axum::Router;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-pub async fn run(ctx: SourceCtx) -> Result<(), String> {
+pub async fn run(ctx: SourceCtx) -> Result<(), crate::ShipError> {
     let listen = ctx.cfg.listen.clone().unwrap_or_default();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| crate::ShipError::io(format!("cannot listen on {listen}"), e))?;
     let cancel = ctx.cancel.clone();
     let state = Arc::new(Mutex::new(ctx));
     let app = Router::new()
@@ -26,7 +26,7 @@ pub async fn run(ctx: SourceCtx) -> Result<(), String> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
-        .map_err(|e| format!("http source: {e}"))
+        .map_err(|e| crate::ShipError::io("http source", e))
 }
 
 async fn receive(State(ctx): State<Arc<Mutex<SourceCtx>>>, body: Bytes) -> StatusCode {

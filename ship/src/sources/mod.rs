@@ -126,7 +126,7 @@ impl SourceCtx {
 }
 
 /// Runs one source until it ends or is cancelled.
-pub async fn run(ctx: SourceCtx) -> Result<(), String> {
+pub async fn run(ctx: SourceCtx) -> Result<(), crate::ShipError> {
     match ctx.cfg.kind {
         SourceType::File => file::run(ctx).await,
         SourceType::Stdin => stdin::run(ctx).await,

@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BATCH: usize = 2000;
 
-pub async fn run(mut ctx: SourceCtx) -> Result<(), String> {
+pub async fn run(mut ctx: SourceCtx) -> Result<(), crate::ShipError> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut multiline = ctx.cfg.multiline.as_ref().and_then(Multiline::new);
     let mut batch: Vec<String> = Vec::with_capacity(BATCH);
@@ -25,7 +25,7 @@ pub async fn run(mut ctx: SourceCtx) -> Result<(), String> {
                 None => batch.push(line),
             },
             Ok(Ok(None)) => break,
-            Ok(Err(e)) => return Err(format!("cannot read stdin: {e}")),
+            Ok(Err(e)) => return Err(crate::ShipError::io("cannot read stdin", e)),
             Err(_) => batch.extend(multiline.as_mut().and_then(Multiline::stale)),
         }
         if batch.len() >= BATCH || (!batch.is_empty() && idle) {

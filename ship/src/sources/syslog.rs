@@ -5,12 +5,13 @@
 //! sets one).
 
 use super::SourceCtx;
+use crate::ShipError;
 use chrono::{Datelike, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 
-pub async fn run(ctx: SourceCtx) -> Result<(), String> {
+pub async fn run(ctx: SourceCtx) -> Result<(), ShipError> {
     let listen = ctx.cfg.listen.clone().unwrap_or_default();
     match ctx.cfg.protocol {
         crate::config::Protocol::Udp => udp(ctx, &listen).await,
@@ -18,15 +19,15 @@ pub async fn run(ctx: SourceCtx) -> Result<(), String> {
     }
 }
 
-async fn udp(mut ctx: SourceCtx, listen: &str) -> Result<(), String> {
+async fn udp(mut ctx: SourceCtx, listen: &str) -> Result<(), ShipError> {
     let sock = UdpSocket::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on udp {listen}: {e}"))?;
+        .map_err(|e| ShipError::io(format!("cannot listen on udp {listen}"), e))?;
     let mut buf = vec![0u8; 65536];
     loop {
         let n = tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
-            r = sock.recv_from(&mut buf) => r.map_err(|e| format!("udp: {e}"))?.0,
+            r = sock.recv_from(&mut buf) => r.map_err(|e| ShipError::io("udp", e))?.0,
         };
         let mut msgs = vec![String::from_utf8_lossy(&buf[..n]).into_owned()];
         while msgs.len() < 512 {
@@ -39,16 +40,16 @@ async fn udp(mut ctx: SourceCtx, listen: &str) -> Result<(), String> {
     }
 }
 
-async fn tcp(ctx: SourceCtx, listen: &str) -> Result<(), String> {
+async fn tcp(ctx: SourceCtx, listen: &str) -> Result<(), ShipError> {
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on tcp {listen}: {e}"))?;
+        .map_err(|e| ShipError::io(format!("cannot listen on tcp {listen}"), e))?;
     let ctx = std::sync::Arc::new(tokio::sync::Mutex::new(ctx));
     let cancel = ctx.lock().await.cancel.clone();
     loop {
         let (conn, _) = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            r = listener.accept() => r.map_err(|e| format!("tcp: {e}"))?,
+            r = listener.accept() => r.map_err(|e| ShipError::io("tcp", e))?,
         };
         let ctx = ctx.clone();
         let cancel = cancel.clone();

@@ -7,7 +7,8 @@
 //! | POST | /api/v1/silences | `{"matchers": ["service=checkout"], "duration": "2h", "starts_at"?, "created_by"?, "comment"?}`; 201 with the silence, 400 on a bad matcher, 422 past a limit (matchers, sizes, duration, count; see `weir_engine::alerting::silence`) |
 //! | DELETE | /api/v1/silences/{id} | expires it now; 204 or 404 |
 
-use crate::engine_host::EngineHost;
+use super::{ApiError, AppState};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,10 +16,9 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
-use weir_engine::alerting::{rfc3339, Matcher, Silence, SilenceError};
+use weir_engine::alerting::{rfc3339, Matcher, Silence};
 
-pub fn routes() -> Router<Arc<EngineHost>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
@@ -30,11 +30,11 @@ struct AlertQuery {
     limit: Option<usize>,
 }
 
-async fn alerts(State(host): State<Arc<EngineHost>>, Query(q): Query<AlertQuery>) -> Response {
+async fn alerts(State(app): State<AppState>, Query(q): Query<AlertQuery>) -> Response {
     let limit = q.limit.unwrap_or(100).min(10_000);
     Json(json!({
-        "alerts": host.alerts.open(),
-        "history": host.alerts.history(limit),
+        "alerts": app.host.alerts.open(),
+        "history": app.host.alerts.history(limit),
     }))
     .into_response()
 }
@@ -52,9 +52,10 @@ pub fn silence_json(s: &Silence, now_us: i64) -> serde_json::Value {
     })
 }
 
-async fn list_silences(State(host): State<Arc<EngineHost>>) -> Response {
-    let now = host.alerts.now_us();
-    let list: Vec<_> = host
+async fn list_silences(State(app): State<AppState>) -> Response {
+    let now = app.host.alerts.now_us();
+    let list: Vec<_> = app
+        .host
         .alerts
         .silences()
         .iter()
@@ -83,62 +84,51 @@ struct NewSilence {
     comment: String,
 }
 
-async fn add_silence(State(host): State<Arc<EngineHost>>, Json(req): Json<NewSilence>) -> Response {
-    let bad = |m: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": m }))).into_response();
+async fn add_silence(
+    State(app): State<AppState>,
+    req: Result<Json<NewSilence>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = req?;
     let mut matchers = Vec::with_capacity(req.matchers.len());
     for m in req.matchers {
-        match m {
-            MatcherIn::Text(t) => match Matcher::parse(&t) {
-                Ok(m) => matchers.push(m),
-                Err(e) => return bad(e),
-            },
-            MatcherIn::Full(m) => matchers.push(m),
-        }
+        matchers.push(match m {
+            MatcherIn::Text(t) => Matcher::parse(&t).map_err(ApiError::BadRequest)?,
+            MatcherIn::Full(m) => m,
+        });
     }
-    let duration = match humantime::parse_duration(&req.duration) {
-        Ok(d) => d,
-        Err(e) => {
-            return bad(format!(
-                "duration `{}`: {e} (write e.g. 2h or 30m)",
-                req.duration
-            ))
-        }
-    };
-    let starts = match req
+    let duration = humantime::parse_duration(&req.duration).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "duration `{}`: {e} (write e.g. 2h or 30m)",
+            req.duration
+        ))
+    })?;
+    let starts = req
         .starts_at
         .as_deref()
-        .map(chrono::DateTime::parse_from_rfc3339)
-    {
-        None => None,
-        Some(Ok(t)) => Some(t.timestamp_micros()),
-        Some(Err(e)) => return bad(format!("starts_at: {e} (write RFC 3339)")),
-    };
-    match host
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.timestamp_micros())
+                .map_err(|e| ApiError::BadRequest(format!("starts_at: {e} (write RFC 3339)")))
+        })
+        .transpose()?;
+    let host = &app.host;
+    let s = host
         .alerts
-        .add_silence(matchers, starts, duration, req.created_by, req.comment)
-    {
-        Ok(s) => (
-            StatusCode::CREATED,
-            Json(silence_json(&s, host.alerts.now_us())),
-        )
-            .into_response(),
-        Err(e @ SilenceError::OverLimit(_)) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": e.to_string() })),
-        )
-            .into_response(),
-        Err(e) => bad(e.to_string()),
-    }
+        .add_silence(matchers, starts, duration, req.created_by, req.comment)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(silence_json(&s, host.alerts.now_us())),
+    )
+        .into_response())
 }
 
-async fn expire_silence(State(host): State<Arc<EngineHost>>, Path(id): Path<String>) -> Response {
-    if host.alerts.expire_silence(&id) {
-        StatusCode::NO_CONTENT.into_response()
+async fn expire_silence(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if app.host.alerts.expire_silence(&id) {
+        Ok(StatusCode::NO_CONTENT)
     } else {
-        (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no silence `{id}`") })),
-        )
-            .into_response()
+        Err(ApiError::NotFound(format!("no silence `{id}`")))
     }
 }
