@@ -494,14 +494,7 @@ resend_every = "1s"
         .unwrap();
     assert_eq!(listed["silences"][0]["id"], silence["id"]);
     assert_eq!(listed["silences"][0]["status"], "active");
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::get_text(&http, &format!("{}/metrics", server.base)).await;
     for want in [
         "weir_notifications_total{channel=\"hook\",result=\"sent\"}",
         "weir_notifications_total{channel=\"hook\",result=\"silenced\"}",

@@ -207,14 +207,7 @@ async fn api_errors_are_json_and_metrics_pass_promtool() {
     // Metrics once the demo has moved some events.
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        let text = http
-            .get(url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = support::get_text(&http, &url("/metrics")).await;
         if text.contains("weir_archive_files_total") || Instant::now() > deadline {
             break text;
         }

@@ -116,14 +116,7 @@ async fn api_submit_list_alerts_delete_metrics() {
     assert!(a["values"]["errors"].as_i64().unwrap() > 50, "{a}");
 
     // Metrics carry the pipeline's counters.
-    let text = http
-        .get(url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = support::get_text(&http, &url("/metrics")).await;
     assert!(text.contains("weir_"), "{text}");
     assert!(text.contains("api_errors"), "{text}");
 
