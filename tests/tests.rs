@@ -19,6 +19,7 @@ mod geoip;
 mod http_api;
 mod kafka;
 mod kafka_security;
+mod log_formats;
 mod pipeline_e2e;
 mod rule_tests;
 mod ship;

@@ -27,6 +27,12 @@ pub struct SourceDecl {
     pub connector: Connector,
     pub format: Option<FormatSpec>,
     pub fields: Vec<FieldDecl>,
+    /// `timestamp_format "%d/%b/%Y:%H:%M:%S %z"`: how `timestamp` is written
+    /// (detected when absent).
+    pub timestamp_format: Option<(String, Span)>,
+    /// `timezone "Europe/Berlin"`: the zone of times written without one
+    /// (UTC when absent).
+    pub timezone: Option<(String, Span)>,
     pub span: Span,
 }
 

@@ -60,6 +60,8 @@ pub struct Signature {
     pub params: &'static [Param],
     /// The last parameter may repeat.
     pub variadic: bool,
+    /// How many trailing parameters may be left out.
+    pub optional: usize,
     pub returns: Returns,
     pub aggregate: bool,
     pub doc: &'static str,
@@ -81,8 +83,20 @@ impl Signature {
         let n = self.params.len();
         if self.variadic {
             format!("at least {n}")
+        } else if self.optional > 0 {
+            format!("{} to {n}", n - self.optional)
         } else {
             n.to_string()
+        }
+    }
+
+    /// Whether a call with `n` arguments has the right number.
+    pub fn arity_fits(&self, n: usize) -> bool {
+        let all = self.params.len();
+        if self.variadic {
+            n >= all
+        } else {
+            (all - self.optional.min(all)..=all).contains(&n)
         }
     }
 }
@@ -100,6 +114,7 @@ const fn scalar(
         name,
         params,
         variadic: false,
+        optional: 0,
         returns,
         aggregate: false,
         doc,
@@ -116,6 +131,7 @@ const fn agg(
         name,
         params,
         variadic: false,
+        optional: 0,
         returns,
         aggregate: true,
         doc,
@@ -146,6 +162,7 @@ pub const FUNCTIONS: &[Signature] = &[
         name: "concat",
         params: &[Any],
         variadic: true,
+        optional: 0,
         returns: Fixed(Type::String),
         aggregate: false,
         doc: "joins values as text",
@@ -154,6 +171,7 @@ pub const FUNCTIONS: &[Signature] = &[
         name: "coalesce",
         params: &[Any],
         variadic: true,
+        optional: 0,
         returns: SameAsFirst,
         aggregate: false,
         doc: "the first non-null argument",
@@ -170,6 +188,15 @@ pub const FUNCTIONS: &[Signature] = &[
         Fixed(Type::String),
         "json_get(_raw, \"a.b\"): a value from a JSON text by dotted path, as text",
     ),
+    Signature {
+        name: "parse_timestamp",
+        params: &[Text, StrLit, StrLit],
+        variadic: false,
+        optional: 1,
+        returns: Fixed(Type::Timestamp),
+        aggregate: false,
+        doc: "parse_timestamp(text, \"%d/%b/%Y:%H:%M:%S %z\" [, \"Europe/Berlin\"]): a time from text in a strftime format (\"auto\" detects RFC 3339, syslog, Common Log Format, ctime, epoch...), zone-less times in the zone given (UTC by default); null when it does not parse",
+    },
     scalar("now", &[], Fixed(Type::Timestamp), "the current time"),
     scalar(
         "ago",

@@ -28,9 +28,10 @@ pub mod functions;
 pub mod limits;
 pub mod parser;
 pub mod plan;
-pub mod severity;
 pub mod span;
 pub mod template;
+/// Severity levels (shared with the shipper through `weir-formats`).
+pub use weir_formats::severity;
 pub mod types;
 
 pub use checker::{check, CheckedPipeline, CheckedProgram, CheckedSource};

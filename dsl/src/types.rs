@@ -92,7 +92,7 @@ pub struct Schema {
 }
 
 /// Name of the event-time field every source has.
-pub const TIMESTAMP: &str = "timestamp";
+pub const TIMESTAMP: &str = weir_formats::timestamp::FIELD;
 /// Name of the source partition (Kafka partition; 0 elsewhere) every source has.
 pub const PARTITION: &str = "_partition";
 /// Name of the source sequence number (line number, Kafka offset) every source has.

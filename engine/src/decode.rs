@@ -1,13 +1,17 @@
 //! Decodes raw lines into Arrow record batches with a source's schema, for every
 //! format (`json`, `logfmt`, `plain`, `regex`). Lines that cannot be decoded are
 //! returned as dead letters with the reason, never dropped.
+//!
+//! `timestamp` is read as text (JSON numbers too) and parsed by the source's
+//! [`TimestampParser`] (every common form, the source's `timestamp_format`
+//! and `timezone`); a missing one is the arrival time, one that does not
+//! parse sends its line to the dead letters.
 
 use crate::connector::{DeadLetter, LineBatch};
 use crate::error::Result;
 use crate::schema::{timestamp_type, to_arrow};
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef};
 use arrow_json::reader::{Decoder, ReaderBuilder};
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use weir_dsl::ast::Format;
 use weir_dsl::types::{OFFSET, PARTITION, RAW, TIMESTAMP};
 use weir_dsl::{severity, Schema, Type};
+use weir_formats::timestamp::TimestampParser;
 use weir_formats::{captures_to_map, parse_logfmt};
 
 /// Turns lines of one source into record batches of its schema.
@@ -26,11 +31,17 @@ pub struct LineDecoder {
     regex: Option<Regex>,
     /// The full output schema (declared fields, `_offset`, `_raw`).
     schema: SchemaRef,
-    /// The fields read from the line (everything but `_offset` and `_raw`).
+    /// The fields read from the line (everything but `_offset` and `_raw`,
+    /// `timestamp` as text), then the other names of core fields.
     content_schema: SchemaRef,
+    /// How many of those are the source's own fields.
+    content_width: usize,
+    /// Core field column, and the columns of its other names in order.
+    aliases: Vec<(usize, Vec<usize>)>,
     decoder: Decoder,
     severity_col: Option<usize>,
     timestamp_col: Option<usize>,
+    timestamps: TimestampParser,
     max_line_bytes: usize,
 }
 
@@ -46,12 +57,48 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 impl LineDecoder {
     pub fn new(source: &str, format: &Format, schema: &Schema) -> Result<LineDecoder> {
         let full = to_arrow(schema);
-        let content: Vec<Arc<Field>> = full
+        // What is read from the line; `timestamp` as text, parsed after.
+        let mut content: Vec<Arc<Field>> = full
             .fields()
             .iter()
             .filter(|f| ![OFFSET, PARTITION, RAW].contains(&f.name().as_str()))
-            .cloned()
+            .map(|f| {
+                if f.name() == TIMESTAMP {
+                    Arc::new(Field::new(
+                        TIMESTAMP,
+                        arrow::datatypes::DataType::Utf8,
+                        true,
+                    ))
+                } else {
+                    f.clone()
+                }
+            })
             .collect();
+        // The other names of the core fields (`@timestamp`, `level`, `msg`...)
+        // are read too, as text, and fill the core field where it is missing.
+        let content_width = content.len();
+        let mut aliases = Vec::new();
+        for keys in weir_formats::fields::ALIASED {
+            let Some(core) = content.iter().position(|f| f.name() == keys[0]) else {
+                continue;
+            };
+            let mut from = Vec::new();
+            for alias in &keys[1..] {
+                let at = match content.iter().position(|f| f.name() == alias) {
+                    Some(i) => i,
+                    None => {
+                        content.push(Arc::new(Field::new(
+                            *alias,
+                            arrow::datatypes::DataType::Utf8,
+                            true,
+                        )));
+                        content.len() - 1
+                    }
+                };
+                from.push(at);
+            }
+            aliases.push((core, from));
+        }
         let content_schema = Arc::new(ArrowSchema::new(content));
         let decoder = Self::build_decoder(&content_schema)?;
         let regex = match format {
@@ -67,11 +114,40 @@ impl LineDecoder {
                 .ok()
                 .filter(|_| schema.get("severity") == Some(Type::Severity)),
             timestamp_col: content_schema.index_of(TIMESTAMP).ok(),
+            timestamps: TimestampParser::default(),
             schema: full,
             content_schema,
+            content_width,
+            aliases,
             decoder,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         })
+    }
+
+    /// The decoder of a checked source: its format, schema, and how it
+    /// writes timestamps (`timestamp_format`, `timezone`; checked already).
+    pub fn for_source(source: &weir_dsl::CheckedSource) -> Result<LineDecoder> {
+        let d = &source.decl;
+        let parser = TimestampParser::new(
+            d.timestamp_format.as_ref().map(|(f, _)| f.as_str()),
+            d.timezone.as_ref().map(|(z, _)| z.as_str()),
+        )
+        .map_err(|e| {
+            let span = d
+                .timestamp_format
+                .as_ref()
+                .or(d.timezone.as_ref())
+                .map_or(d.span, |(_, s)| *s);
+            crate::error::EngineError::plan(span, e)
+        })?;
+        Ok(LineDecoder::new(&d.name.name, &source.format, &source.schema)?.with_timestamps(parser))
+    }
+
+    /// How this source writes its timestamps (`timestamp_format`,
+    /// `timezone`); detected, zone-less times in UTC, by default.
+    pub fn with_timestamps(mut self, parser: TimestampParser) -> LineDecoder {
+        self.timestamps = parser;
+        self
     }
 
     fn build_decoder(schema: &SchemaRef) -> Result<Decoder> {
@@ -114,6 +190,29 @@ impl LineDecoder {
         let Some(content) = content else {
             return Ok(Decoded { batch: None, dead });
         };
+        let mut content = self.fill_from_aliases(content)?;
+        let mut times: Option<ArrayRef> = None;
+        if let Some(c) = self.timestamp_col {
+            let (col, bad) = self.parse_timestamps(content.column(c), lines.received_at_us)?;
+            if !bad.is_empty() {
+                let index = |i: usize| kept.as_ref().map(|k| k[i]).unwrap_or(i);
+                let mut keep = vec![true; content.num_rows()];
+                for (row, reason) in &bad {
+                    keep[*row] = false;
+                    dead.push(self.dead_letter(lines, index(*row), reason.clone()));
+                }
+                let mask = arrow::array::BooleanArray::from(keep.clone());
+                content = arrow::compute::filter_record_batch(&content, &mask)?;
+                times = Some(arrow::compute::filter(&col, &mask)?);
+                let rows: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).map(index).collect();
+                kept = Some(rows);
+                if content.num_rows() == 0 {
+                    return Ok(Decoded { batch: None, dead });
+                }
+            } else {
+                times = Some(col);
+            }
+        }
         let n = content.num_rows();
         let index = |i: usize| kept.as_ref().map(|k| k[i]).unwrap_or(i);
         let offsets: Int64Array = (0..n)
@@ -124,8 +223,8 @@ impl LineDecoder {
             raw.append_value(String::from_utf8_lossy(lines.line(index(i))));
         }
         let mut columns: Vec<ArrayRef> = content.columns().to_vec();
-        if let Some(c) = self.timestamp_col {
-            columns[c] = fill_timestamps(&columns[c], lines.received_at_us)?;
+        if let (Some(c), Some(t)) = (self.timestamp_col, times) {
+            columns[c] = t;
         }
         if let Some(c) = self.severity_col {
             columns[c] = normalize_severity(&columns[c])?;
@@ -267,18 +366,8 @@ impl LineDecoder {
             };
             match parsed {
                 Ok(m) => {
-                    let mut probe = Self::build_decoder(&self.content_schema)?;
-                    match probe.serialize(std::slice::from_ref(&m)) {
-                        Ok(()) => {
-                            rows.push(m);
-                            kept.push(i);
-                        }
-                        Err(e) => dead.push(self.dead_letter(
-                            lines,
-                            i,
-                            format!("field does not fit its declared type: {e}"),
-                        )),
-                    }
+                    rows.push(m);
+                    kept.push(i);
                 }
                 Err(reason) => dead.push(self.dead_letter(lines, i, reason)),
             }
@@ -286,8 +375,97 @@ impl LineDecoder {
         if rows.is_empty() {
             return Ok((None, kept));
         }
-        self.decoder.serialize(&rows)?;
-        Ok((self.decoder.flush()?, kept))
+        // All rows at once; when a value does not fit its declared type
+        // (found only when the columns are built), row by row to find it.
+        match self
+            .decoder
+            .serialize(&rows)
+            .and_then(|_| self.decoder.flush())
+        {
+            Ok(batch) => return Ok((batch, kept)),
+            Err(_) => self.decoder = Self::build_decoder(&self.content_schema)?,
+        }
+        let mut good = Vec::with_capacity(rows.len());
+        let mut good_lines = Vec::with_capacity(rows.len());
+        let mut probe = Self::build_decoder(&self.content_schema)?;
+        for (m, i) in rows.into_iter().zip(kept) {
+            match probe
+                .serialize(std::slice::from_ref(&m))
+                .and_then(|_| probe.flush())
+            {
+                Ok(_) => {
+                    good.push(m);
+                    good_lines.push(i);
+                }
+                Err(e) => {
+                    probe = Self::build_decoder(&self.content_schema)?;
+                    dead.push(self.dead_letter(
+                        lines,
+                        i,
+                        format!("field does not fit its declared type: {e}"),
+                    ));
+                }
+            }
+        }
+        if good.is_empty() {
+            return Ok((None, good_lines));
+        }
+        self.decoder.serialize(&good)?;
+        Ok((self.decoder.flush()?, good_lines))
+    }
+
+    /// Core fields missing from a line take the first of their other names
+    /// that it has; the columns of other names are then dropped.
+    fn fill_from_aliases(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let mut columns = batch.columns().to_vec();
+        for (core, from) in &self.aliases {
+            for &alias in from {
+                if columns[*core].null_count() == 0 {
+                    break;
+                }
+                let other = &columns[alias];
+                if other.null_count() == other.len() {
+                    continue;
+                }
+                let target = columns[*core].data_type().clone();
+                let other = arrow::compute::cast(other, &target)?;
+                let present = arrow::compute::is_not_null(&columns[*core])?;
+                columns[*core] =
+                    arrow::compute::kernels::zip::zip(&present, &columns[*core], &other)?;
+            }
+        }
+        columns.truncate(self.content_width);
+        let fields: Vec<Arc<Field>> = self.content_schema.fields()[..self.content_width].to_vec();
+        Ok(RecordBatch::try_new(
+            Arc::new(ArrowSchema::new(fields)),
+            columns,
+        )?)
+    }
+
+    /// The `timestamp` text column as times: missing ones are the arrival
+    /// time; the rows whose text is no time, with the reason.
+    fn parse_timestamps(
+        &self,
+        col: &ArrayRef,
+        received_at_us: i64,
+    ) -> Result<(ArrayRef, Vec<(usize, String)>)> {
+        let text: &StringArray = crate::expr::text(col)?;
+        let mut out = Vec::with_capacity(text.len());
+        let mut bad = Vec::new();
+        for (row, v) in text.iter().enumerate() {
+            out.push(match v {
+                None => received_at_us,
+                Some(t) => match self.timestamps.parse(t, received_at_us) {
+                    Ok(us) => us,
+                    Err(e) => {
+                        bad.push((row, format!("timestamp: {e}")));
+                        received_at_us
+                    }
+                },
+            });
+        }
+        let times = TimestampMicrosecondArray::from(out).with_data_type(timestamp_type());
+        Ok((Arc::new(times), bad))
     }
 
     fn dead_letter(&self, lines: &LineBatch, i: usize, reason: String) -> DeadLetter {
@@ -301,24 +479,6 @@ impl LineDecoder {
             time: chrono::Utc::now().to_rfc3339(),
         }
     }
-}
-
-/// Missing timestamps become the arrival time.
-fn fill_timestamps(col: &ArrayRef, received_at_us: i64) -> Result<ArrayRef> {
-    if col.null_count() == 0 {
-        return Ok(col.clone());
-    }
-    let ts = col
-        .as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>()
-        .ok_or_else(|| {
-            crate::error::EngineError::Internal("timestamp column has the wrong type".into())
-        })?;
-    let filled: TimestampMicrosecondArray = ts
-        .iter()
-        .map(|v| Some(v.unwrap_or(received_at_us)))
-        .collect();
-    let out = filled.with_data_type(timestamp_type());
-    Ok(Arc::new(out))
 }
 
 /// Rewrites severity spellings (`warning`, `W`, `30`) to canonical names; unknown
@@ -341,6 +501,7 @@ fn normalize_severity(col: &ArrayRef) -> Result<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
 
     fn lines(ls: &[&str]) -> LineBatch {
         let mut b = LineBatch::default();
@@ -468,5 +629,187 @@ mod tests {
                 .value(0),
             200
         );
+    }
+
+    #[test]
+    fn timestamps_in_every_form_and_bad_ones_go_to_the_dead_letters() {
+        let mut d = LineDecoder::new("app", &Format::Json, &schema())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_timestamps(
+                TimestampParser::new(None, Some("+01:00")).unwrap_or_else(|e| panic!("{e}")),
+            );
+        let out = d
+            .decode(&lines(&[
+                r#"{"timestamp":1700000000,"status":1}"#,
+                r#"{"timestamp":"2015-07-29 17:41:44,747","status":2}"#,
+                r#"{"timestamp":"yesterday","status":3}"#,
+                r#"{"timestamp":"10/Oct/2026:13:55:36 +0000","status":4}"#,
+                r#"{"status":5}"#,
+            ]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b = out.batch.unwrap_or_else(|| panic!("no batch"));
+        assert_eq!(b.num_rows(), 4);
+        assert_eq!(out.dead.len(), 1);
+        assert_eq!(out.dead[0].offset, 102);
+        assert!(
+            out.dead[0].reason.contains("yesterday"),
+            "{}",
+            out.dead[0].reason
+        );
+        let ts = b.column_by_name("timestamp").unwrap_or_else(|| panic!());
+        let ts = ts.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(ts.value(0), 1_700_000_000_000_000);
+        // 2015-07-29T16:41:44.747Z: zone-less, so +01:00.
+        assert_eq!(ts.value(1), 1_438_188_104_747_000);
+        assert_eq!(ts.value(2), 1_791_640_536_000_000);
+        assert_eq!(ts.value(3), 7, "missing: the arrival time");
+        let off = b.column_by_name("_offset").unwrap_or_else(|| panic!());
+        let off: Vec<i64> = off
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(off, [100, 101, 103, 104], "offsets skip the dead line");
+
+        // The same through the line-by-line path (regex), with an explicit format.
+        let re = r"^(?P<timestamp>\S+ \S+) (?P<message>.*)$";
+        let mut d = LineDecoder::new("web", &Format::Regex(re.into()), &Schema::core())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_timestamps(
+                TimestampParser::new(Some("%Y%m%d %H%M%S"), None).unwrap_or_else(|e| panic!("{e}")),
+            );
+        let out = d
+            .decode(&lines(&[
+                "20151109 203615 ok",
+                "2015-11-09 20:36:15 wrong form",
+            ]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(1));
+        assert_eq!(out.dead.len(), 1);
+        assert!(
+            out.dead[0].reason.contains("%Y%m%d %H%M%S"),
+            "{}",
+            out.dead[0].reason
+        );
+    }
+
+    /// Random and mutated lines in every format never fail a batch, and
+    /// every line comes out as an event or as a dead letter.
+    #[test]
+    fn every_line_is_an_event_or_a_dead_letter_in_every_format() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let formats = [
+            (
+                Format::Json,
+                r#"{"timestamp":"2026-01-01T00:00:0SZ","service":"api","status":N,"severity":"warn"}"#,
+            ),
+            (
+                Format::Logfmt,
+                "timestamp=2026-01-01T00:00:0SZ service=api status=N level=warn",
+            ),
+            (Format::Plain, "2026-01-01 00:00:0S api status N"),
+            (
+                Format::Regex(r"^(?P<timestamp>\S+) (?P<service>\w+) (?P<status>\S+)$".into()),
+                "2026-01-01T00:00:0SZ api N",
+            ),
+        ];
+        for (format, template) in formats {
+            let mut d =
+                LineDecoder::new("fuzz", &format, &schema()).unwrap_or_else(|e| panic!("{e}"));
+            let mut total = 0usize;
+            let mut out = 0usize;
+            for round in 0..40 {
+                let n = (next() % 300 + 1) as usize;
+                let mut batch = LineBatch {
+                    first_offset: round * 1000,
+                    ..LineBatch::default()
+                };
+                for _ in 0..n {
+                    let mut line = template
+                        .replace('S', &(next() % 10).to_string())
+                        .replace('N', &(next() % 600).to_string())
+                        .into_bytes();
+                    match next() % 10 {
+                        0 => line.truncate((next() as usize) % (line.len() + 1)),
+                        1 => {
+                            let at = (next() as usize) % (line.len() + 1);
+                            line.insert(at, (next() % 256) as u8);
+                        }
+                        2 => line = b"status=oops \xff\xfe {".to_vec(),
+                        3 => {
+                            let text =
+                                String::from_utf8_lossy(&line).replace("2026-01-01", "2026-13-45");
+                            line = text.into_bytes();
+                        }
+                        4 => line = Vec::new(),
+                        _ => {}
+                    }
+                    batch.push(&line);
+                }
+                let got = d
+                    .decode(&batch)
+                    .unwrap_or_else(|e| panic!("{format:?}: a batch failed: {e}"));
+                let rows = got.batch.map_or(0, |b| b.num_rows());
+                assert_eq!(
+                    rows + got.dead.len(),
+                    n,
+                    "{format:?}: lines lost or doubled"
+                );
+                total += n;
+                out += rows + got.dead.len();
+            }
+            assert_eq!(out, total);
+        }
+    }
+
+    /// JSON from other shippers and loggers names the core fields its own
+    /// way; a line's own `timestamp`/`severity`/`message` still wins.
+    #[test]
+    fn other_shippers_names_fill_the_core_fields() {
+        for format in [Format::Json, Format::Logfmt] {
+            let mut d =
+                LineDecoder::new("app", &format, &schema()).unwrap_or_else(|e| panic!("{e}"));
+            let text = match format {
+                Format::Json => [
+                    r#"{"time":1700000000123,"level":30,"msg":"pino","status":1}"#,
+                    r#"{"@timestamp":"2026-01-01T00:00:00Z","lvl":"E","log":"fluent bit"}"#,
+                    r#"{"timestamp":"2026-01-01T00:00:01Z","ts":"garbage","severity":"debug","level":"error","message":"own","msg":"alias"}"#,
+                ],
+                _ => [
+                    "time=1700000000123 level=30 msg=pino status=1",
+                    "@timestamp=2026-01-01T00:00:00Z lvl=E log=\"fluent bit\"",
+                    "timestamp=2026-01-01T00:00:01Z ts=garbage severity=debug level=error message=own msg=alias",
+                ],
+            };
+            let out = d.decode(&lines(&text)).unwrap_or_else(|e| panic!("{e}"));
+            assert!(out.dead.is_empty(), "{format:?}: {:?}", out.dead);
+            let b = out.batch.unwrap_or_else(|| panic!("no batch"));
+            let col = |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("{n}")).clone();
+            let ts = col("timestamp");
+            let ts = ts.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            assert_eq!(ts.value(0), 1_700_000_000_123_000, "{format:?}");
+            assert_eq!(ts.value(1), 1_767_225_600_000_000);
+            assert_eq!(ts.value(2), 1_767_225_601_000_000);
+            let sev = col("severity");
+            let sev: Vec<_> = sev
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap_or(""))
+                .collect();
+            assert_eq!(sev, ["INFO", "ERROR", "DEBUG"], "{format:?}");
+            let msg = col("message");
+            let msg: Vec<_> = msg
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap_or(""))
+                .collect();
+            assert_eq!(msg, ["pino", "fluent bit", "own"], "{format:?}");
+            assert_eq!(b.num_columns(), d.schema().fields().len());
+        }
     }
 }

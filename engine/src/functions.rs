@@ -278,6 +278,26 @@ impl ScalarFunction for Part {
     }
 }
 
+/// `parse_timestamp(text, "FORMAT" [, "ZONE"])`: null where the text does
+/// not parse.
+#[derive(Debug)]
+struct ParseTimestamp {
+    parser: weir_formats::timestamp::TimestampParser,
+}
+
+impl ScalarFunction for ParseTimestamp {
+    fn call(&self, args: &[Value], _rows: usize) -> Result<Value> {
+        let now = chrono::Utc::now().timestamp_micros();
+        arg(args, 0)?.clone().map(|a| {
+            let out: TimestampMicrosecondArray = text(a)?
+                .iter()
+                .map(|v| v.and_then(|s| self.parser.parse(s, now).ok()))
+                .collect();
+            Ok(Arc::new(out.with_data_type(crate::schema::timestamp_type())) as ArrayRef)
+        })
+    }
+}
+
 #[derive(Debug)]
 struct JsonGet {
     path: Vec<String>,
@@ -459,6 +479,19 @@ pub const IMPLEMENTATIONS: &[Implementation] = &[
             boxed(JsonGet {
                 path: path.split('.').map(String::from).collect(),
             })
+        },
+    },
+    Implementation {
+        name: "parse_timestamp",
+        build: |c| {
+            let format = str_lit(c.args, 1, c.name)?;
+            let zone = match c.args.get(2) {
+                Some(_) => Some(str_lit(c.args, 2, c.name)?),
+                None => None,
+            };
+            let parser = weir_formats::timestamp::TimestampParser::new(Some(format), zone)
+                .map_err(|e| EngineError::plan(c.name.span, e))?;
+            boxed(ParseTimestamp { parser })
         },
     },
     Implementation {

@@ -232,7 +232,7 @@ pub fn deploy(
         source_names.push(name.clone());
         let source = factory.source(src)?;
         let dead = factory.dead_letters(src)?;
-        let mut decoder = LineDecoder::new(&name, &src.format, &src.schema)?;
+        let mut decoder = LineDecoder::for_source(src)?;
         let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);
         let stop = cancel.clone();
         let source_name = name.clone();

@@ -3,16 +3,20 @@
 //! no Arrow, Parquet, DataFusion or object store here.
 //!
 //! - [`tail`]: a file followed by path through rotation and truncation.
-//! - [`logfmt`], [`captures`], [`timestamp`]: turning a line into named
-//!   fields and a timestamp the engine's decoder understands.
+//! - [`logfmt`], [`captures`]: turning a line into named fields;
+//!   [`timestamp`]: event times in every common form, with zones;
+//!   [`severity`]: level spellings onto one scale.
+//! - [`fields`]: the core fields and the names other shippers give them.
 //! - [`json_object`]: a JSON object's members without building its tree.
 //! - [`kafka`] (feature `kafka`): the `[kafka]` client settings.
 
 pub mod captures;
+pub mod fields;
 pub mod json_object;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod logfmt;
+pub mod severity;
 pub mod tail;
 pub mod timestamp;
 

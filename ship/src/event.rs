@@ -8,7 +8,7 @@
 //! fields.
 
 use crate::config::{LineFormat, SourceConfig};
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use weir_dsl::severity;
 use weir_formats::json_object::RawObject;
+use weir_formats::timestamp::TimestampParser;
 
 /// One structured event.
 /// One event, serialized: a JSON object, standard keys first.
@@ -115,16 +116,9 @@ const STANDARD_KEYS: [&str; 7] = [
     "source",
 ];
 
-const TIME_KEYS: [&str; 6] = ["timestamp", "time", "ts", "@timestamp", "datetime", "date"];
-const LEVEL_KEYS: [&str; 6] = [
-    "severity",
-    "level",
-    "lvl",
-    "loglevel",
-    "log_level",
-    "priority",
-];
-const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "log"];
+use weir_formats::fields::{
+    MESSAGE_KEYS, SEVERITY_KEYS as LEVEL_KEYS, TIMESTAMP_KEYS as TIME_KEYS,
+};
 
 /// A source's settings made ready for building events.
 #[derive(Debug)]
@@ -242,7 +236,7 @@ impl EventShape {
     /// other fields, then the source's static and environment fields, less
     /// the dropped ones. `None` when below the minimum severity.
     fn build(&self, mut f: Fields, arrival: DateTime<Utc>) -> Option<Event> {
-        let sev_rank = take_first(&mut f, &LEVEL_KEYS)
+        let sev_rank = take_first(&mut f, LEVEL_KEYS)
             .and_then(|v| match v.as_str() {
                 Some(s) => severity::rank(&s),
                 None => match v.to_value() {
@@ -260,10 +254,10 @@ impl EventShape {
         if self.min_rank.is_some_and(|m| sev_rank < m) {
             return None;
         }
-        let ts = take_first(&mut f, &TIME_KEYS)
+        let ts = take_first(&mut f, TIME_KEYS)
             .and_then(|v| parse_time(&v.to_value()))
             .unwrap_or(arrival);
-        let message = take_first(&mut f, &MESSAGE_KEYS)
+        let message = take_first(&mut f, MESSAGE_KEYS)
             .map(|v| v.text())
             .unwrap_or_default();
         let service = take_first(&mut f, &["service", "app", "application"]);
@@ -378,36 +372,17 @@ fn level_in_text(text: &str) -> Option<u8> {
     })
 }
 
-/// RFC 3339, Common Log Format, `YYYY-MM-DD HH:MM:SS[.f]` (UTC), or a Unix
-/// time in seconds, milliseconds or microseconds.
+/// A time in any form [`TimestampParser`] detects (RFC 3339, syslog, Common
+/// Log Format, ctime, epoch seconds to nanoseconds...; zone-less times are
+/// UTC): the engine's parser, so both read the same logs the same way.
 pub fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
-    match v {
-        Value::String(s) => {
-            let s = weir_formats::normalize_timestamp(s.trim());
-            if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
-                return Some(t.with_timezone(&Utc));
-            }
-            for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-                if let Ok(t) = NaiveDateTime::parse_from_str(&s, f) {
-                    return Some(Utc.from_utc_datetime(&t));
-                }
-            }
-            s.parse::<f64>().ok().and_then(epoch)
-        }
-        Value::Number(n) => n.as_f64().and_then(epoch),
-        _ => None,
-    }
-}
-
-fn epoch(x: f64) -> Option<DateTime<Utc>> {
-    let us = if x > 1e14 {
-        x
-    } else if x > 1e11 {
-        x * 1e3
-    } else {
-        x * 1e6
+    let now = Utc::now().timestamp_micros();
+    let us = match v {
+        Value::String(s) => TimestampParser::default().parse(s, now).ok()?,
+        Value::Number(n) => TimestampParser::default().parse(&n.to_string(), now).ok()?,
+        _ => return None,
     };
-    DateTime::from_timestamp_micros(us as i64)
+    DateTime::<Utc>::from_timestamp_micros(us)
 }
 
 /// This machine's name.
@@ -427,6 +402,7 @@ pub fn hostname() -> String {
 mod tests {
     use super::*;
     use crate::config::ShipConfig;
+    use chrono::TimeZone;
 
     fn shape(extra: &str) -> EventShape {
         let cfg = ShipConfig::parse(&format!(

@@ -210,7 +210,7 @@ async fn run_file(path: &Path) -> anyhow::Result<Report> {
     let mut decoders = HashMap::new();
     for s in &program.sources {
         let name = s.decl.name.name.clone();
-        decoders.insert(name.clone(), LineDecoder::new(&name, &s.format, &s.schema)?);
+        decoders.insert(name.clone(), LineDecoder::for_source(s)?);
     }
 
     // Every input event at its time, in time order.

@@ -145,6 +145,22 @@ impl Checker {
                 None => ok = false,
             }
         }
+        if let Some((zone, span)) = &s.timezone {
+            if let Err(e) = weir_formats::timestamp::Zone::parse(zone) {
+                self.push(Diagnostic::new(ErrorKind::InvalidArgument, *span, e).with_hint(
+                    "e.g. `timezone \"Europe/Berlin\"` or `timezone \"+02:00\"`; times that carry a zone keep it",
+                ));
+                ok = false;
+            }
+        }
+        if let Some((f, span)) = &s.timestamp_format {
+            if let Err(e) = weir_formats::timestamp::TimestampParser::new(Some(f), None) {
+                self.push(Diagnostic::new(ErrorKind::InvalidArgument, *span, e).with_hint(
+                    "e.g. `timestamp_format \"%d/%b/%Y:%H:%M:%S %z\"`; leave it out to detect RFC 3339, syslog, Common Log Format, ctime and epoch times",
+                ));
+                ok = false;
+            }
+        }
         ok.then(|| CheckedSource {
             replayable: connectors::source(&s.connector.kind.name).is_some_and(|c| c.replayable),
             decl: s.clone(),

@@ -331,12 +331,7 @@ impl Checker {
                 ),
             );
         }
-        let arity_ok = if sig.variadic {
-            args.len() >= sig.params.len()
-        } else {
-            args.len() == sig.params.len()
-        };
-        if !arity_ok {
+        if !sig.arity_fits(args.len()) {
             self.push(
                 Diagnostic::new(
                     ErrorKind::WrongArity,
@@ -431,6 +426,26 @@ impl Checker {
                         )
                         .with_hint("write a network as address/prefix, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""),
                     );
+                }
+            }
+        }
+        if sig.name == "parse_timestamp" {
+            let lit = |i: usize| match typed.get(i).map(|e| &e.kind) {
+                Some(ExprKind::Lit(Literal::Str(s))) => Some((s.clone(), typed[i].span)),
+                _ => None,
+            };
+            if let Some((format, at)) = lit(1) {
+                if let Err(e) = weir_formats::timestamp::TimestampParser::new(Some(&format), None) {
+                    self.push(
+                        Diagnostic::new(ErrorKind::InvalidArgument, at, e).with_hint(
+                            "e.g. \"%Y-%m-%d %H:%M:%S%.f\", or \"auto\" to detect the common forms",
+                        ),
+                    );
+                }
+            }
+            if let Some((zone, at)) = lit(2) {
+                if let Err(e) = weir_formats::timestamp::Zone::parse(&zone) {
+                    self.push(Diagnostic::new(ErrorKind::InvalidArgument, at, e));
                 }
             }
         }

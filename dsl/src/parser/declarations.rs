@@ -18,10 +18,21 @@ pub(super) fn add_item(program: &mut Program, item: Pair<'_, Rule>, base: usize)
                 connector: connector(conn, base),
                 format: None,
                 fields: Vec::new(),
+                timestamp_format: None,
+                timezone: None,
                 span,
             };
             for p in inner {
+                let text_of = |p: Pair<'_, Rule>| {
+                    let at = span_of(&p, base);
+                    p.into_inner()
+                        .next()
+                        .map(|s| (unquote(s.as_str()), span_of(&s, base)))
+                        .unwrap_or((String::new(), at))
+                };
                 match p.as_rule() {
+                    Rule::ts_format_opt => decl.timestamp_format = Some(text_of(p)),
+                    Rule::tz_opt => decl.timezone = Some(text_of(p)),
                     Rule::format_clause => {
                         if let Some(f) = p.into_inner().next() {
                             decl.format = Some(format_spec(f, base));

@@ -140,6 +140,8 @@ fn friendly(rule: &Rule) -> String {
         Rule::named_arg => "an argument like `name: value`",
         Rule::format_clause => "`format`",
         Rule::fields_block => "`fields { ... }`",
+        Rule::ts_format_opt => "`timestamp_format \"...\"`",
+        Rule::tz_opt => "`timezone \"...\"`",
         Rule::field_decl => "a field like `name: type`",
         Rule::from_clause => "`from SOURCE`",
         Rule::where_stage

@@ -1,6 +1,7 @@
 //! Aggregate functions of windows: their per-window state (accumulators), how a
 //! row updates them, how two merge (session windows), and their final values.
 
+use super::quantile::Quantiles;
 use crate::error::{EngineError, Result};
 use crate::expr::PhysicalExpr;
 use crate::schema::{arrow_type, TZ};
@@ -11,7 +12,6 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use sketches_ddsketch::{Config, DDSketch};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub enum Acc {
     Min(Option<Scalar>),
     Max(Option<Scalar>),
     Avg(f64, u64),
-    Quantile(Box<DDSketch>, f64),
+    Quantile(Box<Quantiles>, f64),
 }
 
 /// An aggregate's input column for one batch, in the shape accumulators read.
@@ -69,7 +69,7 @@ impl AggSpec {
             AggKind::Min => Acc::Min(None),
             AggKind::Max => Acc::Max(None),
             AggKind::Avg => Acc::Avg(0.0, 0),
-            AggKind::Quantile(q) => Acc::Quantile(Box::new(DDSketch::new(Config::defaults())), q),
+            AggKind::Quantile(q) => Acc::Quantile(Box::default(), q),
         }
     }
 
@@ -201,10 +201,7 @@ impl Acc {
                 *a += b;
                 *n += m;
             }
-            (Acc::Quantile(a, _), Acc::Quantile(b, _)) => {
-                // Sketches of one aggregate share a config, so merging cannot fail.
-                let _ = a.merge(&b);
-            }
+            (Acc::Quantile(a, _), Acc::Quantile(b, _)) => a.merge(*b),
             _ => {}
         }
     }
@@ -217,7 +214,7 @@ impl Acc {
             Acc::SumF(s, seen) => seen.then_some(Scalar::F(*s)),
             Acc::Min(v) | Acc::Max(v) => v.clone(),
             Acc::Avg(s, n) => (*n > 0).then(|| Scalar::F(*s / *n as f64)),
-            Acc::Quantile(sk, q) => sk.quantile(*q).ok().flatten().map(Scalar::F),
+            Acc::Quantile(values, q) => values.value(*q).map(Scalar::F),
         }
     }
 }

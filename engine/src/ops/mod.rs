@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod alert;
 pub mod filter;
 pub mod geoip;
+pub mod quantile;
 pub mod transform;
 pub mod window;
 

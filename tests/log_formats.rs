@@ -1,0 +1,230 @@
+//! Real log formats, windowed on event time: a corpus of small samples in
+//! the forms people have (tests/data/formats: syslog RFC 3164 and 5424,
+//! Apache error, Zookeeper/log4j, Hadoop HDFS, Common Log Format access,
+//! nginx error, epoch-stamped JSON), each run through `weir run` with a
+//! `.rules` file that windows it by minute. The expected counts are worked
+//! out here with chrono and each sample's own format, not with Weir's
+//! parser; lines whose time is no time must reach the dead letters.
+
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn corpus() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats")
+}
+
+/// Runs `source` (a source declaration reading `file`) windowed by minute;
+/// returns the counts by window start (µs) and the dead letters.
+fn run(file: &str, source: &str) -> (BTreeMap<i64, i64>, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = corpus().join(file);
+    let out = dir.path().join("windows.ndjson");
+    let rules = format!(
+        "{source}\noutput out = file(path: \"{}\")\npipeline p {{\n  from logs\n  | window tumbling 1m lateness 1d {{ n = count() }}\n  | to out\n}}\n",
+        out.display()
+    )
+    .replace("SAMPLE", &sample.display().to_string());
+    let rules_path = dir.path().join("formats.rules");
+    std::fs::write(&rules_path, &rules).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--quiet", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg(&rules_path)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{file}: {}\n{rules}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(&out).unwrap_or_default().lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let start = DateTime::parse_from_rfc3339(row["window_start"].as_str().unwrap())
+            .unwrap()
+            .timestamp_micros();
+        *counts.entry(start).or_default() += row["n"].as_i64().unwrap();
+    }
+    let dead = std::fs::read_to_string(dir.path().join("data/deadletter/logs.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (counts, dead)
+}
+
+/// Counts by minute of the times `times` (µs).
+fn by_minute(times: impl IntoIterator<Item = i64>) -> BTreeMap<i64, i64> {
+    let mut m = BTreeMap::new();
+    for t in times {
+        *m.entry(t.div_euclid(60_000_000) * 60_000_000).or_default() += 1;
+    }
+    m
+}
+
+/// The lines of a sample and, for each, what `pick` finds as its time.
+fn expected(file: &str, pick: impl Fn(&str) -> Option<i64>) -> (BTreeMap<i64, i64>, usize) {
+    let text = std::fs::read_to_string(corpus().join(file)).unwrap();
+    let times: Vec<Option<i64>> = text.lines().map(&pick).collect();
+    let bad = times.iter().filter(|t| t.is_none()).count();
+    (by_minute(times.into_iter().flatten()), bad)
+}
+
+fn naive_utc(text: &str, format: &str) -> Option<i64> {
+    NaiveDateTime::parse_from_str(text, format)
+        .ok()
+        .map(|t| Utc.from_utc_datetime(&t).timestamp_micros())
+}
+
+fn check(file: &str, source: &str, want: (BTreeMap<i64, i64>, usize)) {
+    let (got, dead) = run(file, source);
+    assert_eq!(got, want.0, "{file}: window counts by minute");
+    assert_eq!(dead.len(), want.1, "{file}: dead letters {dead:#?}");
+    for d in &dead {
+        assert!(
+            d["reason"].as_str().unwrap().contains("timestamp"),
+            "{file}: {d}"
+        );
+    }
+}
+
+#[test]
+fn syslog_rfc3164_infers_the_year() {
+    // The year is the receive time's, or the one before for a time more
+    // than a day ahead of it.
+    let now = Utc::now();
+    let pick = |l: &str| {
+        let stamp = l.get(..15)?;
+        let this = naive_utc(&format!("{} {stamp}", now.year()), "%Y %b %e %H:%M:%S")?;
+        if this > now.timestamp_micros() + 86_400_000_000 {
+            naive_utc(&format!("{} {stamp}", now.year() - 1), "%Y %b %e %H:%M:%S")
+        } else {
+            Some(this)
+        }
+    };
+    check(
+        "syslog3164.log",
+        r#"source logs = file(path: "SAMPLE") format regex "^(?P<timestamp>\w{3} +\d+ \d{2}:\d{2}:\d{2}) (?P<host>\S+) (?P<app>[^\[:]+)(\[(?P<pid>\d+)\])?: (?P<message>.*)$""#,
+        expected("syslog3164.log", pick),
+    );
+}
+
+#[test]
+fn syslog_rfc5424_with_zones_fractions_and_a_nil_time() {
+    let pick = |l: &str| {
+        let stamp = l.split(' ').nth(1)?;
+        DateTime::parse_from_rfc3339(stamp)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    };
+    let (want, _) = expected("syslog5424.log", pick);
+    // The nil time (`-`) is the arrival time: one more event, in a window
+    // of its own (today); counted apart below.
+    let (got, dead) = run(
+        "syslog5424.log",
+        r#"source logs = file(path: "SAMPLE") format regex "^<(?P<pri>\d+)>1 (?:-|(?P<timestamp>\S+)) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) (?P<sd>-|\[.*?\]) ?(?P<message>.*)$""#,
+    );
+    assert!(dead.is_empty(), "{dead:#?}");
+    let today = got
+        .iter()
+        .filter(|(&start, _)| start > Utc::now().timestamp_micros() - 86_400_000_000)
+        .map(|(_, n)| *n)
+        .sum::<i64>();
+    assert_eq!(today, 1, "{got:?}");
+    let past: BTreeMap<i64, i64> = got
+        .into_iter()
+        .filter(|(start, _)| *start < Utc::now().timestamp_micros() - 86_400_000_000)
+        .collect();
+    assert_eq!(past, want);
+}
+
+#[test]
+fn apache_error_logs_in_ctime() {
+    let pick = |l: &str| {
+        let stamp = l.strip_prefix('[')?.split(']').next()?;
+        naive_utc(stamp, "%a %b %d %H:%M:%S%.f %Y")
+    };
+    check(
+        "apache_error.log",
+        r#"source logs = file(path: "SAMPLE") format regex "^\[(?P<timestamp>[^\]]+)\] \[(?P<level>[^\]]+)\] (?P<message>.*)$""#,
+        expected("apache_error.log", pick),
+    );
+}
+
+#[test]
+fn log4j_times_with_comma_fractions_in_a_source_timezone() {
+    // Zookeeper (log4j) writes local time without a zone: the source says
+    // it is UTC+02:00.
+    let pick =
+        |l: &str| naive_utc(l.get(..23)?, "%Y-%m-%d %H:%M:%S,%3f").map(|t| t - 7_200_000_000);
+    check(
+        "zookeeper.log",
+        r#"source logs = file(path: "SAMPLE") format regex "^(?P<timestamp>\S+ \S+) - (?P<level>\w+)\s+(?P<message>.*)$" timezone "+02:00""#,
+        expected("zookeeper.log", pick),
+    );
+}
+
+#[test]
+fn hadoop_compact_times() {
+    let pick = |l: &str| naive_utc(l.get(..13)?, "%y%m%d %H%M%S");
+    check(
+        "hdfs.log",
+        r#"source logs = file(path: "SAMPLE") format regex "^(?P<timestamp>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\w+) (?P<component>\S+): (?P<message>.*)$""#,
+        expected("hdfs.log", pick),
+    );
+}
+
+#[test]
+fn common_log_format_with_an_explicit_format() {
+    let pick = |l: &str| {
+        let stamp = l.split('[').nth(1)?.split(']').next()?;
+        DateTime::parse_from_str(stamp, "%d/%b/%Y:%H:%M:%S %z")
+            .ok()
+            .map(|t| t.timestamp_micros())
+    };
+    check(
+        "access.log",
+        r#"source logs = file(path: "SAMPLE") format regex "^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<timestamp>[^\]]+)\] \"(?P<request>[^\"]*)\" (?P<status>\d{3}) (?P<bytes>\S+)" timestamp_format "%d/%b/%Y:%H:%M:%S %z""#,
+        expected("access.log", pick),
+    );
+}
+
+#[test]
+fn nginx_error_logs_with_slashes() {
+    let pick = |l: &str| naive_utc(l.get(..19)?, "%Y/%m/%d %H:%M:%S");
+    check(
+        "nginx_error.log",
+        r#"source logs = file(path: "SAMPLE") format regex "^(?P<timestamp>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<level>\w+)\] (?P<message>.*)$""#,
+        expected("nginx_error.log", pick),
+    );
+}
+
+#[test]
+fn json_with_epoch_times_from_seconds_to_nanoseconds() {
+    let pick = |l: &str| {
+        let v: Value = serde_json::from_str(l).ok()?;
+        let raw = match &v["timestamp"] {
+            Value::String(s) => s.parse::<f64>().ok()?,
+            n => n.as_f64()?,
+        };
+        // By magnitude: s, ms, µs, ns.
+        let us = if raw < 1e11 {
+            raw * 1e6
+        } else if raw < 1e14 {
+            raw * 1e3
+        } else if raw < 1e17 {
+            raw
+        } else {
+            raw / 1e3
+        };
+        Some(us.round() as i64)
+    };
+    check(
+        "epoch.ndjson",
+        "source logs = file(path: \"SAMPLE\") format json fields { level: string, msg: string }",
+        expected("epoch.ndjson", pick),
+    );
+}
