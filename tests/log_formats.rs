@@ -96,7 +96,7 @@ fn syslog_rfc3164_infers_the_year() {
     // The year is the receive time's, or the one before for a time more
     // than a day ahead of it.
     let now = Utc::now();
-    let pick = |l: &str| {
+    let pick = |l: &str| -> Option<i64> {
         let stamp = l.get(..15)?;
         let this = naive_utc(&format!("{} {stamp}", now.year()), "%Y %b %e %H:%M:%S")?;
         if this > now.timestamp_micros() + 86_400_000_000 {
@@ -108,6 +108,11 @@ fn syslog_rfc3164_infers_the_year() {
     check(
         "syslog3164.log",
         r#"source logs = file(path: "SAMPLE") format regex "^(?P<timestamp>\w{3} +\d+ \d{2}:\d{2}:\d{2}) (?P<host>\S+) (?P<app>[^\[:]+)(\[(?P<pid>\d+)\])?: (?P<message>.*)$""#,
+        expected("syslog3164.log", pick),
+    );
+    check(
+        "syslog3164.log",
+        r#"source logs = file(path: "SAMPLE") format syslog"#,
         expected("syslog3164.log", pick),
     );
 }
@@ -125,7 +130,7 @@ fn syslog_rfc5424_with_zones_fractions_and_a_nil_time() {
     // of its own (today); counted apart below.
     let (got, dead) = run(
         "syslog5424.log",
-        r#"source logs = file(path: "SAMPLE") format regex "^<(?P<pri>\d+)>1 (?:-|(?P<timestamp>\S+)) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) (?P<sd>-|\[.*?\]) ?(?P<message>.*)$""#,
+        r#"source logs = file(path: "SAMPLE") format syslog5424"#,
     );
     assert!(dead.is_empty(), "{dead:#?}");
     let today = got
@@ -150,6 +155,11 @@ fn apache_error_logs_in_ctime() {
     check(
         "apache_error.log",
         r#"source logs = file(path: "SAMPLE") format regex "^\[(?P<timestamp>[^\]]+)\] \[(?P<level>[^\]]+)\] (?P<message>.*)$""#,
+        expected("apache_error.log", pick),
+    );
+    check(
+        "apache_error.log",
+        r#"source logs = file(path: "SAMPLE") format apache_error"#,
         expected("apache_error.log", pick),
     );
 }
@@ -190,6 +200,11 @@ fn common_log_format_with_an_explicit_format() {
         r#"source logs = file(path: "SAMPLE") format regex "^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<timestamp>[^\]]+)\] \"(?P<request>[^\"]*)\" (?P<status>\d{3}) (?P<bytes>\S+)" timestamp_format "%d/%b/%Y:%H:%M:%S %z""#,
         expected("access.log", pick),
     );
+    check(
+        "access.log",
+        r#"source logs = file(path: "SAMPLE") format combined fields { status: int, bytes: int }"#,
+        expected("access.log", pick),
+    );
 }
 
 #[test]
@@ -198,6 +213,11 @@ fn nginx_error_logs_with_slashes() {
     check(
         "nginx_error.log",
         r#"source logs = file(path: "SAMPLE") format regex "^(?P<timestamp>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<level>\w+)\] (?P<message>.*)$""#,
+        expected("nginx_error.log", pick),
+    );
+    check(
+        "nginx_error.log",
+        r#"source logs = file(path: "SAMPLE") format nginx_error"#,
         expected("nginx_error.log", pick),
     );
 }

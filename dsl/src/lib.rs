@@ -28,6 +28,7 @@ pub mod functions;
 pub mod limits;
 pub mod parser;
 pub mod plan;
+pub mod presets;
 pub mod span;
 pub mod template;
 /// Severity levels (shared with the shipper through `weir-formats`).

@@ -9,6 +9,11 @@
 //!   another file. The old one is read to its end through the open handle
 //!   first, then the path is opened again from byte 0.
 //!
+//! - **Inode reuse**: a deleted file's inode may be given to a new file. A
+//!   [`Fingerprint`] of the first bytes, saved with a position, tells a new
+//!   file on an old inode from the one the position belongs to (as Vector
+//!   does), so the new file is read from its start.
+//!
 //! Reads are blocking `std::fs` reads of a regular file; async callers run
 //! them off the reactor (see the engine's line reader).
 
@@ -46,6 +51,20 @@ impl std::fmt::Display for FileId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.dev, self.ino)
     }
+}
+
+/// A file's first [`FINGERPRINT_BYTES`] bytes, hashed (FNV-1a, stable across
+/// builds: it is saved with positions).
+pub type Fingerprint = u64;
+
+/// How many leading bytes identify a file; a shorter file has no
+/// fingerprint yet.
+pub const FINGERPRINT_BYTES: usize = 256;
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// What the followed path turned out to be at the end of the data.
@@ -102,6 +121,21 @@ impl TailedFile {
         self.pos
     }
 
+    /// The fingerprint of this file's first bytes, without moving the read
+    /// position; none while it is shorter than [`FINGERPRINT_BYTES`].
+    pub fn fingerprint(&self) -> std::io::Result<Option<Fingerprint>> {
+        let mut head = [0u8; FINGERPRINT_BYTES];
+        let mut got = 0;
+        while got < head.len() {
+            let n = read_at(&self.file, &mut head[got..], got as u64)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            got += n;
+        }
+        Ok(Some(fnv1a(&head)))
+    }
+
     /// Reads what follows; 0 at the end of the data written so far.
     pub fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.file.read(buf)?;
@@ -144,6 +178,16 @@ impl TailedFile {
         *self = TailedFile::open(self.path.clone(), 0)?;
         Ok(Some(Change::Rotated))
     }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
 #[cfg(test)]
@@ -216,5 +260,26 @@ mod tests {
         let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.id(), FileId::of(&meta));
         assert_eq!(t.id().to_string(), format!("{}:{}", t.id().dev, t.id().ino));
+    }
+
+    #[test]
+    fn fingerprints_tell_files_apart_without_moving_the_position() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+        append(&a, "short\n");
+        let mut t = TailedFile::open(&a, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.fingerprint().ok(), Some(None), "too short to tell");
+        append(&a, &"x".repeat(300));
+        append(&b, &format!("short\n{}", "x".repeat(300)));
+        let mut buf = [0u8; 3];
+        assert_eq!(t.read(&mut buf).ok(), Some(3));
+        let fa = t.fingerprint().ok().flatten();
+        assert!(fa.is_some());
+        assert_eq!(t.position(), 3);
+        assert_eq!(read_all(&mut t).len(), 303, "reading goes on where it was");
+        let tb = TailedFile::open(&b, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tb.fingerprint().ok().flatten(), fa, "same first bytes");
+        std::fs::write(&b, "other\n".repeat(60)).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(tb.fingerprint().ok().flatten(), fa);
     }
 }

@@ -114,8 +114,20 @@ impl Checker {
                             spec.span,
                             format!("unknown format `{}`", spec.name),
                         )
-                        .with_suggestion(&spec.name, ["json", "logfmt", "plain", "regex"])
-                        .or_hint("formats are: json, logfmt, plain, regex \"...\""),
+                        .with_suggestion(
+                            &spec.name,
+                            ["json", "logfmt", "plain", "regex"]
+                                .into_iter()
+                                .chain(crate::presets::PRESETS.iter().map(|p| p.name)),
+                        )
+                        .or_hint(&format!(
+                            "formats are: json, logfmt, plain, regex \"...\", and the named ones {}",
+                            crate::presets::PRESETS
+                                .iter()
+                                .map(|p| p.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
                     );
                     ok = false;
                     Format::Json

@@ -180,7 +180,7 @@ pub(super) fn format_spec(pair: Pair<'_, Rule>, base: usize) -> FormatSpec {
                 "json" => Some(Format::Json),
                 "logfmt" | "kv" => Some(Format::Logfmt),
                 "plain" | "text" => Some(Format::Plain),
-                _ => None,
+                other => crate::presets::lookup(other).map(|p| Format::Regex(p.regex.into())),
             };
             FormatSpec { format, name, span }
         }

@@ -35,14 +35,14 @@ impl Quantiles {
             Quantiles::Exact(values) => {
                 values.push(v);
                 if values.len() > EXACT_LIMIT {
-                    self.to_sketch();
+                    self.switch_to_sketch();
                 }
             }
             Quantiles::Sketch(s) => s.add(v),
         }
     }
 
-    fn to_sketch(&mut self) {
+    fn switch_to_sketch(&mut self) {
         if let Quantiles::Exact(values) = self {
             let mut s = DDSketch::new(Config::defaults());
             for v in values.iter() {
@@ -61,7 +61,7 @@ impl Quantiles {
                 }
             }
             Quantiles::Sketch(s) => {
-                self.to_sketch();
+                self.switch_to_sketch();
                 if let Quantiles::Sketch(mine) = self {
                     // Sketches share one config, so merging cannot fail.
                     let _ = mine.merge(&s);

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use weir_formats::tail::{FileId, TailedFile};
+use weir_formats::tail::{FileId, Fingerprint, TailedFile};
 
 /// Largest read per file per round (about 2,000 typical lines: one batch).
 const READ_CHUNK: usize = 512 << 10;
@@ -34,10 +34,34 @@ struct Positions {
     files: BTreeMap<String, Saved>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Saved {
     path: String,
     offset: u64,
+    /// The file's first bytes, hashed (see `weir_formats::tail`): a new file
+    /// on a reused inode does not take this position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Fingerprint>,
+}
+
+/// Where reading a newly found file starts: at its saved position, unless
+/// the file shrank below it or is another file on the same inode (its
+/// fingerprint differs, or it is now too short to have one); a file never
+/// seen starts at its end only on the first scan with `read_from: end`.
+fn start_offset(
+    saved: Option<&Saved>,
+    len: u64,
+    fingerprint: Option<Fingerprint>,
+    first_scan: bool,
+    read_from: ReadFrom,
+) -> u64 {
+    match saved {
+        Some(s) if s.fingerprint.is_some() && s.fingerprint != fingerprint => 0,
+        Some(s) if s.offset <= len => s.offset,
+        Some(_) => 0,
+        None if first_scan && read_from == ReadFrom::End => len,
+        None => 0,
+    }
 }
 
 struct Tracked {
@@ -105,6 +129,7 @@ pub async fn run(mut ctx: SourceCtx) -> Result<(), crate::ShipError> {
                     Saved {
                         path: t.tail.path().display().to_string(),
                         offset: t.committed,
+                        fingerprint: t.tail.fingerprint().ok().flatten(),
                     },
                 );
                 dirty = true;
@@ -171,12 +196,21 @@ fn discover(
                 t.tail.set_path(path);
                 continue;
             }
-            let start = match saved.files.get(&key) {
-                Some(s) if s.offset <= meta.len() => s.offset,
-                Some(_) => 0,
-                None if first_scan && ctx.cfg.read_from == ReadFrom::End => meta.len(),
-                None => 0,
-            };
+            let fingerprint = TailedFile::open(&path, 0)
+                .and_then(|t| t.fingerprint())
+                .ok()
+                .flatten();
+            let previous = saved.files.get(&key);
+            let start = start_offset(
+                previous,
+                meta.len(),
+                fingerprint,
+                first_scan,
+                ctx.cfg.read_from,
+            );
+            if previous.is_some_and(|p| p.offset > 0 && start == 0 && p.offset <= meta.len()) {
+                tracing::info!(source = %ctx.cfg.name, file = %path.display(), "a new file on a reused inode: reading from its start");
+            }
             let tail = match TailedFile::open(&path, start) {
                 // Replaced between the listing and the open: seen next round.
                 Ok(t) if t.id().to_string() != key => continue,
@@ -324,6 +358,7 @@ async fn finish(
             Saved {
                 path: t.tail.path().display().to_string(),
                 offset: t.committed,
+                fingerprint: t.tail.fingerprint().ok().flatten(),
             },
         );
     }
@@ -339,5 +374,48 @@ fn save(path: &Path, p: &Positions) {
         .and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = res {
         tracing::error!("cannot save positions to {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(offset: u64, fingerprint: Option<Fingerprint>) -> Saved {
+        Saved {
+            path: "a.log".into(),
+            offset,
+            fingerprint,
+        }
+    }
+
+    #[test]
+    fn saved_positions_hold_only_for_the_same_file() {
+        let same = saved(500, Some(7));
+        assert_eq!(
+            start_offset(Some(&same), 900, Some(7), false, ReadFrom::Beginning),
+            500
+        );
+        // Another file on the same inode, or one too short to tell: its start.
+        assert_eq!(
+            start_offset(Some(&same), 900, Some(8), false, ReadFrom::Beginning),
+            0
+        );
+        assert_eq!(
+            start_offset(Some(&same), 100, None, false, ReadFrom::Beginning),
+            0
+        );
+        // Positions saved before fingerprints: as before.
+        let old = saved(500, None);
+        assert_eq!(
+            start_offset(Some(&old), 900, Some(8), false, ReadFrom::Beginning),
+            500
+        );
+        assert_eq!(
+            start_offset(Some(&old), 100, Some(8), false, ReadFrom::Beginning),
+            0
+        );
+        assert_eq!(start_offset(None, 900, None, true, ReadFrom::End), 900);
+        assert_eq!(start_offset(None, 900, None, false, ReadFrom::End), 0);
     }
 }
