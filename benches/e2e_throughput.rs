@@ -1,6 +1,9 @@
 //! End-to-end throughput: generated NDJSON → decode → filter → enrich (lookup) →
 //! tumbling window → alert, on one core (a current-thread runtime), against a
-//! baseline in the same run: decoding alone. Prints events/s and peak RSS.
+//! baseline in the same run: decoding alone. Then decoding dirty input: the
+//! same lines with 0.1 %, 1 % and 10 % of them cut in half (spread evenly),
+//! against the clean rate (#16's goals: at most 5 %, 10 % and 35 % slower),
+//! every cut line counted as a dead letter. Prints events/s and peak RSS.
 //!
 //! `cargo bench --bench e2e_throughput` (WEIR_BENCH_EVENTS sets the count,
 //! default 2,000,000).
@@ -113,6 +116,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rate / base_rate
     );
     println!("alerts fired: {fired}");
+
+    // Dirty input: every k-th line cut in half.
+    for (label, every) in [("0.1%", 1000usize), ("1%", 100), ("10%", 10)] {
+        let dirty: Vec<u8> = data
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+            .flat_map(|(i, l)| {
+                let keep = if i % every == every / 2 {
+                    l.len() / 2
+                } else {
+                    l.len()
+                };
+                l[..keep].iter().copied().chain(std::iter::once(b'\n'))
+            })
+            .collect();
+        let input = batches(&dirty, 8192);
+        let mut decoder = LineDecoder::new("app", &source.format, &source.schema)?;
+        let t = Instant::now();
+        let (mut rows, mut dead) = (0, 0);
+        for b in &input {
+            let out = decoder.decode(b)?;
+            rows += out.batch.map(|b| b.num_rows()).unwrap_or(0);
+            dead += out.dead.len();
+        }
+        let rate = n as f64 / t.elapsed().as_secs_f64();
+        assert_eq!(rows + dead, n);
+        assert_eq!(dead, (0..n).filter(|i| i % every == every / 2).count());
+        println!(
+            "weir      decode, {label:>4} cut lines:  {rate:>12.0} events/s  ({:.2}x of clean decode, {dead} dead letters)",
+            rate / base_rate
+        );
+    }
     println!("peak RSS: {:.1} MiB", support::peak_rss_mib());
     assert!(fired > 0, "the benchmark pipeline should fire alerts");
     Ok(())

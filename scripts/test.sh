@@ -43,7 +43,7 @@ export WEIR_TANSU
 echo "== disk"
 # The shared target folder keeps every old test binary and incremental cache:
 # drop those no build touched for 3 days (dependencies' libraries stay).
-for profile in debug release; do
+for profile in debug release ci-bench; do
   find "$CARGO_TARGET_DIR/$profile/incremental" -mindepth 1 -maxdepth 1 -mtime +3 -exec rm -rf {} + 2>/dev/null || true
   # Test and benchmark binaries (NAME-HASH): keep the newest two of each name
   # (the `weir` binary and its unit tests share a name).
@@ -75,9 +75,10 @@ if [ "$status" -ne 0 ]; then
 fi
 
 echo "== benchmark smoke (end-to-end harness, small)"
-WEIR_BENCH_EVENTS=200000 cargo bench --locked --bench e2e_throughput -- --quick
-WEIR_BENCH_EVENTS=50000 cargo bench --locked --bench kafka_throughput
-cargo bench --locked --bench alerts_throughput
-WEIR_BENCH_LINES=200000 cargo bench --locked --bench ship_throughput
+# The ci-bench profile (Cargo.toml): release without LTO, to keep CI short.
+WEIR_BENCH_EVENTS=200000 cargo bench --locked --profile ci-bench --bench e2e_throughput -- --quick
+WEIR_BENCH_EVENTS=50000 cargo bench --locked --profile ci-bench --bench kafka_throughput
+cargo bench --locked --profile ci-bench --bench alerts_throughput
+WEIR_BENCH_LINES=200000 cargo bench --locked --profile ci-bench --bench ship_throughput
 
 echo "tests: $passed passed, $failed failed"

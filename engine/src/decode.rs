@@ -43,7 +43,13 @@ pub struct LineDecoder {
     timestamp_col: Option<usize>,
     timestamps: TimestampParser,
     max_line_bytes: usize,
+    /// Batches still to check line by line since one had a bad line.
+    dirty_batches: u32,
 }
+
+/// After a batch with a bad line, this many batches skip the one-pass
+/// attempt (each clean one counts down).
+const DIRTY_STREAK: u32 = 4;
 
 /// The result of decoding one batch.
 pub struct Decoded {
@@ -121,6 +127,7 @@ impl LineDecoder {
             aliases,
             decoder,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            dirty_batches: 0,
         })
     }
 
@@ -171,16 +178,30 @@ impl LineDecoder {
         let oversize: Vec<usize> = (0..lines.len())
             .filter(|&i| lines.line(i).len() > self.max_line_bytes)
             .collect();
-        let content = match (&self.format, oversize.is_empty()) {
+        let fast = oversize.is_empty() && self.dirty_batches == 0;
+        let content = match (&self.format, fast) {
             (Format::Json, true) => match self.decode_json_fast(lines) {
                 Ok(b) => b,
                 Err(_) => {
                     self.decoder = Self::build_decoder(&self.content_schema)?;
                     let (b, k) = self.decode_json_each(lines, &mut dead)?;
                     kept = Some(k);
+                    // Dirty streams stay dirty: check the next batches line
+                    // by line at once instead of failing a whole pass first.
+                    self.dirty_batches = DIRTY_STREAK;
                     b
                 }
             },
+            (Format::Json, false) if oversize.is_empty() => {
+                let (b, k) = self.decode_json_each(lines, &mut dead)?;
+                self.dirty_batches = if dead.is_empty() {
+                    self.dirty_batches.saturating_sub(1)
+                } else {
+                    DIRTY_STREAK
+                };
+                kept = Some(k);
+                b
+            }
             _ => {
                 let (b, k) = self.decode_each(lines, &mut dead)?;
                 kept = Some(k);
@@ -278,7 +299,10 @@ impl LineDecoder {
         Ok(batch)
     }
 
-    /// One line at a time, so one bad line does not spoil its batch.
+    /// A batch with bad lines: each line's syntax is checked first (no
+    /// tree is built), the JSON objects are decoded together, and only when
+    /// a value does not fit its declared type are they decoded one by one
+    /// to find it. One bad line costs its batch about one extra pass.
     fn decode_json_each(
         &mut self,
         lines: &LineBatch,
@@ -287,35 +311,55 @@ impl LineDecoder {
         let mut kept = Vec::with_capacity(lines.len());
         for i in 0..lines.len() {
             let line = lines.line(i);
-            let reason = match serde_json::from_slice::<Json>(line) {
-                Ok(Json::Object(_)) => {
-                    let mut probe = Self::build_decoder(&self.content_schema)?;
-                    match probe.decode(line).and_then(|_| probe.flush()) {
-                        Ok(_) => None,
-                        Err(e) => Some(format!("field does not fit its declared type: {e}")),
-                    }
-                }
-                Ok(_) => Some("not a JSON object".to_string()),
-                Err(e) => Some(format!("invalid JSON: {e}")),
-            };
-            match reason {
-                None => {
-                    let mut rest: &[u8] = line;
-                    while !rest.is_empty() {
-                        let read = self.decoder.decode(rest)?;
-                        if read == 0 {
-                            break;
-                        }
-                        rest = &rest[read..];
-                    }
-                    // Separate values so the tape decoder sees one row per line.
-                    self.decoder.decode(b"\n")?;
+            match serde_json::from_slice::<&serde_json::value::RawValue>(line) {
+                Ok(raw) if raw.get().starts_with('{') => {
+                    self.feed(line)?;
                     kept.push(i);
                 }
-                Some(reason) => dead.push(self.dead_letter(lines, i, reason)),
+                Ok(_) => dead.push(self.dead_letter(lines, i, "not a JSON object".into())),
+                Err(e) => dead.push(self.dead_letter(lines, i, format!("invalid JSON: {e}"))),
             }
         }
-        Ok((self.decoder.flush()?, kept))
+        match self.decoder.flush() {
+            Ok(batch) => return Ok((batch, kept)),
+            Err(_) => self.decoder = Self::build_decoder(&self.content_schema)?,
+        }
+        // A value that does not fit: find the lines, one by one.
+        let mut good = Vec::with_capacity(kept.len());
+        let mut probe = Self::build_decoder(&self.content_schema)?;
+        for i in kept {
+            let line = lines.line(i);
+            match probe.decode(line).and_then(|_| probe.flush()) {
+                Ok(_) => {
+                    self.feed(line)?;
+                    good.push(i);
+                }
+                Err(e) => {
+                    probe = Self::build_decoder(&self.content_schema)?;
+                    dead.push(self.dead_letter(
+                        lines,
+                        i,
+                        format!("field does not fit its declared type: {e}"),
+                    ));
+                }
+            }
+        }
+        Ok((self.decoder.flush()?, good))
+    }
+
+    /// Hands one whole line to the batch decoder, as one row.
+    fn feed(&mut self, line: &[u8]) -> Result<()> {
+        let mut rest: &[u8] = line;
+        while !rest.is_empty() {
+            let read = self.decoder.decode(rest)?;
+            if read == 0 {
+                break;
+            }
+            rest = &rest[read..];
+        }
+        // Separate values so the tape decoder sees one row per line.
+        self.decoder.decode(b"\n")?;
+        Ok(())
     }
 
     /// logfmt, plain and regex lines: parsed into JSON objects, then decoded.
