@@ -31,6 +31,9 @@ pub struct EngineHost {
     /// [`LocalFactory::shutdown_grace`]).
     pub shutdown_grace: Duration,
     deployments: Mutex<Vec<Running>>,
+    /// Log a deployment's failure when it happens (`weir serve`); `weir run`
+    /// reports it once, when it exits.
+    report_failures: bool,
     /// Cancelled once the host stops: stops every deployment, also those a
     /// [`EngineHost::wait_all`] is already waiting for.
     stop: CancellationToken,
@@ -103,8 +106,10 @@ pub struct PipelineInfo {
 
 impl EngineHost {
     /// The host for `cfg`, with its notification channels started (call it
-    /// inside a Tokio runtime). With `persist_alerts`, alert state lives in
-    /// `DATA/alerts/state.json` across restarts.
+    /// inside a Tokio runtime). With `persist_alerts` (`weir serve`), alert
+    /// state lives in `DATA/alerts/state.json` across restarts and failed
+    /// deployments are logged as they fail; without (`weir run`), alert state
+    /// stays in memory and the caller reports a failure.
     pub fn new(cfg: &Config, persist_alerts: bool) -> anyhow::Result<EngineHost> {
         let registry = prometheus::Registry::new();
         let metrics = Metrics::new(&registry)?;
@@ -134,6 +139,7 @@ impl EngineHost {
             storage: cfg.storage.clone(),
             shutdown_grace: cfg.shutdown_grace,
             deployments: Mutex::new(Vec::new()),
+            report_failures: persist_alerts,
             stop: CancellationToken::new(),
         })
     }
@@ -238,6 +244,7 @@ impl EngineHost {
         let waiter = {
             let (host_stop, cancel, finished) =
                 (self.stop.clone(), cancel.clone(), finished.clone());
+            let (report_failures, file_name) = (self.report_failures, file.to_string());
             tokio::spawn(async move {
                 let wait = deployment.wait();
                 tokio::pin!(wait);
@@ -249,6 +256,11 @@ impl EngineHost {
                     }
                 };
                 let _ = finished.set(Instant::now());
+                // `weir serve` reports a failed deployment as it happens;
+                // `weir run` reports it when it exits.
+                if let (true, Err(e)) = (report_failures, &res) {
+                    tracing::error!(file = %file_name, error = %e, "rules stopped with an error");
+                }
                 res
             })
         };

@@ -231,3 +231,31 @@ async fn api_errors_are_json_and_metrics_pass_promtool() {
     }
     support::promtool_check(&text);
 }
+
+/// A source that cannot start is reported once, with its reason, and `weir
+/// run` exits non-zero.
+#[test]
+fn a_failed_source_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("missing.rules");
+    std::fs::write(
+        &rules,
+        "source s = file(path: \"/nonexistent/weir-test.log\")\npipeline p { from s | to stdout }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--quiet", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg(&rules)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(
+        err.matches("cannot open /nonexistent/weir-test.log")
+            .count(),
+        1,
+        "{err}"
+    );
+}

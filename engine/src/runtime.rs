@@ -121,14 +121,17 @@ impl Deployment {
         self.pipeline_cancels.get(name).cloned()
     }
 
-    /// Waits for every task; returns the first error.
+    /// Waits for every task; returns the first error, for the caller to
+    /// report (each failure is reported once: later ones are logged here).
     pub async fn wait(mut self) -> Result<()> {
         let mut first: Option<EngineError> = None;
         while let Some(res) = self.tasks.join_next().await {
             let res = res.unwrap_or_else(|e| Err(EngineError::Task(e.to_string())));
             if let Err(e) = res {
-                error!(error = %e, "task ended with an error");
-                first.get_or_insert(e);
+                match first {
+                    None => first = Some(e),
+                    Some(_) => error!(error = %e, "another task of the deployment failed too"),
+                }
             }
         }
         first.map_or(Ok(()), Err)
@@ -244,7 +247,7 @@ pub fn deploy(
             if let Err(e) = &res {
                 errors.inc();
                 healthy.set(0);
-                error!(source = %source_name, error = %e, "source failed");
+                tracing::debug!(source = %source_name, error = %e, "source failed");
             }
             res
         });
