@@ -32,8 +32,13 @@ pub struct LineDecoder {
     /// The full output schema (declared fields, `_offset`, `_raw`).
     schema: SchemaRef,
     /// The fields read from the line (everything but `_offset` and `_raw`,
-    /// `timestamp` as text), then the other names of core fields.
+    /// `timestamp` as text), and once the stream uses them, the other names
+    /// of core fields.
     content_schema: SchemaRef,
+    /// The same with the other names; read once a batch lacks a core field
+    /// and names one of them (reading them costs a fifth of the decoding).
+    alias_schema: SchemaRef,
+    aliases_on: bool,
     /// How many of those are the source's own fields.
     content_width: usize,
     /// Core field column, and the columns of its other names in order.
@@ -105,7 +110,8 @@ impl LineDecoder {
             }
             aliases.push((core, from));
         }
-        let content_schema = Arc::new(ArrowSchema::new(content));
+        let alias_schema = Arc::new(ArrowSchema::new(content.clone()));
+        let content_schema = Arc::new(ArrowSchema::new(content[..content_width].to_vec()));
         let decoder = Self::build_decoder(&content_schema)?;
         let regex = match format {
             Format::Regex(p) => Some(Regex::new(p)?),
@@ -123,6 +129,8 @@ impl LineDecoder {
             timestamps: TimestampParser::default(),
             schema: full,
             content_schema,
+            alias_schema,
+            aliases_on: false,
             content_width,
             aliases,
             decoder,
@@ -211,6 +219,13 @@ impl LineDecoder {
         let Some(content) = content else {
             return Ok(Decoded { batch: None, dead });
         };
+        if !self.aliases_on && self.uses_aliases(&content, lines) {
+            // From now on this stream's other names are read: decode again.
+            self.aliases_on = true;
+            self.content_schema = self.alias_schema.clone();
+            self.decoder = Self::build_decoder(&self.content_schema)?;
+            return self.decode(lines);
+        }
         let mut content = self.fill_from_aliases(content)?;
         let mut times: Option<ArrayRef> = None;
         if let Some(c) = self.timestamp_col {
@@ -500,7 +515,22 @@ impl LineDecoder {
 
     /// Core fields missing from a line take the first of their other names
     /// that it has; the columns of other names are then dropped.
+    /// Whether a batch lacks a core field somewhere and its text names one
+    /// of that field's other names.
+    fn uses_aliases(&self, content: &RecordBatch, lines: &LineBatch) -> bool {
+        self.aliases.iter().any(|(core, from)| {
+            content.column(*core).null_count() > 0
+                && from.iter().any(|&i| {
+                    let name = self.alias_schema.field(i).name().as_bytes();
+                    memchr::memmem::find(&lines.data, name).is_some()
+                })
+        })
+    }
+
     fn fill_from_aliases(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if !self.aliases_on {
+            return Ok(batch);
+        }
         let mut columns = batch.columns().to_vec();
         for (core, from) in &self.aliases {
             for &alias in from {
