@@ -187,7 +187,7 @@ sources:
         &plain(&broker.bootstrap()),
         "logs",
         n as usize,
-        Duration::from_secs(15),
+        Duration::from_secs(30),
     );
     assert_eq!(got.len(), n as usize, "caught up before the copytruncate");
     std::fs::copy(&log, dir.path().join("app.log.copy")).unwrap();
