@@ -539,6 +539,13 @@ mod tests {
     use weir_dsl::Type;
 
     fn window(max_keys: usize) -> (Window, IntCounter) {
+        let (w, overflow, _) = window_with(0, max_keys);
+        (w, overflow)
+    }
+
+    /// Tumbling 1 s windows counting events by `id` (column 1); the window,
+    /// its overflow counter and its late counter.
+    fn window_with(lateness: i64, max_keys: usize) -> (Window, IntCounter, IntCounter) {
         let out = Arc::new(Schema::new(vec![
             Field::new(
                 "window_start",
@@ -554,9 +561,10 @@ mod tests {
             Field::new("n", DataType::Int64, true),
         ]));
         let overflow = IntCounter::new("overflow", "test").unwrap_or_else(|e| panic!("{e}"));
+        let late = IntCounter::new("late", "test").unwrap_or_else(|e| panic!("{e}"));
         let w = Window::new(
             Assigner::Tumbling { size_us: 1_000_000 },
-            0,
+            lateness,
             0,
             vec![(1, DataType::Utf8)],
             vec![AggSpec {
@@ -566,14 +574,14 @@ mod tests {
             }],
             out,
             WindowMetrics {
-                late: IntCounter::new("late", "test").unwrap_or_else(|e| panic!("{e}")),
+                late: late.clone(),
                 open: IntGauge::new("open", "test").unwrap_or_else(|e| panic!("{e}")),
                 overflow: overflow.clone(),
             },
         )
         .unwrap_or_else(|e| panic!("{e}"))
         .with_max_keys(max_keys);
-        (w, overflow)
+        (w, overflow, late)
     }
 
     /// Events at `second` with ids `first..first + n`.
@@ -689,39 +697,7 @@ mod tests {
             })
             .collect();
         let run = |sizes: &mut dyn FnMut() -> usize| {
-            let late = IntCounter::new("late", "test").unwrap_or_else(|e| panic!("{e}"));
-            let out = Arc::new(Schema::new(vec![
-                Field::new(
-                    "window_start",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some(TZ.into())),
-                    false,
-                ),
-                Field::new(
-                    "window_end",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some(TZ.into())),
-                    false,
-                ),
-                Field::new("id", DataType::Utf8, true),
-                Field::new("n", DataType::Int64, true),
-            ]));
-            let mut w = Window::new(
-                Assigner::Tumbling { size_us: 1_000_000 },
-                2_000_000,
-                0,
-                vec![(1, DataType::Utf8)],
-                vec![AggSpec {
-                    kind: AggKind::Count,
-                    arg: None,
-                    out: Type::Int,
-                }],
-                out,
-                WindowMetrics {
-                    late: late.clone(),
-                    open: IntGauge::new("open", "test").unwrap_or_else(|e| panic!("{e}")),
-                    overflow: IntCounter::new("o", "test").unwrap_or_else(|e| panic!("{e}")),
-                },
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
+            let (mut w, _, late) = window_with(2_000_000, DEFAULT_MAX_KEYS);
             let mut rows = Vec::new();
             let mut collect = |out: Vec<RecordBatch>| {
                 for b in out {
