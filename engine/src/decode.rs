@@ -294,14 +294,7 @@ impl LineDecoder {
 
     /// The whole batch in one pass of the vectorized JSON decoder.
     fn decode_json_fast(&mut self, lines: &LineBatch) -> Result<Option<RecordBatch>> {
-        let mut buf: &[u8] = &lines.data;
-        while !buf.is_empty() {
-            let read = self.decoder.decode(buf)?;
-            if read == 0 {
-                break;
-            }
-            buf = &buf[read..];
-        }
+        self.feed_bytes(&lines.data)?;
         let batch = self.decoder.flush()?;
         if let Some(b) = &batch {
             if b.num_rows() != lines.len() {
@@ -330,15 +323,17 @@ impl LineDecoder {
             t.first() == Some(&b'{') && t.last() == Some(&b'}')
         };
         let mut kept = Vec::with_capacity(lines.len());
+        let mut set_aside = Vec::new();
         let mut fed = true;
         for i in 0..lines.len() {
             let line = lines.line(i);
-            if looks_like_object(line) {
-                if self.feed(line).is_err() {
-                    fed = false;
-                    break;
-                }
+            if !looks_like_object(line) {
+                set_aside.push(i);
+            } else if self.feed(line).is_ok() {
                 kept.push(i);
+            } else {
+                fed = false;
+                break;
             }
         }
         if fed {
@@ -350,13 +345,9 @@ impl LineDecoder {
                 _ => None,
             };
             if let Some(batch) = whole {
-                for i in (0..lines.len()).filter(|&i| !looks_like_object(lines.line(i))) {
-                    let reason =
-                        match serde_json::from_slice::<&serde_json::value::RawValue>(lines.line(i))
-                        {
-                            Ok(_) => "not a JSON object".to_string(),
-                            Err(e) => format!("invalid JSON: {e}"),
-                        };
+                for i in set_aside {
+                    let reason = not_an_object(lines.line(i))
+                        .unwrap_or_else(|| "not a JSON object".to_string());
                     dead.push(self.dead_letter(lines, i, reason));
                 }
                 return Ok((batch, kept));
@@ -366,13 +357,12 @@ impl LineDecoder {
         kept.clear();
         for i in 0..lines.len() {
             let line = lines.line(i);
-            match serde_json::from_slice::<&serde_json::value::RawValue>(line) {
-                Ok(raw) if raw.get().starts_with('{') => {
+            match not_an_object(line) {
+                None => {
                     self.feed(line)?;
                     kept.push(i);
                 }
-                Ok(_) => dead.push(self.dead_letter(lines, i, "not a JSON object".into())),
-                Err(e) => dead.push(self.dead_letter(lines, i, format!("invalid JSON: {e}"))),
+                Some(reason) => dead.push(self.dead_letter(lines, i, reason)),
             }
         }
         match self.decoder.flush() {
@@ -404,16 +394,21 @@ impl LineDecoder {
 
     /// Hands one whole line to the batch decoder, as one row.
     fn feed(&mut self, line: &[u8]) -> Result<()> {
-        let mut rest: &[u8] = line;
-        while !rest.is_empty() {
-            let read = self.decoder.decode(rest)?;
+        self.feed_bytes(line)?;
+        // Separate values so the tape decoder sees one row per line.
+        self.decoder.decode(b"\n")?;
+        Ok(())
+    }
+
+    /// Hands bytes to the batch decoder until it has taken them all.
+    fn feed_bytes(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let read = self.decoder.decode(bytes)?;
             if read == 0 {
                 break;
             }
-            rest = &rest[read..];
+            bytes = &bytes[read..];
         }
-        // Separate values so the tape decoder sees one row per line.
-        self.decoder.decode(b"\n")?;
         Ok(())
     }
 
@@ -610,6 +605,16 @@ fn normalize_severity(col: &ArrayRef) -> Result<ArrayRef> {
         .map(|v| v.map(|v| severity::rank(v).map(severity::name).unwrap_or(v)))
         .collect();
     Ok(Arc::new(out))
+}
+
+/// Why a line is not one JSON object (checking its syntax, building no
+/// tree); none when it is one.
+fn not_an_object(line: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<&serde_json::value::RawValue>(line) {
+        Ok(raw) if raw.get().starts_with('{') => None,
+        Ok(_) => Some("not a JSON object".to_string()),
+        Err(e) => Some(format!("invalid JSON: {e}")),
+    }
 }
 
 #[cfg(test)]
