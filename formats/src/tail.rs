@@ -91,16 +91,28 @@ impl TailedFile {
     /// shorter than that (it was truncated since `at` was saved).
     pub fn open(path: impl Into<PathBuf>, at: u64) -> std::io::Result<TailedFile> {
         let path = path.into();
-        let mut file = File::open(&path)?;
-        let meta = file.metadata()?;
-        let pos = if at <= meta.len() { at } else { 0 };
-        file.seek(SeekFrom::Start(pos))?;
-        Ok(TailedFile {
+        let file = File::open(&path)?;
+        let id = FileId::of(&file.metadata()?);
+        let mut t = TailedFile {
             path,
             file,
-            id: FileId::of(&meta),
-            pos,
-        })
+            id,
+            pos: 0,
+        };
+        t.skip_to(at)?;
+        Ok(t)
+    }
+
+    /// Reads on from `at`, or from 0 when the file is shorter than that.
+    pub fn skip_to(&mut self, at: u64) -> std::io::Result<()> {
+        let pos = if at <= self.file.metadata()?.len() {
+            at
+        } else {
+            0
+        };
+        self.file.seek(SeekFrom::Start(pos))?;
+        self.pos = pos;
+        Ok(())
     }
 
     pub fn id(&self) -> FileId {

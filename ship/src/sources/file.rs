@@ -66,6 +66,9 @@ fn start_offset(
 
 struct Tracked {
     tail: TailedFile,
+    /// Of the file's first bytes, once it has enough of them (again after a
+    /// truncation).
+    fingerprint: Option<Fingerprint>,
     /// Offset of the first byte of `partial` (the file's read position is
     /// this plus `partial`'s length).
     read_at: u64,
@@ -124,14 +127,7 @@ pub async fn run(mut ctx: SourceCtx) -> Result<(), crate::ShipError> {
                 t.pending.push_back((t.read_at, rx));
             }
             if commit_acks(t, &name) {
-                saved.files.insert(
-                    key.clone(),
-                    Saved {
-                        path: t.tail.path().display().to_string(),
-                        offset: t.committed,
-                        fingerprint: t.tail.fingerprint().ok().flatten(),
-                    },
-                );
+                saved.files.insert(key.clone(), t.saved());
                 dirty = true;
             }
         }
@@ -196,10 +192,16 @@ fn discover(
                 t.tail.set_path(path);
                 continue;
             }
-            let fingerprint = TailedFile::open(&path, 0)
-                .and_then(|t| t.fingerprint())
-                .ok()
-                .flatten();
+            let mut tail = match TailedFile::open(&path, 0) {
+                // Replaced between the listing and the open: seen next round.
+                Ok(t) if t.id().to_string() != key => continue,
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "cannot open: {e}");
+                    continue;
+                }
+            };
+            let fingerprint = tail.fingerprint().ok().flatten();
             let previous = saved.files.get(&key);
             let start = start_offset(
                 previous,
@@ -211,21 +213,17 @@ fn discover(
             if previous.is_some_and(|p| p.offset > 0 && start == 0 && p.offset <= meta.len()) {
                 tracing::info!(source = %ctx.cfg.name, file = %path.display(), "a new file on a reused inode: reading from its start");
             }
-            let tail = match TailedFile::open(&path, start) {
-                // Replaced between the listing and the open: seen next round.
-                Ok(t) if t.id().to_string() != key => continue,
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), "cannot open: {e}");
-                    continue;
-                }
-            };
+            if let Err(e) = tail.skip_to(start) {
+                tracing::warn!(file = %path.display(), "cannot seek: {e}");
+                continue;
+            }
             let start = tail.position();
             tracing::info!(source = %ctx.cfg.name, file = %path.display(), offset = start, "tailing");
             tracked.insert(
                 key,
                 Tracked {
                     tail,
+                    fingerprint,
                     read_at: start,
                     partial: Vec::new(),
                     pending: VecDeque::new(),
@@ -240,9 +238,25 @@ fn discover(
     }
 }
 
+impl Tracked {
+    /// Its position to save, with the fingerprint (taken once the file has
+    /// enough bytes).
+    fn saved(&mut self) -> Saved {
+        if self.fingerprint.is_none() {
+            self.fingerprint = self.tail.fingerprint().ok().flatten();
+        }
+        Saved {
+            path: self.tail.path().display().to_string(),
+            offset: self.committed,
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
 /// Complete lines read since last time, each with its start offset.
 fn read_some(t: &mut Tracked) -> std::io::Result<Option<Vec<(u64, String)>>> {
     if t.tail.check_truncated()? {
+        t.fingerprint = None;
         tracing::info!(file = %t.tail.path().display(), "truncated: reading from the start");
         t.read_at = 0;
         t.partial.clear();
@@ -353,14 +367,7 @@ async fn finish(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        saved.files.insert(
-            key.clone(),
-            Saved {
-                path: t.tail.path().display().to_string(),
-                offset: t.committed,
-                fingerprint: t.tail.fingerprint().ok().flatten(),
-            },
-        );
+        saved.files.insert(key.clone(), t.saved());
     }
     save(pos_path, saved);
     Ok(())
