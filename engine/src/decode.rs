@@ -38,6 +38,8 @@ pub struct LineDecoder {
     /// The same with the other names; read once a batch lacks a core field
     /// and names one of them (reading them costs a fifth of the decoding).
     alias_schema: SchemaRef,
+    /// The source's own fields alone (what a batch is cut back to).
+    base_schema: SchemaRef,
     aliases_on: bool,
     /// How many of those are the source's own fields.
     content_width: usize,
@@ -128,6 +130,7 @@ impl LineDecoder {
             timestamp_col: content_schema.index_of(TIMESTAMP).ok(),
             timestamps: TimestampParser::default(),
             schema: full,
+            base_schema: content_schema.clone(),
             content_schema,
             alias_schema,
             aliases_on: false,
@@ -544,11 +547,7 @@ impl LineDecoder {
             }
         }
         columns.truncate(self.content_width);
-        let fields: Vec<Arc<Field>> = self.content_schema.fields()[..self.content_width].to_vec();
-        Ok(RecordBatch::try_new(
-            Arc::new(ArrowSchema::new(fields)),
-            columns,
-        )?)
+        Ok(RecordBatch::try_new(self.base_schema.clone(), columns)?)
     }
 
     /// The `timestamp` text column as times: missing ones are the arrival

@@ -22,4 +22,3 @@ pub mod timestamp;
 
 pub use captures::captures_to_map;
 pub use logfmt::parse_logfmt;
-pub use timestamp::normalize_timestamp;

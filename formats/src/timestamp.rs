@@ -459,19 +459,6 @@ fn check_format(f: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Rewrites a timestamp in any detected form as RFC 3339 (UTC), for code
-/// that hands text on (the shipper's events, regex captures); text that is
-/// no timestamp is returned as it is.
-pub fn normalize_timestamp(s: &str) -> String {
-    let now = Utc::now().timestamp_micros();
-    match TimestampParser::default().parse(s, now) {
-        Ok(us) => DateTime::<Utc>::from_timestamp_micros(us)
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-            .unwrap_or_else(|| s.to_string()),
-        Err(_) => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,14 +582,5 @@ mod tests {
         assert!(TimestampParser::new(Some("%Q"), None).is_err());
         assert!(TimestampParser::new(Some("yyyy-MM-dd"), None).is_err());
         assert!(TimestampParser::new(Some("auto"), None).is_ok());
-    }
-
-    #[test]
-    fn normalizing_keeps_what_is_no_time() {
-        assert_eq!(
-            normalize_timestamp("10/Oct/2026:13:55:36 +0200"),
-            "2026-10-10T11:55:36Z"
-        );
-        assert_eq!(normalize_timestamp("not a time"), "not a time");
     }
 }
