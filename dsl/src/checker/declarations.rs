@@ -341,4 +341,28 @@ pipeline p { from web | to stdout }
             assert!(kinds.contains(&k), "{k:?} missing from {kinds:?}");
         }
     }
+
+    #[test]
+    fn timestamp_settings_are_checked_where_they_are_written() {
+        let check = |text: &str, want: &[&str]| {
+            let errs = crate::compile(text).err().unwrap_or_default();
+            let found: Vec<(ErrorKind, &str)> = errs
+                .iter()
+                .map(|d| (d.kind, &text[d.span.start..d.span.end]))
+                .collect();
+            let want: Vec<(ErrorKind, &str)> = want
+                .iter()
+                .map(|w| (ErrorKind::InvalidArgument, *w))
+                .collect();
+            assert_eq!(found, want, "{errs:#?}");
+        };
+        check(
+            "source a = stdin() timestamp_format \"%Q\" timezone \"Mars/Olympus\"\n",
+            &["\"Mars/Olympus\"", "\"%Q\""],
+        );
+        check(
+            "source a = stdin()\npipeline p {\n  from a\n  | set t = parse_timestamp(message, \"%Q\", \"Nowhere\")\n}\n",
+            &["\"%Q\"", "\"Nowhere\""],
+        );
+    }
 }
