@@ -93,6 +93,53 @@ pub enum SilenceAction {
     },
 }
 
+/// What `weir user` does.
+#[derive(Subcommand, Debug)]
+pub enum UserAction {
+    /// Add a user. The password is read from standard input (asked for
+    /// without echo on a terminal), at least 12 characters.
+    Add {
+        name: String,
+        /// admin, editor, viewer or shipper.
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: crate::auth::Role,
+        /// Limit what the user sees, e.g. 'environment="production", service=~"checkout|payments"'.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// List the users (no passwords).
+    List,
+    /// Remove a user and the tokens it created.
+    Remove { name: String },
+    /// Set a user's password (read from standard input).
+    Passwd { name: String },
+}
+
+/// What `weir token` does.
+#[derive(Subcommand, Debug)]
+pub enum TokenAction {
+    /// Create an API token and print it (shown this once; only its digest
+    /// is stored). Use it as `Authorization: Bearer TOKEN` or WEIR_TOKEN.
+    Create {
+        /// A name to list and revoke it by.
+        #[arg(long)]
+        name: String,
+        /// admin, editor, viewer or shipper.
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: crate::auth::Role,
+        /// Limit what the token sees (as for users).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Expire after this long, e.g. 30d; default never.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// List the tokens (no secrets).
+    List,
+    /// Revoke a token by id or name.
+    Revoke { id: String },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check .rules files for mistakes without running them.
@@ -144,6 +191,9 @@ pub enum Command {
         /// A running `weir serve` to ask, e.g. http://127.0.0.1:8080.
         #[arg(long, env = "WEIR_SERVER", conflicts_with = "archive")]
         server: Option<String>,
+        /// The API token to send to --server.
+        #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// Archive URL: a folder, file://..., or s3://bucket/prefix.
         #[arg(long)]
         archive: Option<String>,
@@ -202,10 +252,48 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Manage the users who log in to `weir serve`.
+    ///
+    /// Users live in DATA/auth.json, written atomically; a running server
+    /// sees changes at once.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        /// Config file (for the data folder). Default: ./weir.toml when it exists.
+        #[arg(long, short, global = true, env = "WEIR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data folder holding auth.json.
+        #[arg(
+            long,
+            default_value = "weir-data",
+            env = "WEIR_DATA_DIR",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
+    /// Manage API tokens for `weir serve` (scripts, shippers, CI).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        /// Config file (for the data folder). Default: ./weir.toml when it exists.
+        #[arg(long, short, global = true, env = "WEIR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data folder holding auth.json.
+        #[arg(
+            long,
+            default_value = "weir-data",
+            env = "WEIR_DATA_DIR",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
     /// Create, list and expire alert silences on a running server.
     Silence {
         #[command(subcommand)]
         action: SilenceAction,
+        /// An API token (editor or admin to change silences).
+        #[arg(long, env = "WEIR_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
         /// The `weir serve` to talk to.
         #[arg(
             long,

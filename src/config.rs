@@ -1,6 +1,7 @@
 //! `weir.toml`: settings of `weir serve`. Every setting has a default, so no file
 //! is needed.
 
+use crate::auth::{SecuritySettings, TlsSettings};
 use crate::query::QuerySettings;
 use anyhow::Context;
 use serde::Deserialize;
@@ -47,6 +48,11 @@ pub struct Config {
     /// next start.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Sandbox of rules submitted over the API, hosts answered to, who
+    /// reads `/metrics` (see docs/security.md).
+    pub security: SecuritySettings,
+    /// HTTPS for the API: `cert` and `key` (PEM).
+    pub tls: Option<TlsSettings>,
 }
 
 /// The config file read from the working folder when none is named.
@@ -85,6 +91,8 @@ impl Default for Config {
             query: QuerySettings::default(),
             http: HttpSettings::default(),
             shutdown_grace: weir_connectors::factory::DEFAULT_SHUTDOWN_GRACE,
+            security: SecuritySettings::default(),
+            tls: None,
         }
     }
 }
@@ -186,7 +194,13 @@ impl Config {
                     *p = dir.join(&*p);
                 }
             }
-            for r in &mut cfg.rules {
+            let tls = cfg.tls.iter_mut().flat_map(|t| [&mut t.cert, &mut t.key]);
+            for r in cfg
+                .rules
+                .iter_mut()
+                .chain(cfg.security.allowed_paths.iter_mut())
+                .chain(tls)
+            {
                 if r.is_relative() {
                     *r = dir.join(&*r);
                 }

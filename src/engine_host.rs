@@ -30,6 +30,9 @@ pub struct EngineHost {
     /// How long a closing archive retries before it spills (see
     /// [`LocalFactory::shutdown_grace`]).
     pub shutdown_grace: Duration,
+    /// Who may send events to `http` sources (`weir serve`: tokens allowed
+    /// to ingest); none for `weir run`.
+    pub ingest_auth: Option<Arc<dyn weir_connectors::sources::http::IngestAuth>>,
     deployments: Mutex<Vec<Running>>,
     /// Log a deployment's failure when it happens (`weir serve`); `weir run`
     /// reports it once, when it exits.
@@ -138,6 +141,7 @@ impl EngineHost {
             kafka: cfg.kafka.clone(),
             storage: cfg.storage.clone(),
             shutdown_grace: cfg.shutdown_grace,
+            ingest_auth: None,
             deployments: Mutex::new(Vec::new()),
             report_failures: persist_alerts,
             stop: CancellationToken::new(),
@@ -189,8 +193,16 @@ impl EngineHost {
         text: &str,
         base_dir: PathBuf,
         idle_advance: bool,
+        sandbox: Option<&crate::auth::sandbox::Sandbox>,
     ) -> Result<Vec<String>, DeployError> {
         let program = rules::compile(file, text).map_err(DeployError::Rules)?;
+        if let Some(refused) = sandbox.map(|s| s.check(&program)).filter(|d| !d.is_empty()) {
+            return Err(DeployError::Rules(rules::RulesError {
+                file: file.to_string(),
+                text: text.to_string(),
+                diagnostics: refused,
+            }));
+        }
         self.check_channels(file, text, &program)?;
         let mut deployments = self.deployments.lock().await;
         for p in &program.pipelines {
@@ -211,6 +223,7 @@ impl EngineHost {
             kafka: self.kafka.clone(),
             storage: self.storage.clone(),
             shutdown_grace: self.shutdown_grace,
+            ingest_auth: self.ingest_auth.clone(),
         };
         let deployment = deploy(
             &program,

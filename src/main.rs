@@ -1,6 +1,7 @@
 //! `weir`: the command-line entry point. See `weir --help`.
 
 mod api;
+mod auth;
 mod cli;
 mod commands;
 mod config;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::server::start_server;
+use support::server::{start_server, Server};
 use support::{free_port, wait_for_port};
 
 const SECRET: &str = "test-hmac-secret";
@@ -174,7 +174,7 @@ fn mails(maildir: &Path) -> Vec<String> {
     out
 }
 
-async fn post_events(port: u16, service: &str, n: usize) {
+async fn post_events(server: &Server, port: u16, service: &str, n: usize) {
     let now = chrono::Utc::now();
     let body: String = (0..n)
         .map(|i| {
@@ -184,7 +184,8 @@ async fn post_events(port: u16, service: &str, n: usize) {
             )
         })
         .collect();
-    let r = reqwest::Client::new()
+    let r = server
+        .client()
         .post(format!("http://127.0.0.1:{port}/"))
         .body(body)
         .send()
@@ -305,7 +306,7 @@ resend_every = "1s"
     // A burst: errors in checkout for ~10 s (windows of 2 s keep matching).
     let burst_end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < burst_end {
-        post_events(src_port, "checkout", 10).await;
+        post_events(&server, src_port, "checkout", 10).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Fired once on every channel, signed, with the summary filled in.
@@ -430,7 +431,7 @@ resend_every = "1s"
     );
 
     // A silence on search: the alert fires (in the history) but no channel hears of it.
-    let http = reqwest::Client::new();
+    let http = server.client();
     let r = http
         .post(format!("{}/api/v1/silences", server.base))
         .json(&serde_json::json!({ "matchers": ["service=search"], "duration": "1h", "comment": "deploy" }))
@@ -447,7 +448,7 @@ resend_every = "1s"
         .unwrap();
     assert_eq!(bad.status(), 400);
     for _ in 0..12 {
-        post_events(src_port, "search", 10).await;
+        post_events(&server, src_port, "search", 10).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -526,7 +527,7 @@ resend_every = "1s"
         "the firing alert survived the restart: {v}"
     );
     for _ in 0..8 {
-        post_events(src_port, "search", 10).await;
+        post_events(&server, src_port, "search", 10).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Expire the silence: the still-firing alert is now notified, once.

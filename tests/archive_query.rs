@@ -503,6 +503,7 @@ async fn the_query_api_negotiates_formats_and_reports_bad_sql() {
     let p = folder_place();
     p.generate("api", "", 5_000, "2026-03-01T00:00:00Z", "");
     let port = support::free_port();
+    let token = support::server::create_token(&p.dir.path().join("data"), "api", "viewer", &[]);
     let mut serve = weir()
         .arg("serve")
         .arg("--config")
@@ -517,7 +518,7 @@ async fn the_query_api_negotiates_formats_and_reports_bad_sql() {
         .unwrap();
     support::tansu::wait_for_port(port);
     let url = format!("http://127.0.0.1:{port}/api/v1/query");
-    let http = reqwest::Client::new();
+    let http = support::server::client_with(&token);
     let body = serde_json::json!({"sql": "SELECT service, count(*) AS n FROM app GROUP BY service ORDER BY service"});
     let json: Value = http
         .post(&url)

@@ -152,7 +152,7 @@ fn no_color_turns_colour_off_on_a_terminal() {
 async fn api_errors_are_json_and_metrics_pass_promtool() {
     let data = tempfile::tempdir().unwrap();
     let server = start_server(data.path(), &["--demo"]);
-    let http = reqwest::Client::new();
+    let http = server.client();
     let url = |p: &str| format!("{}{p}", server.base);
     let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
         (

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 use crate::support;
-use support::server::start_server;
+use support::server::{start_server, RULES};
 
 /// The names in a `GET /api/v1/pipelines` answer.
 fn pipeline_names(list: &Value) -> Vec<&str> {
@@ -35,7 +35,7 @@ pipeline broken {\n  from gen\n  | where latency_msx > 5\n}\n";
 async fn api_submit_list_alerts_delete_metrics() {
     let data = tempfile::tempdir().unwrap();
     let server = start_server(data.path(), &[]);
-    let http = reqwest::Client::new();
+    let http = server.client();
     let url = |p: &str| format!("{}{p}", server.base);
 
     // Health.
@@ -46,6 +46,7 @@ async fn api_submit_list_alerts_delete_metrics() {
     // Bad rules: 422 with located diagnostics.
     let r = http
         .post(url("/api/v1/pipelines?name=bad.rules"))
+        .header("content-type", RULES)
         .body(BAD)
         .send()
         .await
@@ -64,6 +65,7 @@ async fn api_submit_list_alerts_delete_metrics() {
     // Good rules: 201 with the pipeline names; the same again: 409.
     let r = http
         .post(url("/api/v1/pipelines?name=good.rules"))
+        .header("content-type", RULES)
         .body(GOOD)
         .send()
         .await
@@ -73,6 +75,7 @@ async fn api_submit_list_alerts_delete_metrics() {
     assert_eq!(body["pipelines"], serde_json::json!(["api_errors"]));
     let r = http
         .post(url("/api/v1/pipelines"))
+        .header("content-type", RULES)
         .body(GOOD)
         .send()
         .await
@@ -139,7 +142,10 @@ async fn api_submit_list_alerts_delete_metrics() {
 async fn demo_pipelines_are_listed() {
     let data = tempfile::tempdir().unwrap();
     let server = start_server(data.path(), &["--demo"]);
-    let r: Value = reqwest::get(format!("{}/api/v1/pipelines", server.base))
+    let r: Value = server
+        .client()
+        .get(format!("{}/api/v1/pipelines", server.base))
+        .send()
         .await
         .unwrap()
         .json()
@@ -218,6 +224,7 @@ url = "http://127.0.0.1:{closed}/services/T0/B0/SLACKSECRET"
     // Pooled connections are dropped before the server's 2 s header timeout
     // would close them under a request.
     let http = reqwest::Client::builder()
+        .default_headers(support::server::auth_headers(&server.token))
         .pool_idle_timeout(Duration::from_millis(1_000))
         .build()
         .unwrap();
@@ -235,6 +242,7 @@ url = "http://127.0.0.1:{closed}/services/T0/B0/SLACKSECRET"
         );
         let r = http
             .post(format!("{base}/api/v1/pipelines"))
+            .header("content-type", RULES)
             .body(text)
             .send()
             .await
@@ -385,11 +393,11 @@ url = "http://127.0.0.1:{closed}/services/T0/B0/SLACKSECRET"
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        c.write_all(
-            b"POST /api/v1/pipelines HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\nsource",
-        )
-        .await
-        .unwrap();
+        let head = format!(
+            "POST /api/v1/pipelines HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {}\r\ncontent-type: {RULES}\r\ncontent-length: 1000\r\n\r\nsource",
+            server.token
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
         let mut reply = Vec::new();
         tokio::time::timeout(Duration::from_secs(15), c.read_to_end(&mut reply))
             .await
@@ -442,6 +450,7 @@ pipeline leaky {
 "#;
     let r = http
         .post(format!("{base}/api/v1/pipelines"))
+        .header("content-type", RULES)
         .body(rules)
         .send()
         .await
@@ -477,7 +486,7 @@ pipeline leaky {
 async fn deleting_a_pipeline_releases_its_source_and_leaves_the_list() {
     let data = tempfile::tempdir().unwrap();
     let server = start_server(data.path(), &[]);
-    let http = reqwest::Client::new();
+    let http = server.client();
     let port = support::free_port();
     let rules = format!(
         "source web = http(listen: \"127.0.0.1:{port}\") format json\n\
@@ -485,6 +494,7 @@ async fn deleting_a_pipeline_releases_its_source_and_leaves_the_list() {
     );
     let r = http
         .post(format!("{}/api/v1/pipelines", server.base))
+        .header("content-type", RULES)
         .body(rules)
         .send()
         .await
@@ -543,13 +553,14 @@ async fn readyz_until(http: &reqwest::Client, base: &str, status: u16, what: &st
 #[tokio::test]
 async fn readiness_follows_the_archive() {
     let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("archive");
+    // Inside the data folder: rules from the API may only write there.
+    let archive = dir.path().join("data").join("elsewhere");
     std::fs::create_dir_all(&archive).unwrap();
     // The stream's folder is a file: every upload fails until it is gone.
     let blocker = archive.join("stream=gen");
     std::fs::write(&blocker, "not a folder").unwrap();
     let server = start_server(&dir.path().join("data"), &[]);
-    let http = reqwest::Client::new();
+    let http = server.client();
     let rules = format!(
         "source gen = generator(rate: 0, count: 1000, start: \"2026-01-01T00:00:00Z\") format json\n\
          archive gen to \"{}\" roll every 1s\n",
@@ -557,6 +568,7 @@ async fn readiness_follows_the_archive() {
     );
     let r = http
         .post(format!("{}/api/v1/pipelines", server.base))
+        .header("content-type", RULES)
         .body(rules)
         .send()
         .await
@@ -589,10 +601,11 @@ async fn readiness_follows_the_archive() {
     // deleted.
     let rules = format!(
         "source missing = file(path: \"{}\") format json\npipeline reads_nothing {{\n  from missing\n  | to stdout\n}}\n",
-        dir.path().join("no-such.log").display()
+        dir.path().join("data").join("no-such.log").display()
     );
     let r = http
         .post(format!("{}/api/v1/pipelines", server.base))
+        .header("content-type", RULES)
         .body(rules)
         .send()
         .await

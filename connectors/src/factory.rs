@@ -37,6 +37,9 @@ pub struct LocalFactory {
     /// How long a closing archive retries failed uploads before it keeps
     /// them in `DATA/recovery` (`shutdown_grace` in the config file).
     pub shutdown_grace: Duration,
+    /// Who may send events to `http` sources; none: anyone who reaches
+    /// the port (`weir run`).
+    pub ingest_auth: Option<std::sync::Arc<dyn crate::sources::http::IngestAuth>>,
 }
 
 /// Default [`LocalFactory::shutdown_grace`].
@@ -53,6 +56,7 @@ impl LocalFactory {
             kafka: KafkaConfig::default(),
             storage: StorageConfig::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            ingest_auth: None,
         }
     }
 

@@ -6,9 +6,11 @@
 //! at most `max_connections` are open at once — past that, new connections
 //! wait in the listen backlog instead of taking descriptors the engine needs
 //! for its archive files. On shutdown, open connections finish their request
-//! and close.
+//! and close. Every request carries the client's address
+//! (`axum::extract::ConnectInfo<SocketAddr>`); with a TLS acceptor the
+//! connection is TLS (rustls), its handshake bounded by `header_timeout`.
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+pub use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 /// `[http]` in the config file.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -57,6 +61,17 @@ pub async fn serve(
     settings: &HttpSettings,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_tls(listener, router, settings, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    settings: &HttpSettings,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     let router = router.layer(axum::middleware::from_fn_with_state(
         settings.request_timeout,
         deadline,
@@ -73,7 +88,7 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -86,22 +101,34 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
+        let service = TowerToHyperService::new(tower::service_fn(
+            move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req)
+            },
+        ));
         let mut stop = stop_rx.clone();
         let header_timeout = settings.header_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let res = tokio::select! {
-                res = conn.as_mut() => res,
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let res = match tls {
+                None => serve_connection(stream, service, header_timeout, &mut stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, service, header_timeout, &mut stop).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
                 }
             };
             if let Err(e) = res {
@@ -123,6 +150,37 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Serves one connection until it ends or the server stops (then it
+/// finishes its request and closes).
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    header_timeout: Duration,
+    stop: &mut watch::Receiver<()>,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as axum::body::HttpBody>::Data: Send,
+    <S::ResBody as axum::body::HttpBody>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => res,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
 }
 
 /// Answers 408 when reading the body and handling the request take longer

@@ -13,8 +13,17 @@ pub enum ArgType {
     StrOrList,
     /// A bare word from a fixed set.
     Word(&'static [&'static str]),
-    /// Anything (raw client settings).
+    /// Anything.
     Any,
+    /// A file on the server (a string). Rules submitted over the API may
+    /// only name paths under the allowed folders.
+    Path,
+    /// An address to listen on, `host:port` (a string).
+    Address,
+    /// Kafka bootstrap servers, `host:port[,host:port...]` (a string).
+    Brokers,
+    /// Raw client settings as "key=value" strings (a string or a list).
+    ClientOptions,
 }
 
 impl ArgType {
@@ -28,6 +37,10 @@ impl ArgType {
             ArgType::StrOrList => "a string or a list of strings".into(),
             ArgType::Word(words) => format!("one of {}", words.join(", ")),
             ArgType::Any => "any value".into(),
+            ArgType::Path => "a file path".into(),
+            ArgType::Address => "an address such as \"127.0.0.1:9000\"".into(),
+            ArgType::Brokers => "brokers such as \"127.0.0.1:9092\"".into(),
+            ArgType::ClientOptions => "a \"key=value\" string or a list of them".into(),
         }
     }
 }
@@ -110,7 +123,7 @@ pub const SOURCES: &[ConnectorSpec] = &[
         replayable: false,
         doc: "lines of a file, read from the start; with follow: true keeps reading as it grows",
         args: &[
-            arg("path", ArgType::Str, true, "the file to read"),
+            arg("path", ArgType::Path, true, "the file to read"),
             arg(
                 "follow",
                 ArgType::Bool,
@@ -131,7 +144,7 @@ pub const SOURCES: &[ConnectorSpec] = &[
         doc: "newline-delimited events POSTed to a listener",
         args: &[arg(
             "listen",
-            ArgType::Str,
+            ArgType::Address,
             true,
             "address to listen on, e.g. \"127.0.0.1:9000\"",
         )],
@@ -143,7 +156,7 @@ pub const SOURCES: &[ConnectorSpec] = &[
         args: &[
             arg(
                 "brokers",
-                ArgType::Str,
+                ArgType::Brokers,
                 false,
                 "bootstrap servers (default from config)",
             ),
@@ -186,7 +199,7 @@ pub const SOURCES: &[ConnectorSpec] = &[
             ),
             arg(
                 "options",
-                ArgType::StrOrList,
+                ArgType::ClientOptions,
                 false,
                 "raw librdkafka settings as \"key=value\" strings",
             ),
@@ -206,7 +219,7 @@ pub const OUTPUTS: &[ConnectorSpec] = &[
         kind: "file",
         replayable: false,
         doc: "JSON lines appended to a file",
-        args: &[arg("path", ArgType::Str, true, "the file to append to")],
+        args: &[arg("path", ArgType::Path, true, "the file to append to")],
     },
     ConnectorSpec {
         kind: "kafka",
@@ -215,7 +228,7 @@ pub const OUTPUTS: &[ConnectorSpec] = &[
         args: &[
             arg(
                 "brokers",
-                ArgType::Str,
+                ArgType::Brokers,
                 false,
                 "bootstrap servers (default from config)",
             ),
@@ -234,7 +247,7 @@ pub const OUTPUTS: &[ConnectorSpec] = &[
             ),
             arg(
                 "options",
-                ArgType::StrOrList,
+                ArgType::ClientOptions,
                 false,
                 "raw librdkafka settings as \"key=value\" strings",
             ),

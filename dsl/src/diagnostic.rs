@@ -38,6 +38,9 @@ pub enum ErrorKind {
     FieldCollision,
     /// The text is larger or nests deeper than [`crate::limits`] allows.
     TooComplex,
+    /// Refused by the server's security settings (a path, broker or
+    /// address a rule submitted over the API may not use).
+    NotAllowed,
 }
 
 /// One error found in a `.rules` text.

@@ -12,8 +12,11 @@ pub enum Param {
     Timestamp,
     Duration,
     Ip,
-    /// A string literal (a file name, a column name, a CIDR).
+    /// A string literal (a column name, a CIDR).
     StrLit,
+    /// A string literal naming a file on the server (sandboxed for rules
+    /// submitted over the API).
+    PathLit,
     /// A float literal between 0 and 1.
     Fraction,
 }
@@ -28,6 +31,7 @@ impl Param {
             Param::Duration => "a duration",
             Param::Ip => "an ip or string",
             Param::StrLit => "a string literal",
+            Param::PathLit => "a file path string literal",
             Param::Fraction => "a number literal between 0 and 1",
         }
     }
@@ -35,7 +39,7 @@ impl Param {
     pub fn accepts(self, ty: Type) -> bool {
         match self {
             Param::Any => true,
-            Param::Text | Param::StrLit => ty.is_textual(),
+            Param::Text | Param::StrLit | Param::PathLit => ty.is_textual(),
             Param::Numeric | Param::Fraction => ty.is_numeric(),
             Param::Timestamp => matches!(ty, Type::Timestamp | Type::Null),
             Param::Duration => matches!(ty, Type::Duration | Type::Null),
@@ -178,7 +182,7 @@ pub const FUNCTIONS: &[Signature] = &[
     },
     scalar(
         "lookup",
-        &[StrLit, Any, StrLit],
+        &[PathLit, Any, StrLit],
         Fixed(Type::String),
         "lookup(\"table.csv\", key, \"column\"): a value from a static CSV table",
     ),

@@ -521,7 +521,12 @@ pub const IMPLEMENTATIONS: &[Implementation] = &[
                     EngineError::plan_hint(
                         col_arg.span,
                         format!("lookup table {path} has no column `{column}`"),
-                        format!("its columns are: {}", table.columns.join(", ")),
+                        // Never the names themselves: a rule may point
+                        // at a file whose first line is a secret.
+                        format!(
+                            "its header line names {} columns; names are case-sensitive",
+                            table.columns.len()
+                        ),
                     )
                 })?;
             boxed(Lookup { table, column: idx })

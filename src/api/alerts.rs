@@ -6,23 +6,61 @@
 //! | GET | /api/v1/silences | every silence not expired for over a day, with `status` |
 //! | POST | /api/v1/silences | `{"matchers": ["service=checkout"], "duration": "2h", "starts_at"?, "created_by"?, "comment"?}`; 201 with the silence, 400 on a bad matcher, 422 past a limit (matchers, sizes, duration, count; see `weir_engine::alerting::silence`) |
 //! | DELETE | /api/v1/silences/{id} | expires it now; 204 or 404 |
+//!
+//! A scoped caller sees only alerts whose labels its scope admits and
+//! silences that cannot reach outside it; the silences it creates carry
+//! its scope's matchers.
 
-use super::{ApiError, AppState};
+use super::guard::{Body, Routes};
+use super::{ip, ApiError, AppState, Peer};
+use crate::auth::{Access, Principal, Scope};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
-use weir_engine::alerting::{rfc3339, Matcher, Silence};
+use weir_engine::alerting::{rfc3339, Alert, Matcher, Silence};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/silences", get(list_silences).post(add_silence))
-        .route("/api/v1/silences/{id}", delete(expire_silence))
+pub fn routes() -> Routes {
+    use Access::*;
+    Routes::new()
+        .add(Method::GET, "/api/v1/alerts", Read, Body::None, get(alerts))
+        .add(
+            Method::GET,
+            "/api/v1/silences",
+            Read,
+            Body::None,
+            get(list_silences),
+        )
+        .add(
+            Method::POST,
+            "/api/v1/silences",
+            Write,
+            Body::Json,
+            post(add_silence),
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/silences/{id}",
+            Write,
+            Body::None,
+            delete(expire_silence),
+        )
+}
+
+/// Whether the scope admits the alert's labels.
+fn sees_alert(scope: &Scope, a: &Alert) -> bool {
+    scope.admits(|f| a.labels.get(f).map(String::as_str))
+}
+
+/// Whether a silence can only reach alerts inside the scope.
+fn sees_silence(scope: &Scope, s: &Silence) -> bool {
+    scope.contains(&Scope {
+        matchers: s.matchers.clone(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -30,13 +68,23 @@ struct AlertQuery {
     limit: Option<usize>,
 }
 
-async fn alerts(State(app): State<AppState>, Query(q): Query<AlertQuery>) -> Response {
+async fn alerts(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<AlertQuery>,
+) -> Response {
     let limit = q.limit.unwrap_or(100).min(10_000);
-    Json(json!({
-        "alerts": app.host.alerts.open(),
-        "history": app.host.alerts.history(limit),
-    }))
-    .into_response()
+    let mut open = app.host.alerts.open();
+    open.retain(|a| sees_alert(&who.scope, a));
+    let history: Vec<_> = if who.scope.is_everything() {
+        app.host.alerts.history(limit)
+    } else {
+        let mut all = app.host.alerts.history(usize::MAX);
+        all.retain(|h| sees_alert(&who.scope, &h.alert));
+        all.truncate(limit);
+        all
+    };
+    Json(json!({ "alerts": open, "history": history })).into_response()
 }
 
 /// A silence as the API shows it: times as RFC 3339 and its status now.
@@ -52,13 +100,17 @@ pub fn silence_json(s: &Silence, now_us: i64) -> serde_json::Value {
     })
 }
 
-async fn list_silences(State(app): State<AppState>) -> Response {
+async fn list_silences(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Response {
     let now = app.host.alerts.now_us();
     let list: Vec<_> = app
         .host
         .alerts
         .silences()
         .iter()
+        .filter(|s| sees_silence(&who.scope, s))
         .map(|s| silence_json(s, now))
         .collect();
     Json(json!({ "silences": list })).into_response()
@@ -86,6 +138,8 @@ struct NewSilence {
 
 async fn add_silence(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    peer: Peer,
     req: Result<Json<NewSilence>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = req?;
@@ -95,6 +149,12 @@ async fn add_silence(
             MatcherIn::Text(t) => Matcher::parse(&t).map_err(ApiError::BadRequest)?,
             MatcherIn::Full(m) => m,
         });
+    }
+    // A scoped caller silences only inside its scope.
+    for m in &who.scope.matchers {
+        if !matchers.contains(m) {
+            matchers.push(m.clone());
+        }
     }
     let duration = humantime::parse_duration(&req.duration).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -112,9 +172,27 @@ async fn add_silence(
         })
         .transpose()?;
     let host = &app.host;
-    let s = host
+    let created_by = if req.created_by.is_empty() {
+        who.name.clone()
+    } else {
+        req.created_by
+    };
+    let result = host
         .alerts
-        .add_silence(matchers, starts, duration, req.created_by, req.comment)?;
+        .add_silence(matchers, starts, duration, created_by, req.comment);
+    let (target, outcome) = match &result {
+        Ok(s) => (s.id.clone(), "ok"),
+        Err(_) => (String::new(), "failed"),
+    };
+    app.auth.audit(
+        &who.name,
+        ip(&peer),
+        "silence.add",
+        &target,
+        outcome,
+        json!(null),
+    );
+    let s = result?;
     Ok((
         StatusCode::CREATED,
         Json(silence_json(&s, host.alerts.now_us())),
@@ -124,9 +202,27 @@ async fn add_silence(
 
 async fn expire_silence(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    peer: Peer,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if app.host.alerts.expire_silence(&id) {
+    let visible = app
+        .host
+        .alerts
+        .silences()
+        .iter()
+        .any(|s| s.id == id && sees_silence(&who.scope, s));
+    let expired = visible && app.host.alerts.expire_silence(&id);
+    let outcome = if expired { "ok" } else { "failed" };
+    app.auth.audit(
+        &who.name,
+        ip(&peer),
+        "silence.expire",
+        &id,
+        outcome,
+        json!(null),
+    );
+    if expired {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no silence `{id}`")))

@@ -18,10 +18,25 @@ pub enum ApiError {
     /// The request is malformed (bad JSON, a bad matcher, bad SQL).
     #[error("{0}")]
     BadRequest(String),
-    /// The request asks for something this endpoint never does (SQL that
-    /// writes).
+    /// No valid credentials (401, with `WWW-Authenticate`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller's role or scope does not allow it, or the request asks
+    /// for something this endpoint never does (SQL that writes).
     #[error("{0}")]
     Forbidden(String),
+    /// A `Host` this server does not answer to (421).
+    #[error("{0}")]
+    MisdirectedRequest(String),
+    /// A body of a type the route does not take (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A body over a limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Too many tries (429, with `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     #[error("{0}")]
     NotFound(String),
     /// A name is taken.
@@ -51,7 +66,12 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -78,6 +98,11 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = status.as_u16(), error = %self, "API request failed");
         }
         let mut body = json!({ "error": self.to_string() });
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            ApiError::Busy(_) => Some(1),
+            _ => None,
+        };
         if let ApiError::Unprocessable {
             diagnostics, text, ..
         } = self
@@ -90,9 +115,15 @@ impl IntoResponse for ApiError {
             }
         }
         let mut r = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = retry_after {
             r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"weir\""),
+            );
         }
         r
     }

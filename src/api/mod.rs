@@ -1,68 +1,170 @@
-//! The HTTP API (JSON): submit, list and delete pipelines, read alerts, health
-//! and Prometheus metrics.
+//! The HTTP API (JSON). Every route is declared once in [`routes`] with the
+//! access it needs; [`guard`] enforces it (see docs/security.md).
 //!
-//! | method | path | |
-//! |---|---|---|
-//! | POST | /api/v1/pipelines | body: `.rules` text; 201, or 422 with diagnostics, or 409 on a name clash |
-//! | GET | /api/v1/pipelines | the pipelines |
-//! | DELETE | /api/v1/pipelines/{name} | stops one (windows emitted, outputs flushed); 204 or 404 |
-//! | GET, POST, DELETE | /api/v1/alerts, /api/v1/silences | see [`alerts`] |
-//! | POST | /api/v1/query | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; 400 with DataFusion's message on a bad query |
-//! | GET | /healthz | `ok` while the process runs (liveness) |
-//! | GET | /readyz | 200 `ready`, or 503 naming the sinks whose writes fail (`weir_sink_healthy` 0) and the sources that failed (`weir_source_healthy` 0) |
-//! | GET | /metrics | Prometheus text format |
+//! | method | path | access | |
+//! |---|---|---|---|
+//! | POST | /api/v1/login | open | `{"user", "password"}`; sets the session cookie, returns the CSRF token |
+//! | POST | /api/v1/logout | any | ends the session |
+//! | GET | /api/v1/session | any | who you are, your role and scope, the CSRF token |
+//! | POST | /api/v1/pipelines | write | body: `.rules` text (`Content-Type: application/x-weir-rules`); 201, or 422 with diagnostics, or 409 on a name clash |
+//! | GET | /api/v1/pipelines | read | the pipelines |
+//! | DELETE | /api/v1/pipelines/{name} | write | stops one (windows emitted, outputs flushed); 204 or 404 |
+//! | GET, POST, DELETE | /api/v1/alerts, /api/v1/silences | read / write | see [`alerts`]; filtered by scope |
+//! | POST | /api/v1/query | read | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; only rows in the caller's scope |
+//! | GET, POST, DELETE, PUT | /api/v1/users…, /api/v1/tokens… | admin | see [`account`] |
+//! | GET | /api/v1/routes | read | this table, as the server enforces it |
+//! | GET | /healthz | open | `ok` while the process runs (liveness) |
+//! | GET | /readyz | open | 200 `ready`, or 503 naming the sinks whose writes fail and the sources that failed |
+//! | GET | /metrics | metrics | Prometheus text format |
 //!
 //! Every error is JSON, `{"error": "..."}` with its status ([`ApiError`]).
 
+mod account;
 mod alerts;
 mod error;
+pub mod guard;
 
 pub use error::ApiError;
 
+use crate::auth::sandbox::Sandbox;
+use crate::auth::{Access, Auth, Principal};
 use crate::engine_host::EngineHost;
 use crate::query::format::{encode, Format};
 use crate::query::{Limits, QueryEngine, QueryRequest};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use guard::{Body, Routes};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub host: Arc<EngineHost>,
     pub query: Arc<QueryEngine>,
+    pub auth: Arc<Auth>,
+    /// Who submitted each pipeline running from the API.
+    pub owners: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// The client's address, when the server recorded it (an extractor that
+/// never fails).
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+pub fn ip(peer: &Peer) -> Option<std::net::IpAddr> {
+    peer.0.map(|a| a.ip())
+}
+
+/// Every route with the access it needs.
+pub fn routes() -> Routes {
+    use Access::*;
+    Routes::new()
+        .add(
+            Method::POST,
+            "/api/v1/query",
+            Read,
+            Body::Json,
+            post(run_query),
+        )
+        .add(
+            Method::GET,
+            "/api/v1/pipelines",
+            Read,
+            Body::None,
+            get(list_pipelines),
+        )
+        .add(
+            Method::POST,
+            "/api/v1/pipelines",
+            Write,
+            Body::Rules,
+            post(submit),
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/pipelines/{name}",
+            Write,
+            Body::None,
+            delete(delete_pipeline),
+        )
+        .add(
+            Method::GET,
+            "/api/v1/routes",
+            Read,
+            Body::None,
+            get(list_routes),
+        )
+        .merge(alerts::routes())
+        .merge(account::routes())
+        .add(
+            Method::GET,
+            "/healthz",
+            Open,
+            Body::None,
+            get(|| async { "ok\n" }),
+        )
+        .add(Method::GET, "/readyz", Open, Body::None, get(readyz))
+        .add(Method::GET, "/metrics", Metrics, Body::None, get(metrics))
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/query", post(run_query))
-        .route("/api/v1/pipelines", get(list_pipelines).post(submit))
-        .route("/api/v1/pipelines/{name}", delete(delete_pipeline))
-        .merge(alerts::routes())
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    routes().into_router(state)
+}
+
+async fn list_routes() -> Response {
+    Json(json!({ "routes": routes().rules() })).into_response()
 }
 
 async fn run_query(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    peer: Peer,
     headers: HeaderMap,
     req: Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = req?;
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let range = req.range()?;
-    let r = app
+    let result = app
         .query
-        .run(&req.sql, range, req.limits(Limits::default()))
-        .await?;
+        .run(&req.sql, range, req.limits(Limits::default()), &who.scope)
+        .await;
+    let (outcome, rows) = match &result {
+        Ok(r) => ("ok", json!(r.rows)),
+        Err(_) => ("failed", json!(null)),
+    };
+    app.auth.audit(
+        &who.name,
+        ip(&peer),
+        "query",
+        "",
+        outcome,
+        json!({ "sql": req.sql, "rows": rows }),
+    );
+    let r = result?;
     let body = encode(format, &r.schema, &r.batches, r.truncated)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
@@ -90,12 +192,80 @@ struct SubmitQuery {
 
 async fn submit(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    peer: Peer,
     Query(q): Query<SubmitQuery>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let file = q.name.unwrap_or_else(|| "submitted.rules".to_string());
+    let settings = &app.auth.settings;
+    let refuse = |e: ApiError| {
+        app.auth.audit(
+            &who.name,
+            ip(&peer),
+            "pipeline.submit",
+            &file,
+            "denied",
+            json!(null),
+        );
+        e
+    };
+    if body.len() > settings.max_rules_bytes {
+        return Err(refuse(ApiError::PayloadTooLarge(format!(
+            "the rules are {} bytes, more than [security] max_rules_bytes ({})",
+            body.len(),
+            settings.max_rules_bytes
+        ))));
+    }
+    if !who.scope.is_everything() {
+        return Err(refuse(ApiError::Forbidden(format!(
+            "a pipeline reads every event of its source, and your scope is {}; ask an editor without a scope to submit it",
+            who.scope
+        ))));
+    }
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| refuse(ApiError::BadRequest("the rules are not UTF-8 text".into())))?;
+    let running = {
+        let names: Vec<String> = app
+            .host
+            .pipelines()
+            .await
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        let mut owners = app.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.retain(|name, _| names.contains(name));
+        owners.values().filter(|o| **o == who.name).count()
+    };
+    if running >= settings.max_pipelines_per_user {
+        return Err(refuse(ApiError::over_limit(format!(
+            "{} has {running} pipelines running from the API, the most [security] max_pipelines_per_user allows",
+            who.name
+        ))));
+    }
     let base = app.host.data_dir.clone();
-    let names = app.host.deploy(&file, &body, base, true).await?;
+    let brokers = app.host.kafka.brokers.clone().unwrap_or_default();
+    let sandbox = Sandbox::new(settings, &app.host.data_dir, &base, &brokers);
+    let result = app
+        .host
+        .deploy(&file, &text, base, true, Some(&sandbox))
+        .await;
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    app.auth.audit(
+        &who.name,
+        ip(&peer),
+        "pipeline.submit",
+        &file,
+        outcome,
+        json!({ "pipelines": result.as_ref().ok() }),
+    );
+    let names = result?;
+    {
+        let mut owners = app.owners.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &names {
+            owners.insert(n.clone(), who.name.clone());
+        }
+    }
     Ok((StatusCode::CREATED, Json(json!({ "pipelines": names }))).into_response())
 }
 
@@ -105,9 +275,21 @@ async fn list_pipelines(State(app): State<AppState>) -> Response {
 
 async fn delete_pipeline(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    peer: Peer,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if app.host.stop_pipeline(&name).await {
+    let stopped = app.host.stop_pipeline(&name).await;
+    let outcome = if stopped { "ok" } else { "failed" };
+    app.auth.audit(
+        &who.name,
+        ip(&peer),
+        "pipeline.delete",
+        &name,
+        outcome,
+        json!(null),
+    );
+    if stopped {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(

@@ -1,7 +1,9 @@
 //! The subcommands.
 
+mod account;
 mod archive;
 mod check;
+mod client;
 mod query;
 mod run;
 mod serve;
@@ -25,6 +27,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             sql,
             format,
             server,
+            token,
             archive,
             config,
             data_dir,
@@ -35,7 +38,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             repeat,
         } => {
             let target = match server {
-                Some(url) => query::Target::Server(url),
+                Some(url) => query::Target::Server(url, token),
                 None => query::Target::Archive {
                     url: archive,
                     config,
@@ -82,7 +85,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Test { files } => runtime()?.block_on(test_rules::run(&files)),
-        Command::Silence { action, server } => silence::run(&server, action),
+        Command::Silence {
+            action,
+            server,
+            token,
+        } => silence::run(&server, token, action),
+        Command::User {
+            action,
+            config,
+            data_dir,
+        } => account::user(action, config.as_deref(), data_dir),
+        Command::Token {
+            action,
+            config,
+            data_dir,
+        } => account::token(action, config.as_deref(), data_dir),
         Command::Serve {
             config,
             demo,

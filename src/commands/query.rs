@@ -11,7 +11,8 @@ use std::time::Duration;
 
 /// Where the query runs.
 pub enum Target {
-    Server(String),
+    /// A server's URL and the bearer token to send.
+    Server(String, Option<String>),
     Archive {
         url: Option<String>,
         config: Option<PathBuf>,
@@ -39,8 +40,8 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
         timeout_ms: Some(req.timeout_s.saturating_mul(1000)),
     };
     let out = match target {
-        Target::Server(url) => {
-            tokio::task::spawn_blocking(move || ask_server(&url, &request, format)).await??
+        Target::Server(url, token) => {
+            tokio::task::spawn_blocking(move || ask_server(&url, token, &request, format)).await??
         }
         Target::Archive {
             url,
@@ -60,7 +61,16 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
             for _ in 0..req.repeat.max(1) {
                 let t = std::time::Instant::now();
                 result = match request.range() {
-                    Ok(range) => engine.run(&request.sql, range, limits).await,
+                    Ok(range) => {
+                        engine
+                            .run(
+                                &request.sql,
+                                range,
+                                limits,
+                                &crate::auth::Scope::everything(),
+                            )
+                            .await
+                    }
                     Err(e) => Err(e),
                 };
                 best = best.min(t.elapsed());
@@ -86,25 +96,16 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
 }
 
 /// POSTs the query to a server, asking for `format`.
-fn ask_server(url: &str, req: &QueryRequest, format: Format) -> anyhow::Result<Vec<u8>> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let endpoint = format!("{}/api/v1/query", url.trim_end_matches('/'));
-    let mut resp = agent
-        .post(&endpoint)
-        .header("Accept", format.content_type())
-        .send_json(req)
-        .map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {e}"))?;
-    let status = resp.status();
-    let body = resp.body_mut().read_to_vec()?;
-    if !status.is_success() {
-        let msg = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        anyhow::bail!("{status}: {msg}");
+fn ask_server(
+    url: &str,
+    token: Option<String>,
+    req: &QueryRequest,
+    format: Format,
+) -> anyhow::Result<Vec<u8>> {
+    let client = super::client::Client::new(url, token);
+    let (status, body) = client.post_json("/api/v1/query", req, format.content_type())?;
+    if !(200..300).contains(&status) {
+        anyhow::bail!("{}", super::client::error_text(status, &body));
     }
     Ok(body)
 }

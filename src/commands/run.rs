@@ -29,7 +29,7 @@ pub async fn run(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let mut alerts = host.alerts.subscribe();
-    if let Err(e) = host.deploy(&name, &text, base, true).await {
+    if let Err(e) = host.deploy(&name, &text, base, true, None).await {
         eprint!("{}", e.render());
         return Ok(ExitCode::from(1));
     }

@@ -2,6 +2,8 @@
 //! ./weir-data) and an optional demo.
 
 use crate::api;
+use crate::auth::audit::AuditLog;
+use crate::auth::{Auth, AuthStore};
 use crate::cli::LogFormat;
 use crate::config::Config;
 use crate::engine_host::EngineHost;
@@ -65,6 +67,45 @@ async fn retention_loop(
     }
 }
 
+/// On a first start (no users), creates `admin` with `$WEIR_ADMIN_PASSWORD`
+/// or a random password; returns the random one, to be shown once.
+fn first_admin(store: &AuthStore) -> anyhow::Result<Option<String>> {
+    if store.has_users()? {
+        return Ok(None);
+    }
+    let given = std::env::var("WEIR_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let password = given
+        .clone()
+        .unwrap_or_else(|| crate::auth::secret::random_hex(12));
+    store.add_user(
+        "admin",
+        &password,
+        crate::auth::Role::Admin,
+        crate::auth::Scope::everything(),
+    )?;
+    tracing::info!(store = %store.path().display(), "first start: user `admin` created");
+    Ok(given.is_none().then_some(password))
+}
+
+/// Writes `text` to a file only its owner may read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).write(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{text}")?;
+    Ok(())
+}
+
 /// What the command line says to `weir serve`.
 pub struct Options {
     pub config: Option<PathBuf>,
@@ -92,14 +133,19 @@ pub async fn serve(opts: Options, log_format: LogFormat) -> anyhow::Result<ExitC
     cfg.rules.extend(rules_files);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data folder {}", cfg.data_dir.display()))?;
-    let host = Arc::new(EngineHost::new(&cfg, true)?);
+    let store = AuthStore::open(&cfg.data_dir);
+    let first_password = first_admin(&store)?;
+    let tls = cfg.tls.as_ref().map(|t| t.acceptor()).transpose()?;
+    let mut host = EngineHost::new(&cfg, true)?;
+    host.ingest_auth = Some(Arc::new(store.clone()));
+    let host = Arc::new(host);
 
     let mut failed = false;
     for path in &cfg.rules {
         let text = rules::read(path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         match host
-            .deploy(&path.display().to_string(), &text, base, true)
+            .deploy(&path.display().to_string(), &text, base, true, None)
             .await
         {
             Ok(names) => {
@@ -119,7 +165,10 @@ pub async fn serve(opts: Options, log_format: LogFormat) -> anyhow::Result<ExitC
         let base = cfg.data_dir.join("demo");
         std::fs::create_dir_all(&base)?;
         std::fs::write(base.join("teams.csv"), DEMO_TEAMS)?;
-        match host.deploy("demo.rules", DEMO_RULES, base, true).await {
+        match host
+            .deploy("demo.rules", DEMO_RULES, base, true, None)
+            .await
+        {
             Ok(names) => {
                 tracing::info!(pipelines = ?names, "demo running: generated logs from six services")
             }
@@ -134,32 +183,65 @@ pub async fn serve(opts: Options, log_format: LogFormat) -> anyhow::Result<ExitC
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let audit = AuditLog::open(&cfg.data_dir, &host.registry)?;
+    let auth = Arc::new(Auth::new(
+        store,
+        audit,
+        cfg.security.clone(),
+        addr,
+        tls.is_some(),
+    ));
+    if addr.ip().is_unspecified() && cfg.security.public_url.is_none() {
+        tracing::warn!(
+            "listening on every address without [security] public_url: requests naming any Host are answered (set it to refuse DNS-rebinding pages)"
+        );
+    }
     if log_format == LogFormat::Json {
         // Machine-read logs: the address as a log event, no banner.
-        tracing::info!(address = %format!("http://{addr}"), data = %cfg.data_dir.display(), "serving");
+        tracing::info!(address = %format!("{scheme}://{addr}"), data = %cfg.data_dir.display(), "serving");
+        if let Some(pw) = &first_password {
+            // Never into the log: a file only its owner reads (as Jenkins'
+            // initialAdminPassword).
+            let file = cfg.data_dir.join(crate::auth::store::INITIAL_PASSWORD_FILE);
+            write_private(&file, pw)?;
+            tracing::warn!(file = %file.display(), "first start: user `admin` created; its password is in this file (read it, then delete it)");
+        }
     } else {
         eprintln!(
-            "weir is serving on http://{addr}  (data in {})",
+            "weir is serving on {scheme}://{addr}  (data in {})",
             cfg.data_dir.display()
         );
-        eprintln!("  alerts:    curl http://{addr}/api/v1/alerts");
-        eprintln!("  pipelines: curl http://{addr}/api/v1/pipelines");
-        eprintln!("  metrics:   curl http://{addr}/metrics");
-        eprintln!("  submit:    curl --data-binary @my.rules http://{addr}/api/v1/pipelines");
-        eprintln!("  query:     weir query --server http://{addr} \"SELECT count(*) FROM STREAM\"");
+        if let Some(pw) = &first_password {
+            eprintln!(
+                "  first start: user `admin` created with password {pw}\n  (shown once; change it with `weir user passwd admin`)"
+            );
+        }
+        let d = cfg.data_dir.display();
+        eprintln!("  a token:   TOKEN=$(weir token create --data-dir {d} --name me --role admin)");
+        eprintln!(
+            "  alerts:    curl -H \"Authorization: Bearer $TOKEN\" {scheme}://{addr}/api/v1/alerts"
+        );
+        eprintln!("  login:     curl -c cookies -H 'Content-Type: application/json' -d '{{\"user\":\"admin\",\"password\":\"...\"}}' {scheme}://{addr}/api/v1/login");
+        eprintln!("  submit:    curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/x-weir-rules' --data-binary @my.rules {scheme}://{addr}/api/v1/pipelines");
+        eprintln!("  query:     WEIR_TOKEN=$TOKEN weir query --server {scheme}://{addr} \"SELECT count(*) FROM STREAM\"");
+        eprintln!("  metrics:   curl {scheme}://{addr}/metrics");
     }
     let location = cfg.archive_location(None)?;
     if !cfg.retention.is_empty() {
         tokio::spawn(retention_loop(cfg.clone(), location.clone(), host.clone()));
     }
     let query = Arc::new(QueryEngine::new(location, cfg.query.clone())?);
-    weir_connectors::http_server::serve(
+    weir_connectors::http_server::serve_tls(
         listener,
         api::router(api::AppState {
             host: host.clone(),
             query,
+            auth,
+            owners: Default::default(),
         }),
         &cfg.http,
+        tls,
         super::shutdown_signal(),
     )
     .await

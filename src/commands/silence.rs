@@ -1,12 +1,13 @@
 //! `weir silence add|list|expire`: silences on a running `weir serve`, through
 //! its HTTP API.
 
+use super::client::{error_text, Client};
 use crate::cli::SilenceAction;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
-pub fn run(server: &str, action: SilenceAction) -> anyhow::Result<ExitCode> {
-    let base = server.trim_end_matches('/');
+pub fn run(server: &str, token: Option<String>, action: SilenceAction) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server, token);
     match action {
         SilenceAction::Add {
             matchers,
@@ -20,23 +21,13 @@ pub fn run(server: &str, action: SilenceAction) -> anyhow::Result<ExitCode> {
                 "comment": comment,
                 "created_by": author.unwrap_or_else(|| std::env::var("USER").unwrap_or_default()),
             });
-            let resp = ureq::post(&format!("{base}/api/v1/silences"))
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .send_json(&body)
-                .map_err(|e| anyhow::anyhow!("cannot reach {base}: {e}"))?;
-            let status = resp.status().as_u16();
-            let v: Value = resp.into_body().read_json().unwrap_or(Value::Null);
+            let (status, bytes) =
+                client.post_json("/api/v1/silences", &body, "application/json")?;
             if status != 201 {
-                eprintln!(
-                    "error: {}",
-                    v["error"]
-                        .as_str()
-                        .unwrap_or("the server refused the silence")
-                );
+                eprintln!("error: {}", error_text(status, &bytes));
                 return Ok(ExitCode::from(1));
             }
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             println!("{}", v["id"].as_str().unwrap_or_default());
             eprintln!(
                 "silenced {} until {}",
@@ -46,11 +37,12 @@ pub fn run(server: &str, action: SilenceAction) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SilenceAction::List => {
-            let v: Value = ureq::get(&format!("{base}/api/v1/silences"))
-                .call()
-                .map_err(|e| anyhow::anyhow!("cannot reach {base}: {e}"))?
-                .into_body()
-                .read_json()?;
+            let (status, bytes) = client.get("/api/v1/silences")?;
+            if status != 200 {
+                eprintln!("error: {}", error_text(status, &bytes));
+                return Ok(ExitCode::from(1));
+            }
+            let v: Value = serde_json::from_slice(&bytes)?;
             let list = v["silences"].as_array().cloned().unwrap_or_default();
             if list.is_empty() {
                 eprintln!("no silences");
@@ -83,17 +75,12 @@ pub fn run(server: &str, action: SilenceAction) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SilenceAction::Expire { id } => {
-            let resp = ureq::delete(&format!("{base}/api/v1/silences/{id}"))
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .call()
-                .map_err(|e| anyhow::anyhow!("cannot reach {base}: {e}"))?;
-            if resp.status().as_u16() == 204 {
+            let (status, bytes) = client.delete(&format!("/api/v1/silences/{id}"))?;
+            if status == 204 {
                 eprintln!("silence {id} expired");
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("error: no silence `{id}`");
+                eprintln!("error: {}", error_text(status, &bytes));
                 Ok(ExitCode::from(1))
             }
         }

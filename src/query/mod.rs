@@ -15,6 +15,7 @@ pub mod dictionary_like;
 pub mod format;
 pub mod guard;
 pub mod schema;
+pub mod scope;
 pub mod udf;
 
 use arrow::array::RecordBatch;
@@ -275,10 +276,13 @@ impl QueryEngine {
     }
 
     /// A DataFusion session with every stream registered as a table, and the
-    /// streams (files and bytes counted within `range`).
+    /// streams (files and bytes counted within `range`). With a time range
+    /// or a scope, each table is a view with the filter inside it (see
+    /// [`scope`]); the unfiltered table is never registered.
     pub async fn session(
         &self,
         range: TimeRange,
+        who: &crate::auth::Scope,
     ) -> Result<(SessionContext, Vec<StreamInfo>), QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
@@ -311,18 +315,24 @@ impl QueryEngine {
             let schema = self.schema(&ctx, s, &options, &table_url).await?;
             let config = ListingTableConfig::new(table_url)
                 .with_listing_options(options)
-                .with_schema(schema);
+                .with_schema(schema.clone());
             let table = Arc::new(ListingTable::try_new(config)?);
-            if range.start_us.is_none() && range.end_us.is_none() {
+            let scoped = scope::filter(who, &schema);
+            if range.start_us.is_none() && range.end_us.is_none() && scoped.is_none() {
                 ctx.register_table(s.name.as_str(), table)?;
-            } else {
-                // The range as a view: partition columns prune folders, the
-                // timestamp filter prunes row groups and pages.
-                let hidden = format!("__{}_all", s.name);
-                ctx.register_table(hidden.as_str(), table)?;
-                let df = ctx.sql(&range_view_sql(&hidden, range)).await?;
-                ctx.register_table(s.name.as_str(), df.into_view())?;
+                continue;
             }
+            // The range and the scope as a view: partition columns prune
+            // folders, the timestamp filter prunes row groups and pages.
+            let mut df = ctx.read_table(table)?;
+            if let Some(cond) = range_condition(range) {
+                let cond = ctx.parse_sql_expr(&cond, df.schema())?;
+                df = df.filter(cond)?;
+            }
+            if let Some(cond) = scoped {
+                df = df.filter(cond)?;
+            }
+            ctx.register_table(s.name.as_str(), df.into_view())?;
         }
         Ok((ctx, streams))
     }
@@ -360,6 +370,7 @@ impl QueryEngine {
         sql: &str,
         range: TimeRange,
         limits: Limits,
+        who: &crate::auth::Scope,
     ) -> Result<QueryResult, QueryError> {
         guard::check_size(sql)?;
         let _slot = tokio::time::timeout(self.settings.queue_wait, self.slots.acquire())
@@ -367,7 +378,7 @@ impl QueryEngine {
             .map_err(|_| QueryError::Busy(self.settings.max_concurrent))?
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let work = async {
-            let (ctx, streams) = self.session(range).await?;
+            let (ctx, streams) = self.session(range, who).await?;
             let df = guard::read_only(&ctx, sql).await?;
             // Bytes the query may touch: the files of the streams it names,
             // after pruning by the time range.
@@ -430,8 +441,9 @@ fn in_range(start_us: i64, len_us: i64, range: TimeRange) -> bool {
     range.start_us.is_none_or(|s| end > s) && range.end_us.is_none_or(|e| start_us < e)
 }
 
-/// `SELECT * FROM hidden WHERE <range>` with partition-column bounds.
-fn range_view_sql(hidden: &str, range: TimeRange) -> String {
+/// The range as a SQL condition with partition-column bounds; none for
+/// no range.
+fn range_condition(range: TimeRange) -> Option<String> {
     let ts = |us: i64| {
         chrono::DateTime::from_timestamp_micros(us)
             .unwrap_or_default()
@@ -453,7 +465,7 @@ fn range_view_sql(hidden: &str, range: TimeRange) -> String {
         conds.push(format!("\"timestamp\" < TIMESTAMP '{}'", ts(e)));
         conds.push(format!("\"date\" <= '{}'", day(e)));
     }
-    format!("SELECT * FROM \"{hidden}\" WHERE {}", conds.join(" AND "))
+    (!conds.is_empty()).then(|| conds.join(" AND "))
 }
 
 #[cfg(test)]

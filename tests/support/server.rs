@@ -13,6 +13,8 @@ pub struct Server {
     pub base: String,
     /// Every line it wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// An admin API token (`weir token create`, made before the start).
+    pub token: String,
 }
 
 impl Drop for Server {
@@ -22,7 +24,50 @@ impl Drop for Server {
     }
 }
 
+/// The content type of a `.rules` body.
+pub const RULES: &str = "application/x-weir-rules";
+
+/// Creates an API token in `data_dir` with `weir token create`.
+pub fn create_token(data_dir: &Path, name: &str, role: &str, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["token", "create", "--data-dir"])
+        .arg(data_dir)
+        .args(["--name", name, "--role", role])
+        .args(extra)
+        .output()
+        .expect("weir token create runs");
+    assert!(
+        out.status.success(),
+        "weir token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `Authorization: Bearer TOKEN` as default headers for a client.
+pub fn auth_headers(token: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    headers
+}
+
+/// An HTTP client that sends `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .default_headers(auth_headers(token))
+        .build()
+        .unwrap()
+}
+
 impl Server {
+    /// A client with the server's admin token.
+    pub fn client(&self) -> reqwest::Client {
+        client_with(&self.token)
+    }
+
     /// Its stderr so far, one string.
     pub fn log_text(&self) -> String {
         self.log
@@ -40,12 +85,25 @@ impl Server {
     }
 }
 
+/// The password of `admin` in servers these helpers start.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
 /// Starts `weir serve` with data in `data_dir`, and waits for its address.
 pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
+    std::fs::create_dir_all(data_dir).unwrap();
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = create_token(
+        data_dir,
+        &format!("test-{}-{n}", std::process::id()),
+        "admin",
+        &[],
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
+        .env("WEIR_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -88,5 +146,6 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
         child,
         base: format!("http://{addr}"),
         log,
+        token,
     }
 }

@@ -286,13 +286,15 @@ impl Checker {
 fn arg_fits(ty: ArgType, v: &ArgValue) -> bool {
     match (ty, v) {
         (ArgType::Any, _) => true,
-        (ArgType::Str, ArgValue::Str(_)) => true,
+        (ArgType::Str | ArgType::Path | ArgType::Address | ArgType::Brokers, ArgValue::Str(_)) => {
+            true
+        }
         (ArgType::Int, ArgValue::Int(i)) => *i >= 0,
         (ArgType::Bool, ArgValue::Bool(_)) => true,
         (ArgType::Duration, ArgValue::Duration(_)) => true,
         (ArgType::Size, ArgValue::Size(_)) => true,
-        (ArgType::StrOrList, ArgValue::Str(_)) => true,
-        (ArgType::StrOrList, ArgValue::List(items)) => {
+        (ArgType::StrOrList | ArgType::ClientOptions, ArgValue::Str(_)) => true,
+        (ArgType::StrOrList | ArgType::ClientOptions, ArgValue::List(items)) => {
             !items.is_empty() && items.iter().all(|i| matches!(i, ArgValue::Str(_)))
         }
         (ArgType::Word(words), ArgValue::Ident(w)) => words.contains(&w.as_str()),

@@ -381,7 +381,9 @@ impl Checker {
                         )
                         .with_hint(sig.doc),
                     );
-                } else if p == Param::StrLit && !matches!(a2.kind, ExprKind::Lit(Literal::Str(_))) {
+                } else if matches!(p, Param::StrLit | Param::PathLit)
+                    && !matches!(a2.kind, ExprKind::Lit(Literal::Str(_)))
+                {
                     self.push(
                         Diagnostic::new(
                             ErrorKind::InvalidArgument,

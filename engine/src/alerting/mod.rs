@@ -25,7 +25,7 @@ pub use manager::{AlertManager, AlertSettings, HistoryEntry};
 pub use notify::Outcome;
 pub use notify::{ChannelSettings, Notification, Notifier, NotifyError, RateLimit};
 pub use rule::{AlertRule, AlertSink, Evaluation, Hit};
-pub use silence::{Matcher, Silence, SilenceError};
+pub use silence::{MatchOp, Matcher, Silence, SilenceError};
 pub use tracker::{Alert, AlertState};
 
 /// Microseconds since the Unix epoch as RFC 3339 UTC (fractions only when

@@ -140,8 +140,14 @@ impl Matcher {
             "severity" => Some(alert.severity.as_str()),
             "pipeline" => Some(alert.pipeline.as_str()),
             n => alert.labels.get(n).map(String::as_str),
-        }
-        .unwrap_or("");
+        };
+        self.matches_value(actual)
+    }
+
+    /// Whether a value matches; an absent one counts as empty text (as in
+    /// Alertmanager).
+    pub fn matches_value(&self, actual: Option<&str>) -> bool {
+        let actual = actual.unwrap_or("");
         match self.op {
             MatchOp::Equal => actual == self.value,
             MatchOp::NotEqual => actual != self.value,

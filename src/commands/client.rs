@@ -1,0 +1,85 @@
+//! Talking to a running `weir serve` from the CLI: the base URL and the
+//! bearer token (`--token` / `$WEIR_TOKEN`), and errors as the server
+//! words them.
+
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(server: &str, token: Option<String>) -> Client {
+        Client {
+            base: server.trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    fn reach(&self, e: ureq::Error) -> anyhow::Error {
+        anyhow::anyhow!("cannot reach {}: {e}", self.base)
+    }
+
+    /// GET `path`: status and body.
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut resp = self
+            .auth(self.agent.get(&self.url(path)))
+            .call()
+            .map_err(|e| self.reach(e))?;
+        Ok((resp.status().as_u16(), resp.body_mut().read_to_vec()?))
+    }
+
+    /// POST a JSON body to `path`, accepting `accept`.
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        accept: &str,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut resp = self
+            .auth(self.agent.post(&self.url(path)))
+            .header("Accept", accept)
+            .send_json(body)
+            .map_err(|e| self.reach(e))?;
+        Ok((resp.status().as_u16(), resp.body_mut().read_to_vec()?))
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut resp = self
+            .auth(self.agent.delete(&self.url(path)))
+            .call()
+            .map_err(|e| self.reach(e))?;
+        Ok((resp.status().as_u16(), resp.body_mut().read_to_vec()?))
+    }
+}
+
+/// The server's `{"error": ...}` text of a failed response, with a hint on
+/// 401.
+pub fn error_text(status: u16, body: &[u8]) -> String {
+    let msg = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    if status == 401 {
+        format!("{status}: {msg} (pass --token or set WEIR_TOKEN; `weir token create` makes one)")
+    } else {
+        format!("{status}: {msg}")
+    }
+}
