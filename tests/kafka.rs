@@ -113,7 +113,11 @@ async fn produce(
 }
 
 fn event(i: usize) -> Vec<u8> {
-    let sev = if i.is_multiple_of(10) { "ERROR" } else { "INFO" };
+    let sev = if i.is_multiple_of(10) {
+        "ERROR"
+    } else {
+        "INFO"
+    };
     format!(
         r#"{{"timestamp":"2026-03-01T00:{:02}:{:02}Z","service":"svc{}","severity":"{sev}","message":"event {i}"}}"#,
         (i / 60) % 60,

@@ -22,4 +22,5 @@ mod kafka_security;
 mod log_formats;
 mod pipeline_e2e;
 mod rule_tests;
+mod security;
 mod ship;

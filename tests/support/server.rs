@@ -9,7 +9,7 @@ use std::time::Duration;
 /// A `weir serve` child process, killed when dropped.
 pub struct Server {
     pub child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` under `[tls]`).
     pub base: String,
     /// Every line it wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -124,9 +124,9 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
             if !sent {
                 // The text banner, or the JSON log event of --log-format json.
                 let rest = line
-                    .split("serving on http://")
+                    .split("serving on ")
                     .nth(1)
-                    .or_else(|| line.split("\"address\":\"http://").nth(1));
+                    .or_else(|| line.split("\"address\":\"").nth(1));
                 if let Some(rest) = rest {
                     let addr = rest
                         .split(|c: char| c.is_whitespace() || c == '"')
@@ -144,7 +144,7 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
         .expect("weir serve prints its address");
     Server {
         child,
-        base: format!("http://{addr}"),
+        base: addr,
         log,
         token,
     }
