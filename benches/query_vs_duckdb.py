@@ -4,7 +4,10 @@
 Builds an archive with `weir run` (generated events; a second archive of the
 same events with whole lines kept gives the NDJSON input's size), then runs
 five log queries with both engines, best of REPEAT runs each, and prints the
-time ratios and the archive size against the NDJSON input.
+time ratios and the archive size against the NDJSON input. Then the cost of
+a user's scope (the row filter inside every table, docs/security.md): the
+same queries with a scope that selects every event, and with one that
+selects a sixth of them.
 
     benches/query_vs_duckdb.py [EVENTS]      (default 2,000,000)
 
@@ -104,6 +107,21 @@ def main():
     for r in ratios:
         geo *= r
     print(f"geometric mean ratio (weir / duckdb): {geo ** (1 / len(ratios)):.2f}x")
+
+    print(f"\nscope cost: {'query':<24}{'none ms':>9}{'all ms':>9}{'ratio':>8}{'checkout ms':>13}")
+    worst = 0.0
+    for name, weir_sql, _ in QUERIES:
+        times = []
+        for scope in [None, 'environment!="nowhere"', 'service="checkout"']:
+            cmd = [WEIR, "query", weir_sql, "--archive", archive, "--format", "json",
+                   "--repeat", str(REPEAT)]
+            if scope:
+                cmd += ["--scope", scope]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            times.append(float(re.search(r"best of \d+: ([\d.]+) ms", out.stderr).group(1)))
+        worst = max(worst, times[1] / times[0])
+        print(f"            {name:<24}{times[0]:>9.1f}{times[1]:>9.1f}{times[1] / times[0]:>7.2f}x{times[2]:>13.1f}")
+    print(f"worst cost of a scope that selects everything: {worst:.2f}x (target <= 1.10x)")
 
 
 if __name__ == "__main__":

@@ -194,6 +194,10 @@ pub enum Command {
         /// The API token to send to --server.
         #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Run directly against the archive as a user with this scope would
+        /// (e.g. 'service="checkout"'): to check what a scope lets through.
+        #[arg(long, conflicts_with = "server")]
+        scope: Option<String>,
         /// Archive URL: a folder, file://..., or s3://bucket/prefix.
         #[arg(long)]
         archive: Option<String>,

@@ -28,6 +28,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             server,
             token,
+            scope,
             archive,
             config,
             data_dir,
@@ -52,6 +53,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_rows,
                 timeout_s: timeout,
                 repeat,
+                scope,
             };
             runtime()?.block_on(query::run(target, req, format))
         }

@@ -29,6 +29,8 @@ pub struct Request {
     pub timeout_s: u64,
     /// Runs (directly against an archive) whose fastest time is printed.
     pub repeat: u32,
+    /// Query as a user with this scope would (directly against an archive).
+    pub scope: Option<String>,
 }
 
 pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result<ExitCode> {
@@ -56,6 +58,8 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
                 timeout: Duration::from_secs(u64::MAX / 4),
                 ..Limits::default()
             });
+            let scope = crate::auth::Scope::parse(req.scope.as_deref().unwrap_or(""))
+                .map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
             let mut best = Duration::MAX;
             let mut result = Err(crate::query::QueryError::Internal("not run".into()));
             for _ in 0..req.repeat.max(1) {
