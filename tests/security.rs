@@ -398,7 +398,8 @@ async fn a_scoped_viewer_reads_only_its_rows() {
     };
     let count = |v: &Value| rows(v)[0]["n"].as_i64().unwrap_or(-1);
 
-    let cases: Vec<(&str, Box<dyn Fn(&Value)>)> = vec![
+    type Check = Box<dyn Fn(&Value)>;
+    let cases: Vec<(&str, Check)> = vec![
         ("SELECT * FROM app", Box::new(move |v| assert_eq!(only_checkout(v, "service"), checkout_app))),
         ("SELECT count(*) AS n FROM app", Box::new(move |v| assert_eq!(count(v), 1000))),
         (

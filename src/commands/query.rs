@@ -65,16 +65,7 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
             for _ in 0..req.repeat.max(1) {
                 let t = std::time::Instant::now();
                 result = match request.range() {
-                    Ok(range) => {
-                        engine
-                            .run(
-                                &request.sql,
-                                range,
-                                limits,
-                                &crate::auth::Scope::everything(),
-                            )
-                            .await
-                    }
+                    Ok(range) => engine.run(&request.sql, range, limits, &scope).await,
                     Err(e) => Err(e),
                 };
                 best = best.min(t.elapsed());
