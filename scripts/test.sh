@@ -2,8 +2,9 @@
 # The whole test suite: formatting, lints, every test, and a benchmark smoke run.
 # Installs what it needs first: the tansu Kafka-compatible broker (crates.io,
 # cached under ~/.cache/weir), stunnel4 for the Kafka TLS tests,
-# prometheus-alertmanager for the alert tests and prometheus for promtool
-# (Debian), and the Python peers
+# prometheus-alertmanager for the alert tests, prometheus for promtool and
+# chromium for the console's browser test (Debian), the console's npm
+# packages (locked), and the Python peers
 # (moto's S3 server, aiosmtpd, duckdb) in a virtualenv under ~/.cache/weir.
 # Usage: scripts/test.sh
 set -euo pipefail
@@ -34,6 +35,15 @@ fi
 if ! command -v promtool >/dev/null 2>&1; then
   apt_install prometheus
 fi
+# The console's browser test drives Debian's Chromium with playwright-core.
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
+fi
+
+echo "== console"
+# Its locked npm packages; the committed bundle (console/dist, embedded in the
+# binary) must be exactly what the sources build.
+(cd console && npm ci --no-audit --no-fund --loglevel=error && node build.mjs && git diff --exit-code -- dist)
 WEIR_PYTHON_BIN="$(scripts/services/install-python-tools.sh)"
 export WEIR_PYTHON_BIN
 WEIR_TANSU="$(scripts/services/install-tansu.sh)"

@@ -65,6 +65,18 @@ struct Running {
     abort: AbortHandle,
     /// When every task had ended.
     finished: Arc<std::sync::OnceLock<Instant>>,
+    /// Its sources' live feeds of decoded batches.
+    taps: Vec<Tap>,
+}
+
+/// A running source's live feed of decoded batches (see
+/// `weir_engine::runtime::Deployment::taps`), with the schema its batches
+/// have.
+#[derive(Clone)]
+pub struct Tap {
+    pub source: String,
+    pub schema: weir_dsl::Schema,
+    pub feed: tokio::sync::broadcast::Sender<arrow::record_batch::RecordBatch>,
 }
 
 impl Running {
@@ -225,7 +237,7 @@ impl EngineHost {
             shutdown_grace: self.shutdown_grace,
             ingest_auth: self.ingest_auth.clone(),
         };
-        let deployment = deploy(
+        let mut deployment = deploy(
             &program,
             &factory,
             self.alerts.clone(),
@@ -246,6 +258,16 @@ impl EngineHost {
             .filter_map(|n| deployment.pipeline_token(n).map(|t| (n.clone(), t)))
             .collect();
         let cancel = deployment.cancel_token();
+        let taps: Vec<Tap> = std::mem::take(&mut deployment.taps)
+            .into_iter()
+            .filter_map(|(source, feed)| {
+                program.source(&source).map(|s| Tap {
+                    source,
+                    schema: s.schema.clone(),
+                    feed,
+                })
+            })
+            .collect();
         let sources = program
             .pipelines
             .iter()
@@ -287,8 +309,19 @@ impl EngineHost {
             abort: waiter.abort_handle(),
             waiter: Some(waiter),
             finished,
+            taps,
         });
         Ok(pipelines)
+    }
+
+    /// The live feeds of the sources that run.
+    pub async fn taps(&self) -> Vec<Tap> {
+        let deployments = self.deployments.lock().await;
+        deployments
+            .iter()
+            .filter(|d| !d.is_finished())
+            .flat_map(|d| d.taps.iter().cloned())
+            .collect()
     }
 
     /// The pipelines: running ones, and those that ended by themselves in

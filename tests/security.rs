@@ -29,7 +29,7 @@ fn events(path: &Path, n: usize, salt: &str) {
 
 /// Archives two streams, `app` (3000 events) and `other` (600), into
 /// `data`'s archive with `weir run`.
-fn archive_two_streams(dir: &Path, data: &Path) {
+pub fn archive_two_streams(dir: &Path, data: &Path) {
     events(&dir.join("app.jsonl"), 3000, "app");
     events(&dir.join("other.jsonl"), 600, "other");
     let rules = dir.join("archive.rules");

@@ -13,6 +13,7 @@ mod support;
 mod alerts;
 mod archive_query;
 mod check_errors;
+mod console;
 mod edges;
 mod event_time;
 mod geoip;

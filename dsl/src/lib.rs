@@ -35,9 +35,9 @@ pub mod template;
 pub use weir_formats::severity;
 pub mod types;
 
-pub use checker::{check, CheckedPipeline, CheckedProgram, CheckedSource};
+pub use checker::{check, check_condition, CheckedPipeline, CheckedProgram, CheckedSource};
 pub use diagnostic::{render_all, Diagnostic, ErrorKind, LocatedDiagnostic};
-pub use parser::parse;
+pub use parser::{parse, parse_condition};
 pub use span::Span;
 pub use types::{Schema, Type};
 

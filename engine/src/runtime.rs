@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -23,6 +23,8 @@ use weir_dsl::CheckedProgram;
 
 /// Batches in flight between two tasks.
 const CHANNEL_DEPTH: usize = 4;
+/// Decoded batches a tap keeps for a slow reader before it skips ahead.
+const TAP_DEPTH: usize = 64;
 /// How often idle pipelines check whether event time should move on.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -98,6 +100,10 @@ pub struct Deployment {
     pub pipelines: Vec<String>,
     /// Names of its sources.
     pub sources: Vec<String>,
+    /// Per source: every decoded batch, for live views (the console's
+    /// tail). Sending never waits: a reader that falls behind skips
+    /// batches, and without readers nothing is sent.
+    pub taps: HashMap<String, broadcast::Sender<RecordBatch>>,
     cancel: CancellationToken,
     pipeline_cancels: HashMap<String, CancellationToken>,
     tasks: JoinSet<Result<()>>,
@@ -226,6 +232,7 @@ pub fn deploy(
     }
 
     let mut source_names = Vec::new();
+    let mut taps = HashMap::new();
     for src in &program.sources {
         let name = src.decl.name.name.clone();
         let Some(mut subs) = subscribers.remove(&name) else {
@@ -254,6 +261,8 @@ pub fn deploy(
         let events = metrics.source_events.with_label_values(&[&name]);
         let bytes = metrics.source_bytes.with_label_values(&[&name]);
         let dead_count = metrics.dead_letters.with_label_values(&[&name]);
+        let (tap, _) = broadcast::channel::<RecordBatch>(TAP_DEPTH);
+        taps.insert(name.clone(), tap.clone());
         tasks.spawn(async move {
             while let Some(msg) = line_rx.recv().await {
                 let lines = match msg {
@@ -271,6 +280,9 @@ pub fn deploy(
                 }
                 let Some(batch) = decoded.batch else { continue };
                 events.inc_by(batch.num_rows() as u64);
+                if tap.receiver_count() > 0 {
+                    let _ = tap.send(batch.clone());
+                }
                 let mut i = 0;
                 while i < subs.len() {
                     if subs[i].send(Flow::Batch(batch.clone())).await.is_err() {
@@ -291,6 +303,7 @@ pub fn deploy(
     Ok(Deployment {
         pipelines: pipeline_names,
         sources: source_names,
+        taps,
         cancel,
         pipeline_cancels,
         tasks,

@@ -8,8 +8,9 @@
 //! to (DNS rebinding); open routes pass; the caller is identified by a
 //! bearer token (`Authorization: Bearer weir_…`) or a session cookie —
 //! none gives 401; the role must allow the route — else 403; a
-//! state-changing request must carry its declared content type (415), a
-//! same-site `Origin` when it has one (403), and, from a cookie session,
+//! state-changing request (or a WebSocket upgrade) must carry a same-site
+//! `Origin` when it has one (403), its declared content type (415), and,
+//! from a cookie session,
 //! the session's CSRF token in `X-CSRF-Token` (403). The [`Principal`] is
 //! then in the request's extensions for the handler.
 
@@ -206,13 +207,15 @@ fn check(g: &GuardState, req: &mut Request) -> Result<(), ApiError> {
         )));
     }
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // A WebSocket carries the cookie but no CSRF header: its Origin decides.
+    let upgrade = headers.contains_key(header::UPGRADE);
+    if (changes || upgrade) && !auth.origin_allowed(headers) {
+        return Err(ApiError::Forbidden(
+            "cross-site request refused: its Origin is not this server".into(),
+        ));
+    }
     if changes {
         check_body(rule.body, headers)?;
-        if !auth.origin_allowed(headers) {
-            return Err(ApiError::Forbidden(
-                "cross-site request refused: its Origin is not this server".into(),
-            ));
-        }
         if let Some(csrf) = &principal.csrf {
             let sent = headers
                 .get(CSRF_HEADER)

@@ -13,6 +13,8 @@
 //! | POST | /api/v1/query | read | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; only rows in the caller's scope |
 //! | GET, POST, DELETE, PUT | /api/v1/users…, /api/v1/tokens… | admin | see [`account`] |
 //! | GET | /api/v1/routes | read | this table, as the server enforces it |
+//! | GET | /api/v1/sources, /api/v1/tail, /api/v1/stats; POST /api/v1/check | read | the console's live views, see [`live`] |
+//! | GET | /, /console/… | open | the web console (it logs in through the API) |
 //! | GET | /healthz | open | `ok` while the process runs (liveness) |
 //! | GET | /readyz | open | 200 `ready`, or 503 naming the sinks whose writes fail and the sources that failed |
 //! | GET | /metrics | metrics | Prometheus text format |
@@ -21,8 +23,10 @@
 
 mod account;
 mod alerts;
+mod console;
 mod error;
 pub mod guard;
+mod live;
 
 pub use error::ApiError;
 
@@ -116,6 +120,49 @@ pub fn routes() -> Routes {
             Read,
             Body::None,
             get(list_routes),
+        )
+        .add(
+            Method::GET,
+            "/api/v1/sources",
+            Read,
+            Body::None,
+            get(live::sources),
+        )
+        .add(
+            Method::GET,
+            "/api/v1/tail",
+            Read,
+            Body::None,
+            get(live::tail),
+        )
+        .add(
+            Method::GET,
+            "/api/v1/stats",
+            Read,
+            Body::None,
+            get(live::stats),
+        )
+        .add(
+            Method::POST,
+            "/api/v1/check",
+            Read,
+            Body::Rules,
+            post(live::check),
+        )
+        .add(Method::GET, "/", Open, Body::None, get(console::index))
+        .add(
+            Method::GET,
+            "/console/app.js",
+            Open,
+            Body::None,
+            get(console::app_js),
+        )
+        .add(
+            Method::GET,
+            "/console/app.css",
+            Open,
+            Body::None,
+            get(console::app_css),
         )
         .merge(alerts::routes())
         .merge(account::routes())

@@ -168,27 +168,17 @@ impl Sandbox {
 
     /// File paths in calls (`lookup("table.csv", ...)`), anywhere in `e`.
     fn expr(&self, e: &Expr, out: &mut Vec<Diagnostic>) {
-        match &e.kind {
-            ExprKind::Call { name, args } => {
-                if let Some(sig) = functions::lookup(&name.name) {
-                    for (p, a) in sig.params.iter().zip(args) {
-                        if let (Param::PathLit, ExprKind::Lit(weir_dsl::ast::Literal::Str(s))) =
-                            (p, &a.kind)
-                        {
-                            self.path(s, a.span, out);
-                        }
-                    }
-                }
-                args.iter().for_each(|a| self.expr(a, out));
-            }
-            ExprKind::List(items) => items.iter().for_each(|a| self.expr(a, out)),
-            ExprKind::Unary(_, a) | ExprKind::IsNull { expr: a, .. } => self.expr(a, out),
-            ExprKind::Binary(_, a, b) => {
-                self.expr(a, out);
-                self.expr(b, out);
-            }
-            ExprKind::Field(_) | ExprKind::Lit(_) => {}
-        }
+        file_args(e, &mut |path, span| self.path(path, span, out));
+    }
+
+    /// Where an expression names a file, if it does (a filter typed in the
+    /// console may name none).
+    pub fn names_a_file(e: &Expr) -> Option<Span> {
+        let mut first = None;
+        file_args(e, &mut |_, span| {
+            first.get_or_insert(span);
+        });
+        first
     }
 
     fn connector(&self, spec: &ConnectorSpec, c: &Connector, out: &mut Vec<Diagnostic>) {
@@ -330,6 +320,33 @@ impl Sandbox {
                 ));
             }
         }
+    }
+}
+
+/// Calls `f` with every file path argument (`Param::PathLit`) in `e`.
+fn file_args(e: &Expr, f: &mut impl FnMut(&str, Span)) {
+    match &e.kind {
+        ExprKind::Call { name, args } => {
+            if let Some(sig) = functions::lookup(&name.name) {
+                for (p, a) in sig.params.iter().zip(args) {
+                    if *p == Param::PathLit {
+                        match &a.kind {
+                            ExprKind::Lit(weir_dsl::ast::Literal::Str(s)) => f(s, a.span),
+                            // Not a literal: the checker refuses it; never pass it.
+                            _ => f("", a.span),
+                        }
+                    }
+                }
+            }
+            args.iter().for_each(|a| file_args(a, f));
+        }
+        ExprKind::List(items) => items.iter().for_each(|a| file_args(a, f)),
+        ExprKind::Unary(_, a) | ExprKind::IsNull { expr: a, .. } => file_args(a, f),
+        ExprKind::Binary(_, a, b) => {
+            file_args(a, f);
+            file_args(b, f);
+        }
+        ExprKind::Field(_) | ExprKind::Lit(_) => {}
     }
 }
 

@@ -129,6 +129,19 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
     }
 }
 
+/// Checks a condition on its own against `schema` (the console's tail
+/// filter), as `| where` would: the resolved expression, or why not.
+pub fn check_condition(e: &Expr, schema: &Schema) -> Result<Expr, Vec<Diagnostic>> {
+    let mut cx = Checker::default();
+    let (e, t) = cx.expr(e, schema, Ctx::Row);
+    cx.expect_bool(&e, t, "a filter");
+    if cx.diags.is_empty() {
+        Ok(e)
+    } else {
+        Err(cx.diags)
+    }
+}
+
 impl Diagnostic {
     fn or_hint(self, hint: &str) -> Self {
         if self.hint.is_some() {

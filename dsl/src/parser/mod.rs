@@ -41,6 +41,24 @@ pub fn parse(text: &str) -> Result<Program, Vec<Diagnostic>> {
     }
 }
 
+/// Parses one condition on its own, as it would follow `| where`.
+pub fn parse_condition(text: &str) -> Result<Expr, Vec<Diagnostic>> {
+    crate::limits::check(text).map_err(|d| vec![d])?;
+    let mut pairs =
+        RulesParser::parse(Rule::condition, text).map_err(|e| vec![syntax_diagnostic(e, 0)])?;
+    pairs
+        .next()
+        .and_then(|c| c.into_inner().find(|p| p.as_rule() == Rule::expr))
+        .map(|p| expressions::expr(p, 0))
+        .ok_or_else(|| {
+            vec![Diagnostic::new(
+                ErrorKind::Syntax,
+                Span::new(0, text.len().max(1)),
+                "expected a condition",
+            )]
+        })
+}
+
 /// Re-parses each top-level item separately and collects every item's error.
 fn recover(text: &str) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
