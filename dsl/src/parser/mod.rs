@@ -294,6 +294,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_condition_parses_and_checks_on_its_own() {
+        let program =
+            crate::compile("source s = generator() format json\npipeline p {\n  from s\n}\n")
+                .unwrap_or_else(|d| panic!("{d:?}"));
+        let schema = &program.sources[0].schema;
+        let e = parse_condition(r#"severity >= warn and service == "checkout""#).unwrap();
+        assert!(crate::check_condition(&e, schema).is_ok());
+        // A typo is reported at its column in the condition's own text.
+        let e = parse_condition("servce == 1").unwrap();
+        let d = crate::check_condition(&e, schema).unwrap_err();
+        assert_eq!(d[0].span.start, 0);
+        assert!(d[0].message.contains("servce"), "{:?}", d[0]);
+        // Not a condition; not an expression.
+        let e = parse_condition("len(message)").unwrap();
+        assert!(crate::check_condition(&e, schema).is_err());
+        let d = parse_condition("service == ").unwrap_err();
+        assert_eq!(d[0].kind, ErrorKind::Syntax);
+    }
+
+    #[test]
     fn parses_the_design_example() {
         let text = r#"
 source app = generator(rate: 1000) format json fields { latency_ms: float }
