@@ -314,7 +314,7 @@ async function searchView(root, params) {
   const q = h("input", {
     class: "wide", name: "q", "data-focus": true,
     value: params.get("sql") || params.get("q") || "",
-    placeholder: "SQL condition, e.g. severity = 'ERROR' AND message LIKE '%timeout%'",
+    placeholder: 'filter, e.g. severity >= warn and message contains "timeout"   (or SQL mode: a whole statement)',
   });
   const run = h("button", { class: "primary" }, "Search");
   const out = h("div");
@@ -338,7 +338,18 @@ async function searchView(root, params) {
 
   const r = rangeOf(params);
   const table = quoteIdent(stream.value);
-  const where = params.get("q") ? ` WHERE ${params.get("q")}` : "";
+  let where = "";
+  if (params.get("q") && !params.get("sql")) {
+    // The rules language's `where` syntax, turned into SQL by the server.
+    try {
+      const f = await api("POST", "/api/v1/filter", { stream: stream.value, filter: params.get("q") });
+      where = ` WHERE ${f.condition}`;
+    } catch (e) {
+      const col = e.body && e.body.col;
+      out.append(errorBox(col ? `${e.message}\n${params.get("q")}\n${" ".repeat(col - 1)}^` : e));
+      return;
+    }
+  }
   const resultsSql = params.get("sql") || `SELECT * FROM ${table}${where} ORDER BY "timestamp" DESC LIMIT 200`;
   out.append(h("p", { class: "muted" }, "Searching…"));
   try {

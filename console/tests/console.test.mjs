@@ -142,13 +142,16 @@ try {
   assert(err.includes("servce") && err.includes("^"), `the filter error points at its column: ${err}`);
 
   step("search count equals the same SQL through the API");
-  await page.goto(URL_ + "/#/search?stream=app&range=all&q=" + encodeURIComponent("service = 'checkout'"));
+  await page.goto(URL_ + "/#/search?stream=app&range=all&q=" + encodeURIComponent('service == "checkout"'));
   const shown = await (await page.waitForSelector("[data-count]", { timeout: 20000 })).getAttribute("data-count");
   const viaApi = await api("POST", "/api/v1/query", { sql: "SELECT count(*) AS n FROM app WHERE service = 'checkout'" });
   assert(Number(shown) === viaApi.rows[0].n && Number(shown) > 0, `search shows ${shown}, the API ${viaApi.rows[0].n}`);
   await page.waitForSelector(".histogram canvas, .histogram .u-over");
   await page.waitForSelector("table.results tbody tr");
   await page.screenshot({ path: `${SHOTS}/search.png` });
+  await page.goto(URL_ + "/#/search?stream=app&range=all&q=" + encodeURIComponent('severity >= warn and mesage contains "x"'));
+  const serr = await (await page.waitForSelector("[role=alert]")).textContent();
+  assert(serr.includes("mesage") && serr.includes("^"), `a search filter mistake points at its column: ${serr}`);
 
   step("a silence created in the UI stops a notification");
   await until("a notification for search", 30, async () => {

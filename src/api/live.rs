@@ -246,6 +246,43 @@ fn append_json(out: &mut Vec<u8>, batch: &RecordBatch) -> Result<(), arrow::erro
     Ok(())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterRequest {
+    stream: String,
+    filter: String,
+}
+
+/// `POST /api/v1/filter` `{"stream", "filter"}`: a `where` condition of
+/// the rules language as a SQL condition over the stream's table
+/// (`{"condition": "..."}`), or 400 `{"error", "col"}` at its mistake (see
+/// `crate::query::where_sql`).
+pub async fn filter_sql(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    req: Result<Json<FilterRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = req?;
+    let table = app.query.table_schema(&req.stream, &who.scope).await?;
+    match crate::query::where_sql::translate(&req.filter, &table) {
+        Ok(condition) => Ok(Json(json!({ "condition": condition })).into_response()),
+        Err(d) => {
+            let l = d.first().map(|d| d.located(&req.filter));
+            let error = l
+                .as_ref()
+                .map_or("not a condition".to_string(), |l| match &l.hint {
+                    Some(h) => format!("{} (hint: {h})", l.message),
+                    None => l.message.clone(),
+                });
+            Ok((
+                axum::http::StatusCode::BAD_REQUEST,
+                Json(json!({ "error": error, "col": l.map_or(1, |l| l.col) })),
+            )
+                .into_response())
+        }
+    }
+}
+
 /// `GET /api/v1/stats`: the engine's `weir_*` counters and gauges as
 /// `{"metrics": [{"name", "labels", "value"}]}`.
 pub async fn stats(State(app): State<AppState>) -> Response {

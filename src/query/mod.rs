@@ -17,6 +17,7 @@ pub mod guard;
 pub mod schema;
 pub mod scope;
 pub mod udf;
+pub mod where_sql;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -362,6 +363,20 @@ impl QueryEngine {
             .unwrap_or_else(|p| p.into_inner())
             .insert(stream.name.clone(), (stream.fingerprint, schema.clone()));
         Ok(schema)
+    }
+
+    /// The columns of a stream's table (as `who` sees it).
+    pub async fn table_schema(
+        &self,
+        stream: &str,
+        who: &crate::auth::Scope,
+    ) -> Result<SchemaRef, QueryError> {
+        let (ctx, _) = self.session(TimeRange::default(), who).await?;
+        let provider = ctx
+            .table_provider(stream)
+            .await
+            .map_err(|_| QueryError::Sql(format!("no stream `{stream}` in the archive")))?;
+        Ok(provider.schema())
     }
 
     /// Runs one SQL statement within the limits.
