@@ -93,6 +93,22 @@ pub enum SilenceAction {
     },
 }
 
+/// Where `weir user` and `weir token` find the identity store.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Config file (for the data folder). Default: ./weir.toml when it exists.
+    #[arg(long, short, global = true, env = "WEIR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data folder holding auth.json.
+    #[arg(
+        long,
+        default_value = "weir-data",
+        env = "WEIR_DATA_DIR",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
 /// What `weir user` does.
 #[derive(Subcommand, Debug)]
 pub enum UserAction {
@@ -263,33 +279,15 @@ pub enum Command {
     User {
         #[command(subcommand)]
         action: UserAction,
-        /// Config file (for the data folder). Default: ./weir.toml when it exists.
-        #[arg(long, short, global = true, env = "WEIR_CONFIG")]
-        config: Option<PathBuf>,
-        /// Data folder holding auth.json.
-        #[arg(
-            long,
-            default_value = "weir-data",
-            env = "WEIR_DATA_DIR",
-            global = true
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Manage API tokens for `weir serve` (scripts, shippers, CI).
     Token {
         #[command(subcommand)]
         action: TokenAction,
-        /// Config file (for the data folder). Default: ./weir.toml when it exists.
-        #[arg(long, short, global = true, env = "WEIR_CONFIG")]
-        config: Option<PathBuf>,
-        /// Data folder holding auth.json.
-        #[arg(
-            long,
-            default_value = "weir-data",
-            env = "WEIR_DATA_DIR",
-            global = true
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Create, list and expire alert silences on a running server.
     Silence {

@@ -262,16 +262,7 @@ async fn remove_user(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let result = app.auth.store.remove_user(&name);
-    let outcome = if result.is_ok() { "ok" } else { "failed" };
-    app.auth.audit(
-        &who.name,
-        ip(&peer),
-        "user.remove",
-        &name,
-        outcome,
-        json!(null),
-    );
-    result?;
+    app.audited(&who, &peer, "user.remove", &name, result)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -294,16 +285,7 @@ async fn set_password(
     let result = tokio::task::spawn_blocking(move || store.set_password(&target, &req.password))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let outcome = if result.is_ok() { "ok" } else { "failed" };
-    app.auth.audit(
-        &who.name,
-        ip(&peer),
-        "user.passwd",
-        &name,
-        outcome,
-        json!(null),
-    );
-    result?;
+    app.audited(&who, &peer, "user.passwd", &name, result)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -368,15 +350,6 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let result = app.auth.store.revoke_token(&id);
-    let outcome = if result.is_ok() { "ok" } else { "failed" };
-    app.auth.audit(
-        &who.name,
-        ip(&peer),
-        "token.revoke",
-        &id,
-        outcome,
-        json!(null),
-    );
-    result?;
+    app.audited(&who, &peer, "token.revoke", &id, result)?;
     Ok(StatusCode::NO_CONTENT)
 }

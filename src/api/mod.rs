@@ -58,6 +58,30 @@ pub struct AppState {
     pub owners: Arc<Mutex<HashMap<String, String>>>,
 }
 
+impl AppState {
+    /// Records `action` on `target` by `who` in the audit log, with the
+    /// outcome of `result`, and hands `result` back.
+    pub fn audited<T, E>(
+        &self,
+        who: &Principal,
+        peer: &Peer,
+        action: &str,
+        target: &str,
+        result: Result<T, E>,
+    ) -> Result<T, E> {
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.auth.audit(
+            &who.name,
+            ip(peer),
+            action,
+            target,
+            outcome,
+            serde_json::Value::Null,
+        );
+        result
+    }
+}
+
 /// The client's address, when the server recorded it (an extractor that
 /// never fails).
 pub struct Peer(pub Option<SocketAddr>);

@@ -3,14 +3,13 @@
 
 use crate::auth::store::NewToken;
 use crate::auth::{AuthStore, Scope};
-use crate::cli::{TokenAction, UserAction};
+use crate::cli::{StoreArgs, TokenAction, UserAction};
 use crate::config::Config;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-fn open(config: Option<&Path>, data_dir: PathBuf) -> anyhow::Result<AuthStore> {
-    let cfg = Config::load_or_default(config, data_dir)?;
+fn open(args: StoreArgs) -> anyhow::Result<AuthStore> {
+    let cfg = Config::load_or_default(args.config.as_deref(), args.data_dir)?;
     Ok(AuthStore::open(&cfg.data_dir))
 }
 
@@ -50,12 +49,8 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
     Ok(password)
 }
 
-pub fn user(
-    action: UserAction,
-    config: Option<&Path>,
-    data_dir: PathBuf,
-) -> anyhow::Result<ExitCode> {
-    let store = open(config, data_dir)?;
+pub fn user(action: UserAction, args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let store = open(args)?;
     match action {
         UserAction::Add {
             name,
@@ -90,12 +85,8 @@ pub fn user(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn token(
-    action: TokenAction,
-    config: Option<&Path>,
-    data_dir: PathBuf,
-) -> anyhow::Result<ExitCode> {
-    let store = open(config, data_dir)?;
+pub fn token(action: TokenAction, args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let store = open(args)?;
     match action {
         TokenAction::Create {
             name,

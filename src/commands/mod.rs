@@ -92,16 +92,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             server,
             token,
         } => silence::run(&server, token, action),
-        Command::User {
-            action,
-            config,
-            data_dir,
-        } => account::user(action, config.as_deref(), data_dir),
-        Command::Token {
-            action,
-            config,
-            data_dir,
-        } => account::token(action, config.as_deref(), data_dir),
+        Command::User { action, store } => account::user(action, store),
+        Command::Token { action, store } => account::token(action, store),
         Command::Serve {
             config,
             demo,
