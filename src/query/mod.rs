@@ -333,7 +333,11 @@ impl QueryEngine {
             if let Some(cond) = scoped {
                 df = df.filter(cond)?;
             }
-            ctx.register_table(s.name.as_str(), df.into_view())?;
+            // A view the planner inlines (not a provider it cannot see
+            // into), so the filters are pushed into the Parquet scan and
+            // the dictionary rewrites still see the table.
+            let view = datafusion::catalog::view::ViewTable::new(df.into_unoptimized_plan(), None);
+            ctx.register_table(s.name.as_str(), Arc::new(view))?;
         }
         Ok((ctx, streams))
     }

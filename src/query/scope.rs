@@ -9,7 +9,6 @@
 use crate::auth::Scope;
 use arrow::datatypes::Schema;
 use datafusion::logical_expr::{binary_expr, col, lit, Expr, Operator};
-use datafusion::prelude::coalesce;
 use weir_engine::alerting::MatchOp;
 
 /// The filter for `scope` over a table with `schema`; `None` when the scope
@@ -24,15 +23,27 @@ pub fn filter(scope: &Scope, schema: &Schema) -> Option<Expr> {
             }
             return Some(lit(false));
         }
-        // Quoted: the field's exact name, whatever its case.
+        // Quoted: the field's exact name, whatever its case. An absent
+        // value is empty text; it is handled with IS NULL rather than
+        // coalesce(), which would unpack dictionary columns row by row.
         let field = col(format!("\"{}\"", m.name));
-        let text = coalesce(vec![field, lit("")]);
-        let anchored = format!("^(?:{})$", m.value);
-        conds.push(match m.op {
-            MatchOp::Equal => text.eq(lit(m.value.clone())),
-            MatchOp::NotEqual => text.not_eq(lit(m.value.clone())),
-            MatchOp::Regex => binary_expr(text, Operator::RegexMatch, lit(anchored)),
-            MatchOp::NotRegex => binary_expr(text, Operator::RegexNotMatch, lit(anchored)),
+        let empty_matches = m.matches_value(None);
+        let value = match m.op {
+            MatchOp::Equal | MatchOp::NotEqual => lit(m.value.clone()),
+            MatchOp::Regex | MatchOp::NotRegex => lit(format!("^(?:{})$", m.value)),
+        };
+        let test = match m.op {
+            MatchOp::Equal => field.clone().eq(value),
+            MatchOp::NotEqual => field.clone().not_eq(value),
+            MatchOp::Regex => binary_expr(field.clone(), Operator::RegexMatch, value),
+            MatchOp::NotRegex => binary_expr(field.clone(), Operator::RegexNotMatch, value),
+        };
+        // Rows with the field present decide by `test`; rows without it
+        // (null) as the empty text would.
+        conds.push(if empty_matches {
+            field.is_null().or(test)
+        } else {
+            field.is_not_null().and(test)
         });
     }
     conds.into_iter().reduce(Expr::and)
