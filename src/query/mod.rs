@@ -203,6 +203,8 @@ pub struct StreamInfo {
     /// them, not only those in range): the schema is inferred again when
     /// it changes.
     pub fingerprint: u64,
+    /// Every live file of the stream.
+    pub objects: Vec<object_store::ObjectMeta>,
 }
 
 const SCHEME: &str = "weir://archive/";
@@ -222,7 +224,14 @@ pub struct QueryEngine {
     slots: tokio::sync::Semaphore,
     /// Per stream: the files' fingerprint and the schema inferred from them.
     schemas: Mutex<HashMap<String, (u64, SchemaRef)>>,
+    /// Per file (path and size: archive files are never rewritten): the
+    /// statistics of its scope columns, per row group.
+    scope_stats: Mutex<HashMap<(String, u64), Arc<FileScopeStats>>>,
 }
+
+/// Per scope field: the column's statistics in each row group, or `None`
+/// when the file has no such column.
+type FileScopeStats = HashMap<String, Option<Vec<scope::ColumnStats>>>;
 
 impl QueryEngine {
     pub fn new(location: ArchiveLocation, settings: QuerySettings) -> Result<Self, QueryError> {
@@ -244,6 +253,7 @@ impl QueryEngine {
             slots: tokio::sync::Semaphore::new(settings.max_concurrent.max(1)),
             settings,
             schemas: Mutex::new(HashMap::new()),
+            scope_stats: Mutex::new(HashMap::new()),
         })
     }
 
@@ -262,12 +272,14 @@ impl QueryEngine {
                     bytes: 0,
                     hourly: false,
                     fingerprint: 0,
+                    objects: Vec::new(),
                 });
             s.hourly |= f.len_us < 86_400_000_000;
             // Order-independent: the store lists in any order.
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (f.meta.location.as_ref(), f.meta.size, f.meta.last_modified).hash(&mut h);
             s.fingerprint = s.fingerprint.wrapping_add(h.finish());
+            s.objects.push(f.meta.clone());
             if in_range(f.start_us, f.len_us, range) {
                 s.files += 1;
                 s.bytes += f.meta.size;
@@ -318,7 +330,11 @@ impl QueryEngine {
                 .with_listing_options(options)
                 .with_schema(schema.clone());
             let table = Arc::new(ListingTable::try_new(config)?);
-            let scoped = scope::filter(who, &schema);
+            let scoped = if self.scope_holds_for_all(s, who).await {
+                None
+            } else {
+                scope::filter(who, &schema)
+            };
             if range.start_us.is_none() && range.end_us.is_none() && scoped.is_none() {
                 ctx.register_table(s.name.as_str(), table)?;
                 continue;
@@ -340,6 +356,99 @@ impl QueryEngine {
             ctx.register_table(s.name.as_str(), Arc::new(view))?;
         }
         Ok((ctx, streams))
+    }
+
+    /// Whether the files' statistics prove every row of the stream is
+    /// inside `who` (then no filter is needed). Footers are read once per
+    /// file; any doubt (no statistics, an unreadable footer) keeps the
+    /// filter.
+    async fn scope_holds_for_all(&self, stream: &StreamInfo, who: &crate::auth::Scope) -> bool {
+        if who.is_everything() {
+            return true;
+        }
+        for meta in &stream.objects {
+            let stats = match self.file_scope_stats(meta).await {
+                Some(s) => s,
+                None => return false,
+            };
+            for m in &who.matchers {
+                let holds = match stats.get(&m.name) {
+                    Some(Some(groups)) => groups.iter().all(|g| scope::holds_for_all(m, Some(g))),
+                    Some(None) => scope::holds_for_all(m, None),
+                    None => false,
+                };
+                if !holds {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    async fn file_scope_stats(
+        &self,
+        meta: &object_store::ObjectMeta,
+    ) -> Option<Arc<FileScopeStats>> {
+        use object_store::ObjectStoreExt;
+        use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+        use parquet::file::statistics::Statistics;
+        let key = (meta.location.to_string(), meta.size);
+        if let Some(s) = self
+            .scope_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Some(s.clone());
+        }
+        // The footer: its last 8 bytes give the metadata's length.
+        let store = &self.location.store;
+        let size = meta.size;
+        let tail = store
+            .get_range(&meta.location, size.checked_sub(8)?..size)
+            .await
+            .ok()?;
+        let tail: &[u8; 8] = tail.as_ref().try_into().ok()?;
+        let len = u64::try_from(FooterTail::try_new(tail).ok()?.metadata_length()).ok()?;
+        let start = size.checked_sub(8 + len)?;
+        let bytes = store
+            .get_range(&meta.location, start..size - 8)
+            .await
+            .ok()?;
+        let md = ParquetMetaDataReader::decode_metadata(&bytes).ok()?;
+        let columns = md.file_metadata().schema_descr();
+        let mut out = FileScopeStats::new();
+        for field in crate::auth::scope::FIELDS {
+            let index =
+                (0..columns.num_columns()).find(|i| columns.column(*i).path().string() == *field);
+            let groups = index.map(|i| {
+                md.row_groups()
+                    .iter()
+                    .map(|rg| {
+                        let text =
+                            |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                        let st = rg.column(i).statistics();
+                        scope::ColumnStats {
+                            rows: u64::try_from(rg.num_rows()).unwrap_or(0),
+                            nulls: st.and_then(Statistics::null_count_opt),
+                            min: st.and_then(|s| {
+                                text(s.min_bytes_opt()).map(|v| (v, s.min_is_exact()))
+                            }),
+                            max: st.and_then(|s| {
+                                text(s.max_bytes_opt()).map(|v| (v, s.max_is_exact()))
+                            }),
+                        }
+                    })
+                    .collect()
+            });
+            out.insert(field.to_string(), groups);
+        }
+        let out = Arc::new(out);
+        self.scope_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, out.clone());
+        Some(out)
     }
 
     /// The stream's schema: the union of its files', inferred again only
