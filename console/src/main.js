@@ -3,6 +3,8 @@
 // with `h()` and talk to /api/v1 with the session cookie and its CSRF token.
 import { EditorView, basicSetup } from "codemirror";
 import { linter, lintGutter } from "@codemirror/lint";
+import { StreamLanguage, HighlightStyle, syntaxHighlighting } from "@codemirror/language";
+import { tags } from "@lezer/highlight";
 import uPlot from "uplot";
 
 const session = { user: null, role: null, scope: "", csrf: null };
@@ -509,6 +511,41 @@ pipeline web_errors {
 }
 `;
 
+// `.rules` highlighting: declarations and stage keywords, strings,
+// durations and numbers, comments, severities.
+const KEYWORDS = new Set(["source", "output", "archive", "pipeline", "from", "where", "set", "rename", "drop",
+  "parse", "geoip", "window", "alert", "to", "format", "fields", "tumbling", "sliding", "session", "by",
+  "lateness", "max_keys", "when", "for", "resolve", "after", "severity", "labels", "annotations", "notify",
+  "partition", "roll", "at", "every", "raw", "as", "and", "or", "not", "in", "contains", "is", "null",
+  "true", "false", "timestamp_format", "timezone", "gap", "hop"]);
+const LEVELS = new Set(["trace", "debug", "info", "warn", "warning", "error", "fatal", "critical"]);
+const rulesLanguage = StreamLanguage.define({
+  token(stream) {
+    if (stream.eatSpace()) return null;
+    if (stream.match("//") || stream.match("#")) { stream.skipToEnd(); return "comment"; }
+    if (stream.match(/^"(?:[^"\\]|\\.)*"?/)) return "string";
+    if (stream.match(/^\d+(?:\.\d+)?(?:ms|s|m|h|d|w|KB|MB|GB)?\b/)) return "number";
+    if (stream.match(/^[A-Za-z_][A-Za-z0-9_]*/)) {
+      const w = stream.current();
+      if (KEYWORDS.has(w)) return "keyword";
+      if (LEVELS.has(w)) return "atom";
+      if (stream.peek() === "(") return "variableName.function";
+      return "variableName";
+    }
+    stream.next();
+    return "operator";
+  },
+});
+const rulesHighlight = syntaxHighlighting(HighlightStyle.define([
+  { tag: tags.keyword, color: "#c792ea" },
+  { tag: tags.string, color: "#c3e88d" },
+  { tag: tags.number, color: "#f78c6c" },
+  { tag: tags.comment, color: "#676e95", fontStyle: "italic" },
+  { tag: tags.atom, color: "#ffcb6b" },
+  { tag: tags.function(tags.variableName), color: "#82aaff" },
+  { tag: tags.operator, color: "#89ddff" },
+]));
+
 async function pipelinesView(root) {
   root.append(h("h2", {}, "Pipelines"));
   const canWrite = session.role === "admin" || session.role === "editor";
@@ -524,18 +561,31 @@ async function pipelinesView(root) {
       return;
     }
     list.replaceChildren(...pipelines.map((p) => {
-      const inN = value("weir_events_in_total", { pipeline: p.name });
-      const outN = value("weir_events_out_total", { pipeline: p.name });
+      // Per stage (operator): events in and out.
+      const ops = [...new Set(metrics
+        .filter((m) => m.name === "weir_operator_events_in_total" && m.labels.pipeline === p.name)
+        .map((m) => m.labels.operator))];
+      const stages = ops.map((op) => ({
+        op,
+        in: value("weir_operator_events_in_total", { pipeline: p.name, operator: op }),
+        out: value("weir_operator_events_out_total", { pipeline: p.name, operator: op }),
+      }));
+      const inN = Math.max(0, ...stages.map((s) => s.in));
       const hist = (history[p.name] ||= []);
       hist.push(inN);
       if (hist.length > 30) hist.shift();
       const rates = hist.slice(1).map((v, i) => Math.max(0, (v - hist[i]) / 2));
+      const lag = value("weir_source_lag_messages", { source: p.source });
+      const dead = value("weir_dead_letters_total", { source: p.source });
       return h("div", { class: "card pipeline" },
         h("h3", {}, p.name, " ", h("span", { class: p.running ? "ok" : "muted" }, p.running ? "running" : "ended")),
         h("div", { class: "muted" }, `from ${p.source} · ${p.file}`),
-        h("div", {}, `in ${inN} · out ${outN} · windows open ${value("weir_windows_open", { pipeline: p.name })} · ` +
-          `late ${value("weir_late_events_dropped_total", { pipeline: p.name })}`),
-        h("div", {}, sparkline(rates), h("span", { class: "muted" }, ` ${rates.length ? rates[rates.length - 1].toFixed(0) : 0} ev/s`)),
+        h("div", {}, sparkline(rates), h("span", { class: "muted" }, ` ${rates.length ? rates[rates.length - 1].toFixed(0) : 0} ev/s in`)),
+        h("table", { class: "stages" }, h("tbody", {}, stages.map((s) =>
+          h("tr", { class: "stage" }, h("td", {}, s.op), h("td", {}, `${s.in} in`), h("td", {}, `${s.out} out`))))),
+        h("div", { class: "muted" }, `windows open ${value("weir_windows_open", { pipeline: p.name })} · ` +
+          `late ${value("weir_late_events_dropped_total", { pipeline: p.name })} · ` +
+          `dead letters (source) ${dead} · lag ${lag}`),
         canWrite ? h("button", { onclick: async () => {
           if (!confirm(`Stop and delete ${p.name}?`)) return;
           await api("DELETE", "/api/v1/pipelines/" + encodeURIComponent(p.name));
@@ -573,7 +623,7 @@ async function pipelinesView(root) {
       return [];
     }
   }, { delay: 400 });
-  const editor = new EditorView({ doc: EXAMPLE, extensions: [basicSetup, lintGutter(), check, EditorView.theme({}, { dark: true })], parent: host });
+  const editor = new EditorView({ doc: EXAMPLE, extensions: [basicSetup, rulesLanguage, rulesHighlight, lintGutter(), check, EditorView.theme({}, { dark: true })], parent: host });
   cleanup.push(() => editor.destroy());
   const msg = h("div");
   root.append(host, status, canWrite ? h("div", { class: "row" },

@@ -199,6 +199,8 @@ try {
   const pipes = await api("GET", "/api/v1/pipelines");
   assert(pipes.pipelines.some((p) => p.name === "from_console"), "the deployed pipeline is listed");
   await page.waitForSelector(".card.pipeline:has-text('from_console')");
+  const stages = await page.textContent(".card.pipeline:has-text('bursts') table.stages");
+  assert(/window\s*\d+ in/.test(stages) && !/window\s*0 in/.test(stages), `per-stage counters: ${stages}`);
   await page.screenshot({ path: `${SHOTS}/pipelines.png` });
 
   step("a scoped viewer sees only its services");
