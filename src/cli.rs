@@ -210,6 +210,10 @@ pub enum Command {
         /// The API token to send to --server.
         #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// CA certificate (PEM) to trust for an https:// --server (default:
+        /// the Mozilla roots).
+        #[arg(long, env = "WEIR_CA")]
+        ca: Option<PathBuf>,
         /// Run directly against the archive as a user with this scope would
         /// (e.g. 'service="checkout"'): to check what a scope lets through.
         #[arg(long, conflicts_with = "server")]
@@ -296,6 +300,9 @@ pub enum Command {
         /// An API token (editor or admin to change silences).
         #[arg(long, env = "WEIR_TOKEN", global = true, hide_env_values = true)]
         token: Option<String>,
+        /// CA certificate (PEM) to trust for an https:// server.
+        #[arg(long, env = "WEIR_CA", global = true)]
+        ca: Option<PathBuf>,
         /// The `weir serve` to talk to.
         #[arg(
             long,

@@ -728,6 +728,34 @@ async fn the_api_serves_https_with_the_configured_certificate() {
         .send()
         .await
         .is_err());
+
+    // The CLI speaks HTTPS too, trusting the CA it is given.
+    let cli = |ca: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "query",
+                "SELECT 41 + 1 AS answer",
+                "--format",
+                "json",
+                "--server",
+                &server.base,
+            ])
+            .arg("--ca")
+            .arg(ca)
+            .env("WEIR_TOKEN", &server.token)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&ca);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
+    let out = cli(&other_ca);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
 
 /// `weir user` reads the password from standard input and the server sees

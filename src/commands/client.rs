@@ -1,6 +1,7 @@
-//! Talking to a running `weir serve` from the CLI: the base URL and the
-//! bearer token (`--token` / `$WEIR_TOKEN`), and errors as the server
-//! words them.
+//! Talking to a running `weir serve` from the CLI: the base URL, the
+//! bearer token (`--token` / `$WEIR_TOKEN`), for `https://` the CA to trust
+//! (`--ca` / `$WEIR_CA`; default the Mozilla roots), and errors as the
+//! server words them.
 
 use serde_json::Value;
 
@@ -10,16 +11,41 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+/// How to reach the server.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub server: String,
+    pub token: Option<String>,
+    /// PEM CA certificate(s) to trust for `https://` servers.
+    pub ca: Option<std::path::PathBuf>,
+}
+
 impl Client {
-    pub fn new(server: &str, token: Option<String>) -> Client {
-        Client {
-            base: server.trim_end_matches('/').to_string(),
-            token: token.filter(|t| !t.is_empty()),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into(),
+    pub fn new(c: Connection) -> anyhow::Result<Client> {
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(path) = &c.ca {
+            let pem =
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("--ca {}: {e}", path.display()))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                anyhow::bail!("--ca {}: no PEM certificate in it", path.display());
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                    .build(),
+            );
         }
+        Ok(Client {
+            base: c.server.trim_end_matches('/').to_string(),
+            token: c.token.filter(|t| !t.is_empty()),
+            agent: config.build().into(),
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

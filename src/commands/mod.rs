@@ -28,6 +28,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             server,
             token,
+            ca,
             scope,
             archive,
             config,
@@ -39,7 +40,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             repeat,
         } => {
             let target = match server {
-                Some(url) => query::Target::Server(url, token),
+                Some(server) => query::Target::Server(client::Connection { server, token, ca }),
                 None => query::Target::Archive {
                     url: archive,
                     config,
@@ -91,7 +92,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             action,
             server,
             token,
-        } => silence::run(&server, token, action),
+            ca,
+        } => silence::run(client::Connection { server, token, ca }, action),
         Command::User { action, store } => account::user(action, store),
         Command::Token { action, store } => account::token(action, store),
         Command::Serve {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 /// Where the query runs.
 pub enum Target {
-    /// A server's URL and the bearer token to send.
-    Server(String, Option<String>),
+    /// A server to ask.
+    Server(super::client::Connection),
     Archive {
         url: Option<String>,
         config: Option<PathBuf>,
@@ -42,8 +42,8 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
         timeout_ms: Some(req.timeout_s.saturating_mul(1000)),
     };
     let out = match target {
-        Target::Server(url, token) => {
-            tokio::task::spawn_blocking(move || ask_server(&url, token, &request, format)).await??
+        Target::Server(connection) => {
+            tokio::task::spawn_blocking(move || ask_server(connection, &request, format)).await??
         }
         Target::Archive {
             url,
@@ -92,12 +92,11 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
 
 /// POSTs the query to a server, asking for `format`.
 fn ask_server(
-    url: &str,
-    token: Option<String>,
+    connection: super::client::Connection,
     req: &QueryRequest,
     format: Format,
 ) -> anyhow::Result<Vec<u8>> {
-    let client = super::client::Client::new(url, token);
+    let client = super::client::Client::new(connection)?;
     let (status, body) = client.post_json("/api/v1/query", req, format.content_type())?;
     if !(200..300).contains(&status) {
         anyhow::bail!("{}", super::client::error_text(status, &body));

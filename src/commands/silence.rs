@@ -1,13 +1,13 @@
 //! `weir silence add|list|expire`: silences on a running `weir serve`, through
 //! its HTTP API.
 
-use super::client::{error_text, Client};
+use super::client::{error_text, Client, Connection};
 use crate::cli::SilenceAction;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
-pub fn run(server: &str, token: Option<String>, action: SilenceAction) -> anyhow::Result<ExitCode> {
-    let client = Client::new(server, token);
+pub fn run(connection: Connection, action: SilenceAction) -> anyhow::Result<ExitCode> {
+    let client = Client::new(connection)?;
     match action {
         SilenceAction::Add {
             matchers,
