@@ -583,6 +583,16 @@ async fn submitted_rules_are_sandboxed() {
     }
     assert!(!Path::new("/tmp/weir-escape.jsonl").exists());
 
+    // A symlink inside the data folder that points out of it is followed
+    // and refused.
+    std::os::unix::fs::symlink("/etc", data.path().join("etc-link")).unwrap();
+    let r = submit("source f = file(path: \"etc-link/passwd\") format plain\npipeline p {\n  from f\n  | to stdout\n}\n".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["diagnostics"][0]["kind"], "not_allowed", "{body}");
+
     // Inside the data folder is fine.
     std::fs::write(data.path().join("mine.log"), "hello\n").unwrap();
     let r = submit("source f = file(path: \"mine.log\") format plain\npipeline mine {\n  from f\n  | to stdout\n}\n".into())
@@ -801,4 +811,26 @@ async fn users_added_on_the_command_line_log_in_at_once() {
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.contains("bo\teditor"), "{text}");
     assert!(!text.contains("argon2"), "{text}");
+}
+
+/// Twenty failed logins from one address, under twenty names, lock that
+/// address out for a while, whatever name it tries next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_limited_per_address() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start_server(data.path(), &[]);
+    let http = reqwest::Client::new();
+    let login = |user: String, password: &'static str| {
+        http.post(format!("{}/api/v1/login", server.base))
+            .json(&json!({ "user": user, "password": password }))
+            .send()
+    };
+    for i in 0..20 {
+        let r = login(format!("guess{i}"), "wrong password!").await.unwrap();
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    let r = login("admin".into(), ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(r.status(), 429);
+    let audit = std::fs::read_to_string(data.path().join("audit.log")).unwrap();
+    assert_eq!(audit.matches("\"outcome\":\"failed\"").count(), 20);
 }
