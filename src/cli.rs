@@ -276,6 +276,39 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run a file's pipelines over archived events of a time range.
+    ///
+    /// Reads each source's stream from the archive in event-time order,
+    /// with the live engine's windows, lateness and alert lifecycle on a
+    /// clock that follows event time. Notifies nothing, writes no output;
+    /// prints the window rows and alert transitions as JSON lines.
+    Backtest {
+        /// The .rules file.
+        file: PathBuf,
+        /// Start of the range (RFC 3339), inclusive.
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339), exclusive.
+        #[arg(long)]
+        to: String,
+        /// Read source NAME from archived stream STREAM (NAME=STREAM);
+        /// by default each source reads the stream of its own name.
+        #[arg(long)]
+        source: Vec<String>,
+        /// Archive URL: a folder, file://..., or s3://bucket/prefix.
+        #[arg(long)]
+        archive: Option<String>,
+        /// Config file (for [storage] and the data folder). Default:
+        /// ./weir.toml when it exists.
+        #[arg(long, short, env = "WEIR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data folder whose archive/ is read by default.
+        #[arg(long, default_value = "weir-data", env = "WEIR_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Also write the JSON lines to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Manage the users who log in to `weir serve`.
     ///
     /// Users live in DATA/auth.json, written atomically; a running server

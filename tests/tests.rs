@@ -12,6 +12,7 @@ mod support;
 
 mod alerts;
 mod archive_query;
+mod backtest;
 mod check_errors;
 mod console;
 mod edges;

@@ -2,6 +2,7 @@
 
 mod account;
 mod archive;
+mod backtest;
 mod check;
 mod client;
 mod query;
@@ -88,6 +89,25 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Test { files } => runtime()?.block_on(test_rules::run(&files)),
+        Command::Backtest {
+            file,
+            from,
+            to,
+            source,
+            archive,
+            config,
+            data_dir,
+            report,
+        } => runtime()?.block_on(backtest::run(backtest::Options {
+            file,
+            from,
+            to,
+            sources: source,
+            archive,
+            config,
+            data_dir,
+            report,
+        })),
         Command::Silence {
             action,
             server,

@@ -110,7 +110,7 @@ struct ExpectNotification {
 }
 
 /// Outputs are not written in tests.
-struct Discard;
+pub(crate) struct Discard;
 
 #[async_trait::async_trait]
 impl Sink for Discard {
