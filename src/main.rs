@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod backtest;
 mod cli;
 mod commands;
 mod config;

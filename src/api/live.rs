@@ -283,6 +283,116 @@ pub async fn filter_sql(
     }
 }
 
+#[derive(Deserialize)]
+pub struct BacktestQuery {
+    from: String,
+    to: String,
+    /// `SOURCE=STREAM[,SOURCE=STREAM...]`.
+    #[serde(default)]
+    sources: String,
+    name: Option<String>,
+}
+
+/// Lines a backtest answer holds at most.
+const BACKTEST_LINES: usize = 100_000;
+
+/// `POST /api/v1/backtest?from=T1&to=T2[&sources=S=STREAM,...]`, body: a
+/// `.rules` text (sandboxed like a submission): its pipelines over the
+/// archived events of the range that the caller's scope admits (see
+/// [`crate::backtest`]), as NDJSON window rows and alert transitions;
+/// `x-weir-events`, `x-weir-transitions` and `x-weir-truncated` say how it
+/// went.
+pub async fn backtest(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    peer: super::Peer,
+    Query(q): Query<BacktestQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > app.auth.settings.max_rules_bytes {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the rules are {} bytes, more than [security] max_rules_bytes",
+            body.len()
+        )));
+    }
+    let file = q.name.clone().unwrap_or_else(|| "backtest.rules".into());
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("the rules are not UTF-8 text".into()))?;
+    let program =
+        crate::rules::compile(&file, &text).map_err(crate::engine_host::DeployError::Rules)?;
+    let brokers = app.host.kafka.brokers.clone().unwrap_or_default();
+    let refused = Sandbox::new(
+        &app.auth.settings,
+        &app.host.data_dir,
+        &app.host.data_dir,
+        &brokers,
+    )
+    .check(&program);
+    if !refused.is_empty() {
+        return Err(
+            crate::engine_host::DeployError::Rules(crate::rules::RulesError {
+                file,
+                text,
+                diagnostics: refused,
+            })
+            .into(),
+        );
+    }
+    let bad = |e: anyhow::Error| ApiError::BadRequest(format!("{e:#}"));
+    let pairs: Vec<String> = q
+        .sources
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let req = crate::backtest::Request {
+        program: &program,
+        base_dir: app.host.data_dir.clone(),
+        from_us: crate::commands::backtest_time("from", &q.from).map_err(bad)?,
+        to_us: crate::commands::backtest_time("to", &q.to).map_err(bad)?,
+        streams: crate::commands::backtest_streams(&pairs).map_err(bad)?,
+    };
+    let mut lines = Vec::new();
+    let mut truncated = false;
+    let mut emit = |line: Value| -> anyhow::Result<()> {
+        if lines.len() < BACKTEST_LINES {
+            lines.push(line.to_string());
+        } else {
+            truncated = true;
+        }
+        Ok(())
+    };
+    let result = crate::backtest::run(&app.query, &who.scope, req, &mut emit).await;
+    let summary = app
+        .audited(&who, &peer, "backtest", &file, result)
+        .map_err(bad)?;
+    let mut body = lines.join("\n");
+    body.push('\n');
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/x-ndjson".to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-weir-events"),
+                summary.events.to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-weir-transitions"),
+                summary.transitions.to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-weir-truncated"),
+                truncated.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 /// `GET /api/v1/stats`: the engine's `weir_*` counters and gauges as
 /// `{"metrics": [{"name", "labels", "value"}]}`.
 pub async fn stats(State(app): State<AppState>) -> Response {

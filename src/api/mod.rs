@@ -13,6 +13,7 @@
 //! | POST | /api/v1/query | read | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; only rows in the caller's scope |
 //! | GET, POST, DELETE, PUT | /api/v1/users…, /api/v1/tokens… | admin | see [`account`] |
 //! | GET | /api/v1/routes | read | this table, as the server enforces it |
+//! | POST | /api/v1/backtest?from=&to= | read | body: `.rules` text; its pipelines over archived events in the caller's scope, NDJSON (see [`crate::backtest`]) |
 //! | GET | /api/v1/sources, /api/v1/tail, /api/v1/stats; POST /api/v1/check, /api/v1/filter | read | the console's live views, see [`live`] |
 //! | GET | /, /console/… | open | the web console (it logs in through the API) |
 //! | GET | /healthz | open | `ok` while the process runs (liveness) |
@@ -179,6 +180,13 @@ pub fn routes() -> Routes {
             Read,
             Body::Json,
             post(live::filter_sql),
+        )
+        .add(
+            Method::POST,
+            "/api/v1/backtest",
+            Read,
+            Body::Rules,
+            post(live::backtest),
         )
         .add(Method::GET, "/", Open, Body::None, get(console::index))
         .add(

@@ -1,33 +1,18 @@
-//! `weir backtest FILE.rules --from T1 --to T2`: runs a file's pipelines
-//! over archived events of a time range, read from the archive as Arrow
-//! batches in event-time order (no JSON round trip), on a simulated clock
-//! that follows event time, with the live engine's operators: the same
-//! windows, lateness and alert lifecycle (`for`, `resolve after`). Nothing
-//! is notified and no output is written; the window rows and alert
-//! transitions are printed as JSON lines (`{"kind": "window", ...}`,
-//! `{"kind": "alert", ...}`), and `--report FILE` keeps them.
-//!
-//! Sources are read one after the other (each in event-time order), so
-//! alerts of pipelines on different sources are not interleaved in time.
+//! `weir backtest FILE.rules --from T1 --to T2`: see [`crate::backtest`].
+//! Prints the window rows and alert transitions as JSON lines, a summary on
+//! standard error, and with `--report FILE` keeps the lines in a file.
 
 use crate::auth::Scope;
+use crate::backtest::Request;
 use crate::config::Config;
-use crate::query::{QueryEngine, TimeRange};
+use crate::query::QueryEngine;
 use crate::rules;
 use anyhow::Context;
-use arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::TimestampMicrosecondType;
-use futures::TryStreamExt;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use weir_engine::alerting::{AlertSettings, ManualClock};
-use weir_engine::functions::TableCache;
-use weir_engine::pipeline::compile_pipelines;
-use weir_engine::{AlertManager, Metrics, Sink};
 
 /// What the command line says.
 pub struct Options {
@@ -42,10 +27,23 @@ pub struct Options {
     pub report: Option<PathBuf>,
 }
 
-fn time(what: &str, t: &str) -> anyhow::Result<i64> {
+/// An RFC 3339 time in microseconds, or an error naming `what`.
+pub fn time(what: &str, t: &str) -> anyhow::Result<i64> {
     Ok(chrono::DateTime::parse_from_rfc3339(t)
         .with_context(|| format!("{what} `{t}`: write RFC 3339, e.g. 2026-03-01T00:00:00Z"))?
         .timestamp_micros())
+}
+
+/// `SOURCE=STREAM` pairs as a map.
+pub fn stream_map(pairs: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    pairs
+        .iter()
+        .map(|m| {
+            m.split_once('=')
+                .map(|(s, t)| (s.trim().to_string(), t.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("source `{m}`: write SOURCE=STREAM"))
+        })
+        .collect()
 }
 
 pub async fn run(o: Options) -> anyhow::Result<ExitCode> {
@@ -58,48 +56,11 @@ pub async fn run(o: Options) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let (from_us, to_us) = (time("--from", &o.from)?, time("--to", &o.to)?);
-    if to_us <= from_us {
-        anyhow::bail!("--to must be after --from");
-    }
-    let mut streams: HashMap<String, String> = HashMap::new();
-    for m in &o.sources {
-        let (s, t) = m
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--source `{m}`: write SOURCE=STREAM"))?;
-        streams.insert(s.trim().to_string(), t.trim().to_string());
-    }
     let cfg = Config::load_or_default(o.config.as_deref(), o.data_dir)?;
     let engine = QueryEngine::new(
         cfg.archive_location(o.archive.as_deref())?,
         cfg.query.clone(),
     )?;
-
-    // The live engine's pipelines, on a clock that follows event time.
-    let clock = Arc::new(ManualClock::new(from_us));
-    let settings = AlertSettings {
-        log_unrouted: false,
-        ..AlertSettings::default()
-    };
-    let manager = AlertManager::new(clock.clone(), settings, None).map_err(anyhow::Error::msg)?;
-    let metrics = Metrics::new(&prometheus::Registry::new())?;
-    let mut outputs: HashMap<String, Arc<dyn Sink>> = HashMap::new();
-    for out in program.outputs.iter().map(|o| o.name.name.clone()).chain(
-        weir_dsl::connectors::BUILTIN_OUTPUTS
-            .iter()
-            .map(|b| b.to_string()),
-    ) {
-        outputs.insert(out, Arc::new(super::test_rules::Discard));
-    }
-    let base = o.file.parent().map(PathBuf::from).unwrap_or_default();
-    let mut tables = TableCache::new(base);
-    let mut pipelines =
-        compile_pipelines(&program, &mut tables, &outputs, manager.clone(), &metrics)
-            .map_err(|e| anyhow::anyhow!("{}", rules::engine_error(&name, &text, &e)))?;
-    for p in &mut pipelines {
-        p.keep_output();
-    }
-
     let mut report: Box<dyn Write> = match &o.report {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -114,135 +75,22 @@ pub async fn run(o: Options) -> anyhow::Result<ExitCode> {
         writeln!(report, "{text}")?;
         Ok(())
     };
-    let range = TimeRange {
-        start_us: Some(from_us),
-        end_us: Some(to_us),
+    let req = Request {
+        program: &program,
+        base_dir: o.file.parent().map(PathBuf::from).unwrap_or_default(),
+        from_us: time("--from", &o.from)?,
+        to_us: time("--to", &o.to)?,
+        streams: stream_map(&o.sources)?,
     };
-    let started = std::time::Instant::now();
-    let mut read = 0u64;
-    let mut now = from_us;
-    for src in &program.sources {
-        let source = &src.decl.name.name;
-        if !pipelines.iter().any(|p| &p.source == source) {
-            continue;
-        }
-        let stream = streams
-            .get(source)
-            .cloned()
-            .unwrap_or_else(|| source.clone());
-        let (ctx, listed) = engine.session(range, &Scope::everything()).await?;
-        if !listed.iter().any(|s| s.name == stream) {
-            let names: Vec<&str> = listed.iter().map(|s| s.name.as_str()).collect();
-            anyhow::bail!(
-                "source `{source}`: no stream `{stream}` in the archive for that range (streams: {}); map it with --source {source}=STREAM",
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
-            );
-        }
-        let target = weir_engine::schema::to_arrow(&src.schema);
-        let table = ctx.table(stream.as_str()).await?;
-        let have: Vec<String> = table
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let cols: Vec<String> = target
-            .fields()
-            .iter()
-            .filter(|f| have.contains(f.name()))
-            .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM \"{}\" ORDER BY \"timestamp\"",
-            cols.join(", "),
-            stream.replace('"', "\"\"")
-        );
-        let mut batches = ctx.sql(&sql).await?.execute_stream().await?;
-        while let Some(b) = batches.try_next().await? {
-            if b.num_rows() == 0 {
-                continue;
-            }
-            let batch = conform(&b, &target)?;
-            read += batch.num_rows() as u64;
-            let ts = batch
-                .column_by_name("timestamp")
-                .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-            if let Some(max) = ts.as_ref().and_then(arrow::compute::max) {
-                now = now.max(max);
-            }
-            clock.set(now);
-            for p in pipelines.iter_mut().filter(|p| &p.source == source) {
-                p.push(batch.clone()).await?;
-            }
-            manager.tick();
-            for p in pipelines.iter_mut() {
-                for rows in p.take_output() {
-                    for row in weir_engine::output::rows_as_json(&rows)? {
-                        emit(window_line(&p.name, row))?;
-                    }
-                }
-            }
-        }
-    }
-    // The range is over: every open window closes, as at the end of a run.
-    clock.set(now.max(to_us));
-    for p in pipelines.iter_mut() {
-        p.finish().await?;
-        manager.tick();
-        for rows in p.take_output() {
-            for row in weir_engine::output::rows_as_json(&rows)? {
-                emit(window_line(&p.name, row))?;
-            }
-        }
-    }
-    let mut transitions = 0;
-    let mut history = manager.history(usize::MAX);
-    history.reverse();
-    for h in history {
-        if !matches!(h.event.as_str(), "pending" | "firing" | "resolved") {
-            continue;
-        }
-        transitions += 1;
-        emit(json!({
-            "kind": "alert",
-            "event": h.event,
-            "time": h.time,
-            "rule": h.alert.rule,
-            "pipeline": h.alert.pipeline,
-            "severity": h.alert.severity,
-            "labels": h.alert.labels,
-            "values": h.alert.values,
-            "window_start": h.alert.window_start,
-            "window_end": h.alert.window_end,
-        }))?;
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let s = crate::backtest::run(&engine, &Scope::everything(), req, &mut emit)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e))?;
     eprintln!(
-        "backtest: {read} archived events in {secs:.2} s ({:.0} events/s), {transitions} alert transitions",
-        read as f64 / secs.max(1e-9)
+        "backtest: {} archived events in {:.2} s ({:.0} events/s), {} alert transitions",
+        s.events,
+        s.seconds,
+        s.events as f64 / s.seconds.max(1e-9),
+        s.transitions
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn window_line(pipeline: &str, row: Map<String, Value>) -> Value {
-    let mut line = Map::new();
-    line.insert("kind".into(), json!("window"));
-    line.insert("pipeline".into(), json!(pipeline));
-    line.extend(row);
-    Value::Object(line)
-}
-
-/// The archived columns as the source's decoder would have made them:
-/// each cast to its type, absent ones null.
-fn conform(b: &RecordBatch, target: &arrow::datatypes::SchemaRef) -> anyhow::Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = target
-        .fields()
-        .iter()
-        .map(|f| match b.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => arrow::compute::cast(c, f.data_type()),
-            None => Ok(new_null_array(f.data_type(), b.num_rows())),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(RecordBatch::try_new(target.clone(), columns)?)
 }

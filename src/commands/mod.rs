@@ -12,6 +12,7 @@ mod silence;
 mod test_rules;
 
 use crate::cli::{Cli, Command};
+pub use backtest::{stream_map as backtest_streams, time as backtest_time};
 use std::process::ExitCode;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -110,7 +110,7 @@ struct ExpectNotification {
 }
 
 /// Outputs are not written in tests.
-pub(crate) struct Discard;
+struct Discard;
 
 #[async_trait::async_trait]
 impl Sink for Discard {
