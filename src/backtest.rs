@@ -12,19 +12,17 @@
 //! alerts of pipelines on different sources are not interleaved in time.
 
 use crate::auth::Scope;
+use crate::query::where_sql::quote_ident;
 use crate::query::{QueryEngine, TimeRange};
+use crate::simulated::Simulated;
 use arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
 use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use weir_dsl::CheckedProgram;
-use weir_engine::alerting::{AlertSettings, ManualClock};
-use weir_engine::functions::TableCache;
-use weir_engine::pipeline::compile_pipelines;
-use weir_engine::{AlertManager, Metrics, Sink};
+use weir_engine::alerting::AlertSettings;
 
 /// What to backtest.
 pub struct Request<'a> {
@@ -46,19 +44,6 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// Outputs are not written in backtests.
-struct Discard;
-
-#[async_trait::async_trait]
-impl Sink for Discard {
-    async fn write(&self, _: &RecordBatch) -> weir_engine::Result<()> {
-        Ok(())
-    }
-    async fn flush(&self) -> weir_engine::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs `req` over the archive `engine` reads, as a user with `scope`
 /// would see it, handing each result line to `emit`.
 pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
@@ -77,44 +62,24 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
     if to_us <= from_us {
         anyhow::bail!("the end of the range must be after its start");
     }
-    let clock = Arc::new(ManualClock::new(from_us));
-    let settings = AlertSettings {
-        log_unrouted: false,
-        ..AlertSettings::default()
-    };
-    let manager = AlertManager::new(clock.clone(), settings, None).map_err(anyhow::Error::msg)?;
-    let metrics = Metrics::new(&prometheus::Registry::new())?;
-    let mut outputs: HashMap<String, Arc<dyn Sink>> = HashMap::new();
-    for out in program.outputs.iter().map(|o| o.name.name.clone()).chain(
-        weir_dsl::connectors::BUILTIN_OUTPUTS
-            .iter()
-            .map(|b| b.to_string()),
-    ) {
-        outputs.insert(out, Arc::new(Discard));
-    }
-    let mut tables = TableCache::new(base_dir);
-    let mut pipelines =
-        compile_pipelines(program, &mut tables, &outputs, manager.clone(), &metrics)?;
-    for p in &mut pipelines {
-        p.keep_output();
-    }
+    let mut sim = Simulated::new(program, base_dir, from_us, AlertSettings::default())?;
     let range = TimeRange {
         start_us: Some(from_us),
         end_us: Some(to_us),
     };
     let started = std::time::Instant::now();
+    let (ctx, listed) = engine.session(range, scope).await?;
     let mut read = 0u64;
     let mut now = from_us;
     for src in &program.sources {
         let source = &src.decl.name.name;
-        if !pipelines.iter().any(|p| &p.source == source) {
+        if !sim.pipelines.iter().any(|p| &p.source == source) {
             continue;
         }
         let stream = streams
             .get(source)
             .cloned()
             .unwrap_or_else(|| source.clone());
-        let (ctx, listed) = engine.session(range, scope).await?;
         if !listed.iter().any(|s| s.name == stream) {
             let names: Vec<&str> = listed.iter().map(|s| s.name.as_str()).collect();
             anyhow::bail!(
@@ -134,12 +99,12 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
             .fields()
             .iter()
             .filter(|f| have.contains(f.name()))
-            .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
+            .map(|f| quote_ident(f.name()))
             .collect();
         let sql = format!(
-            "SELECT {} FROM \"{}\" ORDER BY \"timestamp\"",
+            "SELECT {} FROM {} ORDER BY \"timestamp\"",
             cols.join(", "),
-            stream.replace('"', "\"\"")
+            quote_ident(&stream)
         );
         let mut batches = ctx.sql(&sql).await?.execute_stream().await?;
         while let Some(b) = batches.try_next().await? {
@@ -154,33 +119,27 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
             if let Some(max) = ts.as_ref().and_then(arrow::compute::max) {
                 now = now.max(max);
             }
-            clock.set(now);
-            for p in pipelines.iter_mut().filter(|p| &p.source == source) {
+            sim.clock.set(now);
+            for p in sim.pipelines.iter_mut().filter(|p| &p.source == source) {
                 p.push(batch.clone()).await?;
             }
-            manager.tick();
-            for p in pipelines.iter_mut() {
-                for rows in p.take_output() {
-                    for row in weir_engine::output::rows_as_json(&rows)? {
-                        emit(window_line(&p.name, row))?;
-                    }
-                }
+            sim.manager.tick();
+            for (pipeline, row) in sim.take_rows()? {
+                emit(window_line(&pipeline, row))?;
             }
         }
     }
     // The range is over: every open window closes, as at the end of a run.
-    clock.set(now.max(to_us));
-    for p in pipelines.iter_mut() {
-        p.finish().await?;
-        manager.tick();
-        for rows in p.take_output() {
-            for row in weir_engine::output::rows_as_json(&rows)? {
-                emit(window_line(&p.name, row))?;
-            }
+    sim.clock.set(now.max(to_us));
+    for i in 0..sim.pipelines.len() {
+        sim.pipelines[i].finish().await?;
+        sim.manager.tick();
+        for (pipeline, row) in sim.take_rows()? {
+            emit(window_line(&pipeline, row))?;
         }
     }
     let mut transitions = 0;
-    let mut history = manager.history(usize::MAX);
+    let mut history = sim.manager.history(usize::MAX);
     history.reverse();
     for h in history {
         if !matches!(h.event.as_str(), "pending" | "firing" | "resolved") {

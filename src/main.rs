@@ -9,6 +9,7 @@ mod config;
 mod engine_host;
 mod query;
 mod rules;
+mod simulated;
 
 use clap::Parser;
 use std::process::ExitCode;

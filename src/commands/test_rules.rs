@@ -27,19 +27,17 @@
 //! ```
 
 use crate::rules;
+use crate::simulated::Simulated;
 use anyhow::Context;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
-use weir_engine::alerting::{AlertSettings, ManualClock, Notification};
+use weir_engine::alerting::{AlertSettings, Notification};
 use weir_engine::decode::LineDecoder;
-use weir_engine::functions::TableCache;
-use weir_engine::pipeline::{compile_pipelines, CompiledPipeline};
-use weir_engine::{AlertManager, LineBatch, Metrics, Sink};
+use weir_engine::{AlertManager, LineBatch};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,19 +107,6 @@ struct ExpectNotification {
     alerts: Option<usize>,
 }
 
-/// Outputs are not written in tests.
-struct Discard;
-
-#[async_trait::async_trait]
-impl Sink for Discard {
-    async fn write(&self, _: &arrow::record_batch::RecordBatch) -> weir_engine::Result<()> {
-        Ok(())
-    }
-    async fn flush(&self) -> weir_engine::Result<()> {
-        Ok(())
-    }
-}
-
 pub async fn run(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let (mut passed, mut failed) = (0usize, 0usize);
     for f in files {
@@ -176,37 +161,16 @@ async fn run_file(path: &Path) -> anyhow::Result<Report> {
             .timestamp_micros(),
         None => 1_767_225_600_000_000, // 2026-01-01T00:00:00Z
     };
-    let clock = Arc::new(ManualClock::new(start_us));
-    let mut settings = AlertSettings {
-        log_unrouted: false,
-        ..AlertSettings::default()
-    };
+    let mut settings = AlertSettings::default();
     if let Some(r) = test.repeat_interval {
         settings.repeat_interval = r;
     }
-    let manager = AlertManager::new(clock.clone(), settings, None).map_err(anyhow::Error::msg)?;
-    let registry = prometheus::Registry::new();
-    let metrics = Metrics::new(&registry)?;
-    let mut outputs: HashMap<String, Arc<dyn Sink>> = HashMap::new();
-    for o in &program.outputs {
-        outputs.insert(o.name.name.clone(), Arc::new(Discard));
-    }
-    for b in weir_dsl::connectors::BUILTIN_OUTPUTS {
-        outputs.insert(b.to_string(), Arc::new(Discard));
-    }
-    let mut tables = TableCache::new(
-        rules_path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-    );
-    let mut pipelines =
-        compile_pipelines(&program, &mut tables, &outputs, manager.clone(), &metrics).map_err(
-            |e| anyhow::anyhow!("{}", rules::engine_error(&rules_name, &rules_text, &e)),
-        )?;
-    for p in &mut pipelines {
-        p.keep_output();
-    }
+    let base = rules_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut sim = Simulated::new(&program, base, start_us, settings)
+        .map_err(|e| anyhow::anyhow!("{}", rules::engine_error(&rules_name, &rules_text, &e)))?;
     let mut decoders = HashMap::new();
     for s in &program.sources {
         let name = s.decl.name.name.clone();
@@ -288,7 +252,7 @@ async fn run_file(path: &Path) -> anyhow::Result<Report> {
                 next_event += 1;
                 offset += 1;
             }
-            clock.set(batch.received_at_us);
+            sim.clock.set(batch.received_at_us);
             let decoder = decoders
                 .get_mut(&source)
                 .ok_or_else(|| anyhow::anyhow!("no source `{source}`"))?;
@@ -301,22 +265,24 @@ async fn run_file(path: &Path) -> anyhow::Result<Report> {
                 ));
             }
             if let Some(b) = decoded.batch {
-                for p in pipelines.iter_mut().filter(|p| p.source == source) {
+                for p in sim.pipelines.iter_mut().filter(|p| p.source == source) {
                     p.push(b.clone()).await?;
                 }
             }
         }
-        clock.set(t);
-        for p in pipelines.iter_mut() {
+        sim.clock.set(t);
+        for p in sim.pipelines.iter_mut() {
             p.advance_to(t).await?;
         }
-        manager.tick();
-        collect_windows(&mut pipelines, &mut windows_since)?;
-        notes_since.extend(manager.take_unrouted());
+        sim.manager.tick();
+        for (pipeline, row) in sim.take_rows()? {
+            windows_since.entry(pipeline).or_default().push(row);
+        }
+        notes_since.extend(sim.manager.take_unrouted());
         let before = report.failures.len();
         check(
             exp,
-            &manager,
+            &sim.manager,
             &mut windows_since,
             &mut notes_since,
             &mut report.failures,
@@ -339,20 +305,6 @@ async fn run_file(path: &Path) -> anyhow::Result<Report> {
         }
     }
     Ok(report)
-}
-
-fn collect_windows(
-    pipelines: &mut [CompiledPipeline],
-    into: &mut HashMap<String, Vec<Map<String, Value>>>,
-) -> anyhow::Result<()> {
-    for p in pipelines {
-        for b in p.take_output() {
-            into.entry(p.name.clone())
-                .or_default()
-                .extend(weir_engine::output::rows_as_json(&b)?);
-        }
-    }
-    Ok(())
 }
 
 fn check(

@@ -56,7 +56,8 @@ pub fn translate(text: &str, table: &ArrowSchema) -> Result<String, Vec<Diagnost
 
 type Out = Result<String, (Span, String)>;
 
-fn quote_ident(name: &str) -> String {
+/// `name` as a SQL identifier, quoted.
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
