@@ -207,14 +207,7 @@ impl EngineHost {
         idle_advance: bool,
         sandbox: Option<&crate::auth::sandbox::Sandbox>,
     ) -> Result<Vec<String>, DeployError> {
-        let program = rules::compile(file, text).map_err(DeployError::Rules)?;
-        if let Some(refused) = sandbox.map(|s| s.check(&program)).filter(|d| !d.is_empty()) {
-            return Err(DeployError::Rules(rules::RulesError {
-                file: file.to_string(),
-                text: text.to_string(),
-                diagnostics: refused,
-            }));
-        }
+        let program = rules::compile_sandboxed(file, text, sandbox).map_err(DeployError::Rules)?;
         self.check_channels(file, text, &program)?;
         let mut deployments = self.deployments.lock().await;
         for p in &program.pipelines {

@@ -26,11 +26,26 @@ impl RulesError {
 }
 
 pub fn compile(file: &str, text: &str) -> Result<CheckedProgram, RulesError> {
-    weir_dsl::compile(text).map_err(|diagnostics| RulesError {
+    compile_sandboxed(file, text, None)
+}
+
+/// [`compile`], then, for rules from the network, the sandbox's refusals
+/// as errors of the text.
+pub fn compile_sandboxed(
+    file: &str,
+    text: &str,
+    sandbox: Option<&crate::auth::sandbox::Sandbox>,
+) -> Result<CheckedProgram, RulesError> {
+    let error = |diagnostics| RulesError {
         file: file.to_string(),
         text: text.to_string(),
         diagnostics,
-    })
+    };
+    let program = weir_dsl::compile(text).map_err(error)?;
+    match sandbox.map(|s| s.check(&program)) {
+        Some(refused) if !refused.is_empty() => Err(error(refused)),
+        _ => Ok(program),
+    }
 }
 
 pub fn read(path: &Path) -> anyhow::Result<String> {

@@ -82,20 +82,24 @@ pub async fn tail(
 
 type Filter = Option<weir_engine::expr::PhysicalExpr>;
 
+/// A condition's first problem as `{"error": "message (hint: ...)", "col"}`,
+/// for a caret under the text it was typed in.
+fn located_error(d: &weir_dsl::Diagnostic, text: &str) -> Value {
+    let l = d.located(text);
+    let message = match &l.hint {
+        Some(h) => format!("{} (hint: {h})", l.message),
+        None => l.message.clone(),
+    };
+    json!({ "error": message, "col": l.col })
+}
+
 /// The filter compiled for the source's schema, or the message and column
 /// of the first problem.
 fn compile_filter(text: &str, tap: &Tap, app: &AppState) -> Result<Filter, Value> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let located = |d: &weir_dsl::Diagnostic| {
-        let l = d.located(text);
-        let message = match &l.hint {
-            Some(h) => format!("{} (hint: {h})", l.message),
-            None => l.message.clone(),
-        };
-        json!({ "error": message, "col": l.col })
-    };
+    let located = |d: &weir_dsl::Diagnostic| located_error(d, text);
     let expr = weir_dsl::parse_condition(text)
         .map_err(|d| d.first().map(located).unwrap_or(Value::Null))?;
     let expr = weir_dsl::check_condition(&expr, &tap.schema)
@@ -266,20 +270,14 @@ pub async fn filter_sql(
     let table = app.query.table_schema(&req.stream, &who.scope).await?;
     match crate::query::where_sql::translate(&req.filter, &table) {
         Ok(condition) => Ok(Json(json!({ "condition": condition })).into_response()),
-        Err(d) => {
-            let l = d.first().map(|d| d.located(&req.filter));
-            let error = l
-                .as_ref()
-                .map_or("not a condition".to_string(), |l| match &l.hint {
-                    Some(h) => format!("{} (hint: {h})", l.message),
-                    None => l.message.clone(),
-                });
-            Ok((
-                axum::http::StatusCode::BAD_REQUEST,
-                Json(json!({ "error": error, "col": l.map_or(1, |l| l.col) })),
-            )
-                .into_response())
-        }
+        Err(d) => Ok((
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(d.first().map_or_else(
+                || json!({ "error": "not a condition", "col": 1 }),
+                |d| located_error(d, &req.filter),
+            )),
+        )
+            .into_response()),
     }
 }
 
@@ -309,35 +307,10 @@ pub async fn backtest(
     Query(q): Query<BacktestQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if body.len() > app.auth.settings.max_rules_bytes {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the rules are {} bytes, more than [security] max_rules_bytes",
-            body.len()
-        )));
-    }
     let file = q.name.clone().unwrap_or_else(|| "backtest.rules".into());
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::BadRequest("the rules are not UTF-8 text".into()))?;
-    let program =
-        crate::rules::compile(&file, &text).map_err(crate::engine_host::DeployError::Rules)?;
-    let brokers = app.host.kafka.brokers.clone().unwrap_or_default();
-    let refused = Sandbox::new(
-        &app.auth.settings,
-        &app.host.data_dir,
-        &app.host.data_dir,
-        &brokers,
-    )
-    .check(&program);
-    if !refused.is_empty() {
-        return Err(
-            crate::engine_host::DeployError::Rules(crate::rules::RulesError {
-                file,
-                text,
-                diagnostics: refused,
-            })
-            .into(),
-        );
-    }
+    let text = app.rules_text(&body)?;
+    let program = crate::rules::compile_sandboxed(&file, &text, Some(&app.sandbox()))
+        .map_err(crate::engine_host::DeployError::Rules)?;
     let bad = |e: anyhow::Error| ApiError::BadRequest(format!("{e:#}"));
     let pairs: Vec<String> = q
         .sources
@@ -428,27 +401,10 @@ pub async fn check(
     State(app): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if body.len() > app.auth.settings.max_rules_bytes {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the rules are {} bytes, more than [security] max_rules_bytes",
-            body.len()
-        )));
-    }
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::BadRequest("the rules are not UTF-8 text".into()))?;
-    let diagnostics = match weir_dsl::compile(&text) {
-        Err(d) => d,
-        Ok(program) => {
-            let brokers = app.host.kafka.brokers.clone().unwrap_or_default();
-            Sandbox::new(
-                &app.auth.settings,
-                &app.host.data_dir,
-                &app.host.data_dir,
-                &brokers,
-            )
-            .check(&program)
-        }
+    let text = app.rules_text(&body)?;
+    let located = match crate::rules::compile_sandboxed("check", &text, Some(&app.sandbox())) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.located(),
     };
-    let located: Vec<_> = diagnostics.iter().map(|d| d.located(&text)).collect();
     Ok(Json(json!({ "valid": located.is_empty(), "diagnostics": located })).into_response())
 }

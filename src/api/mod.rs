@@ -60,6 +60,28 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A `.rules` body as text: 413 over `[security] max_rules_bytes`, 400
+    /// when it is not UTF-8.
+    pub fn rules_text(&self, body: &[u8]) -> Result<String, ApiError> {
+        let limit = self.auth.settings.max_rules_bytes;
+        if body.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the rules are {} bytes, more than [security] max_rules_bytes ({limit})",
+                body.len()
+            )));
+        }
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::BadRequest("the rules are not UTF-8 text".into()))
+    }
+
+    /// The sandbox of rules submitted over the API; their relative paths
+    /// are relative to the data folder.
+    pub fn sandbox(&self) -> Sandbox {
+        let brokers = self.host.kafka.brokers.clone().unwrap_or_default();
+        let data = &self.host.data_dir;
+        Sandbox::new(&self.auth.settings, data, data, &brokers)
+    }
+
     /// Records `action` on `target` by `who` in the audit log, with the
     /// outcome of `result`, and hands `result` back.
     pub fn audited<T, E>(
@@ -296,21 +318,13 @@ async fn submit(
         );
         e
     };
-    if body.len() > settings.max_rules_bytes {
-        return Err(refuse(ApiError::PayloadTooLarge(format!(
-            "the rules are {} bytes, more than [security] max_rules_bytes ({})",
-            body.len(),
-            settings.max_rules_bytes
-        ))));
-    }
+    let text = app.rules_text(&body).map_err(refuse)?;
     if !who.scope.is_everything() {
         return Err(refuse(ApiError::Forbidden(format!(
             "a pipeline reads every event of its source, and your scope is {}; ask an editor without a scope to submit it",
             who.scope
         ))));
     }
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| refuse(ApiError::BadRequest("the rules are not UTF-8 text".into())))?;
     let running = {
         let names: Vec<String> = app
             .host
@@ -330,8 +344,7 @@ async fn submit(
         ))));
     }
     let base = app.host.data_dir.clone();
-    let brokers = app.host.kafka.brokers.clone().unwrap_or_default();
-    let sandbox = Sandbox::new(settings, &app.host.data_dir, &base, &brokers);
+    let sandbox = app.sandbox();
     let result = app
         .host
         .deploy(&file, &text, base, true, Some(&sandbox))
