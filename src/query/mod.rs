@@ -313,18 +313,7 @@ impl QueryEngine {
         ctx.add_optimizer_rule(Arc::new(dictionary_like::DictionaryLike));
         let streams = self.streams(range).await?;
         for s in &streams {
-            let mut cols = vec![("date".to_string(), DataType::Utf8)];
-            if s.hourly {
-                cols.push(("hour".to_string(), DataType::Utf8));
-            }
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(cols);
-            let table_url = ListingTableUrl::parse(format!(
-                "{SCHEME}{}stream={}/",
-                prefix_of(&self.location),
-                s.name
-            ))?;
+            let (options, table_url) = self.listing(s)?;
             let schema = self.schema(&ctx, s, &options, &table_url).await?;
             let config = ListingTableConfig::new(table_url)
                 .with_listing_options(options)
@@ -478,18 +467,35 @@ impl QueryEngine {
         Ok(schema)
     }
 
-    /// The columns of a stream's table (as `who` sees it).
-    pub async fn table_schema(
-        &self,
-        stream: &str,
-        who: &crate::auth::Scope,
-    ) -> Result<SchemaRef, QueryError> {
-        let (ctx, _) = self.session(TimeRange::default(), who).await?;
-        let provider = ctx
-            .table_provider(stream)
-            .await
-            .map_err(|_| QueryError::Sql(format!("no stream `{stream}` in the archive")))?;
-        Ok(provider.schema())
+    /// How a stream's files are listed as a table: Parquet files with
+    /// the `date` (and `hour`) partition columns, and where they are.
+    fn listing(&self, s: &StreamInfo) -> Result<(ListingOptions, ListingTableUrl), QueryError> {
+        let mut cols = vec![("date".to_string(), DataType::Utf8)];
+        if s.hourly {
+            cols.push(("hour".to_string(), DataType::Utf8));
+        }
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(cols);
+        let url = ListingTableUrl::parse(format!(
+            "{SCHEME}{}stream={}/",
+            prefix_of(&self.location),
+            s.name
+        ))?;
+        Ok((options, url))
+    }
+
+    /// The columns of one stream's table (a scope filters rows, never
+    /// columns), without building the other streams' tables.
+    pub async fn table_schema(&self, stream: &str) -> Result<SchemaRef, QueryError> {
+        let streams = self.streams(TimeRange::default()).await?;
+        let s = streams
+            .iter()
+            .find(|s| s.name == stream)
+            .ok_or_else(|| QueryError::Sql(format!("no stream `{stream}` in the archive")))?;
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
+        let (options, url) = self.listing(s)?;
+        self.schema(&ctx, s, &options, &url).await
     }
 
     /// Runs one SQL statement within the limits.
