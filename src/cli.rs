@@ -93,6 +93,21 @@ pub enum SilenceAction {
     },
 }
 
+/// Which archive `weir query` and `weir backtest` read.
+#[derive(Debug, clap::Args)]
+pub struct ArchiveArgs {
+    /// Archive URL: a folder, file://..., or s3://bucket/prefix.
+    #[arg(long)]
+    pub archive: Option<String>,
+    /// Config file (for [storage] settings and the data folder).
+    /// Default: ./weir.toml when it exists.
+    #[arg(long, short, env = "WEIR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data folder whose archive/ is read by default.
+    #[arg(long, default_value = "weir-data", env = "WEIR_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
 /// Where `weir user` and `weir token` find the identity store.
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
@@ -218,16 +233,8 @@ pub enum Command {
         /// (e.g. 'service="checkout"'): to check what a scope lets through.
         #[arg(long, conflicts_with = "server")]
         scope: Option<String>,
-        /// Archive URL: a folder, file://..., or s3://bucket/prefix.
-        #[arg(long)]
-        archive: Option<String>,
-        /// Config file (for [storage] settings and the data folder).
-        /// Default: ./weir.toml when it exists.
-        #[arg(long, short, env = "WEIR_CONFIG")]
-        config: Option<PathBuf>,
-        /// Data folder whose archive/ is queried by default.
-        #[arg(long, default_value = "weir-data", env = "WEIR_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        archive: ArchiveArgs,
         /// Only events at or after this time (RFC 3339).
         #[arg(long)]
         start: Option<String>,
@@ -295,16 +302,8 @@ pub enum Command {
         /// by default each source reads the stream of its own name.
         #[arg(long)]
         source: Vec<String>,
-        /// Archive URL: a folder, file://..., or s3://bucket/prefix.
-        #[arg(long)]
-        archive: Option<String>,
-        /// Config file (for [storage] and the data folder). Default:
-        /// ./weir.toml when it exists.
-        #[arg(long, short, env = "WEIR_CONFIG")]
-        config: Option<PathBuf>,
-        /// Data folder whose archive/ is read by default.
-        #[arg(long, default_value = "weir-data", env = "WEIR_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        archive: ArchiveArgs,
         /// Also write the JSON lines to this file.
         #[arg(long)]
         report: Option<PathBuf>,

@@ -11,7 +11,7 @@ mod serve;
 mod silence;
 mod test_rules;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{ArchiveArgs, Cli, Command};
 pub use backtest::{stream_map as backtest_streams, time as backtest_time};
 use std::process::ExitCode;
 
@@ -32,9 +32,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             token,
             ca,
             scope,
-            archive,
-            config,
-            data_dir,
+            archive:
+                ArchiveArgs {
+                    archive,
+                    config,
+                    data_dir,
+                },
             start,
             end,
             max_rows,
@@ -95,9 +98,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             from,
             to,
             source,
-            archive,
-            config,
-            data_dir,
+            archive:
+                ArchiveArgs {
+                    archive,
+                    config,
+                    data_dir,
+                },
             report,
         } => runtime()?.block_on(backtest::run(backtest::Options {
             file,
