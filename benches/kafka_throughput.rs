@@ -6,7 +6,9 @@
 //!
 //! `cargo bench --bench kafka_throughput` (WEIR_BENCH_EVENTS sets the count,
 //! default 500,000; WEIR_TANSU the broker binary). Prints events/s for both,
-//! the ratio, and peak RSS.
+//! the ratio, the cost of one archive commit (a Delta Lake commit adding a
+//! file with its `txn` position, as the log grows past checkpoints) and
+//! peak RSS.
 // Benchmark and example code, not a runtime path: a panic stops the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -132,6 +134,47 @@ pipeline errors {{
     Ok(n as f64 / secs)
 }
 
+/// Milliseconds per archive commit (one file and one `txn` each, what a
+/// flush of one partition costs beyond its upload), over `n` commits to a
+/// local table.
+async fn commit_cost(n: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    use weir_connectors::delta::{app_id, NewFile, Operation, StreamTable};
+    let dir = tempfile::tempdir()?;
+    let loc = weir_connectors::store::open(None, dir.path(), dir.path(), &Default::default())?;
+    let mut table = StreamTable::new(&loc, "bench")?;
+    let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+        "_offset",
+        arrow::datatypes::DataType::Int64,
+        true,
+    )]);
+    let part = vec![
+        ("date".to_string(), "2026-03-01".to_string()),
+        ("hour".to_string(), "00".to_string()),
+    ];
+    let t = Instant::now();
+    for i in 0..n {
+        let file = NewFile {
+            path: format!("date=2026-03-01/hour=00/part-{i}.parquet"),
+            size: 100_000,
+            partition: part.clone(),
+            rows: 1_000,
+            time: None,
+        };
+        table
+            .commit(
+                &schema,
+                true,
+                &[file],
+                &[],
+                &[(app_id("bench", 0), i as i64)],
+                Operation::Append,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1000.0 / n as f64)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::var("WEIR_BENCH_EVENTS")
         .ok()
@@ -156,6 +199,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "weir      kafka→decode→archive+window: {weir:>9.0} events/s  ({:.2}x of baseline)",
         weir / raw
     );
+    let commits = 300;
+    let ms = rt.block_on(commit_cost(commits))?;
+    println!("archive commit (Delta, one file + txn, {commits} commits): {ms:.2} ms each");
     println!("peak RSS: {:.1} MiB", support::peak_rss_mib());
     Ok(())
 }

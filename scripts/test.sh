@@ -52,9 +52,10 @@ export WEIR_TANSU
 
 echo "== disk"
 # The shared target folder keeps every old test binary and incremental cache:
-# drop those no build touched for 3 days (dependencies' libraries stay).
+# drop incremental caches no build touched for 6 hours (they grow by
+# gigabytes a day) and test binaries older than 3 days (libraries stay).
 for profile in debug release ci-bench; do
-  find "$CARGO_TARGET_DIR/$profile/incremental" -mindepth 1 -maxdepth 1 -mtime +3 -exec rm -rf {} + 2>/dev/null || true
+  find "$CARGO_TARGET_DIR/$profile/incremental" -mindepth 1 -maxdepth 1 -mmin +360 -exec rm -rf {} + 2>/dev/null || true
   # Test and benchmark binaries (NAME-HASH): keep the newest two of each name
   # (the `weir` binary and its unit tests share a name).
   find "$CARGO_TARGET_DIR/$profile/deps" -maxdepth 1 -type f -executable -regextype posix-extended \

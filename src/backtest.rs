@@ -66,6 +66,7 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
     let range = TimeRange {
         start_us: Some(from_us),
         end_us: Some(to_us),
+        as_of: None,
     };
     let started = std::time::Instant::now();
     let (ctx, listed) = engine.session(range, scope).await?;

@@ -62,6 +62,23 @@ pub enum ArchiveAction {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
     },
+    /// Delete data files no longer in their stream's table (removed by
+    /// retention or compaction, or uploaded by a flush that crashed before
+    /// its commit) once they are older than the grace. Time travel to
+    /// versions older than the grace may then fail.
+    Vacuum {
+        /// Files that left the table less than this long ago are kept.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
+    /// Turn a folder archive written before Weir used Delta Lake into one
+    /// Delta table per stream, without rewriting data: the live files are
+    /// added as they are. Streams that are tables already are left alone.
+    Migrate {
+        /// Only print what would be added.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// What `weir silence` does.
@@ -241,6 +258,11 @@ pub enum Command {
         /// Only events before this time (RFC 3339).
         #[arg(long)]
         end: Option<String>,
+        /// Time travel: read the archive's tables as of this table version
+        /// (a number) or this time (RFC 3339: each table's last version
+        /// committed by then).
+        #[arg(long, value_name = "VERSION|TIME")]
+        as_of: Option<String>,
         /// Rows returned at most.
         #[arg(long, default_value_t = 100_000)]
         max_rows: usize,
@@ -252,7 +274,7 @@ pub enum Command {
         #[arg(long, default_value_t = 1, hide = true)]
         repeat: u32,
     },
-    /// Archive upkeep: retention and compaction.
+    /// Archive upkeep: retention, compaction, vacuum, migration.
     Archive {
         #[command(subcommand)]
         action: ArchiveAction,

@@ -28,7 +28,11 @@ fn colour(stream: &impl std::io::IsTerminal) -> bool {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if cli.verbose { "debug" } else { "info" })
+        // The Delta kernel logs every snapshot it builds at info.
+        let level = if cli.verbose { "debug" } else { "info" };
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},buoyant_kernel=warn,deltalake_core=warn"
+        ))
     });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

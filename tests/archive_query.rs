@@ -387,17 +387,22 @@ fn retention_and_compaction(p: &Place) {
     assert_eq!(before, after, "compaction keeps every row");
     assert_eq!(before.len(), 20_000);
     assert_eq!(p.count("SELECT count(*) AS n FROM app"), 22_000);
+    // Every stream is a Delta table (here and on S3).
+    let tables = p.archive(&["migrate", "--dry-run"]);
+    assert!(tables.contains("every stream is a Delta table"), "{tables}");
     if let Some(folder) = &old_folder {
-        // As if compaction stopped between writing the merged file and
-        // deleting the small ones: readers still count every row once, and
-        // the next run deletes the leftovers.
+        // The merged-away files stay until vacuum (queries that began on
+        // the older version still read them), but no reader counts them.
         assert!(small.len() > 2, "{small:?}");
-        for (path, bytes) in &small {
-            std::fs::write(path, bytes).unwrap();
-        }
         assert_eq!(std::fs::read_dir(folder).unwrap().count(), small.len() + 1);
         assert_eq!(p.count("SELECT count(*) AS n FROM app"), 22_000);
-        p.archive(&["compact", "--grace", "1h"]);
+        let kept = p.archive(&["vacuum", "--grace", "1h"]);
+        assert!(kept.contains("0 files"), "{kept}");
+        let vacuumed = p.archive(&["vacuum", "--grace", "0s"]);
+        assert!(
+            vacuumed.contains(&format!("{} files", small.len())),
+            "{vacuumed}"
+        );
         assert_eq!(std::fs::read_dir(folder).unwrap().count(), 1);
         assert_eq!(p.count("SELECT count(*) AS n FROM app"), 22_000);
     }
@@ -866,4 +871,166 @@ fn a_stop_with_a_failing_archive_is_bounded_and_loses_nothing() {
     ok(&mut p.run_command(&rules));
     assert_eq!(p.count("SELECT count(*) AS n FROM app"), first + 10);
     assert_eq!(support::archived(&recovery).0.len(), 0);
+}
+
+/// The Python interpreter of the test venv (moto, duckdb, deltalake).
+fn python() -> PathBuf {
+    let bin = std::env::var("WEIR_PYTHON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/weir/venv/bin")
+        });
+    let py = bin.join("python");
+    assert!(
+        py.is_file(),
+        "no test venv at {}: run scripts/services/install-python-tools.sh (scripts/test.sh does)",
+        bin.display()
+    );
+    py
+}
+
+/// Reads a stream's table with delta-rs for Python (its own log reader)
+/// and DuckDB over the files it lists: version, partition columns, row
+/// count and rows per service.
+fn read_with_delta_rs(table: &std::path::Path) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys, deltalake, duckdb
+dt = deltalake.DeltaTable(sys.argv[1])
+files = dt.file_uris()
+con = duckdb.connect()
+rows = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
+groups = con.execute(
+    "SELECT CAST(service AS VARCHAR), count(*) FROM read_parquet(?) GROUP BY 1 ORDER BY 1", [files]
+).fetchall()
+print(json.dumps({
+    "version": dt.version(),
+    "partition_columns": dt.metadata().partition_columns,
+    "rows": rows,
+    "groups": [[s, n] for s, n in groups],
+}))
+"#;
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(table)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "delta-rs could not read {}: {}",
+        table.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn another_delta_implementation_reads_the_archive_as_weir_does() {
+    let p = folder_place();
+    p.generate("one", "", 30_000, "2026-03-01T00:00:00Z", "roll at 64KB");
+    p.generate(
+        "two",
+        ", region: string",
+        10_000,
+        "2026-03-01T02:00:00Z",
+        "",
+    );
+    // Compacted: the table's latest version lists only the merged files,
+    // while the merged-away ones are still on disk until vacuum.
+    p.archive(&["compact", "--grace", "1h"]);
+    let table = p.dir.path().join("archive/stream=app");
+    let theirs = read_with_delta_rs(&table);
+    let n = p.count("SELECT count(*) AS n FROM app");
+    assert_eq!(n, 40_000);
+    assert_eq!(theirs["rows"].as_i64(), Some(n), "{theirs}");
+    let ours: Vec<Value> = p
+        .query(
+            "SELECT CAST(service AS VARCHAR) AS s, count(*) AS n FROM app GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .into_iter()
+        .map(|r| serde_json::json!([r["s"], r["n"]]))
+        .collect();
+    assert_eq!(theirs["groups"], Value::Array(ours), "{theirs}");
+    assert_eq!(
+        theirs["partition_columns"],
+        serde_json::json!(["date", "hour"])
+    );
+    assert!(theirs["version"].as_i64().unwrap_or(0) >= 2, "{theirs}");
+}
+
+#[test]
+fn a_folder_archive_migrates_to_a_table_without_rewriting_data() {
+    let p = folder_place();
+    p.generate("one", "", 20_000, "2026-03-01T00:00:00Z", "roll at 64KB");
+    // Make it a folder archive as Weir wrote them before tables: no log.
+    let table = p.dir.path().join("archive/stream=app");
+    std::fs::remove_dir_all(table.join("_delta_log")).unwrap();
+    let files = support::data_files(&table);
+    assert!(files.len() > 2, "{files:?}");
+    // Readers of a folder archive still see it.
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 20_000);
+    let before: Vec<(PathBuf, std::time::SystemTime)> = files
+        .iter()
+        .map(|f| (f.clone(), std::fs::metadata(f).unwrap().modified().unwrap()))
+        .collect();
+    let dry = p.archive(&["migrate", "--dry-run"]);
+    assert!(dry.contains("app: would add"), "{dry}");
+    assert!(!table.join("_delta_log").exists());
+    let out = p.archive(&["migrate"]);
+    assert!(out.contains("app: added"), "{out}");
+    assert!(table.join("_delta_log").is_dir());
+    for (f, modified) in &before {
+        assert_eq!(
+            std::fs::metadata(f).unwrap().modified().unwrap(),
+            *modified,
+            "{} was rewritten",
+            f.display()
+        );
+    }
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 20_000);
+    assert_eq!(read_with_delta_rs(&table)["rows"].as_i64(), Some(20_000));
+    let again = p.archive(&["migrate"]);
+    assert!(again.contains("every stream is a Delta table"), "{again}");
+}
+
+#[test]
+fn queries_travel_back_to_earlier_table_versions() {
+    let p = folder_place();
+    p.generate("one", "", 10_000, "2026-03-01T00:00:00Z", "");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.generate("two", "", 5_000, "2026-03-02T00:00:00Z", "");
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 15_000);
+    let then = p.query("SELECT count(*) AS n FROM app", &["--as-of", &between]);
+    assert_eq!(then[0]["n"].as_i64(), Some(10_000), "as of {between}");
+    // Version 1 is the first run's commit (0 created the table).
+    let v1 = p.query("SELECT count(*) AS n FROM app", &["--as-of", "1"]);
+    assert_eq!(v1[0]["n"].as_i64(), Some(10_000));
+    // Before the table existed there is no such table; a bad as_of is named.
+    let out = weir()
+        .args([
+            "query",
+            "SELECT count(*) FROM app",
+            "--as-of",
+            "2000-01-01T00:00:00Z",
+            "--config",
+        ])
+        .arg(&p.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = weir()
+        .args(["query", "SELECT 1", "--as-of", "yesterday", "--config"])
+        .arg(&p.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("neither a table version"),
+        "{err}"
+    );
+    // The latest version is unaffected by time travel next to it.
+    assert_eq!(p.count("SELECT count(*) AS n FROM app"), 15_000);
 }

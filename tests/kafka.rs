@@ -18,13 +18,13 @@ use support::tansu::Broker;
 use support::{archived, dead_letters};
 
 /// A `weir run` child process, killed when dropped.
-struct Weir {
+pub(crate) struct Weir {
     child: Child,
     data: PathBuf,
 }
 
 impl Weir {
-    fn start(rules: &str, dir: &Path, data: &str) -> Weir {
+    pub(crate) fn start(rules: &str, dir: &Path, data: &str) -> Weir {
         std::fs::create_dir_all(dir).unwrap();
         let file = dir.join(format!("{data}.rules"));
         std::fs::write(&file, rules).unwrap();
@@ -35,7 +35,10 @@ impl Weir {
             .arg("--quiet")
             .arg("--data-dir")
             .arg(&data)
-            .env("WEIR_LOG", "warn")
+            .env(
+                "WEIR_LOG",
+                std::env::var("WEIR_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -43,12 +46,12 @@ impl Weir {
         Weir { child, data }
     }
 
-    fn archive(&self) -> PathBuf {
+    pub(crate) fn archive(&self) -> PathBuf {
         self.data.join("archive")
     }
 
     /// SIGTERM, then waits: a graceful stop (flush, checkpoint, commit).
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -64,7 +67,7 @@ impl Weir {
     }
 
     /// SIGKILL: a crash.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -77,7 +80,7 @@ impl Drop for Weir {
     }
 }
 
-fn producer(bootstrap: &str) -> FutureProducer {
+pub(crate) fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
@@ -88,7 +91,7 @@ fn producer(bootstrap: &str) -> FutureProducer {
 
 /// Produces `payloads` round-robin over `partitions`; returns each message's
 /// (partition, offset).
-async fn produce(
+pub(crate) async fn produce(
     p: &FutureProducer,
     topic: &str,
     partitions: i32,
@@ -134,7 +137,7 @@ fn unique_archived(archive: &Path) -> BTreeSet<(i64, i64)> {
 }
 
 /// Waits until `done()` holds, or fails after `secs`.
-async fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done() {
         assert!(
@@ -335,9 +338,11 @@ async fn a_killed_consumer_restarts_without_loss() {
     })
     .await;
     assert!(weir.terminate().success());
-    let got = unique_archived(&archive);
+    let (all, _) = archived(&archive);
+    let got: BTreeSet<(i64, i64)> = all.iter().copied().collect();
     let expected: BTreeSet<(i64, i64)> = first.into_iter().chain(second).collect();
     assert_eq!(got, expected, "no offset lost across the crash");
+    assert_eq!(all.len(), N, "no offset archived twice across the crash");
     assert!(dead_letters(&dir.path().join("crash/deadletter/app.ndjson")).is_empty());
 }
 

@@ -17,6 +17,7 @@ mod check_errors;
 mod console;
 mod edges;
 mod event_time;
+mod exactly_once;
 mod geoip;
 mod http_api;
 mod kafka;

@@ -140,17 +140,15 @@ impl ConnectorFactory for LocalFactory {
     }
 
     fn archive(&self, archive: &ArchiveDecl, source: &CheckedSource) -> Result<Arc<dyn Sink>> {
-        let ArchiveLocation { store, prefix, .. } =
-            self.archive_location(archive.url.as_ref().map(|(u, _)| u.as_str()))?;
+        let location = self.archive_location(archive.url.as_ref().map(|(u, _)| u.as_str()))?;
         let granularity = match archive.partition.as_ref().map(|p| p.name.as_str()) {
             Some("day") => Granularity::Day,
             _ => Granularity::Hour,
         };
         Ok(Arc::new(ArchiveSink::new(
-            store,
+            location,
             ArchiveConfig {
                 stream: source.decl.name.name.clone(),
-                prefix,
                 granularity,
                 roll_bytes: archive.roll_size.unwrap_or(DEFAULT_ROLL_BYTES),
                 roll_every: archive
@@ -162,7 +160,8 @@ impl ConnectorFactory for LocalFactory {
                     .as_ref()
                     .and_then(|r| RawMode::parse(&r.name))
                     .unwrap_or_default(),
-                epoch: (!source.replayable).then(crate::maintenance::new_epoch),
+                replayable: source.replayable,
+                epoch: crate::maintenance::new_epoch(),
                 recovery: Some(
                     self.data_dir
                         .join("recovery")
@@ -173,7 +172,7 @@ impl ConnectorFactory for LocalFactory {
             },
             to_arrow(&source.schema),
             &self.metrics,
-        )))
+        )?))
     }
 
     fn dead_letters(&self, source: &CheckedSource) -> Result<Arc<dyn DeadLetterSink>> {

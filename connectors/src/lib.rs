@@ -11,6 +11,7 @@
 //!   [`factory::LocalFactory`] builds them from rules, with data under one folder.
 
 pub mod args;
+pub mod delta;
 pub mod factory;
 pub mod http_server;
 pub mod kafka;

@@ -6,15 +6,17 @@
 //! local folder and on S3. New files are written whole before old ones are
 //! deleted: a reader never sees a half file or loses rows.
 
+use crate::delta::{NewFile, Operation, StreamTable, TableFile};
 use crate::sinks::archive_file::{without_hints, FileWriter};
 use crate::store::ArchiveLocation;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::AsArray;
+use arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::{EngineError, Result};
@@ -201,26 +203,114 @@ pub fn split_superseded(files: Vec<ArchiveFile>) -> (Vec<ArchiveFile>, Vec<Archi
     (live, superseded)
 }
 
-/// Every Parquet file of the archive, with what its path says, superseded
-/// ones included.
-pub async fn list_all_files(loc: &ArchiveLocation) -> Result<Vec<ArchiveFile>> {
+/// The stream folders of the archive (`PREFIX/stream=NAME`).
+pub async fn stream_names(loc: &ArchiveLocation) -> Result<Vec<String>> {
     let prefix = prefix_of(loc);
-    let root = StorePath::from(prefix.as_str());
-    let metas: Vec<ObjectMeta> = loc
+    let root = StorePath::from(prefix.trim_end_matches('/'));
+    let listing = loc
         .store
-        .list(Some(&root))
-        .try_collect()
+        .list_with_delimiter((!prefix.is_empty()).then_some(&root))
         .await
         .map_err(|e| EngineError::connector("archive", format!("listing {}: {e}", loc.url)))?;
-    Ok(metas
-        .into_iter()
-        .filter_map(|m| ArchiveFile::parse(m, &prefix))
-        .collect())
+    let mut names: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename()?.strip_prefix("stream=").map(str::to_string))
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
-/// The live data files of the archive (superseded ones left out).
+/// The data files of one stream as readers see them.
+#[derive(Debug, Clone)]
+pub struct StreamFiles {
+    pub stream: String,
+    pub files: Vec<ArchiveFile>,
+    /// The table version read; `None` for a folder archive that is not a
+    /// table yet (see [`migrate`]).
+    pub version: Option<i64>,
+    /// Partitioned by hour (else by day).
+    pub hourly: bool,
+}
+
+/// The data files of a stream: those of its table's latest version (or of
+/// `version`), or for a folder not yet migrated, its live files.
+pub async fn stream_files(
+    loc: &ArchiveLocation,
+    table: &mut StreamTable,
+    stream: &str,
+    version: Option<i64>,
+) -> Result<StreamFiles> {
+    let prefix = prefix_of(loc);
+    if table.load(version).await? {
+        let files = table
+            .files()
+            .await?
+            .into_iter()
+            .filter_map(|f| ArchiveFile::parse(table_meta(table, &f), &prefix))
+            .collect();
+        return Ok(StreamFiles {
+            stream: stream.to_string(),
+            files,
+            version: table.version(),
+            hourly: table.hourly(),
+        });
+    }
+    if version.is_some() {
+        return Err(EngineError::connector(
+            "archive",
+            format!("stream `{stream}` is a folder of files, not a table: it has no versions (run `weir archive migrate`)"),
+        ));
+    }
+    let (live, _) = folder_files(loc, table).await?;
+    Ok(StreamFiles {
+        stream: stream.to_string(),
+        hourly: live.iter().any(|f| f.len_us < 86_400_000_000),
+        files: live,
+        version: None,
+    })
+}
+
+/// The data files of a stream folder that is not a table, split into live
+/// ones and those a compacted file supersedes.
+async fn folder_files(
+    loc: &ArchiveLocation,
+    table: &StreamTable,
+) -> Result<(Vec<ArchiveFile>, Vec<ArchiveFile>)> {
+    let dir = StorePath::from(table.dir());
+    let metas: Vec<ObjectMeta> = loc
+        .store
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::connector("archive", format!("listing {dir}: {e}")))?;
+    let prefix = prefix_of(loc);
+    let files = metas
+        .into_iter()
+        .filter_map(|m| ArchiveFile::parse(m, &prefix))
+        .collect();
+    Ok(split_superseded(files))
+}
+
+/// A table file as an object of the store.
+fn table_meta(table: &StreamTable, f: &TableFile) -> ObjectMeta {
+    ObjectMeta {
+        location: StorePath::from(format!("{}/{}", table.dir(), f.path)),
+        last_modified: chrono::DateTime::from_timestamp_millis(f.modified_ms).unwrap_or_default(),
+        size: f.size,
+        e_tag: None,
+        version: None,
+    }
+}
+
+/// The live data files of every stream of the archive.
 pub async fn list_files(loc: &ArchiveLocation) -> Result<Vec<ArchiveFile>> {
-    Ok(split_superseded(list_all_files(loc).await?).0)
+    let mut all = Vec::new();
+    for stream in stream_names(loc).await? {
+        let mut table = StreamTable::new(loc, &stream)?;
+        all.extend(stream_files(loc, &mut table, &stream, None).await?.files);
+    }
+    Ok(all)
 }
 
 /// The policy for a stream: its own, else `*`.
@@ -231,10 +321,12 @@ fn policy_for<'a>(policies: &'a [RetentionPolicy], stream: &str) -> Option<&'a R
         .or_else(|| policies.iter().find(|p| p.stream == "*"))
 }
 
-/// Applies retention at `now_us`: files of partitions that ended more than
-/// `delete_after` ago are deleted; more than `move_after` ago, copied to the
-/// cold location (same relative path) and then deleted. With `dry_run`,
-/// nothing changes; the actions are returned either way.
+/// Applies the retention policies: a stream's files whose partition time
+/// ended longer ago than `delete_after` are removed from its table in one
+/// commit (the files themselves go at the next [`vacuum`]); those older
+/// than `move_after` are first copied to the cold location (same relative
+/// path). With `dry_run`, nothing changes; the actions are returned either
+/// way.
 pub async fn retain(
     loc: &ArchiveLocation,
     policies: &[RetentionPolicy],
@@ -243,67 +335,109 @@ pub async fn retain(
     dry_run: bool,
 ) -> Result<Vec<RetentionAction>> {
     let mut actions = Vec::new();
-    for f in list_all_files(loc).await? {
-        let Some(policy) = policy_for(policies, &f.stream) else {
+    for stream in stream_names(loc).await? {
+        let Some(policy) = policy_for(policies, &stream) else {
             continue;
         };
-        let age_us = now_us - (f.start_us + f.len_us);
-        let older = |d: Option<Duration>| d.is_some_and(|d| age_us >= d.as_micros() as i64);
-        let action = if older(policy.delete_after) {
-            "delete"
-        } else if older(policy.move_after) {
-            "move"
+        let mut table = StreamTable::new(loc, &stream)?;
+        let listed = stream_files(loc, &mut table, &stream, None).await?;
+        let is_table = listed.version.is_some();
+        let table_files: HashMap<String, TableFile> = if is_table {
+            table
+                .files()
+                .await?
+                .into_iter()
+                .map(|f| (format!("{}/{}", table.dir(), f.path), f))
+                .collect()
         } else {
-            continue;
+            HashMap::new()
         };
-        if !dry_run {
-            if action == "move" {
-                let cold = cold.ok_or_else(|| {
-                    EngineError::connector(
-                        "retention",
-                        format!(
-                            "stream `{}` moves data but has no `cold` location",
-                            f.stream
-                        ),
-                    )
-                })?;
-                let bytes = loc
-                    .store
-                    .get(&f.meta.location)
-                    .await
-                    .map_err(|e| EngineError::connector("retention", e.to_string()))?
-                    .bytes()
-                    .await
-                    .map_err(|e| EngineError::connector("retention", e.to_string()))?;
-                let rel = f
-                    .meta
-                    .location
-                    .as_ref()
-                    .strip_prefix(&prefix_of(loc))
-                    .unwrap_or(f.meta.location.as_ref())
-                    .to_string();
-                let to = StorePath::from(format!("{}{rel}", prefix_of(cold)));
-                cold.store
-                    .put(&to, PutPayload::from(bytes))
-                    .await
-                    .map_err(|e| {
-                        EngineError::connector("retention", format!("copying to {to}: {e}"))
-                    })?;
+        let mut removed = Vec::new();
+        for f in listed.files {
+            let age_us = now_us - (f.start_us + f.len_us);
+            let older = |d: Option<Duration>| d.is_some_and(|d| age_us >= d.as_micros() as i64);
+            let action = if older(policy.delete_after) {
+                "delete"
+            } else if older(policy.move_after) {
+                "move"
+            } else {
+                continue;
+            };
+            if !dry_run {
+                if action == "move" {
+                    copy_to_cold(loc, cold, &f).await?;
+                }
+                match table_files.get(f.meta.location.as_ref()) {
+                    Some(tf) => removed.push(tf.clone()),
+                    None => loc
+                        .store
+                        .delete(&f.meta.location)
+                        .await
+                        .map_err(|e| EngineError::connector("retention", e.to_string()))?,
+                }
             }
-            loc.store
-                .delete(&f.meta.location)
+            tracing::info!(stream = %f.stream, path = %f.meta.location, action, dry_run, "retention");
+            actions.push(RetentionAction {
+                stream: f.stream,
+                path: f.meta.location.to_string(),
+                action,
+                bytes: f.meta.size,
+            });
+        }
+        if !removed.is_empty() {
+            let schema = Schema::empty();
+            table
+                .commit(
+                    &schema,
+                    listed.hourly,
+                    &[],
+                    &removed,
+                    &[],
+                    Operation::Delete,
+                )
                 .await
                 .map_err(|e| EngineError::connector("retention", e.to_string()))?;
         }
-        tracing::info!(stream = %f.stream, path = %f.meta.location, action, dry_run, "retention");
-        actions.push(RetentionAction {
-            stream: f.stream,
-            path: f.meta.location.to_string(),
-            action,
-            bytes: f.meta.size,
-        });
     }
     Ok(actions)
+}
+
+/// Copies a file to the cold location, at the same relative path.
+async fn copy_to_cold(
+    loc: &ArchiveLocation,
+    cold: Option<&ArchiveLocation>,
+    f: &ArchiveFile,
+) -> Result<()> {
+    let cold = cold.ok_or_else(|| {
+        EngineError::connector(
+            "retention",
+            format!(
+                "stream `{}` moves data but has no `cold` location",
+                f.stream
+            ),
+        )
+    })?;
+    let bytes = loc
+        .store
+        .get(&f.meta.location)
+        .await
+        .map_err(|e| EngineError::connector("retention", e.to_string()))?
+        .bytes()
+        .await
+        .map_err(|e| EngineError::connector("retention", e.to_string()))?;
+    let rel = f
+        .meta
+        .location
+        .as_ref()
+        .strip_prefix(&prefix_of(loc))
+        .unwrap_or(f.meta.location.as_ref())
+        .to_string();
+    let to = StorePath::from(format!("{}{rel}", prefix_of(cold)));
+    cold.store
+        .put(&to, PutPayload::from(bytes))
+        .await
+        .map_err(|e| EngineError::connector("retention", format!("copying to {to}: {e}")))?;
+    Ok(())
 }
 
 /// What compaction did to one folder and source partition.
@@ -318,58 +452,85 @@ pub struct Compaction {
 }
 
 /// Merges, in every partition folder whose time ended more than `grace` ago,
-/// the files of each source partition (and run epoch) into one file named by
-/// the union of their offsets. The new file is written whole first; the old ones are
-/// deleted after. Columns missing from some files are null in the merged one.
+/// the files of each source partition into one (Delta's OPTIMIZE, by
+/// Weir's own writer so the merged file keeps its read hints): the merged
+/// file is uploaded, then one commit adds it and removes the old ones, so a
+/// reader sees either the old files or the new one, never both. The old
+/// files go at the next [`vacuum`]. Columns missing from some files are
+/// null in the merged one. Folder archives not yet migrated are skipped.
 pub async fn compact(
     loc: &ArchiveLocation,
     now_us: i64,
     grace: Duration,
 ) -> Result<Vec<Compaction>> {
-    let (live, superseded) = split_superseded(list_all_files(loc).await?);
-    // Left by an earlier run stopped between writing and deleting: their
-    // rows are in the file that covers them.
-    for f in superseded {
-        loc.store.delete(&f.meta.location).await.map_err(|e| {
-            EngineError::connector("compaction", format!("deleting {}: {e}", f.meta.location))
-        })?;
-        tracing::info!(path = %f.meta.location, "deleted a file superseded by a compacted one");
-    }
-    let mut groups: BTreeMap<(String, i64, Option<String>), Vec<ArchiveFile>> = BTreeMap::new();
-    for f in live {
-        let (Some(p), Some(_), Some(_)) = (f.partition, f.first, f.last) else {
-            continue;
-        };
-        if now_us - (f.start_us + f.len_us) < grace.as_micros() as i64 {
-            continue;
-        }
-        groups
-            .entry((f.folder.clone(), p, f.epoch.clone()))
-            .or_default()
-            .push(f);
-    }
+    let prefix = prefix_of(loc);
     let mut done = Vec::new();
-    for ((folder, partition, epoch), files) in groups {
-        if files.len() < 2 {
+    for stream in stream_names(loc).await? {
+        let mut table = StreamTable::new(loc, &stream)?;
+        if !table.load(None).await? {
+            tracing::warn!(%stream, "compaction: a folder of files, not a table; run `weir archive migrate` first");
             continue;
         }
-        done.push(merge(loc, &folder, partition, epoch.as_deref(), &files).await?);
+        let mut groups: BTreeMap<(String, i64), Vec<(TableFile, ArchiveFile)>> = BTreeMap::new();
+        for tf in table.files().await? {
+            let Some(f) = ArchiveFile::parse(table_meta(&table, &tf), &prefix) else {
+                continue;
+            };
+            let Some(p) = f.partition else { continue };
+            if now_us - (f.start_us + f.len_us) < grace.as_micros() as i64 {
+                continue;
+            }
+            groups
+                .entry((f.folder.clone(), p))
+                .or_default()
+                .push((tf, f));
+        }
+        for ((folder, partition), files) in groups {
+            if files.len() < 2 {
+                continue;
+            }
+            let (added, c) = merge(loc, &table, &folder, partition, &files).await?;
+            let removes: Vec<TableFile> = files.iter().map(|(t, _)| t.clone()).collect();
+            let schema = Schema::empty();
+            match table
+                .commit(
+                    &schema,
+                    table.hourly(),
+                    &[added],
+                    &removes,
+                    &[],
+                    Operation::Optimize,
+                )
+                .await
+            {
+                Ok(_) => done.push(c),
+                Err(e) => {
+                    // Another writer removed these files (retention, another
+                    // compaction): the merged file is in no version.
+                    tracing::warn!(%folder, error = %e, "compaction: not committed");
+                    let _ = loc
+                        .store
+                        .delete(&StorePath::from(c.path_out.as_str()))
+                        .await;
+                }
+            }
+        }
     }
     Ok(done)
 }
 
 async fn merge(
     loc: &ArchiveLocation,
+    table: &StreamTable,
     folder: &str,
     partition: i64,
-    epoch: Option<&str>,
-    files: &[ArchiveFile],
-) -> Result<Compaction> {
+    files: &[(TableFile, ArchiveFile)],
+) -> Result<(NewFile, Compaction)> {
     let err = |e: String| EngineError::connector("compaction", e);
     // The union of the files' schemas.
     let mut readers = Vec::new();
     let mut schemas = Vec::new();
-    for f in files {
+    for (_, f) in files {
         let bytes = loc
             .store
             .get(&f.meta.location)
@@ -390,44 +551,214 @@ async fn merge(
     );
     let mut writer = FileWriter::new(merged.clone()).map_err(|e| err(e.to_string()))?;
     let mut rows = 0;
+    let mut time: Option<(i64, i64)> = None;
     for builder in readers {
         for batch in builder.build().map_err(|e| err(e.to_string()))? {
             let batch = batch.map_err(|e| err(e.to_string()))?;
             let batch = conform(&batch, &merged).map_err(err)?;
             rows += batch.num_rows();
+            if let Some(t) = batch
+                .column_by_name(weir_dsl::types::TIMESTAMP)
+                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+            {
+                if let (Some(lo), Some(hi)) = (arrow::compute::min(t), arrow::compute::max(t)) {
+                    time = Some(time.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                }
+            }
             writer.write(&batch).map_err(|e| err(e.to_string()))?;
         }
     }
     let bytes = writer.finish().map_err(|e| err(e.to_string()))?;
-    let first = files.iter().filter_map(|f| f.first).min().unwrap_or(0);
-    let last = files.iter().filter_map(|f| f.last).max().unwrap_or(0);
-    let path = StorePath::from(format!(
-        "{}{folder}/{}",
-        prefix_of(loc),
-        file_name(partition, first, last, epoch)
-    ));
+    let first = files.iter().filter_map(|(_, f)| f.first).min().unwrap_or(0);
+    let last = files.iter().filter_map(|(_, f)| f.last).max().unwrap_or(0);
+    let name = file_name(partition, first, last, Some(&new_epoch()));
+    let in_table = format!(
+        "{}{name}",
+        files[0]
+            .0
+            .path
+            .rsplit_once('/')
+            .map_or(String::new(), |(d, _)| format!("{d}/"))
+    );
+    let path = StorePath::from(format!("{}/{in_table}", table.dir()));
     let n = bytes.len() as u64;
     loc.store
         .put(&path, PutPayload::from(bytes))
         .await
         .map_err(|e| err(format!("writing {path}: {e}")))?;
-    for f in files {
-        if f.meta.location != path {
+    tracing::info!(%path, files = files.len(), rows, "compacted");
+    let added = NewFile {
+        path: in_table,
+        size: n,
+        partition: files[0]
+            .0
+            .partition
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect(),
+        rows: rows as u64,
+        time,
+    };
+    Ok((
+        added,
+        Compaction {
+            folder: folder.to_string(),
+            partition,
+            files_in: files.len(),
+            rows,
+            path_out: path.to_string(),
+            bytes_out: n,
+        },
+    ))
+}
+
+/// How long a data file stays after it left its table (and an uploaded
+/// file waits for its commit) before `weir serve` vacuums it: queries and
+/// time travel within this window still find it.
+pub const VACUUM_GRACE: Duration = Duration::from_secs(3600);
+
+/// What vacuum deleted.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Vacuumed {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Deletes the data files no longer in their table's latest version
+/// (removed by retention or compaction, or uploaded by a flush that never
+/// committed) once they are older than `grace`: until then queries that
+/// started on an older version, and time travel within `grace`, still
+/// read them.
+pub async fn vacuum(loc: &ArchiveLocation, now_us: i64, grace: Duration) -> Result<Vacuumed> {
+    let mut out = Vacuumed::default();
+    let cutoff_ms = now_us / 1000 - grace.as_millis() as i64;
+    for stream in stream_names(loc).await? {
+        let mut table = StreamTable::new(loc, &stream)?;
+        if !table.load(None).await? {
+            continue;
+        }
+        let live: std::collections::HashSet<String> = table
+            .files()
+            .await?
+            .into_iter()
+            .map(|f| format!("{}/{}", table.dir(), f.path))
+            .collect();
+        let dir = StorePath::from(table.dir());
+        let metas: Vec<ObjectMeta> = loc
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| EngineError::connector("vacuum", format!("listing {dir}: {e}")))?;
+        for m in metas {
+            let path = m.location.as_ref();
+            if !path.ends_with(".parquet")
+                || path.contains("/_delta_log/")
+                || live.contains(path)
+                || m.last_modified.timestamp_millis() > cutoff_ms
+            {
+                continue;
+            }
             loc.store
-                .delete(&f.meta.location)
+                .delete(&m.location)
                 .await
-                .map_err(|e| err(format!("deleting {}: {e}", f.meta.location)))?;
+                .map_err(|e| EngineError::connector("vacuum", format!("deleting {path}: {e}")))?;
+            tracing::info!(%path, "vacuum: deleted a file no longer in the table");
+            out.files += 1;
+            out.bytes += m.size;
         }
     }
-    tracing::info!(%path, files = files.len(), rows, "compacted");
-    Ok(Compaction {
-        folder: folder.to_string(),
-        partition,
-        files_in: files.len(),
-        rows,
-        path_out: path.to_string(),
-        bytes_out: n,
-    })
+    Ok(out)
+}
+
+/// What migration did to one stream.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Migrated {
+    pub stream: String,
+    /// Files added to the new table, as they are (no data rewritten).
+    pub files: usize,
+    pub rows: u64,
+    /// Files left out because a compacted file covers them (deleted by
+    /// the next vacuum).
+    pub superseded: usize,
+}
+
+/// Turns every stream folder of a folder archive into a Delta table
+/// without rewriting data: one commit adds its live files (those no
+/// compacted file supersedes) with their partition values and row counts
+/// read from the Parquet footers. Streams that already are tables are left
+/// alone; with `dry_run` nothing is written.
+pub async fn migrate(loc: &ArchiveLocation, dry_run: bool) -> Result<Vec<Migrated>> {
+    let mut out = Vec::new();
+    for stream in stream_names(loc).await? {
+        let mut table = StreamTable::new(loc, &stream)?;
+        if table.load(None).await? {
+            continue;
+        }
+        let (live, superseded) = folder_files(loc, &table).await?;
+        if live.is_empty() {
+            continue;
+        }
+        let hourly = live.iter().any(|f| f.len_us < 86_400_000_000);
+        let mut adds = Vec::new();
+        let mut schemas = Vec::new();
+        let mut rows = 0;
+        for f in &live {
+            let (n, schema) = footer(loc, &f.meta).await?;
+            rows += n;
+            schemas.push(without_hints(&schema));
+            let rel = f
+                .meta
+                .location
+                .as_ref()
+                .strip_prefix(&format!("{}/", table.dir()))
+                .unwrap_or(f.meta.location.as_ref())
+                .to_string();
+            let partition = rel
+                .split('/')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            adds.push(NewFile {
+                path: rel,
+                size: f.meta.size,
+                partition,
+                rows: n,
+                time: None,
+            });
+        }
+        let schema = Schema::try_merge(schemas)
+            .map_err(|e| EngineError::connector("migrate", format!("schemas do not merge: {e}")))?;
+        if !dry_run {
+            table
+                .commit(&schema, hourly, &adds, &[], &[], Operation::Append)
+                .await
+                .map_err(|e| EngineError::connector("migrate", e.to_string()))?;
+        }
+        tracing::info!(%stream, files = adds.len(), rows, dry_run, "migrated to a Delta table");
+        out.push(Migrated {
+            stream,
+            files: adds.len(),
+            rows,
+            superseded: superseded.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// A Parquet file's row count and Arrow schema, from its footer.
+async fn footer(loc: &ArchiveLocation, meta: &ObjectMeta) -> Result<(u64, Schema)> {
+    let err = |e: String| EngineError::connector("migrate", format!("{}: {e}", meta.location));
+    let md = crate::sinks::archive_file::read_footer(loc.store.as_ref(), meta)
+        .await
+        .map_err(err)?;
+    let rows = md.file_metadata().num_rows().max(0) as u64;
+    let schema = parquet::arrow::parquet_to_arrow_schema(
+        md.file_metadata().schema_descr(),
+        md.file_metadata().key_value_metadata(),
+    )
+    .map_err(|e| err(e.to_string()))?;
+    Ok((rows, schema))
 }
 
 /// A batch with the columns of `schema` in its order; missing ones null.

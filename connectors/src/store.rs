@@ -46,6 +46,11 @@ pub struct ArchiveLocation {
     pub prefix: String,
     /// The URL, for messages (`s3://bucket/prefix`, or the folder).
     pub url: String,
+    /// The store with `/` at the root of the bucket (the file system's
+    /// root for a folder) and the archive's own URL in it, as Delta Lake
+    /// addresses tables (see [`crate::delta`]).
+    pub root: Arc<dyn ObjectStore>,
+    pub root_url: url::Url,
 }
 
 impl std::fmt::Debug for ArchiveLocation {
@@ -110,10 +115,20 @@ pub fn open(
         .map_err(|e| EngineError::io(format!("creating {}", folder.display()), e))?;
     let store = LocalFileSystem::new_with_prefix(&folder)
         .map_err(|e| EngineError::connector("archive", e.to_string()))?;
+    let absolute = std::fs::canonicalize(&folder)
+        .map_err(|e| EngineError::io(format!("resolving {}", folder.display()), e))?;
+    let root_url = url::Url::from_directory_path(&absolute).map_err(|()| {
+        EngineError::connector(
+            "archive",
+            format!("{} is not a folder path", absolute.display()),
+        )
+    })?;
     Ok(ArchiveLocation {
         store: Arc::new(store),
         prefix: String::new(),
         url: folder.display().to_string(),
+        root: Arc::new(LocalFileSystem::new()),
+        root_url,
     })
 }
 
@@ -133,10 +148,19 @@ fn open_cloud(
     }
     let store =
         build(bucket).map_err(|e| EngineError::connector("archive", format!("{url}: {e}")))?;
+    let prefix = prefix.trim_end_matches('/').to_string();
+    let scheme = url.split_once("://").map_or("s3", |(s, _)| s);
+    let root_url = url::Url::parse(&format!(
+        "{scheme}://{bucket}/{prefix}{}",
+        if prefix.is_empty() { "" } else { "/" }
+    ))
+    .map_err(|e| EngineError::connector("archive", format!("{url}: {e}")))?;
     Ok(ArchiveLocation {
+        root: store.clone(),
         store,
-        prefix: prefix.trim_end_matches('/').to_string(),
+        prefix,
         url: url.to_string(),
+        root_url,
     })
 }
 

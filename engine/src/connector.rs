@@ -131,6 +131,19 @@ impl LineSender {
 #[async_trait]
 pub trait Source: Send {
     async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()>;
+
+    /// Where a sink's durable copy of this source ends (the archive's
+    /// table records it): a source that can seek (Kafka) starts each
+    /// partition after it when its own committed position is missing or
+    /// further on. Others ignore it.
+    fn resume_from(&mut self, _positions: Arc<dyn StoredPositions>) {}
+}
+
+/// The last offset of each source partition a sink holds durably.
+#[async_trait]
+pub trait StoredPositions: Send + Sync {
+    /// For each of `partitions` that has one: its last stored offset.
+    async fn stored_upto(&self, partitions: &[i64]) -> Result<std::collections::HashMap<i64, i64>>;
 }
 
 /// Receives record batches: an archive, an output, a dead-letter store.
@@ -139,6 +152,11 @@ pub trait Sink: Send + Sync {
     async fn write(&self, batch: &RecordBatch) -> Result<()>;
     /// Makes everything written so far durable.
     async fn flush(&self) -> Result<()>;
+    /// What of its source the sink holds durably, if it records it (the
+    /// archive): the source resumes after it.
+    fn stored_positions(&self) -> Option<Arc<dyn StoredPositions>> {
+        None
+    }
     /// The last flush, when the stream ends or the engine stops: a sink
     /// whose writes keep failing may take a bounded time here and keep what
     /// it could not write somewhere local instead (the archive does).

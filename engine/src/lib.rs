@@ -26,6 +26,7 @@ pub mod schema;
 pub use alerting::{Alert, AlertManager, AlertSettings, AlertSink, HistoryEntry};
 pub use connector::{
     ConnectorFactory, DeadLetter, DeadLetterSink, LineBatch, LineSender, Sink, Source,
+    StoredPositions,
 };
 pub use error::{EngineError, Result};
 pub use metrics::Metrics;

@@ -50,16 +50,29 @@ fn answer(reply: oneshot::Sender<Result<()>>, res: Result<()>) -> Result<()> {
     }
 }
 
+/// Where a source's decoded batches go: a pipeline, or an archive.
+struct Subscriber {
+    tx: mpsc::Sender<Flow>,
+    /// An archive: it never stops on its own while its source runs, so a
+    /// closed channel is a failure (a checkpoint must not pass it by). A
+    /// pipeline may be stopped alone (it flushed when it ended).
+    required: bool,
+}
+
 /// Sends a barrier to every subscriber and waits for all of them, then flushes
 /// the dead letters: everything before the barrier is durable when this returns
-/// `Ok`. Subscribers that stopped (a stopped pipeline flushed when it ended)
-/// are skipped.
-async fn checkpoint(subs: &[mpsc::Sender<Flow>], dead: &dyn DeadLetterSink) -> Result<()> {
+/// `Ok`. Pipelines that stopped (they flushed when they ended) are skipped;
+/// an archive that stopped fails the checkpoint.
+async fn checkpoint(subs: &[Subscriber], dead: &dyn DeadLetterSink) -> Result<()> {
     let mut waits = Vec::with_capacity(subs.len());
     for sub in subs {
         let (tx, rx) = oneshot::channel();
-        if sub.send(Flow::Barrier(tx)).await.is_ok() {
+        if sub.tx.send(Flow::Barrier(tx)).await.is_ok() {
             waits.push(rx);
+        } else if sub.required {
+            return Err(EngineError::Checkpoint(
+                "the archive stopped before it confirmed a checkpoint".into(),
+            ));
         }
     }
     for w in waits {
@@ -169,12 +182,18 @@ pub fn deploy(
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut pipeline_cancels = HashMap::new();
-    let mut subscribers: HashMap<String, Vec<mpsc::Sender<Flow>>> = HashMap::new();
+    let mut subscribers: HashMap<String, Vec<Subscriber>> = HashMap::new();
     let mut pipeline_names = Vec::new();
 
     for mut p in pipelines {
         let (tx, mut rx) = mpsc::channel::<Flow>(CHANNEL_DEPTH);
-        subscribers.entry(p.source.clone()).or_default().push(tx);
+        subscribers
+            .entry(p.source.clone())
+            .or_default()
+            .push(Subscriber {
+                tx,
+                required: false,
+            });
         let stop = cancel.child_token();
         pipeline_cancels.insert(p.name.clone(), stop.clone());
         pipeline_names.push(p.name.clone());
@@ -210,16 +229,20 @@ pub fn deploy(
         });
     }
 
+    let mut stored = HashMap::new();
     for a in &program.archives {
         let Some(src) = program.source(&a.source.name) else {
             return Err(EngineError::plan(a.source.span, "unknown source"));
         };
         let sink = factory.archive(a, src)?;
+        if let Some(p) = sink.stored_positions() {
+            stored.insert(src.decl.name.name.clone(), p);
+        }
         let (tx, mut rx) = mpsc::channel::<Flow>(CHANNEL_DEPTH);
         subscribers
             .entry(src.decl.name.name.clone())
             .or_default()
-            .push(tx);
+            .push(Subscriber { tx, required: true });
         tasks.spawn(async move {
             while let Some(flow) = rx.recv().await {
                 match flow {
@@ -240,7 +263,10 @@ pub fn deploy(
             continue;
         };
         source_names.push(name.clone());
-        let source = factory.source(src)?;
+        let mut source = factory.source(src)?;
+        if let Some(p) = stored.get(&name) {
+            source.resume_from(p.clone());
+        }
         let dead = factory.dead_letters(src)?;
         let mut decoder = LineDecoder::for_source(src)?;
         let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);
@@ -285,7 +311,12 @@ pub fn deploy(
                 }
                 let mut i = 0;
                 while i < subs.len() {
-                    if subs[i].send(Flow::Batch(batch.clone())).await.is_err() {
+                    if subs[i].tx.send(Flow::Batch(batch.clone())).await.is_err() {
+                        if subs[i].required {
+                            // The archive ended (its error is reported by
+                            // its task): nothing more may pass it by.
+                            return Err(EngineError::Stopped);
+                        }
                         // That pipeline was stopped.
                         subs.swap_remove(i);
                     } else {

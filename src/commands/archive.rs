@@ -1,10 +1,11 @@
-//! `weir archive retain|compact`: archive upkeep from the command line.
+//! `weir archive retain|compact|vacuum|migrate`: archive upkeep from the
+//! command line.
 
 use crate::cli::ArchiveAction;
 use crate::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weir_connectors::maintenance::{compact, retain};
+use weir_connectors::maintenance::{compact, migrate, retain, vacuum};
 
 pub async fn run(
     action: ArchiveAction,
@@ -51,6 +52,23 @@ pub async fn run(
                 );
             }
             eprintln!("{} partitions compacted", done.len());
+        }
+        ArchiveAction::Vacuum { grace } => {
+            let v = vacuum(&location, now, grace).await?;
+            println!("{} files, {} bytes deleted", v.files, v.bytes);
+        }
+        ArchiveAction::Migrate { dry_run } => {
+            let done = migrate(&location, dry_run).await?;
+            let verb = if dry_run { "would add" } else { "added" };
+            for m in &done {
+                println!(
+                    "{}: {verb} {} files ({} rows) as a Delta table; {} superseded files left out",
+                    m.stream, m.files, m.rows, m.superseded
+                );
+            }
+            if done.is_empty() {
+                println!("no folder streams to migrate: every stream is a Delta table already");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -25,6 +25,8 @@ pub struct Request {
     pub sql: String,
     pub start: Option<String>,
     pub end: Option<String>,
+    /// Time travel: a table version or an RFC 3339 time.
+    pub as_of: Option<String>,
     pub max_rows: usize,
     pub timeout_s: u64,
     /// Runs (directly against an archive) whose fastest time is printed.
@@ -40,6 +42,7 @@ pub async fn run(target: Target, req: Request, format: Format) -> anyhow::Result
         end: req.end,
         max_rows: Some(req.max_rows),
         timeout_ms: Some(req.timeout_s.saturating_mul(1000)),
+        as_of: req.as_of,
     };
     let out = match target {
         Target::Server(connection) => {

@@ -20,12 +20,14 @@ pub const DEMO_RULES: &str = include_str!("../../rules/examples/demo.rules");
 /// The lookup table the demo rules read.
 const DEMO_TEAMS: &str = include_str!("../../rules/examples/teams.csv");
 
-/// How often `weir serve` applies the retention policies.
+/// How often `weir serve` applies the retention policies and vacuums.
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Applies the retention policies now and then every hour; each deleted or
-/// moved file is logged and counted in `weir_archive_retention_files_total`.
-async fn retention_loop(
+/// Applies the retention policies now and then every hour (each deleted or
+/// moved file is logged and counted in `weir_archive_retention_files_total`),
+/// then vacuums: data files no longer in their table for longer than
+/// [`weir_connectors::maintenance::VACUUM_GRACE`] are deleted.
+async fn maintenance_loop(
     cfg: Config,
     location: weir_connectors::store::ArchiveLocation,
     host: Arc<EngineHost>,
@@ -44,15 +46,19 @@ async fn retention_loop(
     loop {
         tick.tick().await;
         let now = chrono::Utc::now().timestamp_micros();
-        match weir_connectors::maintenance::retain(
-            &location,
-            &cfg.retention,
-            cold.as_ref(),
-            now,
-            false,
-        )
-        .await
-        {
+        let retained = if cfg.retention.is_empty() {
+            Ok(Vec::new())
+        } else {
+            weir_connectors::maintenance::retain(
+                &location,
+                &cfg.retention,
+                cold.as_ref(),
+                now,
+                false,
+            )
+            .await
+        };
+        match retained {
             Ok(actions) => {
                 for a in &actions {
                     host.metrics
@@ -60,9 +66,24 @@ async fn retention_loop(
                         .with_label_values(&[&a.stream, a.action])
                         .inc();
                 }
-                tracing::info!(files = actions.len(), "retention applied");
+                if !cfg.retention.is_empty() {
+                    tracing::info!(files = actions.len(), "retention applied");
+                }
             }
             Err(e) => tracing::error!(error = %e, "retention failed"),
+        }
+        match weir_connectors::maintenance::vacuum(
+            &location,
+            now,
+            weir_connectors::maintenance::VACUUM_GRACE,
+        )
+        .await
+        {
+            Ok(v) if v.files > 0 => {
+                tracing::info!(files = v.files, bytes = v.bytes, "archive vacuumed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "vacuum failed"),
         }
     }
 }
@@ -228,9 +249,11 @@ pub async fn serve(opts: Options, log_format: LogFormat) -> anyhow::Result<ExitC
         eprintln!("  metrics:   curl {scheme}://{addr}/metrics");
     }
     let location = cfg.archive_location(None)?;
-    if !cfg.retention.is_empty() {
-        tokio::spawn(retention_loop(cfg.clone(), location.clone(), host.clone()));
-    }
+    tokio::spawn(maintenance_loop(
+        cfg.clone(),
+        location.clone(),
+        host.clone(),
+    ));
     let query = Arc::new(QueryEngine::new(location, cfg.query.clone())?);
     weir_connectors::http_server::serve_tls(
         listener,

@@ -34,8 +34,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weir_connectors::delta::StreamTable;
 use weir_connectors::live_store::LiveStore;
-use weir_connectors::maintenance::prefix_of;
+use weir_connectors::maintenance::{self, prefix_of};
 use weir_connectors::store::ArchiveLocation;
 
 /// Why a query failed. Everything but `Internal` is the user's to fix (HTTP 400).
@@ -119,13 +120,48 @@ impl Default for Limits {
     }
 }
 
-/// An optional event-time range, applied to every table.
+/// What of the archive a query reads: an optional event-time range,
+/// applied to every table, and optionally an earlier version of the tables
+/// (time travel).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimeRange {
     /// Microseconds since the epoch, inclusive.
     pub start_us: Option<i64>,
     /// Microseconds since the epoch, exclusive.
     pub end_us: Option<i64>,
+    /// Read the tables as they were (see [`AsOf`]); `None`: their latest
+    /// versions.
+    pub as_of: Option<AsOf>,
+}
+
+/// An earlier state of the archive's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AsOf {
+    /// This version of every stream's table.
+    Version(i64),
+    /// The last version of each table committed at or before this time
+    /// (ms since the epoch); streams created later are absent.
+    TimeMs(i64),
+}
+
+impl AsOf {
+    /// `VERSION` (a number) or an RFC 3339 time.
+    pub fn parse(text: &str) -> Result<AsOf, QueryError> {
+        let t = text.trim();
+        if let Ok(v) = t.parse::<i64>() {
+            if v < 0 {
+                return Err(QueryError::Sql(format!("as_of version `{t}` is negative")));
+            }
+            return Ok(AsOf::Version(v));
+        }
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| AsOf::TimeMs(d.timestamp_millis()))
+            .map_err(|_| {
+                QueryError::Sql(format!(
+                    "as_of `{t}` is neither a table version (e.g. 12) nor an RFC 3339 time (e.g. 2026-03-01T00:00:00Z)"
+                ))
+            })
+    }
 }
 
 /// A query as the API and the CLI take it.
@@ -143,6 +179,9 @@ pub struct QueryRequest {
     pub max_rows: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Time travel: a table version or an RFC 3339 time (see [`AsOf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
 }
 
 impl QueryRequest {
@@ -164,6 +203,7 @@ impl QueryRequest {
         Ok(TimeRange {
             start_us: parse("start", &self.start)?,
             end_us: parse("end", &self.end)?,
+            as_of: self.as_of.as_deref().map(AsOf::parse).transpose()?,
         })
     }
 
@@ -205,6 +245,9 @@ pub struct StreamInfo {
     pub fingerprint: u64,
     /// Every live file of the stream.
     pub objects: Vec<object_store::ObjectMeta>,
+    /// Where its files are read through (`weir://archive/`, or a store of
+    /// its own for a time-travel query).
+    pub base: String,
 }
 
 const SCHEME: &str = "weir://archive/";
@@ -227,7 +270,18 @@ pub struct QueryEngine {
     /// Per file (path and size: archive files are never rewritten): the
     /// statistics of its scope columns, per row group.
     scope_stats: Mutex<HashMap<(String, u64), Arc<FileScopeStats>>>,
+    /// Each stream's Delta table, read again incrementally per query.
+    tables: tokio::sync::Mutex<HashMap<String, StreamTable>>,
+    /// The store queries list through: only the files of the versions read.
+    live: Arc<LiveStore>,
+    /// Stores of time-travel queries, by what they read (oldest first;
+    /// at most [`AS_OF_STORES`]): a past version's files never change, so
+    /// one store serves every query of the same `as_of`.
+    as_of_stores: Mutex<Vec<(AsOf, String, Arc<LiveStore>)>>,
 }
+
+/// How many time-travel views stay registered at once.
+const AS_OF_STORES: usize = 16;
 
 /// Per scope field: the column's statistics in each row group, or `None`
 /// when the file has no such column.
@@ -245,8 +299,8 @@ impl QueryEngine {
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let url = url::Url::parse(SCHEME).map_err(|e| QueryError::Internal(e.to_string()))?;
         // Through LiveStore: files superseded by a compacted one are not listed.
-        let live = LiveStore::new(location.store.clone(), prefix_of(&location));
-        runtime.register_object_store(&url, Arc::new(live));
+        let live = Arc::new(LiveStore::new(location.store.clone(), prefix_of(&location)));
+        runtime.register_object_store(&url, live.clone());
         Ok(QueryEngine {
             location,
             runtime,
@@ -254,38 +308,104 @@ impl QueryEngine {
             settings,
             schemas: Mutex::new(HashMap::new()),
             scope_stats: Mutex::new(HashMap::new()),
+            tables: tokio::sync::Mutex::new(HashMap::new()),
+            live,
+            as_of_stores: Mutex::new(Vec::new()),
         })
     }
 
     /// The streams in the archive, with their size within `range`.
     pub async fn streams(&self, range: TimeRange) -> Result<Vec<StreamInfo>, QueryError> {
-        let files = weir_connectors::maintenance::list_files(&self.location)
+        let internal = |e: weir_engine::EngineError| QueryError::Internal(e.to_string());
+        let names = maintenance::stream_names(&self.location)
             .await
-            .map_err(|e| QueryError::Internal(e.to_string()))?;
+            .map_err(internal)?;
         let mut streams: BTreeMap<String, StreamInfo> = BTreeMap::new();
-        for f in files {
-            let s = streams
-                .entry(f.stream.clone())
-                .or_insert_with(|| StreamInfo {
-                    name: f.stream.clone(),
-                    files: 0,
-                    bytes: 0,
-                    hourly: false,
-                    fingerprint: 0,
-                    objects: Vec::new(),
-                });
-            s.hourly |= f.len_us < 86_400_000_000;
-            // Order-independent: the store lists in any order.
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (f.meta.location.as_ref(), f.meta.size, f.meta.last_modified).hash(&mut h);
-            s.fingerprint = s.fingerprint.wrapping_add(h.finish());
-            s.objects.push(f.meta.clone());
-            if in_range(f.start_us, f.len_us, range) {
-                s.files += 1;
-                s.bytes += f.meta.size;
+        let (live, base) = match range.as_of {
+            None => (self.live.clone(), SCHEME.to_string()),
+            Some(a) => self.as_of_store(a)?,
+        };
+        let mut tables = self.tables.lock().await;
+        for name in names {
+            let table = match tables.entry(name.clone()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(StreamTable::new(&self.location, &name).map_err(internal)?)
+                }
+            };
+            let version = match range.as_of {
+                None => None,
+                Some(AsOf::Version(v)) => Some(v),
+                Some(AsOf::TimeMs(ms)) => match table.version_at(ms).await.map_err(internal)? {
+                    Some(v) => Some(v),
+                    // The stream's table did not exist yet.
+                    None => continue,
+                },
+            };
+            let listed = maintenance::stream_files(&self.location, table, &name, version)
+                .await
+                .map_err(|e| QueryError::Sql(e.to_string()))?;
+            if listed.version.is_some() {
+                live.set_table(
+                    table.dir(),
+                    listed
+                        .files
+                        .iter()
+                        .map(|f| f.meta.location.to_string())
+                        .collect(),
+                );
+            }
+            let s = streams.entry(name.clone()).or_insert_with(|| StreamInfo {
+                name: name.clone(),
+                files: 0,
+                bytes: 0,
+                hourly: listed.hourly,
+                fingerprint: 0,
+                objects: Vec::new(),
+                base: base.clone(),
+            });
+            for f in listed.files {
+                // Order-independent: the store lists in any order.
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (f.meta.location.as_ref(), f.meta.size, f.meta.last_modified).hash(&mut h);
+                s.fingerprint = s.fingerprint.wrapping_add(h.finish());
+                if in_range(f.start_us, f.len_us, range) {
+                    s.files += 1;
+                    s.bytes += f.meta.size;
+                }
+                s.objects.push(f.meta);
             }
         }
         Ok(streams.into_values().collect())
+    }
+
+    /// The store a time-travel query lists through, and its base URL:
+    /// registered once per `as_of`, the oldest dropped past
+    /// [`AS_OF_STORES`].
+    fn as_of_store(&self, a: AsOf) -> Result<(Arc<LiveStore>, String), QueryError> {
+        let mut stores = self.as_of_stores.lock().unwrap_or_else(|p| p.into_inner());
+        let host = match a {
+            AsOf::Version(v) => format!("v{v}"),
+            AsOf::TimeMs(t) => format!("t{t}"),
+        };
+        if let Some((_, base, live)) = stores.iter().find(|(k, _, _)| *k == a) {
+            return Ok((live.clone(), base.clone()));
+        }
+        let base = format!("weir://asof-{host}/");
+        let url = url::Url::parse(&base).map_err(|e| QueryError::Internal(e.to_string()))?;
+        let live = Arc::new(LiveStore::new(
+            self.location.store.clone(),
+            prefix_of(&self.location),
+        ));
+        if stores.len() >= AS_OF_STORES {
+            let (_, old, _) = stores.remove(0);
+            if let Ok(old) = url::Url::parse(&old) {
+                let _ = self.runtime.deregister_object_store(&old);
+            }
+        }
+        self.runtime.register_object_store(&url, live.clone());
+        stores.push((a, base.clone(), live.clone()));
+        Ok((live, base))
     }
 
     /// A DataFusion session with every stream registered as a table, and the
@@ -378,8 +498,6 @@ impl QueryEngine {
         &self,
         meta: &object_store::ObjectMeta,
     ) -> Option<Arc<FileScopeStats>> {
-        use object_store::ObjectStoreExt;
-        use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
         use parquet::file::statistics::Statistics;
         let key = (meta.location.to_string(), meta.size);
         if let Some(s) = self
@@ -390,21 +508,10 @@ impl QueryEngine {
         {
             return Some(s.clone());
         }
-        // The footer: its last 8 bytes give the metadata's length.
-        let store = &self.location.store;
-        let size = meta.size;
-        let tail = store
-            .get_range(&meta.location, size.checked_sub(8)?..size)
-            .await
-            .ok()?;
-        let tail: &[u8; 8] = tail.as_ref().try_into().ok()?;
-        let len = u64::try_from(FooterTail::try_new(tail).ok()?.metadata_length()).ok()?;
-        let start = size.checked_sub(8 + len)?;
-        let bytes = store
-            .get_range(&meta.location, start..size - 8)
-            .await
-            .ok()?;
-        let md = ParquetMetaDataReader::decode_metadata(&bytes).ok()?;
+        let md =
+            weir_connectors::sinks::archive_file::read_footer(self.location.store.as_ref(), meta)
+                .await
+                .ok()?;
         let columns = md.file_metadata().schema_descr();
         let mut out = FileScopeStats::new();
         for field in crate::auth::scope::FIELDS {
@@ -478,7 +585,8 @@ impl QueryEngine {
             .with_file_extension(".parquet")
             .with_table_partition_cols(cols);
         let url = ListingTableUrl::parse(format!(
-            "{SCHEME}{}stream={}/",
+            "{}{}stream={}/",
+            s.base,
             prefix_of(&self.location),
             s.name
         ))?;
@@ -614,10 +722,22 @@ mod tests {
     }
 
     #[test]
+    fn as_of_is_a_version_or_a_time() {
+        assert_eq!(AsOf::parse("12").unwrap(), AsOf::Version(12));
+        assert_eq!(
+            AsOf::parse("2026-03-01T00:00:00Z").unwrap(),
+            AsOf::TimeMs(1_772_323_200_000)
+        );
+        assert!(AsOf::parse("-1").is_err());
+        assert!(AsOf::parse("last week").is_err());
+    }
+
+    #[test]
     fn folders_outside_the_range_are_pruned() {
         let r = TimeRange {
             start_us: Some(1_772_330_400_000_000), // 2026-03-01T02:00Z
             end_us: Some(1_772_334_000_000_000),   // 03:00
+            as_of: None,
         };
         let hour = 3_600_000_000;
         let day_start = 1_772_323_200_000_000; // 2026-03-01T00:00Z

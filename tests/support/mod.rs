@@ -13,13 +13,49 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Every (`_partition`, `_offset`) in the Parquet files under `dir` (sorted),
-/// and how many files there are. A missing folder is an empty archive.
+/// Every (`_partition`, `_offset`) in the archive under `dir` (sorted), and
+/// how many data files hold them. In a Delta table (a folder with a
+/// `_delta_log`), only the files of its latest version count: its JSON
+/// commits are replayed here, independently of Weir's reader. Parquet
+/// files outside any table count as they are. A missing folder is an empty
+/// archive.
 pub fn archived(dir: &Path) -> (Vec<(i64, i64)>, usize) {
     let mut rows = Vec::new();
     let mut files = 0;
+    for p in data_files(dir) {
+        files += 1;
+        let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        for b in reader {
+            let b = b.unwrap_or_else(|e| panic!("{e}"));
+            let col = |name: &str| {
+                b.column_by_name(name)
+                    .unwrap_or_else(|| panic!("no {name} in {}", p.display()))
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            };
+            rows.extend(col("_partition").into_iter().zip(col("_offset")));
+        }
+    }
+    rows.sort_unstable();
+    (rows, files)
+}
+
+/// The data files readers see under `dir`: each Delta table's live files
+/// (its `_delta_log/*.json` commits replayed: `add` then `remove`), and
+/// Parquet files outside any table.
+pub fn data_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        let log = d.join("_delta_log");
+        if log.is_dir() {
+            out.extend(table_files(&d));
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
@@ -28,27 +64,62 @@ pub fn archived(dir: &Path) -> (Vec<(i64, i64)>, usize) {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "parquet") {
-                files += 1;
-                let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{e}"));
-                let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .and_then(|b| b.build())
-                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-                for b in reader {
-                    let b = b.unwrap_or_else(|e| panic!("{e}"));
-                    let col = |name: &str| {
-                        b.column_by_name(name)
-                            .unwrap_or_else(|| panic!("no {name} in {}", p.display()))
-                            .as_primitive::<Int64Type>()
-                            .values()
-                            .to_vec()
-                    };
-                    rows.extend(col("_partition").into_iter().zip(col("_offset")));
-                }
+                out.push(p);
             }
         }
     }
-    rows.sort_unstable();
-    (rows, files)
+    out.sort();
+    out
+}
+
+/// The live files of the Delta table at `table`, from its JSON commits.
+fn table_files(table: &Path) -> Vec<std::path::PathBuf> {
+    let mut commits: Vec<std::path::PathBuf> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|e| e.unwrap_or_else(|e| panic!("{e}")).path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.len() == 25 && n.ends_with(".json"))
+        })
+        .collect();
+    commits.sort();
+    let mut live = std::collections::BTreeSet::new();
+    for c in commits {
+        let text = std::fs::read_to_string(&c).unwrap_or_else(|e| panic!("{e}"));
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
+            let path = |a: &serde_json::Value| {
+                percent_decode(a["path"].as_str().unwrap_or_else(|| panic!("{line}")))
+            };
+            if let Some(a) = v.get("add") {
+                live.insert(path(a));
+            } else if let Some(r) = v.get("remove") {
+                live.remove(&path(r));
+            }
+        }
+    }
+    live.into_iter().map(|p| table.join(p)).collect()
+}
+
+/// `%XX` escapes decoded (Delta stores paths as URL-encoded relative paths).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The (partition, offset) of every dead letter in a dead-letter file.

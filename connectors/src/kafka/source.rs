@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use weir_engine::{EngineError, LineBatch, LineSender, Result, Source};
+use weir_engine::{EngineError, LineBatch, LineSender, Result, Source, StoredPositions};
 use weir_formats::kafka::describe;
 
 use crate::sources::lines::{now_us, MAX_BYTES, MAX_LINES};
@@ -50,6 +50,9 @@ pub struct KafkaSourceConfig {
     /// files are closed and outputs flushed first).
     pub commit_every: Duration,
     pub metrics: weir_engine::Metrics,
+    /// Where the archive's table says each partition is archived up to:
+    /// assigned partitions start after it (see [`Ctx::seek_to_stored`]).
+    pub stored: Option<Arc<dyn StoredPositions>>,
 }
 
 /// The source.
@@ -86,6 +89,7 @@ impl KafkaSource {
                     .duration("commit_every")
                     .map_or(DEFAULT_COMMIT_EVERY, |d| d.max(Duration::from_millis(10))),
                 metrics: f.metrics.clone(),
+                stored: None,
             },
         }))
     }
@@ -109,6 +113,10 @@ struct Ctx {
     tx: mpsc::Sender<Polled>,
     source: String,
     start_at_ms: Option<i64>,
+    stored: Option<Arc<dyn StoredPositions>>,
+    /// The engine's runtime: the poll thread waits on it for `stored`.
+    runtime: tokio::runtime::Handle,
+    single_topic: bool,
     lag: prometheus::IntGaugeVec,
     /// `weir_source_healthy`: 0 while every broker is down, 1 again at the
     /// next message.
@@ -148,6 +156,87 @@ impl ClientContext for Ctx {
 }
 
 impl Ctx {
+    /// Moves newly assigned partitions to just after what the archive's
+    /// table holds of them, when the group's committed offset is missing
+    /// (a new group, expired offsets) or further on (the table is the
+    /// record; Kafka's offsets are a hint). The table is never behind a
+    /// commit Weir made, so this seeks only when offsets were lost or
+    /// moved by hand; replays the table already holds are dropped by the
+    /// archive either way. Returns the partitions it moved.
+    fn seek_to_stored(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        assigned: &TopicPartitionList,
+    ) -> Vec<(String, i32)> {
+        let Some(stored) = &self.stored else {
+            return Vec::new();
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Called on a runtime thread (never the poll thread): cannot wait.
+            return Vec::new();
+        }
+        let timeout = Duration::from_secs(10);
+        let ids: Vec<(String, i32, i64)> = assigned
+            .elements()
+            .iter()
+            .map(|e| {
+                let id = partition_id(self.single_topic, e.topic(), e.partition());
+                (e.topic().to_string(), e.partition(), id)
+            })
+            .collect();
+        let wanted: Vec<i64> = ids.iter().map(|(_, _, id)| *id).collect();
+        // Bounded: a store outage must not hold the poll thread for long.
+        let read = self.runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), stored.stored_upto(&wanted)).await
+        });
+        let upto = match read {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                warn!(source = %self.source, error = %e, "cannot read the archive's positions; starting at the committed offsets");
+                return Vec::new();
+            }
+            Err(_) => {
+                warn!(source = %self.source, "reading the archive's positions timed out; starting at the committed offsets");
+                return Vec::new();
+            }
+        };
+        if upto.is_empty() {
+            return Vec::new();
+        }
+        let committed = match consumer.committed_offsets(assigned.clone(), timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(source = %self.source, error = %e, "cannot read committed offsets; not seeking to the archive's positions");
+                return Vec::new();
+            }
+        };
+        let mut seek = TopicPartitionList::new();
+        let mut moved = Vec::new();
+        for (topic, partition, id) in &ids {
+            let Some(&last) = upto.get(id) else { continue };
+            let next = last + 1;
+            let at = committed
+                .find_partition(topic, *partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            if at.is_some_and(|o| o <= next) {
+                continue;
+            }
+            info!(source = %self.source, topic = %topic, partition, committed = ?at, archived_upto = last, "starting after what the archive holds");
+            let _ = seek.add_partition_offset(topic, *partition, Offset::Offset(next));
+            moved.push((topic.clone(), *partition));
+        }
+        if seek.count() > 0 {
+            if let Err(e) = consumer.seek_partitions(seek, timeout) {
+                warn!(source = %self.source, error = %e, "cannot seek to the archive's positions");
+                return Vec::new();
+            }
+        }
+        moved
+    }
+
     /// Moves newly assigned partitions without a committed offset to the
     /// first message at or after `start_at_ms`.
     fn seek_to_start_time(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
@@ -184,7 +273,18 @@ impl Ctx {
 impl ConsumerContext for Ctx {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            self.seek_to_start_time(consumer, tpl);
+            debug!(source = %self.source, partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions assigned");
+            let moved = self.seek_to_stored(consumer, tpl);
+            let mut rest = TopicPartitionList::new();
+            for e in tpl.elements() {
+                if !moved
+                    .iter()
+                    .any(|(t, p)| t == e.topic() && *p == e.partition())
+                {
+                    rest.add_partition(e.topic(), e.partition());
+                }
+            }
+            self.seek_to_start_time(consumer, &rest);
         }
     }
 
@@ -259,6 +359,9 @@ impl KafkaSource {
             tx,
             source: self.cfg.name.clone(),
             start_at_ms: self.cfg.start_at_ms,
+            stored: self.cfg.stored.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            single_topic: self.cfg.topics.len() == 1 && !self.cfg.topics[0].starts_with('^'),
             lag: self.cfg.metrics.source_lag.clone(),
             healthy: self
                 .cfg
@@ -312,6 +415,10 @@ fn pending_commits(
 
 #[async_trait::async_trait]
 impl Source for KafkaSource {
+    fn resume_from(&mut self, positions: Arc<dyn StoredPositions>) {
+        self.cfg.stored = Some(positions);
+    }
+
     async fn run(self: Box<Self>, out: LineSender, shutdown: CancellationToken) -> Result<()> {
         let name = self.cfg.name.clone();
         let single_topic = self.cfg.topics.len() == 1 && !self.cfg.topics[0].starts_with('^');
@@ -355,6 +462,7 @@ impl Source for KafkaSource {
                 if offsets.is_empty() {
                     return Ok(());
                 }
+                debug!(source = %name, offsets = ?offsets.iter().map(|((_, p), n)| (*p, *n)).collect::<Vec<_>>(), "committing offsets");
                 let mut tpl = TopicPartitionList::new();
                 for ((t, p), n) in &offsets {
                     tpl.add_partition_offset(t, *p, Offset::Offset(*n))
@@ -379,6 +487,9 @@ impl Source for KafkaSource {
                 polled = rx.recv() => match polled {
                     Some(Polled::Message { topic, partition, offset, payload }) => {
                         let key = (topic.clone(), partition);
+                        if !state.contains_key(&key) {
+                            debug!(source = %name, partition, offset, "first message of a partition");
+                        }
                         let st = state.entry(key).or_default();
                         let contiguous = st.batch.first_offset + st.batch.len() as i64 == offset;
                         if !st.batch.is_empty() && !contiguous {

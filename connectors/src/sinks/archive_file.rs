@@ -147,6 +147,32 @@ pub fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
+/// A stored Parquet file's metadata, read from its footer with two ranged
+/// reads (the 8-byte tail, then the metadata).
+pub async fn read_footer(
+    store: &dyn object_store::ObjectStore,
+    meta: &object_store::ObjectMeta,
+) -> Result<parquet::file::metadata::ParquetMetaData, String> {
+    use object_store::ObjectStoreExt;
+    use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+    let size = meta.size;
+    let short = || format!("{} is too short for a Parquet file", meta.location);
+    let tail = store
+        .get_range(&meta.location, size.checked_sub(8).ok_or_else(short)?..size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tail: &[u8; 8] = tail.as_ref().try_into().map_err(|_| short())?;
+    let len = FooterTail::try_new(tail)
+        .map_err(|e| e.to_string())?
+        .metadata_length() as u64;
+    let start = size.checked_sub(8 + len).ok_or_else(short)?;
+    let bytes = store
+        .get_range(&meta.location, start..size - 8)
+        .await
+        .map_err(|e| e.to_string())?;
+    ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
