@@ -25,6 +25,11 @@ pub(crate) struct Weir {
 
 impl Weir {
     pub(crate) fn start(rules: &str, dir: &Path, data: &str) -> Weir {
+        Weir::start_with(rules, dir, data, None)
+    }
+
+    /// [`Weir::start`] with a config file (an archive on S3, say).
+    pub(crate) fn start_with(rules: &str, dir: &Path, data: &str, config: Option<&Path>) -> Weir {
         std::fs::create_dir_all(dir).unwrap();
         let file = dir.join(format!("{data}.rules"));
         std::fs::write(&file, rules).unwrap();
@@ -35,6 +40,7 @@ impl Weir {
             .arg("--quiet")
             .arg("--data-dir")
             .arg(&data)
+            .args(config.iter().flat_map(|c| [Path::new("--config"), c]))
             .env(
                 "WEIR_LOG",
                 std::env::var("WEIR_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
@@ -148,7 +154,7 @@ pub(crate) async fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> 
     }
 }
 
-fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+pub(crate) fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)

@@ -182,17 +182,33 @@ impl StreamTable {
             Err(e) if not_a_table(&e) => return Ok(None),
             Err(e) => return Err(delta_err("read", e)),
         };
-        let mut found = None;
-        for v in 0..=latest {
-            let path = StorePath::from(format!("_delta_log/{v:020}.json"));
-            let meta = self.log.object_store(None).head(&path).await;
-            match meta {
-                Ok(m) if m.last_modified.timestamp_millis() <= time_ms => found = Some(v as i64),
-                Ok(_) => break,
-                Err(_) => continue,
+        // Commit times rise with versions: a binary search over them, so a
+        // long-lived table (a commit every few seconds) costs a few dozen
+        // reads, not one per version. A version whose log entry is gone
+        // (cleaned up after a checkpoint) is older than any that is left.
+        let store = self.log.object_store(None);
+        let committed_by = |v: u64| {
+            let store = store.clone();
+            async move {
+                let path = StorePath::from(format!("_delta_log/{v:020}.json"));
+                match store.head(&path).await {
+                    Ok(m) => Ok(m.last_modified.timestamp_millis() <= time_ms),
+                    Err(object_store::Error::NotFound { .. }) => Ok(true),
+                    Err(e) => Err(delta_err("read", e)),
+                }
+            }
+        };
+        // The first version committed after `time_ms` is in lo..=hi+1.
+        let (mut lo, mut hi) = (0u64, latest + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if committed_by(mid).await? {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
         }
-        Ok(found)
+        Ok(lo.checked_sub(1).map(|v| v as i64))
     }
 
     pub fn version(&self) -> Option<i64> {

@@ -20,8 +20,11 @@ use weir_engine::{ConnectorFactory, DeadLetterSink, EngineError, Metrics, Result
 
 /// Default archive file size before rolling.
 pub const DEFAULT_ROLL_BYTES: u64 = 128 << 20;
-/// Default archive file age before rolling.
-pub const DEFAULT_ROLL_EVERY: Duration = Duration::from_secs(300);
+/// Default archive file age before rolling, which is also how stale the
+/// archive's newest events can be for SQL: a rolled file is committed at
+/// once. The small files this leaves are merged by compaction (`weir
+/// serve` every 10 minutes, or `weir archive compact`).
+pub const DEFAULT_ROLL_EVERY: Duration = Duration::from_secs(5);
 
 /// The connectors of this build, rooted at a data folder.
 pub struct LocalFactory {

@@ -62,16 +62,17 @@ pub struct ArchiveFile {
     pub partition: Option<i64>,
     pub first: Option<i64>,
     pub last: Option<i64>,
-    /// The run that wrote it, for sources whose offsets restart at every
-    /// run (see [`file_name`]); `None` for replayable sources.
+    /// The run that wrote it (see [`file_name`]); `None` in folder
+    /// archives from before the Delta tables.
     pub epoch: Option<String>,
 }
 
-/// A data file's name: `part-PARTITION-FIRST-LAST.parquet` for a replayable
-/// source, where a replay of the same range writes the same name again and a
-/// longer range supersedes it; `part-PARTITION-FIRST-LAST-rEPOCH.parquet` for
-/// a source whose offsets restart at every run, so two runs' files never
-/// share a name or supersede each other.
+/// A data file's name: `part-PARTITION-FIRST-LAST-rEPOCH.parquet`, where
+/// EPOCH is the writing run's (the archive always passes it), so a replay or
+/// another writer of the same range never overwrites a file a table
+/// version holds. Folder archives from before the Delta tables also have
+/// `part-PARTITION-FIRST-LAST.parquet` (replayable sources), which
+/// `weir archive migrate` reads.
 pub fn file_name(partition: i64, first: i64, last: i64, epoch: Option<&str>) -> String {
     match epoch {
         Some(e) => format!("part-{partition:05}-{first:020}-{last:020}-r{e}.parquet"),
@@ -277,19 +278,28 @@ async fn folder_files(
     loc: &ArchiveLocation,
     table: &StreamTable,
 ) -> Result<(Vec<ArchiveFile>, Vec<ArchiveFile>)> {
-    let dir = StorePath::from(table.dir());
-    let metas: Vec<ObjectMeta> = loc
-        .store
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .map_err(|e| EngineError::connector("archive", format!("listing {dir}: {e}")))?;
+    let metas = list_folder(loc, table, "archive").await?;
     let prefix = prefix_of(loc);
     let files = metas
         .into_iter()
         .filter_map(|m| ArchiveFile::parse(m, &prefix))
         .collect();
     Ok(split_superseded(files))
+}
+
+/// Every object under a stream table's folder (data files, and its log),
+/// whatever the table holds; `what` names the job in errors.
+async fn list_folder(
+    loc: &ArchiveLocation,
+    table: &StreamTable,
+    what: &str,
+) -> Result<Vec<ObjectMeta>> {
+    let dir = StorePath::from(table.dir());
+    loc.store
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::connector(what, format!("listing {dir}: {e}")))
 }
 
 /// A table file as an object of the store.
@@ -486,37 +496,71 @@ pub async fn compact(
                 .push((tf, f));
         }
         for ((folder, partition), files) in groups {
-            if files.len() < 2 {
-                continue;
-            }
-            let (added, c) = merge(loc, &table, &folder, partition, &files).await?;
-            let removes: Vec<TableFile> = files.iter().map(|(t, _)| t.clone()).collect();
-            let schema = Schema::empty();
-            match table
-                .commit(
-                    &schema,
-                    table.hourly(),
-                    &[added],
-                    &removes,
-                    &[],
-                    Operation::Optimize,
-                )
-                .await
-            {
-                Ok(_) => done.push(c),
-                Err(e) => {
-                    // Another writer removed these files (retention, another
-                    // compaction): the merged file is in no version.
-                    tracing::warn!(%folder, error = %e, "compaction: not committed");
-                    let _ = loc
-                        .store
-                        .delete(&StorePath::from(c.path_out.as_str()))
-                        .await;
+            for files in bins(files, COMPACT_TARGET_BYTES) {
+                let (added, c) = merge(loc, &table, &folder, partition, &files).await?;
+                let removes: Vec<TableFile> = files.iter().map(|(t, _)| t.clone()).collect();
+                let schema = Schema::empty();
+                match table
+                    .commit(
+                        &schema,
+                        table.hourly(),
+                        &[added],
+                        &removes,
+                        &[],
+                        Operation::Optimize,
+                    )
+                    .await
+                {
+                    Ok(_) => done.push(c),
+                    Err(e) => {
+                        // Another writer removed these files (retention, another
+                        // compaction): the merged file is in no version.
+                        tracing::warn!(%folder, error = %e, "compaction: not committed");
+                        let _ = loc
+                            .store
+                            .delete(&StorePath::from(c.path_out.as_str()))
+                            .await;
+                    }
                 }
             }
         }
     }
     Ok(done)
+}
+
+/// The size compaction merges small files up to (bytes of input Parquet
+/// per merged file; also about what it holds in memory at once).
+pub const COMPACT_TARGET_BYTES: u64 = 128 << 20;
+
+/// Bin-packs a folder's files of one source partition for compaction: in
+/// offset order, consecutive small files are grouped while their total
+/// stays within `target`; a file already at three quarters of it is left
+/// as it is (and ends a group), and a group of one needs no merge.
+fn bins<T>(mut files: Vec<(T, ArchiveFile)>, target: u64) -> Vec<Vec<(T, ArchiveFile)>> {
+    files.sort_by(|a, b| {
+        (a.1.first, a.1.last, &a.1.meta.location).cmp(&(b.1.first, b.1.last, &b.1.meta.location))
+    });
+    let mut out = Vec::new();
+    let mut bin: Vec<(T, ArchiveFile)> = Vec::new();
+    let mut size = 0;
+    for f in files {
+        let n = f.1.meta.size;
+        if n >= target / 4 * 3 {
+            // Big enough; a bin never spans it, so merged ranges stay whole.
+            out.push(std::mem::take(&mut bin));
+            size = 0;
+            continue;
+        }
+        if size + n > target && !bin.is_empty() {
+            out.push(std::mem::take(&mut bin));
+            size = 0;
+        }
+        size += n;
+        bin.push(f);
+    }
+    out.push(bin);
+    out.retain(|b| b.len() >= 2);
+    out
 }
 
 async fn merge(
@@ -643,14 +687,7 @@ pub async fn vacuum(loc: &ArchiveLocation, now_us: i64, grace: Duration) -> Resu
             .into_iter()
             .map(|f| format!("{}/{}", table.dir(), f.path))
             .collect();
-        let dir = StorePath::from(table.dir());
-        let metas: Vec<ObjectMeta> = loc
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| EngineError::connector("vacuum", format!("listing {dir}: {e}")))?;
-        for m in metas {
+        for m in list_folder(loc, &table, "vacuum").await? {
             let path = m.location.as_ref();
             if !path.ends_with(".parquet")
                 || path.contains("/_delta_log/")
@@ -794,6 +831,34 @@ mod tests {
             version: None,
         };
         ArchiveFile::parse(meta, "a/").unwrap()
+    }
+
+    #[test]
+    fn compaction_packs_small_files_in_offset_order_up_to_the_target() {
+        let h = "a/stream=app/date=2026-03-01/hour=00";
+        let sized = |first: i64, size: u64| {
+            let mut f = file(&format!(
+                "{h}/part-00000-{first:020}-{:020}-rx.parquet",
+                first + 9
+            ));
+            f.meta.size = size;
+            ((), f)
+        };
+        // Target 100: 40+40 | 30+40 (+30 would pass 100) | 80 is big
+        // enough already and ends the group | a last 10 alone is left.
+        let files = vec![
+            sized(30, 40),
+            sized(0, 40),
+            sized(10, 40),
+            sized(20, 30),
+            sized(40, 80),
+            sized(50, 10),
+        ];
+        let firsts: Vec<Vec<i64>> = bins(files, 100)
+            .iter()
+            .map(|b| b.iter().map(|(_, f)| f.first.unwrap()).collect())
+            .collect();
+        assert_eq!(firsts, vec![vec![0, 10], vec![20, 30]]);
     }
 
     #[test]

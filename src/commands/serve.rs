@@ -20,12 +20,21 @@ pub const DEMO_RULES: &str = include_str!("../../rules/examples/demo.rules");
 /// The lookup table the demo rules read.
 const DEMO_TEAMS: &str = include_str!("../../rules/examples/teams.csv");
 
-/// How often `weir serve` applies the retention policies and vacuums.
-const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often `weir serve` compacts the archive.
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often (in compaction rounds) it applies retention and vacuums: hourly.
+const RETENTION_ROUNDS: u32 = 6;
+/// Partitions are compacted once their time ended this long ago (late
+/// events still arriving go in new small files, merged next round).
+const COMPACT_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Applies the retention policies now and then every hour (each deleted or
-/// moved file is logged and counted in `weir_archive_retention_files_total`),
-/// then vacuums: data files no longer in their table for longer than
+/// Every 10 minutes compacts the archive's finished hours (the small files
+/// frequent commits leave — the archive commits every few seconds so fresh
+/// events are queryable — are bin-packed into files up to
+/// [`weir_connectors::maintenance::COMPACT_TARGET_BYTES`]); now and then
+/// every hour applies the retention policies (each deleted or moved file
+/// is logged and counted in `weir_archive_retention_files_total`) and
+/// vacuums: data files no longer in their table for longer than
 /// [`weir_connectors::maintenance::VACUUM_GRACE`] are deleted.
 async fn maintenance_loop(
     cfg: Config,
@@ -42,10 +51,23 @@ async fn maintenance_loop(
         },
         None => None,
     };
-    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    let mut tick = tokio::time::interval(COMPACT_EVERY);
+    let mut round = 0u32;
     loop {
         tick.tick().await;
         let now = chrono::Utc::now().timestamp_micros();
+        match weir_connectors::maintenance::compact(&location, now, COMPACT_GRACE).await {
+            Ok(done) if !done.is_empty() => {
+                let files: usize = done.iter().map(|c| c.files_in).sum();
+                tracing::info!(files, merged = done.len(), "archive compacted");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "compaction failed"),
+        }
+        round += 1;
+        if round % RETENTION_ROUNDS != 1 {
+            continue;
+        }
         let retained = if cfg.retention.is_empty() {
             Ok(Vec::new())
         } else {

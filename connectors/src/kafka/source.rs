@@ -486,11 +486,13 @@ impl Source for KafkaSource {
                 _ = shutdown.cancelled() => break,
                 polled = rx.recv() => match polled {
                     Some(Polled::Message { topic, partition, offset, payload }) => {
-                        let key = (topic.clone(), partition);
-                        if !state.contains_key(&key) {
-                            debug!(source = %name, partition, offset, "first message of a partition");
-                        }
-                        let st = state.entry(key).or_default();
+                        let st = match state.entry((topic.clone(), partition)) {
+                            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                debug!(source = %name, partition, offset, "first message of a partition");
+                                e.insert(Default::default())
+                            }
+                        };
                         let contiguous = st.batch.first_offset + st.batch.len() as i64 == offset;
                         if !st.batch.is_empty() && !contiguous {
                             // A gap (compaction, transaction markers): a batch

@@ -341,19 +341,22 @@ impl Inner {
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
             .ok_or_else(|| EngineError::Internal("archive: batch has no timestamp".into()))?;
         let len = self.bucket_len_us();
-        // Rows by time bucket (usually one bucket per batch).
-        let mut buckets: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        // Rows by time bucket (usually one bucket per batch), with each
+        // bucket's smallest and largest time.
+        let mut buckets: BTreeMap<i64, (Vec<u32>, i64, i64)> = BTreeMap::new();
         for i in 0..batch.num_rows() {
             let t = if ts.is_valid(i) { ts.value(i) } else { 0 };
-            buckets
+            let b = buckets
                 .entry(t.div_euclid(len) * len)
-                .or_default()
-                .push(i as u32);
+                .or_insert_with(|| (Vec::new(), t, t));
+            b.0.push(i as u32);
+            b.1 = b.1.min(t);
+            b.2 = b.2.max(t);
         }
         let mut full = false;
         {
             let mut open = self.open.lock().await;
-            for (bucket, rows) in buckets {
+            for (bucket, (rows, t_lo, t_hi)) in buckets {
                 let part = if rows.len() == batch.num_rows() {
                     batch.clone()
                 } else {
@@ -364,15 +367,6 @@ impl Inner {
                     .and_then(|c| c.as_primitive_opt::<Int64Type>())
                     .ok_or_else(|| EngineError::Internal("archive: no _offset".into()))?;
                 let (lo, hi) = min_max(part_offsets);
-                let (t_lo, t_hi) = part
-                    .column_by_name(TIMESTAMP)
-                    .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-                    .map_or((0, 0), |t| {
-                        (
-                            arrow::compute::min(t).unwrap_or(0),
-                            arrow::compute::max(t).unwrap_or(0),
-                        )
-                    });
                 let key = (bucket, partition);
                 let file = match open.entry(key) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
