@@ -113,6 +113,7 @@ pipeline errors {{
         DeployOptions {
             base_dir: dir.path().to_path_buf(),
             idle_advance: false,
+            state_dir: None,
         },
     )?;
     let events = metrics.source_events.with_label_values(&["app"]);

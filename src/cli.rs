@@ -206,7 +206,8 @@ pub enum Command {
     ///
     /// Alerts are printed to standard output, a progress line to standard error.
     /// Stops when every source has ended (a file read to its end, a generator
-    /// with a count) or on Ctrl-C, after emitting open windows and flushing sinks.
+    /// with a count) or on Ctrl-C, after emitting open windows (windows over
+    /// Kafka are saved for the next start instead) and flushing sinks.
     Run {
         /// The .rules file.
         file: PathBuf,

@@ -238,6 +238,7 @@ impl EngineHost {
             DeployOptions {
                 base_dir,
                 idle_advance,
+                state_dir: Some(self.data_dir.join("state")),
             },
         )
         .map_err(|error| DeployError::Plan {

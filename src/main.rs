@@ -28,10 +28,13 @@ fn colour(stream: &impl std::io::IsTerminal) -> bool {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| {
-        // The Delta kernel logs every snapshot it builds at info.
+        // The Delta kernel logs every snapshot it builds at info, and
+        // delta-rs every concurrent commit it checks at warn or error:
+        // Weir reports what matters of those itself (a conflict re-checked,
+        // a commit that failed).
         let level = if cli.verbose { "debug" } else { "info" };
         tracing_subscriber::EnvFilter::new(format!(
-            "{level},buoyant_kernel=warn,deltalake_core=warn"
+            "{level},buoyant_kernel=warn,deltalake_core=warn,deltalake_core::kernel::transaction=off"
         ))
     });
     let logs = tracing_subscriber::fmt()

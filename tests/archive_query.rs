@@ -135,12 +135,14 @@ impl Place {
     }
 
     /// `weir run RULES` in the background, its stderr piped for [`terminate`].
-    fn start(&self, rules: &std::path::Path) -> Child {
-        self.run_command(rules)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+    fn start(&self, rules: &std::path::Path) -> Running {
+        Running(Some(
+            self.run_command(rules)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ))
     }
 
     /// `weir run RULES --quiet` with this place's config and data folder.
@@ -559,7 +561,20 @@ async fn the_query_api_negotiates_formats_and_reports_bad_sql() {
 }
 
 /// Sends SIGTERM to `child` and waits for it; panics when it fails.
-fn terminate(mut child: Child) -> String {
+/// A `weir run` in the background, killed if a failed test leaves it.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn terminate(mut running: Running) -> String {
+    let mut child = running.0.take().unwrap();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

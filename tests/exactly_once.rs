@@ -17,12 +17,10 @@
 //! Kafka returns the batch holding the offset and librdkafka drops the
 //! records before it.
 
-use crate::kafka::{produce, wait_until, Weir};
+use crate::kafka::{one_per_batch, produce, wait_until, Weir};
 use crate::support::moto::S3;
 use crate::support::tansu::Broker;
 use crate::support::{archived, data_files};
-use rdkafka::producer::FutureProducer;
-use rdkafka::ClientConfig;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -194,13 +192,7 @@ archive app to "{}" roll every 1h
     let bootstrap = broker.bootstrap();
     let producing = tokio::spawn(async move {
         // One record per batch (see the module doc).
-        let p: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("linger.ms", "0")
-            .set("batch.num.messages", "1")
-            .set("message.timeout.ms", "60000")
-            .create()
-            .unwrap();
+        let p = one_per_batch(&bootstrap);
         let mut produced = BTreeMap::new();
         for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
             let payloads: Vec<Vec<u8>> = chunk.iter().map(|&i| event(i)).collect();
@@ -325,12 +317,7 @@ archive app roll every 1h
             broker.bootstrap()
         )
     };
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("linger.ms", "0")
-        .set("batch.num.messages", "1")
-        .create()
-        .unwrap();
+    let p = one_per_batch(&broker.bootstrap());
     let first: Vec<Vec<u8>> = (0..2_000).map(event).collect();
     produce(&p, "logs", 2, &first).await;
     let weir = Weir::start(&rules("before", "earliest"), dir.path(), "engine");
@@ -377,12 +364,7 @@ pipeline all {{
         broker.bootstrap(),
         out.display()
     );
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("linger.ms", "0")
-        .set("batch.num.messages", "1")
-        .create()
-        .unwrap();
+    let p = one_per_batch(&broker.bootstrap());
     let events: Vec<Vec<u8>> = (0..1_000).map(event).collect();
     produce(&p, "logs", 2, &events).await;
     let blocker = dir.path().join("engine/archive/stream=app");

@@ -95,6 +95,18 @@ pub(crate) fn producer(bootstrap: &str) -> FutureProducer {
         .expect("producer")
 }
 
+/// A producer that sends each record in a batch of its own (tansu 0.6
+/// cannot serve a fetch from inside a batch: see `exactly_once`).
+pub(crate) fn one_per_batch(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer")
+}
+
 /// Produces `payloads` round-robin over `partitions`; returns each message's
 /// (partition, offset).
 pub(crate) async fn produce(

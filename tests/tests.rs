@@ -27,3 +27,4 @@ mod pipeline_e2e;
 mod rule_tests;
 mod security;
 mod ship;
+mod window_state;

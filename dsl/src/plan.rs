@@ -134,6 +134,26 @@ pub struct AlertPlan {
     pub resolve_after_us: i64,
 }
 
+/// A window's definition as canonical text (its plan as JSON, without
+/// source positions): equal for the same window whatever else moved in
+/// the file, so checkpointed window state survives a rules change that
+/// leaves the window alone and is discarded when the window changed.
+pub fn definition(w: &WindowPlan) -> String {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("span");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(w).unwrap_or_default();
+    strip(&mut v);
+    v.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,10 @@ pub enum SourceMessage {
     /// A checkpoint barrier: answered once everything sent before it is durable
     /// in every sink (archive files uploaded, outputs and dead letters flushed).
     Checkpoint(oneshot::Sender<Result<()>>),
+    /// The source now reads these partitions (a Kafka assignment): windows
+    /// hold event time back until each has delivered an event or gone
+    /// quiet, so a partition read late does not find its events late.
+    Partitions(Vec<i64>),
 }
 
 /// Where a source sends its batches. Sending waits when the engine is busy
@@ -109,6 +113,14 @@ impl LineSender {
         }
         self.tx
             .send(SourceMessage::Lines(batch))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Tells the engine which partitions the source reads from now on.
+    pub async fn partitions(&self, ids: Vec<i64>) -> Result<(), Closed> {
+        self.tx
+            .send(SourceMessage::Partitions(ids))
             .await
             .map_err(|_| Closed)
     }

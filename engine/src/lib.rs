@@ -11,6 +11,7 @@
 //! [`connector::Source`], [`connector::Sink`] and [`connector::ConnectorFactory`].
 
 pub mod alerting;
+pub mod checkpoint;
 pub mod connector;
 pub mod decode;
 pub mod error;

@@ -18,6 +18,14 @@ pub struct Metrics {
     /// Events a window left out because it held its most keys.
     pub window_key_overflow: IntCounterVec,
     pub windows_open: IntGaugeVec,
+    /// A window's watermark (event time, Unix seconds).
+    pub watermark: IntGaugeVec,
+    /// Source partitions holding a window's watermark (`active`) or not (`idle`).
+    pub window_partitions: IntGaugeVec,
+    /// Bytes of window state in a pipeline's last checkpoint.
+    pub state_bytes: IntGaugeVec,
+    /// When a pipeline last saved its window state (Unix seconds).
+    pub state_saved: IntGaugeVec,
     /// Window matches of alert rules (before lifecycle and dedup).
     pub alerts: IntCounterVec,
     /// Alerts firing now, by rule and severity.
@@ -100,6 +108,38 @@ impl Metrics {
             &["pipeline"],
         )?;
         register(reg, &windows_open)?;
+        let watermark = IntGaugeVec::new(
+            Opts::new(
+                "weir_window_watermark_seconds",
+                "Event time up to which a pipeline's window has closed its windows",
+            ),
+            &["pipeline"],
+        )?;
+        register(reg, &watermark)?;
+        let window_partitions = IntGaugeVec::new(
+            Opts::new(
+                "weir_window_partitions",
+                "Source partitions holding a window's watermark back (active) or not, after 10 s without events (idle)",
+            ),
+            &["pipeline", "state"],
+        )?;
+        register(reg, &window_partitions)?;
+        let state_bytes = IntGaugeVec::new(
+            Opts::new(
+                "weir_window_state_bytes",
+                "Bytes of window state in a pipeline's last checkpoint",
+            ),
+            &["pipeline"],
+        )?;
+        register(reg, &state_bytes)?;
+        let state_saved = IntGaugeVec::new(
+            Opts::new(
+                "weir_window_state_saved_timestamp_seconds",
+                "When a pipeline last saved its window state at a checkpoint",
+            ),
+            &["pipeline"],
+        )?;
+        register(reg, &state_saved)?;
         let batch_latency = HistogramVec::new(
             HistogramOpts::new(
                 "weir_batch_latency_seconds",
@@ -216,6 +256,10 @@ impl Metrics {
                 &["pipeline"],
             )?,
             windows_open,
+            state_bytes,
+            state_saved,
+            watermark,
+            window_partitions,
             alerts: counter(
                 reg,
                 "weir_alert_matches_total",

@@ -40,6 +40,12 @@ pub struct CompiledPipeline {
     steps: Vec<(Step, StepMetrics)>,
     latency: prometheus::Histogram,
     kept: Option<Vec<RecordBatch>>,
+    /// Checkpointed state (see [`crate::checkpoint`]): per source
+    /// partition, the last offset pushed through (`None`: not tracked).
+    positions: Option<HashMap<i64, i64>>,
+    /// After a restore: per partition, the last offset the restored state
+    /// holds; replayed events up to it are dropped.
+    holds: HashMap<i64, i64>,
 }
 
 /// What compiling a pipeline needs from its surroundings.
@@ -149,11 +155,20 @@ impl CompiledPipeline {
             source: p.from.name.clone(),
             steps,
             kept: None,
+            positions: None,
+            holds: HashMap::new(),
         })
     }
 
     /// Runs one batch through every step.
     pub async fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        let batch = match self.positions {
+            Some(_) => match self.track(batch)? {
+                Some(b) => b,
+                None => return Ok(()),
+            },
+            None => batch,
+        };
         let timer = self.latency.start_timer();
         self.run(vec![batch], Phase::Data).await?;
         timer.observe_duration();
@@ -180,6 +195,138 @@ impl CompiledPipeline {
             }
         }
         Ok(())
+    }
+
+    /// The source reads these partitions from now on (windows wait for
+    /// each one's event time).
+    pub fn partitions(&mut self, ids: &[i64]) {
+        for (step, _) in self.steps.iter_mut() {
+            if let Step::Op(op) = step {
+                op.on_partitions(ids);
+            }
+        }
+    }
+
+    /// Whether a step keeps state worth checkpointing (a window).
+    pub fn stateful(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|(s, _)| matches!(s, Step::Op(o) if o.state_definition().is_some()))
+    }
+
+    /// Tracks the source positions pushed through, for [`Self::snapshot`]
+    /// (a replayable source: each batch carries `_partition`, `_offset`).
+    pub fn track_positions(&mut self) {
+        self.positions.get_or_insert_with(HashMap::new);
+    }
+
+    /// Records the batch's positions; drops its rows a restored state
+    /// already holds (a replay after a crash). `None`: nothing left.
+    fn track(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+        let cols = (
+            batch.column_by_name(weir_dsl::types::PARTITION),
+            batch.column_by_name(weir_dsl::types::OFFSET),
+        );
+        let (Some(part), Some(off)) = cols else {
+            return Ok(Some(batch));
+        };
+        let (Some(part), Some(off)) = (
+            part.as_primitive_opt::<Int64Type>(),
+            off.as_primitive_opt::<Int64Type>(),
+        ) else {
+            return Ok(Some(batch));
+        };
+        let mut keep: Option<Vec<bool>> = None;
+        let positions = self.positions.get_or_insert_with(HashMap::new);
+        for i in 0..batch.num_rows() {
+            let (p, o) = (part.value(i), off.value(i));
+            if let Some(&held) = self.holds.get(&p) {
+                if o <= held {
+                    keep.get_or_insert_with(|| vec![true; batch.num_rows()])[i] = false;
+                    continue;
+                }
+            }
+            let e = positions.entry(p).or_insert(o);
+            *e = (*e).max(o);
+        }
+        let Some(keep) = keep else {
+            return Ok(Some(batch));
+        };
+        let dropped = keep.iter().filter(|k| !**k).count();
+        tracing::debug!(pipeline = %self.name, dropped, "replayed events the restored state holds");
+        let mask = arrow::array::BooleanArray::from(keep);
+        let kept = arrow::compute::filter_record_batch(&batch, &mask)?;
+        Ok((kept.num_rows() > 0).then_some(kept))
+    }
+
+    /// The state of every stateful step, with the positions it includes.
+    pub fn snapshot(&self) -> Result<crate::checkpoint::Snapshot> {
+        let mut states = Vec::new();
+        for (step, _) in &self.steps {
+            if let Step::Op(op) = step {
+                if let (Some(def), Some(state)) = (op.state_definition(), op.snapshot()?) {
+                    states.push((def.to_string(), state));
+                }
+            }
+        }
+        let mut positions = self.holds.clone();
+        for (p, o) in self.positions.iter().flatten() {
+            let e = positions.entry(*p).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+        Ok(crate::checkpoint::Snapshot::new(
+            &self.name,
+            &self.source,
+            positions,
+            states,
+        ))
+    }
+
+    /// Takes a snapshot's state back: each stateful step gets the first
+    /// saved state of the same definition; a step whose definition changed
+    /// starts empty (logged). Replayed events up to the snapshot's
+    /// positions are dropped from then on. Returns how many steps were
+    /// restored.
+    pub fn restore(&mut self, snap: crate::checkpoint::Snapshot) -> Result<usize> {
+        if snap.source != self.source {
+            tracing::warn!(pipeline = %self.name, was = %snap.source, now = %self.source, "the pipeline reads another source now: its saved windows are discarded");
+            return Ok(0);
+        }
+        let mut states = snap.states;
+        let mut restored = 0;
+        for (i, (step, _)) in self.steps.iter_mut().enumerate() {
+            let Step::Op(op) = step else { continue };
+            let Some(def) = op.state_definition() else {
+                continue;
+            };
+            match states.iter().position(|(d, _)| d == def) {
+                Some(at) => {
+                    let (_, state) = states.remove(at);
+                    // Each window checks its state whole before taking it.
+                    match op.restore(&state) {
+                        Ok(()) => restored += 1,
+                        Err(e) => {
+                            tracing::warn!(pipeline = %self.name, step = i, error = %e, "the window's saved state cannot be restored: it starts empty")
+                        }
+                    }
+                }
+                None => {
+                    tracing::warn!(pipeline = %self.name, step = i, "the window's definition changed since its last checkpoint: it starts empty");
+                }
+            }
+        }
+        if restored > 0 {
+            self.holds = snap.positions;
+        }
+        Ok(restored)
+    }
+
+    /// What the restored state holds of the source: the partitions'
+    /// last offsets (empty without a restore).
+    pub fn held_positions(&self) -> &HashMap<i64, i64> {
+        &self.holds
     }
 
     /// Moves event time to `ts` (a simulated clock): windows that end by then

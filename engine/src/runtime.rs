@@ -4,12 +4,15 @@
 //! slows its source down instead of filling memory.
 
 use crate::alerting::AlertSink;
-use crate::connector::{ConnectorFactory, DeadLetterSink, LineSender, Sink, SourceMessage};
+use crate::checkpoint::StateStore;
+use crate::connector::{
+    ConnectorFactory, DeadLetterSink, LineSender, Sink, SourceMessage, StoredPositions,
+};
 use crate::decode::LineDecoder;
 use crate::error::{EngineError, Result};
 use crate::functions::TableCache;
 use crate::metrics::Metrics;
-use crate::pipeline::compile_pipelines;
+use crate::pipeline::{compile_pipelines, CompiledPipeline};
 use arrow::record_batch::RecordBatch;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,6 +34,8 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// What flows from a source's decoder to the pipelines and the archive reading it.
 enum Flow {
     Batch(RecordBatch),
+    /// The source's partitions now (see [`SourceMessage::Partitions`]).
+    Partitions(Vec<i64>),
     /// Flush every sink, then answer: a checkpoint barrier.
     Barrier(oneshot::Sender<Result<()>>),
 }
@@ -96,6 +101,9 @@ pub struct DeployOptions {
     /// Advance event time by wall-clock time when a pipeline sees no data for a
     /// tick (so windows of a quiet stream still close). Off for replays and tests.
     pub idle_advance: bool,
+    /// Where pipelines with windows over a replayable source keep their
+    /// checkpointed state (see [`crate::checkpoint`]); `None`: in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for DeployOptions {
@@ -103,6 +111,84 @@ impl Default for DeployOptions {
         DeployOptions {
             base_dir: PathBuf::from("."),
             idle_advance: true,
+            state_dir: None,
+        }
+    }
+}
+
+/// The positions a source resumes after: the least of what its archive
+/// stored and what its pipelines' restored windows hold, per partition.
+struct ResumePositions {
+    archive: Option<Arc<dyn StoredPositions>>,
+    held: HashMap<i64, i64>,
+}
+
+#[async_trait::async_trait]
+impl StoredPositions for ResumePositions {
+    async fn stored_upto(&self, partitions: &[i64]) -> Result<HashMap<i64, i64>> {
+        let mut out = match &self.archive {
+            Some(a) => a.stored_upto(partitions).await?,
+            None => HashMap::new(),
+        };
+        for p in partitions {
+            if let Some(&h) = self.held.get(p) {
+                let e = out.entry(*p).or_insert(h);
+                *e = (*e).min(h);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A checkpoint barrier reached a pipeline: flushes its outputs, then
+/// saves its state when it keeps it.
+async fn checkpoint_pipeline(
+    p: &CompiledPipeline,
+    store: Option<&StateStore>,
+    metrics: &Metrics,
+) -> Result<()> {
+    p.flush().await?;
+    let Some(store) = store else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let snap = p.snapshot()?;
+    let bytes = snap.size();
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.save(&snap))
+        .await
+        .map_err(|e| EngineError::Task(e.to_string()))??;
+    tracing::debug!(pipeline = %p.name, bytes, took_ms = started.elapsed().as_millis() as u64, "window state saved");
+    metrics
+        .state_bytes
+        .with_label_values(&[&p.name])
+        .set(bytes as i64);
+    metrics
+        .state_saved
+        .with_label_values(&[&p.name])
+        .set(chrono::Utc::now().timestamp());
+    Ok(())
+}
+
+/// Restores a pipeline's saved windows (logging what it did); a snapshot
+/// that cannot be read leaves the windows empty, never stops the start.
+fn restore_pipeline(p: &mut CompiledPipeline, store: &StateStore) {
+    match store.load(&p.name) {
+        Ok(Some(snap)) => {
+            let (taken, bytes) = (snap.taken_at_ms, snap.size());
+            match p.restore(snap) {
+                Ok(0) => {}
+                Ok(windows) => {
+                    tracing::info!(pipeline = %p.name, windows, bytes, taken_at_ms = taken, "window state restored from the last checkpoint")
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %p.name, error = %e, "the saved window state cannot be restored: windows start empty")
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(pipeline = %p.name, error = %e, "the saved window state cannot be read: windows start empty")
         }
     }
 }
@@ -185,7 +271,21 @@ pub fn deploy(
     let mut subscribers: HashMap<String, Vec<Subscriber>> = HashMap::new();
     let mut pipeline_names = Vec::new();
 
+    let state_store = options.state_dir.clone().map(StateStore::new);
+    // Per source: what its pipelines' restored windows hold.
+    let mut held: HashMap<String, HashMap<i64, i64>> = HashMap::new();
     for mut p in pipelines {
+        let replayable = program.source(&p.source).is_some_and(|s| s.replayable);
+        let store = state_store.clone().filter(|_| replayable && p.stateful());
+        if let Some(store) = &store {
+            restore_pipeline(&mut p, store);
+            p.track_positions();
+            let h = held.entry(p.source.clone()).or_default();
+            for (part, off) in p.held_positions() {
+                let e = h.entry(*part).or_insert(*off);
+                *e = (*e).min(*off);
+            }
+        }
         let (tx, mut rx) = mpsc::channel::<Flow>(CHANNEL_DEPTH);
         subscribers
             .entry(p.source.clone())
@@ -198,6 +298,7 @@ pub fn deploy(
         pipeline_cancels.insert(p.name.clone(), stop.clone());
         pipeline_names.push(p.name.clone());
         let idle_advance = options.idle_advance;
+        let metrics = metrics.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(IDLE_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -210,7 +311,10 @@ pub fn deploy(
                             last_data = Instant::now();
                             p.push(b).await?;
                         }
-                        Some(Flow::Barrier(reply)) => answer(reply, p.flush().await)?,
+                        Some(Flow::Partitions(ids)) => p.partitions(&ids),
+                        Some(Flow::Barrier(reply)) => {
+                            answer(reply, checkpoint_pipeline(&p, store.as_ref(), &metrics).await)?
+                        }
                         None => break,
                     },
                     _ = tick.tick(), if idle_advance => {
@@ -225,7 +329,12 @@ pub fn deploy(
                     }
                 }
             }
-            p.finish().await
+            match &store {
+                // Open windows are kept, not emitted half-full: the next
+                // start goes on with them.
+                Some(_) => checkpoint_pipeline(&p, store.as_ref(), &metrics).await,
+                None => p.finish().await,
+            }
         });
     }
 
@@ -247,6 +356,7 @@ pub fn deploy(
             while let Some(flow) = rx.recv().await {
                 match flow {
                     Flow::Batch(b) => sink.write(&b).await?,
+                    Flow::Partitions(_) => {}
                     Flow::Barrier(reply) => answer(reply, sink.flush().await)?,
                 }
             }
@@ -264,8 +374,10 @@ pub fn deploy(
         };
         source_names.push(name.clone());
         let mut source = factory.source(src)?;
-        if let Some(p) = stored.get(&name) {
-            source.resume_from(p.clone());
+        let archive = stored.get(&name).cloned();
+        let held = held.remove(&name).unwrap_or_default();
+        if archive.is_some() || !held.is_empty() {
+            source.resume_from(Arc::new(ResumePositions { archive, held }));
         }
         let dead = factory.dead_letters(src)?;
         let mut decoder = LineDecoder::for_source(src)?;
@@ -295,6 +407,12 @@ pub fn deploy(
                     SourceMessage::Lines(lines) => lines,
                     SourceMessage::Checkpoint(reply) => {
                         let _ = reply.send(checkpoint(&subs, dead.as_ref()).await);
+                        continue;
+                    }
+                    SourceMessage::Partitions(ids) => {
+                        for sub in subs.iter().filter(|s| !s.required) {
+                            let _ = sub.tx.send(Flow::Partitions(ids.clone())).await;
+                        }
                         continue;
                     }
                 };

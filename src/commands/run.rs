@@ -54,7 +54,7 @@ pub async fn run(
         let host = host.clone();
         tokio::spawn(async move {
             super::shutdown_signal().await;
-            eprintln!("\nstopping: emitting open windows and flushing sinks...");
+            eprintln!("\nstopping: flushing sinks; open windows are emitted, or saved for the next start when they read Kafka...");
             host.stop_all().await;
         })
     };

@@ -291,7 +291,7 @@ pub async fn serve(opts: Options, log_format: LogFormat) -> anyhow::Result<ExitC
     )
     .await
     .context("HTTP server failed")?;
-    tracing::info!("stopping: emitting open windows and flushing sinks");
+    tracing::info!("stopping: flushing sinks; open windows are emitted, or saved for the next start when they read Kafka");
     host.shutdown().await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

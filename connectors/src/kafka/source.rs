@@ -103,6 +103,8 @@ enum Polled {
         offset: i64,
         payload: Option<Vec<u8>>,
     },
+    /// Partitions assigned (their ids, see [`partition_id`]).
+    Assign(Vec<i64>),
     /// Partitions being taken away: commit them, then answer.
     Revoke(Vec<(String, i32)>, std::sync::mpsc::SyncSender<()>),
     /// An error the source cannot recover from (authentication, TLS).
@@ -285,6 +287,17 @@ impl ConsumerContext for Ctx {
                 }
             }
             self.seek_to_start_time(consumer, &rest);
+            let ids = tpl
+                .elements()
+                .iter()
+                .map(|e| partition_id(self.single_topic, e.topic(), e.partition()))
+                .collect();
+            // On the poll thread; never wait on a runtime thread.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = self.tx.try_send(Polled::Assign(ids));
+            } else {
+                let _ = self.tx.blocking_send(Polled::Assign(ids));
+            }
         }
     }
 
@@ -513,6 +526,9 @@ impl Source for KafkaSource {
                             full.received_at_us = now_us();
                             if out.send(full).await.is_err() { break; }
                         }
+                    }
+                    Some(Polled::Assign(ids)) => {
+                        if out.partitions(ids).await.is_err() { break; }
                     }
                     Some(Polled::Revoke(parts, done)) => {
                         let res = async {

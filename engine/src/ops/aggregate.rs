@@ -29,7 +29,7 @@ pub struct AggSpec {
 }
 
 /// A single value read from an input column.
-#[derive(Debug, Clone, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, PartialEq, PartialOrd, serde::Serialize, serde::Deserialize)]
 pub enum Scalar {
     I(i64),
     F(f64),
@@ -37,8 +37,8 @@ pub enum Scalar {
     B(bool),
 }
 
-/// Per-window, per-key state of one aggregate.
-#[derive(Clone)]
+/// Per-window, per-key state of one aggregate (kept in checkpoints).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub enum Acc {
     Count(i64),
     Distinct(HashSet<u64>),

@@ -116,4 +116,24 @@ pub trait Operator: Send + Sync {
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         Ok(Vec::new())
     }
+
+    /// The source reads these partitions from now on (a Kafka assignment).
+    fn on_partitions(&mut self, _ids: &[i64]) {}
+
+    /// For an operator with state worth keeping across restarts (windows):
+    /// what that state means (its checked definition). A checkpoint is
+    /// restored only into an operator of the same definition.
+    fn state_definition(&self) -> Option<&str> {
+        None
+    }
+
+    /// The state at a checkpoint, as bytes (`None`: stateless).
+    fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Takes back the state of [`Operator::snapshot`].
+    fn restore(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
 }

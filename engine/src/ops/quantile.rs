@@ -14,7 +14,7 @@ use sketches_ddsketch::{Config, DDSketch};
 /// Values kept exactly before a window's key switches to the sketch.
 pub const EXACT_LIMIT: usize = 1000;
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub enum Quantiles {
     Exact(Vec<f64>),
     Sketch(Box<DDSketch>),

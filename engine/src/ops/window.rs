@@ -1,8 +1,13 @@
 //! Event-time windows: tumbling, sliding (hopping) and session, grouped by fields.
 //!
-//! Each window keeps per-key aggregate state. The watermark is the largest event
-//! time seen minus the allowed lateness; a window is emitted once its end is at or
-//! before the watermark. An event whose every window ends at or before the
+//! Each window keeps per-key aggregate state. Event time moves per source
+//! partition (Kafka's; other sources have one): the watermark is the least,
+//! over the partitions that had events in the last [`PARTITION_IDLE`], of
+//! each one's largest event time, minus the allowed lateness — so a
+//! partition read behind the others (a backlog, a slow producer) holds the
+//! windows open instead of having its events dropped as late, and a quiet
+//! partition does not stall them. It never moves back. A window is emitted
+//! once its end is at or before the watermark. An event whose every window ends at or before the
 //! watermark of the events before it is late: it is counted
 //! (`weir_late_events_dropped_total`) and not added. The rule is per event, so
 //! results do not depend on how lines were cut into batches.
@@ -26,9 +31,24 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use prometheus::{IntCounter, IntGauge};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Keys a window holds open at once unless the pipeline says otherwise.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// A source partition without events for this long (wall clock) no longer
+/// holds the watermark back.
+pub const PARTITION_IDLE: Duration = Duration::from_secs(10);
+
+/// Event time of one source partition.
+struct PartClock {
+    id: i64,
+    /// Its largest event time.
+    max_ts: i64,
+    /// When it last had an event.
+    seen: Instant,
+    idle: bool,
+}
 
 /// The key id of an event left out because the window holds `max_keys`.
 const OVERFLOW: u32 = u32::MAX;
@@ -37,10 +57,28 @@ const OVERFLOW: u32 = u32::MAX;
 /// microseconds.
 pub use weir_dsl::plan::Assigner;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Session {
     start: i64,
     last: i64,
     accs: Vec<Acc>,
+}
+
+/// One open pane in a checkpoint: its start and each key's accumulators.
+type PaneState = (i64, Vec<(u32, Vec<Acc>)>);
+
+/// A window's state in a checkpoint: its keys (as Arrow row bytes, by key
+/// number), open panes and sessions, and event time.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WindowState {
+    keys: Vec<Option<Vec<u8>>>,
+    panes: Vec<PaneState>,
+    sessions: Vec<(u32, Vec<Session>)>,
+    max_ts: i64,
+    watermark: i64,
+    late_total: u64,
+    /// Per source partition, its largest event time.
+    parts: Vec<(i64, i64)>,
 }
 
 /// Counters a window reports to.
@@ -49,6 +87,11 @@ pub struct WindowMetrics {
     pub open: IntGauge,
     /// Events left out because the window held `max_keys` keys.
     pub overflow: IntCounter,
+    /// The watermark (event time, Unix seconds).
+    pub watermark: IntGauge,
+    /// Source partitions holding the watermark, and those idle.
+    pub partitions_active: IntGauge,
+    pub partitions_idle: IntGauge,
 }
 
 pub struct Window {
@@ -74,6 +117,19 @@ pub struct Window {
     collected: bool,
     /// When overflow was last logged (µs of event time), to log it rarely.
     overflow_logged: Option<std::time::Instant>,
+    /// What the state means (the checked window definition): a checkpoint
+    /// of another definition is not restored.
+    definition: String,
+    /// The input's `_partition` column (`None`: one partition).
+    part_col: Option<usize>,
+    /// Event time per source partition, and where each one is in `parts`.
+    parts: Vec<PartClock>,
+    part_index: HashMap<i64, usize>,
+    /// The least largest event time over the active partitions.
+    low: i64,
+    idle_after: Duration,
+    /// When the last batch came.
+    last_batch: Option<Instant>,
 }
 
 impl Window {
@@ -98,6 +154,7 @@ impl Window {
         }
         let name = s.pipeline;
         let m = s.metrics;
+        let definition = weir_dsl::plan::definition(w);
         Ok(Window::new(
             w.assigner,
             w.lateness_us,
@@ -109,11 +166,30 @@ impl Window {
                 late: m.late_dropped.with_label_values(&[name]),
                 open: m.windows_open.with_label_values(&[name]),
                 overflow: m.window_key_overflow.with_label_values(&[name]),
+                watermark: m.watermark.with_label_values(&[name]),
+                partitions_active: m.window_partitions.with_label_values(&[name, "active"]),
+                partitions_idle: m.window_partitions.with_label_values(&[name, "idle"]),
             },
         )?
         .with_max_keys(w.max_keys.map_or(DEFAULT_MAX_KEYS, |m| {
             usize::try_from(m).unwrap_or(usize::MAX)
-        })))
+        }))
+        .with_definition(definition)
+        .with_partitions(s.input.index_of(weir_dsl::types::PARTITION), PARTITION_IDLE))
+    }
+
+    /// Moves event time per source partition, read from column `col`; a
+    /// partition without events for `idle_after` stops holding it back.
+    pub fn with_partitions(mut self, col: Option<usize>, idle_after: Duration) -> Window {
+        self.part_col = col;
+        self.idle_after = idle_after;
+        self
+    }
+
+    /// Names what the state means, for checkpoints (see [`Operator::state_definition`]).
+    pub fn with_definition(mut self, definition: String) -> Window {
+        self.definition = definition;
+        self
     }
 
     pub fn new(
@@ -154,6 +230,13 @@ impl Window {
             max_keys: DEFAULT_MAX_KEYS,
             collected: false,
             overflow_logged: None,
+            definition: String::new(),
+            part_col: None,
+            parts: Vec::new(),
+            part_index: HashMap::new(),
+            low: i64::MIN,
+            idle_after: PARTITION_IDLE,
+            last_batch: None,
         })
     }
 
@@ -439,20 +522,9 @@ impl Window {
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
-    fn advance(&mut self, ts: i64) {
-        if ts > self.max_ts {
-            self.max_ts = ts;
-            self.watermark = ts.saturating_sub(self.lateness);
-        }
-    }
-}
-
-impl Operator for Window {
-    fn name(&self) -> &'static str {
-        "window"
-    }
-
-    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+    /// [`Operator::process`] with the wall-clock time it runs at (for
+    /// partition idleness; tests pass their own).
+    fn process_at(&mut self, batch: RecordBatch, now: Instant) -> Result<Vec<RecordBatch>> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(Vec::new());
@@ -470,6 +542,16 @@ impl Operator for Window {
             .collect::<Result<_>>()?;
         let mut late = 0u64;
         let mut overflow = 0u64;
+        self.mark_idle(now);
+        let parts = self
+            .part_col
+            .and_then(|c| {
+                batch
+                    .column(c)
+                    .as_primitive_opt::<arrow::datatypes::Int64Type>()
+            })
+            .cloned();
+        let mut current: Option<(i64, usize)> = None;
         // Each event is judged against the watermark of the events before
         // it, whatever batches they came in: the same input gives the same
         // windows and late counts however it is cut.
@@ -484,7 +566,21 @@ impl Operator for Window {
             } else if !self.assign(t, key, &inputs, row) {
                 late += 1;
             }
-            self.advance(t);
+            let id = parts.as_ref().map_or(0, |p| p.value(row));
+            let at = match current {
+                Some((c, at)) if c == id => at,
+                _ => {
+                    let at = self.part(id, now);
+                    current = Some((id, at));
+                    at
+                }
+            };
+            self.advance_part(at, t, now);
+        }
+        if self.watermark != i64::MIN {
+            self.metrics
+                .watermark
+                .set(self.watermark.div_euclid(1_000_000));
         }
         if late > 0 {
             self.late_total += late;
@@ -508,6 +604,119 @@ impl Operator for Window {
         self.emit_until(self.watermark)
     }
 
+    /// Event time moved to `ts` everywhere (idle streams, a simulated
+    /// clock): every partition is at least there.
+    fn advance(&mut self, ts: i64) {
+        if ts > self.max_ts {
+            self.max_ts = ts;
+        }
+        for p in &mut self.parts {
+            p.max_ts = p.max_ts.max(ts);
+        }
+        if ts > self.low {
+            self.low = ts;
+        }
+        self.raise_watermark();
+    }
+
+    fn raise_watermark(&mut self) {
+        if self.low != i64::MIN {
+            self.watermark = self.watermark.max(self.low.saturating_sub(self.lateness));
+        }
+    }
+
+    /// The least largest event time over the active partitions (unchanged
+    /// when every one is idle).
+    fn recompute_low(&mut self) {
+        if let Some(low) = self
+            .parts
+            .iter()
+            .filter(|p| !p.idle)
+            .map(|p| p.max_ts)
+            .min()
+        {
+            self.low = low;
+        }
+    }
+
+    /// Before a batch: partitions quiet for `idle_after` while others had
+    /// events stop holding the watermark back (an event makes one active
+    /// again). A pause of the whole stream (a restart, a rebalance) makes
+    /// no partition idle.
+    fn mark_idle(&mut self, now: Instant) {
+        if self
+            .last_batch
+            .is_some_and(|t| now.duration_since(t) >= self.idle_after)
+        {
+            for p in &mut self.parts {
+                p.seen = now;
+            }
+        }
+        self.last_batch = Some(now);
+        let mut changed = false;
+        for p in &mut self.parts {
+            let idle = now.duration_since(p.seen) >= self.idle_after;
+            changed |= idle != p.idle;
+            p.idle = idle;
+        }
+        if changed {
+            self.recompute_low();
+            self.raise_watermark();
+        }
+        let idle = self.parts.iter().filter(|p| p.idle).count();
+        self.metrics.partitions_idle.set(idle as i64);
+        self.metrics
+            .partitions_active
+            .set((self.parts.len() - idle) as i64);
+    }
+
+    /// The index in `parts` of source partition `id` (added when new).
+    fn part(&mut self, id: i64, now: Instant) -> usize {
+        if let Some(&i) = self.part_index.get(&id) {
+            return i;
+        }
+        self.parts.push(PartClock {
+            id,
+            max_ts: i64::MIN,
+            seen: now,
+            idle: false,
+        });
+        self.part_index.insert(id, self.parts.len() - 1);
+        self.parts.len() - 1
+    }
+
+    /// An event at `ts` of the partition at `part` in `parts`.
+    fn advance_part(&mut self, part: usize, ts: i64, now: Instant) {
+        if ts > self.max_ts {
+            self.max_ts = ts;
+        }
+        let Some(p) = self.parts.get_mut(part) else {
+            return;
+        };
+        p.seen = now;
+        let was_idle = std::mem::replace(&mut p.idle, false);
+        if ts <= p.max_ts && !was_idle {
+            return;
+        }
+        let old = p.max_ts;
+        p.max_ts = p.max_ts.max(ts);
+        // Only the partition at the low end (or one joining) moves it.
+        if was_idle || old == i64::MIN || old <= self.low {
+            self.recompute_low();
+            self.raise_watermark();
+        }
+    }
+}
+
+impl Operator for Window {
+    fn name(&self) -> &'static str {
+        "window"
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        self.process_at(batch, Instant::now())
+    }
+
     fn on_idle(&mut self, idle_us: i64) -> Result<Vec<RecordBatch>> {
         if self.max_ts == i64::MIN {
             return Ok(Vec::new());
@@ -527,6 +736,122 @@ impl Operator for Window {
 
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         self.emit_until(i64::MAX)
+    }
+
+    fn on_partitions(&mut self, ids: &[i64]) {
+        if self.part_col.is_none() {
+            return;
+        }
+        // Each new partition holds event time until its first event (or
+        // until it is idle while others flow).
+        let now = Instant::now();
+        let mut added = false;
+        for &id in ids {
+            if !self.part_index.contains_key(&id) {
+                self.part(id, now);
+                added = true;
+            }
+        }
+        if added {
+            self.recompute_low();
+        }
+    }
+
+    fn state_definition(&self) -> Option<&str> {
+        Some(&self.definition)
+    }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        let state = WindowState {
+            keys: self
+                .keys
+                .iter()
+                .map(|k| k.as_ref().map(|r| r.row().as_ref().to_vec()))
+                .collect(),
+            panes: self
+                .panes
+                .iter()
+                .map(|(start, keys)| (*start, keys.iter().map(|(k, a)| (*k, a.clone())).collect()))
+                .collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(k, list)| {
+                    let list = list
+                        .iter()
+                        .map(|s| Session {
+                            start: s.start,
+                            last: s.last,
+                            accs: s.accs.clone(),
+                        })
+                        .collect();
+                    (*k, list)
+                })
+                .collect(),
+            max_ts: self.max_ts,
+            watermark: self.watermark,
+            late_total: self.late_total,
+            parts: self.parts.iter().map(|p| (p.id, p.max_ts)).collect(),
+        };
+        let mut out = Vec::new();
+        ciborium::into_writer(&state, &mut out)
+            .map_err(|e| EngineError::Internal(format!("window state: {e}")))?;
+        Ok(Some(out))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let state: WindowState = ciborium::from_reader(bytes)
+            .map_err(|e| EngineError::Internal(format!("window state unreadable: {e}")))?;
+        let mut keys = Vec::with_capacity(state.keys.len());
+        let mut key_ids = HashMap::with_capacity(state.keys.len());
+        match &self.converter {
+            Some(conv) => {
+                let parser = conv.parser();
+                for (id, k) in state.keys.into_iter().enumerate() {
+                    keys.push(k.map(|bytes| {
+                        key_ids.insert(bytes.clone().into_boxed_slice(), id as u32);
+                        parser.parse(&bytes).owned()
+                    }));
+                }
+            }
+            None => keys.extend(state.keys.iter().map(|_| None)),
+        }
+        let n = keys.len() as u32;
+        let known = |k: &u32| *k < n;
+        if !state
+            .panes
+            .iter()
+            .all(|(_, p)| p.iter().all(|(k, _)| known(k)))
+            || !state.sessions.iter().all(|(k, _)| known(k))
+        {
+            return Err(EngineError::Internal(
+                "window state names a key it does not hold".into(),
+            ));
+        }
+        self.keys = keys;
+        self.key_ids = key_ids;
+        self.panes = state
+            .panes
+            .into_iter()
+            .map(|(start, keys)| (start, keys.into_iter().collect()))
+            .collect();
+        self.sessions = state.sessions.into_iter().collect();
+        self.max_ts = state.max_ts;
+        self.watermark = state.watermark;
+        self.late_total = state.late_total;
+        let now = Instant::now();
+        self.parts.clear();
+        self.part_index.clear();
+        for (id, max_ts) in state.parts {
+            let at = self.part(id, now);
+            if let Some(p) = self.parts.get_mut(at) {
+                p.max_ts = max_ts;
+            }
+        }
+        self.recompute_low();
+        self.collected = false;
+        self.update_open_gauge();
+        Ok(())
     }
 }
 
@@ -577,6 +902,9 @@ mod tests {
                 late: late.clone(),
                 open: IntGauge::new("open", "test").unwrap_or_else(|e| panic!("{e}")),
                 overflow: overflow.clone(),
+                watermark: IntGauge::new("wm", "test").unwrap_or_else(|e| panic!("{e}")),
+                partitions_active: IntGauge::new("a", "test").unwrap_or_else(|e| panic!("{e}")),
+                partitions_idle: IntGauge::new("i", "test").unwrap_or_else(|e| panic!("{e}")),
             },
         )
         .unwrap_or_else(|e| panic!("{e}"))
@@ -677,6 +1005,105 @@ mod tests {
         assert_eq!(total, 200 * 900);
     }
 
+    /// (window start, id, count) of every row of `out`, into `rows`.
+    fn collect_rows(out: Vec<RecordBatch>, rows: &mut Vec<(i64, String, i64)>) {
+        for b in out {
+            let starts = b.column(0).as_primitive::<TimestampMicrosecondType>();
+            let ids = b.column(2).as_string::<i32>();
+            let ns = b.column(3).as_primitive::<arrow::datatypes::Int64Type>();
+            for i in 0..b.num_rows() {
+                rows.push((starts.value(i), ids.value(i).to_string(), ns.value(i)));
+            }
+        }
+    }
+
+    /// A batch of (time, id) events.
+    fn events_batch(part: &[(i64, String)]) -> RecordBatch {
+        let ts = TimestampMicrosecondArray::from(part.iter().map(|e| e.0).collect::<Vec<_>>())
+            .with_timezone(TZ);
+        let ids = StringArray::from_iter_values(part.iter().map(|e| e.1.as_str()));
+        RecordBatch::try_from_iter(vec![
+            ("timestamp", Arc::new(ts) as ArrayRef),
+            ("id", Arc::new(ids) as ArrayRef),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Events (second, partition) of key `k`, as a batch with `_partition`
+    /// in column 2.
+    fn partitioned(events: &[(i64, i64)]) -> RecordBatch {
+        let ts = TimestampMicrosecondArray::from(
+            events.iter().map(|e| e.0 * 1_000_000).collect::<Vec<_>>(),
+        )
+        .with_timezone(TZ);
+        let ids = StringArray::from_iter_values(events.iter().map(|_| "k"));
+        let parts = Int64Array::from(events.iter().map(|e| e.1).collect::<Vec<_>>());
+        RecordBatch::try_from_iter(vec![
+            ("timestamp", Arc::new(ts) as ArrayRef),
+            ("id", Arc::new(ids) as ArrayRef),
+            ("_partition", Arc::new(parts) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_partition_read_behind_the_others_holds_windows_open() {
+        let (w, _, late) = window_with(0, DEFAULT_MAX_KEYS);
+        let mut w = w.with_partitions(Some(2), Duration::from_secs(3600));
+        w.on_partitions(&[0, 1]);
+        // Partition 0 is read up to second 110 before partition 1's
+        // events of second 50 come: the watermark is partition 1's.
+        let out = w.process(partitioned(&[(100, 0), (110, 0)])).unwrap();
+        assert_eq!(w.watermark(), None, "partition 1 has not been read yet");
+        assert_eq!(counted(&out), 0);
+        let out = w.process(partitioned(&[(50, 1), (51, 1)])).unwrap();
+        assert_eq!(late.get(), 0, "nothing late");
+        assert_eq!(counted(&out), 1, "the window of second 50 closed at 51");
+        let out = w.process(partitioned(&[(120, 1)])).unwrap();
+        assert_eq!(counted(&out), 2, "windows up to 110 close once both passed");
+        assert_eq!(w.watermark(), Some(110_000_000));
+        // A snapshot keeps each partition's event time.
+        let state = w.snapshot().unwrap().unwrap();
+        let (again, _, late2) = window_with(0, DEFAULT_MAX_KEYS);
+        let mut again = again.with_partitions(Some(2), Duration::from_secs(3600));
+        again.restore(&state).unwrap();
+        again.process(partitioned(&[(115, 1)])).unwrap();
+        assert_eq!(late2.get(), 0, "partition 1 may still bring second 115");
+    }
+
+    #[test]
+    fn an_idle_partition_stops_holding_the_watermark_back() {
+        let (w, _, late) = window_with(0, DEFAULT_MAX_KEYS);
+        let mut w = w.with_partitions(Some(2), Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        w.process_at(partitioned(&[(50, 1)]), at(0)).unwrap();
+        // Partition 0 flows on; partition 1 is quiet.
+        for (i, s) in [4u64, 8, 12].iter().enumerate() {
+            let t = 100 + i as i64 * 10;
+            w.process_at(partitioned(&[(t, 0)]), at(*s)).unwrap();
+        }
+        // Until second 10 of wall clock partition 1 held the watermark at
+        // 50; then it went idle and partition 0 moved it to 120.
+        assert_eq!(w.watermark(), Some(120_000_000));
+        w.process_at(partitioned(&[(60, 1)]), at(13)).unwrap();
+        assert_eq!(
+            late.get(),
+            1,
+            "second 60 came after the watermark passed it"
+        );
+
+        // A pause of the whole stream makes no partition idle.
+        let (w, _, late) = window_with(0, DEFAULT_MAX_KEYS);
+        let mut w = w.with_partitions(Some(2), Duration::from_secs(10));
+        w.process_at(partitioned(&[(50, 1)]), at(0)).unwrap();
+        w.process_at(partitioned(&[(100, 0)]), at(1)).unwrap();
+        w.process_at(partitioned(&[(110, 0)]), at(30)).unwrap();
+        assert_eq!(w.watermark(), Some(50_000_000));
+        w.process_at(partitioned(&[(60, 1)]), at(31)).unwrap();
+        assert_eq!(late.get(), 0);
+    }
+
     /// The same events, out of order, cut into batches of 1, 7, 100, 8192
     /// and random sizes: identical window rows and late counts.
     #[test]
@@ -699,33 +1126,14 @@ mod tests {
         let run = |sizes: &mut dyn FnMut() -> usize| {
             let (mut w, _, late) = window_with(2_000_000, DEFAULT_MAX_KEYS);
             let mut rows = Vec::new();
-            let mut collect = |out: Vec<RecordBatch>| {
-                for b in out {
-                    let starts = b.column(0).as_primitive::<TimestampMicrosecondType>();
-                    let ids = b.column(2).as_string::<i32>();
-                    let ns = b.column(3).as_primitive::<arrow::datatypes::Int64Type>();
-                    for i in 0..b.num_rows() {
-                        rows.push((starts.value(i), ids.value(i).to_string(), ns.value(i)));
-                    }
-                }
-            };
             let mut at = 0;
             while at < events.len() {
                 let n = sizes().clamp(1, events.len() - at);
-                let part = &events[at..at + n];
+                let b = events_batch(&events[at..at + n]);
                 at += n;
-                let ts =
-                    TimestampMicrosecondArray::from(part.iter().map(|e| e.0).collect::<Vec<_>>())
-                        .with_timezone(TZ);
-                let ids = StringArray::from_iter_values(part.iter().map(|e| e.1.as_str()));
-                let b = RecordBatch::try_from_iter(vec![
-                    ("timestamp", Arc::new(ts) as ArrayRef),
-                    ("id", Arc::new(ids) as ArrayRef),
-                ])
-                .unwrap_or_else(|e| panic!("{e}"));
-                collect(w.process(b).unwrap_or_else(|e| panic!("{e}")));
+                collect_rows(w.process(b).unwrap_or_else(|e| panic!("{e}")), &mut rows);
             }
-            collect(w.finish().unwrap_or_else(|e| panic!("{e}")));
+            collect_rows(w.finish().unwrap_or_else(|e| panic!("{e}")), &mut rows);
             rows.sort();
             (rows, late.get())
         };
@@ -742,5 +1150,32 @@ mod tests {
             (r >> 33) as usize % 300 + 1
         };
         assert_eq!(run(&mut random), reference, "random batches");
+
+        // A restart after every 13th batch, from the last snapshot: the
+        // same rows and late events as the uninterrupted run.
+        let (mut w, _, mut late) = window_with(2_000_000, DEFAULT_MAX_KEYS);
+        let mut late_total = 0;
+        let mut rows = Vec::new();
+        for (n, part) in events.chunks(100).enumerate() {
+            if n % 13 == 12 {
+                let state = w.snapshot().unwrap().unwrap();
+                late_total += late.get();
+                let (mut again, _, l) = window_with(2_000_000, DEFAULT_MAX_KEYS);
+                again.restore(&state).unwrap();
+                (w, late) = (again, l);
+            }
+            collect_rows(w.process(events_batch(part)).unwrap(), &mut rows);
+        }
+        collect_rows(w.finish().unwrap(), &mut rows);
+        rows.sort();
+        assert_eq!(
+            (rows, late_total + late.get()),
+            reference,
+            "restored from snapshots"
+        );
+        assert!(
+            w.restore(b"not cbor").is_err(),
+            "a damaged state is an error"
+        );
     }
 }

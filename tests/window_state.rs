@@ -1,0 +1,303 @@
+//! Windows survive crashes: a pipeline windowing a Kafka source saves its
+//! window state at every checkpoint and restores it on start, so `weir run`
+//! killed with SIGKILL at seeded random moments while events arrive emits
+//! the same window rows as a run that was never killed (each window once
+//! per value: a row emitted after the last checkpoint may be written again
+//! after a restart, never with another count); a backlog read partition by
+//! partition loses nothing to lateness. Also: a changed window definition
+//! discards its saved state, with the reason logged.
+
+use crate::kafka::{one_per_batch, produce, wait_until, Weir};
+use crate::support::tansu::Broker;
+use rdkafka::producer::FutureProducer;
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+const EVENTS: usize = 30_000;
+const SERVICES: usize = 5;
+/// Event time of event `i`: 360 ms apart, three hours in all.
+const STEP_MS: usize = 360;
+
+fn event(i: usize) -> Vec<u8> {
+    let ms = i * STEP_MS;
+    format!(
+        r#"{{"timestamp":"2026-03-01T{:02}:{:02}:{:02}.{:03}Z","service":"svc{}","message":"event {i}"}}"#,
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000,
+        i % SERVICES
+    )
+    .into_bytes()
+}
+
+/// One event per partition a day later: its watermark closes every window
+/// of the three hours (their own window stays open).
+fn closers() -> Vec<Vec<u8>> {
+    (0..4)
+        .map(|p| {
+            format!(r#"{{"timestamp":"2026-03-02T12:00:00Z","service":"closer","message":"closer {p}"}}"#)
+                .into_bytes()
+        })
+        .collect()
+}
+
+/// `group` reads the topic of its name.
+fn rules(bootstrap: &str, group: &str, out: &Path, window: &str) -> String {
+    rules_on(bootstrap, group, group, out, window)
+}
+
+fn rules_on(bootstrap: &str, topic: &str, group: &str, out: &Path, window: &str) -> String {
+    format!(
+        r#"source app = kafka(brokers: "{bootstrap}", topic: "{topic}", group: "{group}", commit_every: 300ms, options: ["session.timeout.ms=6000", "max.poll.interval.ms=10000"]) format json
+output rows = file(path: "{}")
+pipeline per_service {{
+  from app
+  | window {window} {{ n = count() }}
+  | to rows
+}}
+"#,
+        out.display()
+    )
+}
+
+/// Lateness longer than the events' span: nothing is late however the
+/// partitions' reads interleave (a backlog is read partition by partition;
+/// per-partition watermarks are not built yet), and the closers close
+/// every window.
+const WINDOW: &str = "tumbling 10m by service lateness 4h";
+
+/// (window_start, service) → every count written for it.
+fn rows(out: &Path) -> BTreeMap<(String, String), BTreeSet<i64>> {
+    let mut m: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
+    for line in std::fs::read_to_string(out).unwrap_or_default().lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue; // a line cut by the kill
+        };
+        let key = (
+            v["window_start"].to_string(),
+            v["service"].as_str().unwrap_or_default().to_string(),
+        );
+        m.entry(key).or_default().insert(v["n"].as_i64().unwrap());
+    }
+    m
+}
+
+/// 18 ten-minute windows × 5 services.
+const WINDOWS: usize = 18 * SERVICES;
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_killed_at_random_moments_emit_what_an_uninterrupted_run_does() {
+    let broker = Broker::memory();
+    // The same events to two topics: one for the killed runs, one for the
+    // reference run.
+    broker.create_topic("chaos", 4);
+    broker.create_topic("reference", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = broker.bootstrap();
+    // Produce slowly in the background, so the kills land mid-stream.
+    let producing = tokio::spawn(async move {
+        let p = one_per_batch(&bootstrap);
+        for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(1_000) {
+            let payloads: Vec<Vec<u8>> = chunk.iter().map(|&i| event(i)).collect();
+            produce(&p, "chaos", 4, &payloads).await;
+            produce(&p, "reference", 4, &payloads).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+
+    let out = dir.path().join("chaos.ndjson");
+    let chaos = rules(&broker.bootstrap(), "chaos", &out, WINDOW);
+    let state = dir.path().join("chaos/state/per_service.state");
+    let mut seed = 20261202u64;
+    let started = Instant::now();
+    for k in 0..3 {
+        let before = modified(&state);
+        let weir = Weir::start(&chaos, dir.path(), "chaos");
+        // Once it saved a checkpoint of its own, at a random moment after.
+        wait_until(60, "a checkpoint of the window state", || {
+            modified(&state).is_some_and(|m| Some(m) != before)
+        })
+        .await;
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait_ms = seed % 1_500;
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        weir.kill();
+        eprintln!(
+            "kill {} {wait_ms} ms after a checkpoint (at {:.1} s)",
+            k + 1,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    producing.await.unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    // Runs a group to the end of the events, then sends the closers (only
+    // then: a closer read before another partition's last events would
+    // make those late) and waits for every window.
+    let finish = |group: &'static str, out: std::path::PathBuf| {
+        let bootstrap = broker.bootstrap();
+        let producer = producer.clone();
+        async move {
+            wait_until(180, "every event read and checkpointed", || {
+                crate::kafka::committed(&bootstrap, group, group, 4)
+                    .iter()
+                    .map(|o| o.max(&0))
+                    .sum::<i64>()
+                    >= EVENTS as i64
+            })
+            .await;
+            produce(&producer, group, 4, &closers()).await;
+            wait_until(60, "every window written", || rows(&out).len() >= WINDOWS).await;
+        }
+    };
+    // tansu 0.6 sometimes completes a join while a killed member's
+    // session is still open, hands it every partition and never
+    // rebalances when that session ends: the last start waits it out.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let weir = Weir::start(&chaos, dir.path(), "chaos");
+    finish("chaos", out.clone()).await;
+    assert!(weir.terminate().success());
+
+    // The reference: one run, never killed, of the same events.
+    let ref_out = dir.path().join("reference.ndjson");
+    let reference = Weir::start(
+        &rules(&broker.bootstrap(), "reference", &ref_out, WINDOW),
+        dir.path(),
+        "reference",
+    );
+    finish("reference", ref_out.clone()).await;
+    assert!(reference.terminate().success());
+
+    let expected = rows(&ref_out);
+    let total: i64 = expected.values().flatten().sum();
+    assert_eq!(
+        (expected.len(), total),
+        (WINDOWS, EVENTS as i64),
+        "the reference counts every event once"
+    );
+    let got = rows(&out);
+    for (key, counts) in &got {
+        assert_eq!(
+            counts.len(),
+            1,
+            "window {key:?} was written with different counts: {counts:?}"
+        );
+    }
+    assert_eq!(
+        got, expected,
+        "the killed runs' windows equal the reference's"
+    );
+
+    // The whole topic as a backlog with no lateness at all: read
+    // partition by partition, yet nothing is late (event time is the
+    // least over the partitions), and the closers at the end of each
+    // partition close every window.
+    let backlog_out = dir.path().join("backlog.ndjson");
+    let backlog = Weir::start(
+        &rules_on(
+            &broker.bootstrap(),
+            "reference",
+            "backlog",
+            &backlog_out,
+            "tumbling 10m by service",
+        ),
+        dir.path(),
+        "backlog",
+    );
+    wait_until(120, "every window of the backlog", || {
+        rows(&backlog_out).len() >= WINDOWS
+    })
+    .await;
+    assert!(backlog.terminate().success());
+    assert_eq!(rows(&backlog_out), expected, "no event of the backlog late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_window_starts_empty_and_an_unchanged_one_keeps_its_state() {
+    let broker = Broker::memory();
+    broker.create_topic("g", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    // The first hour's events; their windows stay open.
+    let first: Vec<Vec<u8>> = (0..10_000).map(event).collect();
+    produce(&p, "g", 2, &first).await;
+    let out = dir.path().join("rows.ndjson");
+    let log = dir.path().join("engine.log");
+    let run = |window: &str| {
+        let text = rules(&broker.bootstrap(), "g", &out, window);
+        std::fs::write(dir.path().join("engine.rules"), &text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(dir.path().join("engine.rules"))
+            .arg("--quiet")
+            .arg("--data-dir")
+            .arg(dir.path().join("engine"))
+            .env("WEIR_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .map(KillOnDrop)
+            .unwrap()
+    };
+    let stop = |mut child: KillOnDrop| {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.0.id().to_string())
+            .status();
+        assert!(child.0.wait().unwrap().success());
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let state = dir.path().join("engine/state/per_service.state");
+    let child = run(WINDOW);
+    wait_until(60, "the window state saved", || state.exists()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = stop(child);
+    assert!(!text.contains("restored"), "{text}");
+    // A stop keeps open windows for the next start instead of emitting
+    // them half-full.
+    assert!(
+        rows(&out).is_empty(),
+        "open windows were emitted at the stop"
+    );
+
+    // The same window in an edited file: restored.
+    let child = run(WINDOW);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = stop(child);
+    assert!(
+        text.contains("window state restored from the last checkpoint"),
+        "{text}"
+    );
+    // Another window: its state is discarded, with the reason.
+    let child = run("tumbling 5m by service lateness 4h");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = stop(child);
+    assert!(text.contains("definition changed"), "{text}");
+    assert!(!text.contains("window state restored"), "{text}");
+}
+
+/// A child process killed when a failing test drops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
