@@ -8,6 +8,9 @@
 //!    accepting the notification (real HTTP, the default 100 ms group_wait),
 //!    p50 and p99 over 200 alerts.
 //!
+//! 3. The cost of checkpointing window state: encoding, size and restoring
+//!    the state of 100,000 open keys (count, count_distinct, p99).
+//!
 //! `cargo bench --bench alerts_throughput` (WEIR_BENCH_KEYS sets the key count).
 // Benchmark and example code, not a runtime path: a panic stops the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -84,6 +87,71 @@ fn run(rules: &str, input: &[LineBatch], alerts: Arc<AlertManager>) -> anyhow::R
     let mut pipelines = compile_pipelines(&program, &mut tables, &outputs, alerts, &metrics)?;
     let mut decoder = LineDecoder::new("app", &source.format, &source.schema)?;
     support::run_pipelines(&mut decoder, &mut pipelines, input).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// What saving and restoring the window state of `keys` open keys costs
+/// at a checkpoint (the pipeline is in the middle of its first window):
+/// (encode ms, bytes, restore ms).
+fn snapshot_cost(keys: usize) -> anyhow::Result<(f64, usize, f64)> {
+    let rules = r#"
+source app = generator() format json fields { user: string, latency_ms: float }
+pipeline keys {
+  from app
+  | window tumbling 1m by user { n = count(), users = count_distinct(user), p99 = p99(latency_ms) }
+}
+"#;
+    let program = weir_dsl::compile(rules).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let source = &program.sources[0];
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::new(&registry)?;
+    let mut tables = TableCache::new(".");
+    let outputs = Default::default();
+    let alerts: Arc<dyn AlertSink> = AlertManager::in_memory();
+    let compile = |tables: &mut TableCache| {
+        compile_pipelines(&program, tables, &outputs, alerts.clone(), &metrics)
+    };
+    let mut pipelines = compile(&mut tables)?;
+    let mut decoder = LineDecoder::new("app", &source.format, &source.schema)?;
+    // Three events per key, all in the first minute: every key open.
+    let mut batch = LineBatch::with_capacity(1 << 20, 8192);
+    let mut input = Vec::new();
+    for i in 0..keys * 3 {
+        let line = format!(
+            "{{\"timestamp\":\"2026-01-01T00:00:{:02}Z\",\"user\":\"u{}\",\"latency_ms\":{}.5}}",
+            i % 60,
+            i % keys,
+            i % 997
+        );
+        batch.push(line.as_bytes());
+        if batch.ends.len() == 8192 {
+            input.push(std::mem::replace(
+                &mut batch,
+                LineBatch::with_capacity(1 << 20, 8192),
+            ));
+        }
+    }
+    input.push(batch);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        for b in &input {
+            if let Some(batch) = decoder.decode(b)?.batch {
+                pipelines[0].push(batch).await?;
+            }
+        }
+        Ok::<_, weir_engine::EngineError>(())
+    })?;
+    let t = Instant::now();
+    let snap = pipelines[0].snapshot()?;
+    let encode = t.elapsed().as_secs_f64() * 1000.0;
+    let bytes = snap.size();
+    let mut fresh = compile(&mut tables)?;
+    let t = Instant::now();
+    let restored = fresh[0].restore(snap)?;
+    let restore = t.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(restored == 1, "the window was not restored");
+    Ok((encode, bytes, restore))
 }
 
 async fn latency(samples: usize) -> anyhow::Result<Vec<f64>> {
@@ -193,6 +261,11 @@ fn main() -> anyhow::Result<()> {
         evaluated as f64 / (with - base).max(1e-6)
     );
     println!("          peak RSS {:.0} MiB", support::peak_rss_mib());
+    let (encode, bytes, restore) = snapshot_cost(keys)?;
+    println!(
+        "checkpoint of the window state, {keys} open keys (count, count_distinct, p99): {encode:.1} ms to encode, {:.1} MiB, {restore:.1} ms to restore",
+        bytes as f64 / (1 << 20) as f64
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
