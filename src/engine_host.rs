@@ -117,6 +117,73 @@ pub struct PipelineInfo {
     pub source: String,
     pub file: String,
     pub running: bool,
+    /// Its windows' state, when it has windows (from the metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<WindowsInfo>,
+}
+
+/// Event time and checkpointed state of a pipeline's windows.
+#[derive(serde::Serialize, Default)]
+pub struct WindowsInfo {
+    /// Event time up to which windows are closed (RFC 3339).
+    pub watermark: Option<String>,
+    /// Source partitions holding the watermark back, and those idle.
+    pub partitions_active: i64,
+    pub partitions_idle: i64,
+    pub windows_open: i64,
+    pub late_events_dropped: i64,
+    /// The last checkpoint of the window state (windows over Kafka).
+    pub state_bytes: Option<i64>,
+    pub state_saved_at: Option<String>,
+}
+
+/// Per pipeline, what the metrics say about its windows (read from a
+/// gathering, so listing creates no series).
+fn windows_info(families: &[prometheus::proto::MetricFamily]) -> HashMap<String, WindowsInfo> {
+    let mut out: HashMap<String, WindowsInfo> = HashMap::new();
+    // Unset gauges read 0: no time yet.
+    let rfc3339 = |secs: f64| {
+        (secs > 0.0)
+            .then(|| chrono::DateTime::from_timestamp(secs as i64, 0))
+            .flatten()
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    const NAMES: [&str; 6] = [
+        "weir_window_watermark_seconds",
+        "weir_window_partitions",
+        "weir_windows_open",
+        "weir_late_events_dropped_total",
+        "weir_window_state_bytes",
+        "weir_window_state_saved_timestamp_seconds",
+    ];
+    for f in families.iter().filter(|f| NAMES.contains(&f.name())) {
+        for m in f.get_metric() {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+            };
+            let Some(pipeline) = label("pipeline") else {
+                continue;
+            };
+            let gauge = m.get_gauge().get_value();
+            let counter = m.get_counter().get_value();
+            let e = out.entry(pipeline).or_default();
+            match f.name() {
+                "weir_window_watermark_seconds" => e.watermark = rfc3339(gauge),
+                "weir_window_partitions" => match label("state").as_deref() {
+                    Some("idle") => e.partitions_idle = gauge as i64,
+                    _ => e.partitions_active = gauge as i64,
+                },
+                "weir_windows_open" => e.windows_open = gauge as i64,
+                "weir_late_events_dropped_total" => e.late_events_dropped = counter as i64,
+                "weir_window_state_bytes" => e.state_bytes = Some(gauge as i64),
+                _ => e.state_saved_at = rfc3339(gauge),
+            }
+        }
+    }
+    out
 }
 
 impl EngineHost {
@@ -328,6 +395,7 @@ impl EngineHost {
             };
             d.stopped.len() < d.pipelines.len() && at.elapsed() < FINISHED_LISTED
         });
+        let mut windows = windows_info(&self.registry.gather());
         let mut out = Vec::new();
         for d in deployments.iter() {
             for name in &d.pipelines {
@@ -339,6 +407,7 @@ impl EngineHost {
                     source: d.sources.get(name).cloned().unwrap_or_default(),
                     file: d.file.clone(),
                     running: d.is_running(name),
+                    windows: windows.remove(name),
                 });
             }
         }

@@ -123,6 +123,40 @@ async fn api_submit_list_alerts_delete_metrics() {
     assert!(text.contains("weir_"), "{text}");
     assert!(text.contains("api_errors"), "{text}");
 
+    // The listing shows the window's event time: the generator's events
+    // span 00:00 to 00:03:20 of its day, one partition.
+    let r: Value = http
+        .get(url("/api/v1/pipelines"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = r["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "api_errors")
+        .cloned()
+        .unwrap();
+    let w = &p["windows"];
+    assert!(
+        w["watermark"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2026-01-01T00:0")),
+        "{p}"
+    );
+    assert_eq!(
+        w["partitions_active"].as_i64().unwrap() + w["partitions_idle"].as_i64().unwrap(),
+        1,
+        "{p}"
+    );
+    assert!(
+        w["state_bytes"].is_null(),
+        "a generator's windows are not checkpointed: {p}"
+    );
+
     // Delete: 204, then 404.
     let r = http
         .delete(url("/api/v1/pipelines/api_errors"))

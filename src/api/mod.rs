@@ -7,7 +7,7 @@
 //! | POST | /api/v1/logout | any | ends the session |
 //! | GET | /api/v1/session | any | who you are, your role and scope, the CSRF token |
 //! | POST | /api/v1/pipelines | write | body: `.rules` text (`Content-Type: application/x-weir-rules`); 201, or 422 with diagnostics, or 409 on a name clash |
-//! | GET | /api/v1/pipelines | read | the pipelines |
+//! | GET | /api/v1/pipelines | read | the pipelines, with their windows' watermark, partitions and last state checkpoint |
 //! | DELETE | /api/v1/pipelines/{name} | write | stops one (windows emitted, outputs flushed); 204 or 404 |
 //! | GET, POST, DELETE | /api/v1/alerts, /api/v1/silences | read / write | see [`alerts`]; filtered by scope |
 //! | POST | /api/v1/query | read | `{"sql", "start", "end", "max_rows", "timeout_ms"}`; rows as JSON, NDJSON, CSV or Arrow IPC by `Accept`; only rows in the caller's scope |
