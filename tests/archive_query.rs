@@ -784,6 +784,60 @@ fn a_followed_file_is_read_across_truncation_and_rotation() {
     assert_eq!(p.count("SELECT count(DISTINCT message) AS n FROM app"), 100);
 }
 
+/// A lookup by an id (`user_id = '…'`) skips the row groups whose bloom
+/// filter says the value is not there, also where min/max statistics
+/// cannot tell (ids as text overlap in every row group).
+#[test]
+fn a_needle_lookup_skips_row_groups_by_bloom_filter() {
+    let p = folder_place();
+    let events = p.dir.path().join("events.ndjson");
+    let mut text = String::new();
+    for i in 0..600_000 {
+        text.push_str(&format!(
+            "{{\"timestamp\":\"2026-03-01T00:{:02}:{:02}Z\",\"service\":\"api\",\"user_id\":\"u{i}\",\"message\":\"m\"}}\n",
+            i / 10_000 % 60,
+            i % 60
+        ));
+    }
+    std::fs::write(&events, text).unwrap();
+    let rules = p.dir.path().join("needle.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "source app = file(path: \"{}\") format json\n  fields {{ user_id: string }}\narchive app to \"{}\"\n",
+            events.display(),
+            p.url
+        ),
+    )
+    .unwrap();
+    ok(&mut p.run_command(&rules));
+    assert_eq!(
+        p.count("SELECT count(*) AS n FROM app WHERE user_id = 'u5'"),
+        1
+    );
+    let plan = p.query(
+        "EXPLAIN ANALYZE SELECT count(*) AS n FROM app WHERE user_id = 'u5'",
+        &[],
+    );
+    let text = plan
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+        .collect::<String>();
+    // "row_groups_pruned_bloom_filter=T total → M matched"
+    let (total, matched) = text
+        .split("row_groups_pruned_bloom_filter=")
+        .nth(1)
+        .and_then(|rest| {
+            let mut words = rest.split_whitespace();
+            let total: u64 = words.next()?.parse().ok()?;
+            let matched: u64 = words.nth(2)?.parse().ok()?;
+            Some((total, matched))
+        })
+        .unwrap_or_else(|| panic!("no bloom filter metrics in {text}"));
+    assert!(total >= 2, "row groups the statistics left: {text}");
+    assert_eq!(matched, 1, "the bloom filters leave one row group: {text}");
+}
+
 /// With the default archive settings, events of a running source are
 /// queryable within seconds (each file rolls after 5 s and is committed at
 /// once), not when a file fills or at a stop. Prints the lag it saw; the

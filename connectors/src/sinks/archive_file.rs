@@ -25,23 +25,54 @@ pub fn dictionary_text() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
+/// Rows of a row group at most (also the most distinct values a row
+/// group's bloom filter is sized for).
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
 /// How archive files are written: zstd, dictionaries for the (mostly
-/// low-cardinality) text columns, and delta encoding for event time and
-/// source offsets, which mostly rise in small steps (a few bits a row
-/// instead of eight bytes).
-pub fn properties() -> WriterProperties {
+/// low-cardinality) text columns, delta encoding for event time and source
+/// offsets, which mostly rise in small steps (a few bits a row instead of
+/// eight bytes), and a bloom filter per row group for the text columns
+/// people look events up by (see [`looked_up_by_value`]), so a needle query
+/// (`WHERE trace_id = '…'`) skips the row groups that cannot hold it. The
+/// filters are sized for a full row group at 1 % false positives and folded
+/// down to what the row group holds (a small file pays a few bytes).
+pub fn properties(schema: &Schema) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(256 * 1024));
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     for col in [TIMESTAMP, OFFSET] {
         let path = ColumnPath::from(col);
         b = b
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
     }
+    for f in schema.fields() {
+        if is_text(f.data_type()) && looked_up_by_value(f.name()) {
+            let path = ColumnPath::from(f.name().as_str());
+            b = b
+                .set_column_bloom_filter_enabled(path.clone(), true)
+                .set_column_bloom_filter_fpp(path.clone(), 0.01)
+                .set_column_bloom_filter_max_ndv(path, ROW_GROUP_ROWS as u64);
+        }
+    }
     b.build()
+}
+
+/// Whether a text column is one people look events up by (trace, span,
+/// request, session and user ids, addresses, hosts): `host`, `user`, and
+/// names ending in `id`, `ip`, `host`, `addr` or `address` (`trace_id`,
+/// `requestId`, `client_ip`, `remote_addr`), whatever the case.
+pub fn looked_up_by_value(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "host"
+        || n == "user"
+        || n == "ip"
+        || ["id", "_ip", "host", "addr", "address", "uuid"]
+            .iter()
+            .any(|end| n.ends_with(end))
 }
 
 /// One archive file being written, in memory.
@@ -53,7 +84,7 @@ pub struct FileWriter {
 impl FileWriter {
     pub fn new(schema: SchemaRef) -> Result<FileWriter, ParquetError> {
         let options = ArrowWriterOptions::new()
-            .with_properties(properties())
+            .with_properties(properties(&schema))
             // `finish` embeds the schema, once it knows which columns stayed
             // dictionary-encoded.
             .with_skip_arrow_metadata(true);
@@ -215,5 +246,46 @@ mod tests {
             ("api", "web", "db")
         );
         assert_eq!(without_hints(&schema).field(0).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn id_columns_get_a_bloom_filter_that_answers_lookups() {
+        use parquet::file::properties::ReaderProperties;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::file::serialized_reader::ReadOptionsBuilder;
+        let small = file(1_000);
+        let options = ReadOptionsBuilder::new()
+            .with_reader_properties(
+                ReaderProperties::builder()
+                    .set_read_bloom_filter(true)
+                    .build(),
+            )
+            .build();
+        let reader =
+            SerializedFileReader::new_with_options(bytes::Bytes::from(small.clone()), options)
+                .unwrap();
+        let rg = reader.get_row_group(0).unwrap();
+        // `trace_id` has one, `service` none.
+        assert!(rg.get_column_bloom_filter(0).is_none());
+        let bloom = rg
+            .get_column_bloom_filter(1)
+            .expect("a bloom filter on trace_id");
+        assert!(bloom.check(&format!("{:064x}", 7).as_str()));
+        assert!(!bloom.check(&"not a trace id"));
+        // Folded to what the row group holds: a 1,000-row file stays small.
+        assert!(small.len() < 120_000, "{} bytes", small.len());
+        for name in [
+            "trace_id",
+            "requestId",
+            "client_ip",
+            "host",
+            "remote_addr",
+            "user",
+        ] {
+            assert!(looked_up_by_value(name), "{name}");
+        }
+        for name in ["message", "service", "severity", "latency_ms"] {
+            assert!(!looked_up_by_value(name), "{name}");
+        }
     }
 }
