@@ -784,6 +784,125 @@ fn a_followed_file_is_read_across_truncation_and_rotation() {
     assert_eq!(p.count("SELECT count(DISTINCT message) AS n FROM app"), 100);
 }
 
+/// `POST /api/v1/search`: newest first, page by page with the cursor
+/// (every matching event once), the total and histogram agree with SQL, a
+/// word of the message narrows it, and a bad filter is named at its column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_api_pages_newest_first_with_totals() {
+    let p = folder_place();
+    p.generate("search", "", 3_000, "2026-03-01T00:00:00Z", "");
+    let port = support::free_port();
+    let token = support::server::create_token(&p.dir.path().join("data"), "s", "viewer", &[]);
+    let mut serve = weir()
+        .arg("serve")
+        .arg("--config")
+        .arg(&p.config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(p.dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    support::tansu::wait_for_port(port);
+    let http = support::server::client_with(&token);
+    let url = format!("http://127.0.0.1:{port}/api/v1/search");
+    let search = |body: Value| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http.post(&url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let filter = "severity >= warn";
+    let expected =
+        p.count("SELECT count(*) AS n FROM app WHERE severity IN ('WARN', 'ERROR', 'FATAL')");
+    assert!(expected > 100, "enough to page: {expected}");
+    let (status, first) = search(serde_json::json!({
+        "stream": "app", "filter": filter, "limit": 100,
+        "start": "2026-03-01T00:00:00Z", "end": "2026-03-01T01:00:00Z"
+    }))
+    .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["total"].as_i64(), Some(expected), "{}", first["sql"]);
+    let bars: i64 = first["histogram"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].as_i64().unwrap())
+        .sum();
+    assert_eq!(bars, expected);
+    assert_eq!(first["histogram"]["bucket_seconds"], 30);
+    assert!(first["sql"]["events"]
+        .as_str()
+        .unwrap()
+        .contains("ORDER BY"));
+    // Every page, newest first, each event once.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last_time = i64::MAX;
+    let mut page = first;
+    loop {
+        for e in page["events"].as_array().unwrap() {
+            let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp_micros();
+            assert!(t <= last_time, "newest first: {e} after {last_time}");
+            last_time = t;
+            assert!(
+                matches!(e["severity"].as_str(), Some("WARN" | "ERROR" | "FATAL")),
+                "{e}"
+            );
+            assert!(
+                seen.insert((e["_partition"].as_i64(), e["_offset"].as_i64())),
+                "{e} twice"
+            );
+        }
+        let Some(cursor) = page["next_cursor"].as_str().map(String::from) else {
+            break;
+        };
+        let (status, next) = search(serde_json::json!({
+            "stream": "app", "filter": filter, "limit": 100, "cursor": cursor,
+            "start": "2026-03-01T00:00:00Z", "end": "2026-03-01T01:00:00Z"
+        }))
+        .await;
+        assert_eq!(status, 200, "{next}");
+        assert!(
+            next["total"].is_null(),
+            "totals come with the first page only"
+        );
+        page = next;
+    }
+    assert_eq!(seen.len() as i64, expected);
+
+    // A word of the message (any case) narrows the search.
+    let word = p.query("SELECT CAST(message AS VARCHAR) AS m FROM app LIMIT 1", &[])[0]["m"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let with_word = p.count(&format!(
+        "SELECT count(*) AS n FROM app WHERE strpos(lower(CAST(message AS VARCHAR)), '{}') > 0",
+        word.to_lowercase().replace('\'', "''")
+    ));
+    let (_, r) = search(serde_json::json!({"stream": "app", "terms": [word.to_uppercase()]})).await;
+    assert_eq!(r["total"].as_i64(), Some(with_word), "{r}");
+
+    // A mistake in the filter: 400 at its column.
+    let (status, r) =
+        search(serde_json::json!({"stream": "app", "filter": "severity >= wran"})).await;
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(r["col"], 13, "{r}");
+    let (status, r) = search(serde_json::json!({"stream": "app", "cursor": "nonsense"})).await;
+    assert_eq!(status, 400, "{r}");
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
+
 /// A lookup by an id (`user_id = '…'`) skips the row groups whose bloom
 /// filter says the value is not there, also where min/max statistics
 /// cannot tell (ids as text overlap in every row group).

@@ -15,6 +15,7 @@
 //! | GET | /api/v1/routes | read | this table, as the server enforces it |
 //! | POST | /api/v1/backtest?from=&to= | read | body: `.rules` text; its pipelines over archived events in the caller's scope, NDJSON (see [`crate::backtest`]) |
 //! | GET | /api/v1/sources, /api/v1/tail, /api/v1/stats; POST /api/v1/check, /api/v1/filter | read | the console's live views, see [`live`] |
+//! | POST | /api/v1/search | read | `{"stream", "start", "end", "filter", "terms", "limit", "cursor"}`: newest matching events first, a cursor, the total, a histogram by severity and the SQL; see [`search`] |
 //! | GET | /, /console/… | open | the web console (it logs in through the API) |
 //! | GET | /healthz | open | `ok` while the process runs (liveness) |
 //! | GET | /readyz | open | 200 `ready`, or 503 naming the sinks whose writes fail and the sources that failed |
@@ -28,6 +29,7 @@ mod console;
 mod error;
 pub mod guard;
 mod live;
+mod search;
 
 pub use error::ApiError;
 
@@ -202,6 +204,13 @@ pub fn routes() -> Routes {
             Read,
             Body::Json,
             post(live::filter_sql),
+        )
+        .add(
+            Method::POST,
+            "/api/v1/search",
+            Read,
+            Body::Json,
+            post(search::search),
         )
         .add(
             Method::POST,
