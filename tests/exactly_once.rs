@@ -161,6 +161,7 @@ struct Chaos {
 }
 
 async fn chaos(c: Chaos) {
+    let _heavy = crate::support::heavy().await;
     let n = env_or("WEIR_CHAOS_EVENTS", c.events) as usize;
     let kills = env_or("WEIR_CHAOS_KILLS", c.kills);
     let mut rng = Rng(env_or("WEIR_CHAOS_SEED", 20261201) | 1);

@@ -225,6 +225,7 @@ async fn sql(http: &reqwest::Client, base: &str, sql: &str, timeout_ms: u64) -> 
 /// answering `/healthz`.
 #[tokio::test]
 async fn hostile_requests_are_refused_and_the_server_keeps_answering() {
+    let _timing = support::timing().await;
     let dir = tempfile::tempdir().unwrap();
     let closed = support::free_port();
     let config = dir.path().join("weir.toml");

@@ -145,6 +145,7 @@ fn append(path: &Path, from: u64, to: u64) {
 
 #[test]
 fn rotation_under_write_loses_and_repeats_nothing() {
+    let _timing = crate::support::timing_blocking();
     let broker = Broker::memory();
     broker.create_topic("logs", 1);
     let dir = tempfile::tempdir().unwrap();

@@ -95,6 +95,7 @@ fn modified(p: &Path) -> Option<SystemTime> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_killed_at_random_moments_emit_what_an_uninterrupted_run_does() {
+    let _heavy = crate::support::heavy().await;
     let broker = Broker::memory();
     // The same events to two topics: one for the killed runs, one for the
     // reference run.

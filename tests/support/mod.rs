@@ -14,6 +14,28 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Who loads the machine: heavy tests hold it alone, timing-sensitive
+/// tests share it.
+static LOAD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held by the tests that load the machine most (SIGKILL chaos with
+/// several engines and brokers): on a 2-core CI machine they run neither
+/// beside each other nor beside a timing-sensitive test.
+pub async fn heavy() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    LOAD.write().await
+}
+
+/// Held by tests that measure time (request timeouts, a shipper catching
+/// up): no heavy test runs meanwhile.
+pub async fn timing() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    LOAD.read().await
+}
+
+/// [`timing`] for a test outside a runtime.
+pub fn timing_blocking() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    LOAD.blocking_read()
+}
+
 /// Every (`_partition`, `_offset`) in the archive under `dir` (sorted), and
 /// how many data files hold them. In a Delta table (a folder with a
 /// `_delta_log`), only the files of its latest version count: its JSON

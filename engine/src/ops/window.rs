@@ -577,11 +577,7 @@ impl Window {
             };
             self.advance_part(at, t, now);
         }
-        if self.watermark != i64::MIN {
-            self.metrics
-                .watermark
-                .set(self.watermark.div_euclid(1_000_000));
-        }
+        self.report_time();
         if late > 0 {
             self.late_total += late;
             self.metrics.late.inc_by(late);
@@ -662,6 +658,15 @@ impl Window {
         if changed {
             self.recompute_low();
             self.raise_watermark();
+        }
+    }
+
+    /// Reports event time and the partitions holding it.
+    fn report_time(&self) {
+        if self.watermark != i64::MIN {
+            self.metrics
+                .watermark
+                .set(self.watermark.div_euclid(1_000_000));
         }
         let idle = self.parts.iter().filter(|p| p.idle).count();
         self.metrics.partitions_idle.set(idle as i64);
