@@ -571,11 +571,12 @@ impl Window {
                 Some((c, at)) if c == id => at,
                 _ => {
                     let at = self.part(id, now);
+                    self.touch(at, now);
                     current = Some((id, at));
                     at
                 }
             };
-            self.advance_part(at, t, now);
+            self.advance_part(at, t);
         }
         self.report_time();
         if late > 0 {
@@ -690,23 +691,39 @@ impl Window {
         self.parts.len() - 1
     }
 
-    /// An event at `ts` of the partition at `part` in `parts`.
-    fn advance_part(&mut self, part: usize, ts: i64, now: Instant) {
+    /// The partition at `part` in `parts` has events now (once per run of
+    /// its rows in a batch): it is active again if it was idle.
+    fn touch(&mut self, part: usize, now: Instant) {
+        let Some(p) = self.parts.get_mut(part) else {
+            return;
+        };
+        p.seen = now;
+        if std::mem::replace(&mut p.idle, false) {
+            self.recompute_low();
+            self.raise_watermark();
+        }
+    }
+
+    /// An event at `ts` of the partition at `part` in `parts` (per row:
+    /// one comparison unless the partition's event time moves).
+    fn advance_part(&mut self, part: usize, ts: i64) {
         if ts > self.max_ts {
             self.max_ts = ts;
         }
         let Some(p) = self.parts.get_mut(part) else {
             return;
         };
-        p.seen = now;
-        let was_idle = std::mem::replace(&mut p.idle, false);
-        if ts <= p.max_ts && !was_idle {
+        if ts <= p.max_ts {
             return;
         }
         let old = p.max_ts;
-        p.max_ts = p.max_ts.max(ts);
-        // Only the partition at the low end (or one joining) moves it.
-        if was_idle || old == i64::MIN || old <= self.low {
+        p.max_ts = ts;
+        // Only the partition at the low end (or one joining) moves it; one
+        // partition alone is the low end.
+        if self.parts.len() == 1 {
+            self.low = ts;
+            self.raise_watermark();
+        } else if old <= self.low {
             self.recompute_low();
             self.raise_watermark();
         }
