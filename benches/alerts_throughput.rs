@@ -197,6 +197,7 @@ async fn latency(samples: usize) -> anyhow::Result<Vec<f64>> {
             values: Default::default(),
             window_start_us: 0,
             window_end_us: 60_000_000,
+            evidence: None,
         };
         sent.push((format!("rule-{i}"), Instant::now()));
         manager.evaluate(Evaluation {

@@ -65,12 +65,16 @@ pub struct AlertingConfig {
     /// A still-firing alert is notified again after this long.
     #[serde(with = "humantime_serde")]
     pub repeat_interval: Duration,
+    /// The console's address as people open it (`https://weir.example.com`):
+    /// each alert's evidence links to its window's search there.
+    pub console_url: Option<String>,
 }
 
 impl Default for AlertingConfig {
     fn default() -> Self {
         AlertingConfig {
             repeat_interval: Duration::from_secs(4 * 3600),
+            console_url: None,
         }
     }
 }

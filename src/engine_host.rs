@@ -201,6 +201,7 @@ impl EngineHost {
             history: cfg.alert_history,
             state_file: persist_alerts.then(|| cfg.data_dir.join("alerts").join("state.json")),
             log_unrouted: true,
+            console_url: cfg.alerting.console_url.clone(),
         };
         let alerts = AlertManager::new(Arc::new(SystemClock), settings, Some(metrics.clone()))
             .map_err(anyhow::Error::msg)?;

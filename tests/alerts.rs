@@ -559,3 +559,277 @@ resend_every = "1s"
     );
     drop(server);
 }
+
+/// Posts `n` error events of `service` in `environment`, numbered from `first`.
+async fn post_env_events(
+    server: &Server,
+    port: u16,
+    service: &str,
+    environment: &str,
+    first: usize,
+    n: usize,
+) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let body: String = (first..first + n)
+        .map(|i| {
+            format!(
+                "{{\"timestamp\":\"{now}\",\"service\":\"{service}\",\"environment\":\"{environment}\",\"severity\":\"error\",\"message\":\"boom {service} {i}\"}}\n"
+            )
+        })
+        .collect();
+    let r = server
+        .client()
+        .post(format!("http://127.0.0.1:{port}/"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+/// Every alert carries its evidence — sample events of its key and window,
+/// the SQL that reproduces the window, a console link — on each channel and
+/// in the API; the SQL, run through the API, gives the window's count; a
+/// scoped caller sees only the samples inside its scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_carry_their_evidence_on_every_channel_and_in_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv_port, inbox) = start_receiver().await;
+    let (am_port, _am) = start_alertmanager(dir.path());
+    let maildir = dir.path().join("mail");
+    let (smtp_port, _smtp) = start_smtp(&maildir);
+    let src_port = free_port();
+    std::fs::write(
+        dir.path().join("alerts.rules"),
+        format!(
+            r#"
+source app = http(listen: "127.0.0.1:{src_port}") format json
+archive app
+pipeline errors {{
+  from app
+  | where severity >= error
+  | window tumbling 3s by environment {{ errors = count(), services = count_distinct(service) }}
+  | alert "error burst" when errors >= 20 severity critical evidence 4
+      notify [slack, hook, mail, am]
+}}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("weir.toml"),
+        format!(
+            r#"
+rules = ["alerts.rules"]
+[alerting]
+console_url = "https://weir.example.com/"
+[channels.slack]
+type = "slack"
+url = "http://127.0.0.1:{recv_port}/slack"
+[channels.hook]
+type = "webhook"
+url = "http://127.0.0.1:{recv_port}/hook"
+[channels.mail]
+type = "email"
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+from = "Weir <weir@example.com>"
+to = ["oncall@example.com"]
+[channels.am]
+type = "alertmanager"
+url = "http://127.0.0.1:{am_port}"
+resend_every = "1s"
+"#
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("weir.toml");
+    let server = start_server(&data, &["--config", config.to_str().unwrap()]);
+    wait_for_port(src_port);
+
+    // Production: checkout and search errors, enough to fire; staging: a few
+    // (another key, below the threshold) whose events must not be samples.
+    let mut n = 0;
+    let end = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < end {
+        post_env_events(&server, src_port, "checkout", "production", n, 10).await;
+        post_env_events(&server, src_port, "search", "production", n, 10).await;
+        post_env_events(&server, src_port, "checkout", "staging", n, 1).await;
+        n += 10;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let fired = until("the firing webhook", 15, || {
+        let v = of(&inbox, "hook", "firing", Some(false));
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    let alert = fired[0].body["alerts"][0].clone();
+    assert_eq!(alert["labels"]["environment"], "production", "{alert}");
+    let evidence = &alert["evidence"];
+    let samples = evidence["samples"].as_array().cloned().unwrap_or_default();
+    assert_eq!(samples.len(), 4, "evidence 4: {evidence}");
+    let bound = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(alert[k].as_str().unwrap())
+            .unwrap()
+            .timestamp_micros()
+    };
+    let (start, end) = (bound("window_start"), bound("window_end"));
+    for s in &samples {
+        assert_eq!(
+            s["environment"], "production",
+            "a sample of another key: {s}"
+        );
+        assert!(s["message"].as_str().unwrap().starts_with("boom "), "{s}");
+        assert!(s.get("_raw").is_none(), "{s}");
+        let t = chrono::DateTime::parse_from_rfc3339(s["timestamp"].as_str().unwrap())
+            .unwrap()
+            .timestamp_micros();
+        assert!(t >= start && t < end, "a sample outside its window: {s}");
+    }
+    let sql = evidence["sql"].as_str().unwrap().to_string();
+    assert!(sql.contains("\"environment\" = 'production'"), "{sql}");
+    let url = evidence["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://weir.example.com/#/search?stream=app&range=abs&start="),
+        "{url}"
+    );
+
+    // The query reproduces the window: its count, once the archive has
+    // committed the window's events (at most 5 s behind).
+    let errors = alert["values"]["errors"].as_i64().unwrap();
+    let http = server.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v: Value = http
+            .post(format!("{}/api/v1/query", server.base))
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["rows"][0]["errors"].as_i64() == Some(errors) {
+            assert_eq!(v["rows"][0]["services"], alert["values"]["services"], "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the evidence query never gave the window's {errors} errors: {v}\n{sql}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Slack, email and Alertmanager show the samples and the query.
+    let slack = until("the Slack message", 10, || {
+        let v = of(&inbox, "slack", "firing", None);
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    let text = slack[0].body["blocks"][1]["text"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        text.contains("```") && text.contains("boom ") && text.contains("SELECT "),
+        "{text}"
+    );
+    assert!(
+        text.contains("|Search the window in the console>"),
+        "{text}"
+    );
+    let mail = until("the firing email", 15, || {
+        mails(&maildir)
+            .into_iter()
+            .find(|m| m.contains("Subject: [FIRING:1] error burst"))
+    })
+    .await;
+    let flat = mail.replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        flat.contains("sample events (4)")
+            && flat.contains("boom ")
+            && flat.contains("query: SELECT"),
+        "{mail}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = am_alerts(am_port).await;
+        if let Some(a) = list
+            .iter()
+            .find(|a| a["labels"]["environment"] == "production")
+        {
+            assert_eq!(a["annotations"]["evidence_query"], sql.as_str(), "{a}");
+            let lines = a["annotations"]["evidence_samples"].as_str().unwrap_or("");
+            assert_eq!(lines.lines().count(), 4, "{a}");
+            assert_eq!(a["annotations"]["evidence_url"], url, "{a}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager never showed the alert: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The API: everything for an unscoped caller; a caller scoped to
+    // checkout (and events without a service) sees the alert, whose labels
+    // have no service, with only checkout's samples.
+    let fired = |v: &Value| -> Vec<Value> {
+        v["history"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                e["event"] == "firing" && e["alert"]["labels"]["environment"] == "production"
+            })
+            .map(|e| e["alert"].clone())
+            .collect()
+    };
+    let all: Value = http
+        .get(format!("{}/api/v1/alerts", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scoped = crate::support::server::create_token(
+        &data,
+        "checkout-only",
+        "viewer",
+        &["--scope", "service=~\"checkout|\""],
+    );
+    let mine: Value = crate::support::server::client_with(&scoped)
+        .get(format!("{}/api/v1/alerts", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (all, mine) = (fired(&all), fired(&mine));
+    assert_eq!((all.len(), mine.len()), (1, 1), "{all:?} {mine:?}");
+    let services = |a: &Value| -> Vec<String> {
+        a["evidence"]["samples"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s["service"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let everyone = services(&all[0]);
+    assert_eq!(everyone.len(), 4);
+    assert_eq!(
+        services(&mine[0]),
+        everyone
+            .iter()
+            .filter(|s| *s == "checkout")
+            .cloned()
+            .collect::<Vec<_>>(),
+        "the scoped caller sees checkout's samples only"
+    );
+}

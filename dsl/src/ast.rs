@@ -251,6 +251,9 @@ pub struct AlertSpec {
     pub resolve_after: Option<DurationLit>,
     /// Templates (`{{field}}` takes a window value or label) for the notification.
     pub annotations: Vec<(Ident, String)>,
+    /// `evidence N`: sample events of the key and window each alert carries
+    /// (the checker's default when absent; 0 for none), and where N was written.
+    pub evidence: Option<(u64, Span)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -30,6 +30,7 @@ pub mod parser;
 pub mod plan;
 pub mod presets;
 pub mod span;
+pub mod sql;
 pub mod template;
 /// Severity levels (shared with the shipper through `weir-formats`).
 pub use weir_formats::severity;

@@ -93,6 +93,10 @@ pub enum Aggregate {
     Avg,
     /// `quantile(x, q)`, `p50`, `p95`, `p99`.
     Quantile(f64),
+    /// Up to N sample events of the key and window (a reservoir), for an
+    /// alert's evidence: not written by users, added by the checker as the
+    /// field `_evidence` when an alert on the window asks for evidence.
+    Samples(usize),
 }
 
 impl Aggregate {
@@ -132,6 +136,29 @@ pub struct AlertPlan {
     pub for_us: i64,
     /// `resolve after D`; one window step by default.
     pub resolve_after_us: i64,
+    /// What each alert carries to show why it fired.
+    pub evidence: EvidencePlan,
+}
+
+/// An alert's evidence, as far as the checker resolves it: how many sample
+/// events each alert carries (the window's `_evidence` field), and the
+/// pieces of a SQL query over the archive that reproduces one window — the
+/// engine adds the window's bounds and key values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvidencePlan {
+    /// Sample events per alert (0: none).
+    pub samples: usize,
+    /// The archived stream the pipeline reads.
+    pub stream: String,
+    /// The pipeline's `where` conditions before the window, as SQL.
+    pub conditions: Vec<String>,
+    /// The window's group-by fields the archive has, with their types.
+    pub group: Vec<(String, Type)>,
+    /// The window's aggregates as SQL select items.
+    pub select: Vec<String>,
+    /// Why the query can differ from the window (empty when it cannot):
+    /// fields the pipeline makes, conditions SQL cannot say.
+    pub caveats: Vec<String>,
 }
 
 /// A window's definition as canonical text (its plan as JSON, without

@@ -102,6 +102,13 @@ pub const RAW: &str = "_raw";
 /// Window bounds in window output.
 pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";
+/// Window output field holding sample events (a JSON array) when an alert on
+/// the window asks for evidence.
+pub const EVIDENCE: &str = "_evidence";
+/// Sample events an alert carries when its rule does not say (`evidence N`).
+pub const DEFAULT_EVIDENCE: usize = 3;
+/// The most sample events an alert may ask for.
+pub const MAX_EVIDENCE: u64 = 50;
 
 /// Fields every source has, whether or not its events carry them (missing ones are
 /// null; a missing timestamp is the arrival time).

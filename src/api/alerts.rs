@@ -7,8 +7,9 @@
 //! | POST | /api/v1/silences | `{"matchers": ["service=checkout"], "duration": "2h", "starts_at"?, "created_by"?, "comment"?}`; 201 with the silence, 400 on a bad matcher, 422 past a limit (matchers, sizes, duration, count; see `weir_engine::alerting::silence`) |
 //! | DELETE | /api/v1/silences/{id} | expires it now; 204 or 404 |
 //!
-//! A scoped caller sees only alerts whose labels its scope admits and
-//! silences that cannot reach outside it; the silences it creates carry
+//! A scoped caller sees only alerts whose labels its scope admits, of their
+//! evidence only the sample events inside its scope, and silences that
+//! cannot reach outside it; the silences it creates carry
 //! its scope's matchers.
 
 use super::guard::{Body, Routes};
@@ -56,6 +57,16 @@ fn sees_alert(scope: &Scope, a: &Alert) -> bool {
     scope.admits(|f| a.labels.get(f).map(String::as_str))
 }
 
+/// Keeps only the sample events inside the scope: an alert grouped by a
+/// field other than the scope's may hold events of services the caller may
+/// not see.
+fn scope_evidence(scope: &Scope, a: &mut Alert) {
+    if let Some(e) = &mut a.evidence {
+        e.samples
+            .retain(|s| scope.admits(|f| s.get(f).and_then(serde_json::Value::as_str)));
+    }
+}
+
 /// Whether a silence can only reach alerts inside the scope.
 fn sees_silence(scope: &Scope, s: &Silence) -> bool {
     scope.contains(&Scope {
@@ -82,6 +93,12 @@ async fn alerts(
         let mut all = app.host.alerts.history(usize::MAX);
         all.retain(|h| sees_alert(&who.scope, &h.alert));
         all.truncate(limit);
+        for h in &mut all {
+            scope_evidence(&who.scope, &mut h.alert);
+        }
+        for a in &mut open {
+            scope_evidence(&who.scope, a);
+        }
         all
     };
     Json(json!({ "alerts": open, "history": history })).into_response()

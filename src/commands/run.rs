@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_engine::alerting::notify::alert_line;
+use weir_engine::alerting::notify::{alert_line, evidence_lines};
 use weir_engine::HistoryEntry;
 
 pub async fn run(
@@ -85,13 +85,23 @@ pub async fn run(
 pub fn describe(e: &HistoryEntry) -> Option<String> {
     let a = &e.alert;
     match e.event.as_str() {
-        "firing" | "resolved" | "pending" => Some(format!(
-            "{} {} [{}] {}",
-            e.event.to_uppercase(),
-            a.rule,
-            a.severity,
-            alert_line(a)
-        )),
+        "firing" | "resolved" | "pending" => {
+            let mut text = format!(
+                "{} {} [{}] {}",
+                e.event.to_uppercase(),
+                a.rule,
+                a.severity,
+                alert_line(a)
+            );
+            // A firing alert shows why: its samples and query.
+            if e.event == "firing" {
+                for l in evidence_lines(a) {
+                    text.push_str("\n    ");
+                    text.push_str(&l);
+                }
+            }
+            Some(text)
+        }
         "failed" | "rate_limited" | "queue_full" => Some(format!(
             "NOTIFY {} {} via {}: {}",
             e.event.to_uppercase(),

@@ -1,6 +1,7 @@
 //! Prometheus Alertmanager: `POST /api/v2/alerts`. Labels are the alert's
 //! labels plus `alertname`, `severity` and `pipeline`; annotations are the
-//! rendered templates. Like Prometheus, firing alerts are re-posted every
+//! rendered templates plus the evidence (`evidence_samples`, one JSON event a
+//! line; `evidence_query`; `evidence_url` with a console address). Like Prometheus, firing alerts are re-posted every
 //! `resend_every` with `endsAt` a few periods ahead, so Alertmanager keeps them
 //! active while Weir runs and expires them if Weir goes away; a resolved alert
 //! is posted once with `endsAt` set to when it resolved. Posts go out one at
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
+use weir_engine::alerting::notify::sample_text;
 use weir_engine::alerting::{rfc3339, Alert, AlertState, Notification, Notifier, NotifyError};
 
 pub struct Alertmanager {
@@ -84,9 +86,21 @@ fn encode(a: &Alert, resend_every: Duration) -> Value {
             rfc3339(ahead)
         }
     };
+    let mut annotations = a.annotations.clone();
+    if let Some(e) = &a.evidence {
+        // Receivers show annotations as text: the samples as JSON lines.
+        if !e.samples.is_empty() {
+            let lines: Vec<String> = e.samples.iter().map(sample_text).collect();
+            annotations.insert("evidence_samples".into(), lines.join("\n"));
+        }
+        annotations.insert("evidence_query".into(), e.sql.clone());
+        if let Some(url) = &e.url {
+            annotations.insert("evidence_url".into(), url.clone());
+        }
+    }
     json!({
         "labels": labels,
-        "annotations": a.annotations,
+        "annotations": annotations,
         "startsAt": starts,
         "endsAt": ends,
     })

@@ -8,7 +8,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 use std::path::PathBuf;
-use weir_engine::alerting::{notify::alert_line, Notification, Notifier, NotifyError};
+use weir_engine::alerting::notify::{alert_line, sample_text};
+use weir_engine::alerting::{Notification, Notifier, NotifyError};
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -95,7 +96,21 @@ fn html(n: &Notification) -> String {
     };
     let mut out = format!("<h2>{}</h2>\n<ul>\n", esc(&n.title()));
     for a in &n.alerts {
-        out.push_str(&format!("<li>{}</li>\n", esc(&alert_line(a))));
+        out.push_str(&format!("<li>{}", esc(&alert_line(a))));
+        if let Some(e) = &a.evidence {
+            if !e.samples.is_empty() {
+                let lines: Vec<String> = e.samples.iter().map(sample_text).collect();
+                out.push_str(&format!("<pre>{}</pre>", esc(&lines.join("\n"))));
+            }
+            out.push_str(&format!("<p>Query: <code>{}</code></p>", esc(&e.sql)));
+            if let Some(url) = &e.url {
+                out.push_str(&format!(
+                    "<p><a href=\"{}\">Search the window in the console</a></p>",
+                    esc(url).replace('"', "&quot;")
+                ));
+            }
+        }
+        out.push_str("</li>\n");
     }
     out.push_str("</ul>\n");
     out

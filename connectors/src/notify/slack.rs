@@ -4,7 +4,8 @@
 use super::http;
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use weir_engine::alerting::{notify::alert_line, Notification, Notifier, NotifyError};
+use weir_engine::alerting::notify::{alert_line, sample_text};
+use weir_engine::alerting::{Alert, Notification, Notifier, NotifyError};
 
 pub struct Slack {
     url: String,
@@ -18,6 +19,38 @@ impl Slack {
             client: http::client().ok(),
         }
     }
+}
+
+/// Slack's limit for a section's text.
+const SECTION_CHARS: usize = 3000;
+
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(SECTION_CHARS - 1) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// An alert's evidence in Slack's markup: the sample events and the query
+/// as code, the console link.
+fn evidence(a: &Alert) -> String {
+    let Some(e) = &a.evidence else {
+        return String::new();
+    };
+    let mut out = String::new();
+    if !e.samples.is_empty() {
+        out.push_str("\n```");
+        for s in &e.samples {
+            out.push('\n');
+            out.push_str(&sample_text(s));
+        }
+        out.push_str("\n```");
+    }
+    out.push_str(&format!("\n`{}`", e.sql.replace('`', "'")));
+    if let Some(url) = &e.url {
+        out.push_str(&format!("\n<{url}|Search the window in the console>"));
+    }
+    out
 }
 
 /// The message body Slack receives.
@@ -34,7 +67,7 @@ pub fn payload(n: &Notification) -> Value {
     for a in n.alerts.iter().take(20) {
         blocks.push(json!({
             "type": "section",
-            "text": { "type": "mrkdwn", "text": format!("{emoji} {}", alert_line(a)) }
+            "text": { "type": "mrkdwn", "text": cut(&format!("{emoji} {}{}", alert_line(a), evidence(a))) }
         }));
     }
     if n.alerts.len() > 20 {

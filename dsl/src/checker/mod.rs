@@ -16,11 +16,12 @@ use crate::plan::{
 };
 use crate::severity;
 use crate::span::Span;
-use crate::types::{Schema, Type, OFFSET, RAW, TIMESTAMP, WINDOW_END, WINDOW_START};
+use crate::types::{Schema, Type, EVIDENCE, OFFSET, RAW, TIMESTAMP, WINDOW_END, WINDOW_START};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
 mod declarations;
+mod evidence;
 mod expressions;
 mod stages;
 

@@ -106,7 +106,8 @@ impl Checker {
                         );
                     }
                     windowed = true;
-                    let (w, out, wp) = self.window(w, stage.span, &schema);
+                    let samples = evidence::samples_wanted(&p.stages[i + 1..]);
+                    let (w, out, wp) = self.window(w, stage.span, &schema, samples);
                     schema = out;
                     if let Some(wp) = wp {
                         plan = StagePlan::Window(wp.clone());
@@ -127,6 +128,7 @@ impl Checker {
                     }
                     let (cond, t) = self.expr(&a.condition, &schema, Ctx::Row);
                     self.expect_bool(&cond, t, "an alert condition");
+                    self.check_evidence(a);
                     if let Some(sev) = &a.severity {
                         if severity::rank(&sev.name).is_none() {
                             self.push(unknown_severity(&sev.name, sev.span));
@@ -175,6 +177,13 @@ impl Checker {
                             group_fields: wp.group_by.iter().map(|c| c.name.clone()).collect(),
                             for_us: us(&a.for_duration).unwrap_or(0),
                             resolve_after_us: us(&a.resolve_after).unwrap_or(wp.assigner.step_us()),
+                            evidence: evidence::plan(
+                                evidence::samples_of(a),
+                                &p.from.name,
+                                &stages[..*window_stage],
+                                &plans[..*window_stage],
+                                wp,
+                            ),
                         });
                     }
                     StageKind::Alert(AlertSpec {
@@ -300,6 +309,7 @@ impl Checker {
         w: &WindowSpec,
         span: Span,
         input: &Schema,
+        samples: usize,
     ) -> (WindowSpec, Schema, Option<WindowPlan>) {
         let mut out = Schema::default();
         out.push(WINDOW_START, Type::Timestamp);
@@ -416,6 +426,28 @@ impl Checker {
                 .with_hint("e.g. `{ events = count() }`"),
             );
         }
+        if samples > 0 {
+            // The alerts after the window read their sample events here.
+            if out.get(EVIDENCE).is_some() {
+                if let Some(a) = w.aggregates.iter().find(|a| a.name.name == EVIDENCE) {
+                    self.push(
+                        Diagnostic::new(
+                            ErrorKind::FieldCollision,
+                            a.name.span,
+                            format!("`{EVIDENCE}` holds an alert's sample events"),
+                        )
+                        .with_hint("name the aggregate otherwise"),
+                    );
+                }
+            }
+            out.push(EVIDENCE, Type::String);
+            planned.push(AggregatePlan {
+                name: EVIDENCE.to_string(),
+                func: Aggregate::Samples(samples),
+                arg: None,
+                ty: Type::String,
+            });
+        }
         let us = |d: &DurationLit| (d.millis as i64).saturating_mul(1000);
         let plan = input.index_of(TIMESTAMP).map(|timestamp| WindowPlan {
             assigner: match &w.kind {
@@ -500,6 +532,8 @@ pipeline p {
                 ("n", Aggregate::Count, Type::Int, false),
                 ("slow", Aggregate::Quantile(0.9), Type::Float, true),
                 ("worst", Aggregate::Max, Type::Float, true),
+                // The alert's sample events (default `evidence 3`).
+                ("_evidence", Aggregate::Samples(3), Type::String, false),
             ]
         );
         let StagePlan::Alert(a) = &p.plans[2] else {

@@ -127,6 +127,7 @@ pub(super) fn stage(pair: Pair<'_, Rule>, base: usize) -> Stage {
                         for_duration: None,
                         resolve_after: None,
                         annotations: Vec::new(),
+                        evidence: None,
                     };
                     for opt in inner {
                         match opt.as_rule() {
@@ -153,6 +154,11 @@ pub(super) fn stage(pair: Pair<'_, Rule>, base: usize) -> Stage {
                             Rule::alert_resolve => {
                                 spec.resolve_after =
                                     opt.into_inner().next().map(|p| duration_lit(p, base))
+                            }
+                            Rule::alert_evidence => {
+                                spec.evidence = opt.into_inner().next().map(|n| {
+                                    (n.as_str().parse().unwrap_or(u64::MAX), span_of(&n, base))
+                                })
                             }
                             Rule::alert_notify => {
                                 spec.notify = opt.into_inner().map(|p| ident(p, base)).collect()

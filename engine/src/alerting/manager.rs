@@ -31,6 +31,8 @@ pub struct AlertSettings {
     pub state_file: Option<PathBuf>,
     /// Write notifications for channels without a worker to the log.
     pub log_unrouted: bool,
+    /// The console's public address: alerts' evidence links to its search.
+    pub console_url: Option<String>,
 }
 
 impl Default for AlertSettings {
@@ -40,6 +42,7 @@ impl Default for AlertSettings {
             history: 10_000,
             state_file: None,
             log_unrouted: true,
+            console_url: None,
         }
     }
 }
@@ -454,8 +457,19 @@ impl AlertManager {
 }
 
 impl AlertSink for AlertManager {
-    fn evaluate(&self, eval: Evaluation) {
+    fn evaluate(&self, mut eval: Evaluation) {
         let now = self.clock.now_us();
+        if let Some(console) = &self.settings.console_url {
+            for h in &mut eval.hits {
+                if let Some(e) = &mut h.evidence {
+                    e.link(
+                        console,
+                        &rfc3339(h.window_start_us),
+                        &rfc3339(h.window_end_us),
+                    );
+                }
+            }
+        }
         let mut outbox = Vec::new();
         {
             let mut st = lock(&self.state);

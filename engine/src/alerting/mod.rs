@@ -10,9 +10,12 @@
 //!   the per-channel worker (grouping, rate limit, retries with backoff).
 //! - [`manager`]: the [`AlertManager`] tying them together: history, metrics,
 //!   repeat interval, persistence in the data folder.
+//! - [`evidence`]: what an alert carries to show why it fired (sample
+//!   events, the SQL reproducing its window, a console link).
 //! - [`clock`]: wall clock or a simulated one (`weir test`).
 
 pub mod clock;
+pub mod evidence;
 pub mod manager;
 pub mod notify;
 pub mod rule;
@@ -21,6 +24,7 @@ pub mod store;
 pub mod tracker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use evidence::Evidence;
 pub use manager::{AlertManager, AlertSettings, HistoryEntry};
 pub use notify::Outcome;
 pub use notify::{ChannelSettings, Notification, Notifier, NotifyError, RateLimit};

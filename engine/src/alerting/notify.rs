@@ -46,14 +46,19 @@ impl Notification {
         self.alerts.iter().map(alert_line).collect()
     }
 
-    /// Plain-text body.
+    /// Plain-text body: a line per alert, each followed by its evidence.
     pub fn text(&self) -> String {
         let mut out = self.title();
         out.push('\n');
-        for l in self.lines() {
+        for a in &self.alerts {
             out.push_str("- ");
-            out.push_str(&l);
+            out.push_str(&alert_line(a));
             out.push('\n');
+            for l in evidence_lines(a) {
+                out.push_str("  ");
+                out.push_str(&l);
+                out.push('\n');
+            }
         }
         out
     }
@@ -74,6 +79,41 @@ pub fn alert_line(a: &Alert) -> String {
     }
     line.push_str(&format!(" (window {}..{})", a.window_start, a.window_end));
     line
+}
+
+/// The longest sample event shown in a text notification, in characters.
+const SAMPLE_CHARS: usize = 400;
+
+/// An alert's evidence as text lines: its sample events (one JSON object a
+/// line, long ones cut), the query reproducing its window, the console link.
+pub fn evidence_lines(a: &Alert) -> Vec<String> {
+    let Some(e) = &a.evidence else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if !e.samples.is_empty() {
+        out.push(format!("sample events ({}):", e.samples.len()));
+        for s in &e.samples {
+            out.push(format!("  {}", sample_text(s)));
+        }
+    }
+    out.push(format!("query: {}", e.sql));
+    for c in &e.caveats {
+        out.push(format!("  (approximate: {c})"));
+    }
+    if let Some(url) = &e.url {
+        out.push(format!("console: {url}"));
+    }
+    out
+}
+
+/// One sample event as a line of JSON, cut at [`SAMPLE_CHARS`].
+pub fn sample_text(s: &serde_json::Map<String, serde_json::Value>) -> String {
+    let text = serde_json::to_string(s).unwrap_or_default();
+    match text.char_indices().nth(SAMPLE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// Why a send failed.
@@ -298,6 +338,7 @@ pub fn json_body(n: &Notification) -> serde_json::Value {
             "active_since": a.active_since,
             "fired_at": a.fired_at,
             "resolved_at": a.resolved_at,
+            "evidence": a.evidence,
         })).collect::<Vec<_>>(),
     })
 }

@@ -33,6 +33,8 @@ pub struct Hit {
     pub values: Map<String, Value>,
     pub window_start_us: i64,
     pub window_end_us: i64,
+    /// Sample events and the query reproducing the window.
+    pub evidence: Option<super::Evidence>,
 }
 
 /// What an alert stage reports: the matches among windows that just closed,

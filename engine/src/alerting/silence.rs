@@ -222,6 +222,7 @@ mod tests {
             active_since_us: 0,
             last_match_us: 0,
             last_notified_us: None,
+            evidence: None,
         }
     }
 

@@ -68,6 +68,9 @@ pub struct Alert {
     /// Wall-clock time of the last firing notification handed to channels.
     #[serde(default)]
     pub last_notified_us: Option<i64>,
+    /// Why it fired: samples of the latest matching window, its query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<super::Evidence>,
 }
 
 /// A lifecycle step the manager records and notifies.
@@ -145,6 +148,7 @@ impl Tracker {
                         active_since_us: hit.window_end_us,
                         last_match_us: i64::MIN,
                         last_notified_us: None,
+                        evidence: None,
                     };
                     update(&mut a, rule, hit);
                     ra.next_check = ra
@@ -244,6 +248,7 @@ fn labels_of(rule: &AlertRule, hit: &Hit) -> BTreeMap<String, String> {
 
 fn update(a: &mut Alert, rule: &AlertRule, hit: &Hit) {
     a.values = hit.values.clone();
+    a.evidence = hit.evidence.clone();
     a.window_start = rfc3339(hit.window_start_us);
     a.window_end = rfc3339(hit.window_end_us);
     a.last_match_us = a.last_match_us.max(hit.window_end_us);
@@ -322,6 +327,7 @@ mod tests {
             values,
             window_start_us: start_s * S,
             window_end_us: (start_s + 30) * S,
+            evidence: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! row updates them, how two merge (session windows), and their final values.
 
 use super::quantile::Quantiles;
+use super::samples::Reservoir;
 use crate::error::{EngineError, Result};
 use crate::expr::PhysicalExpr;
 use crate::schema::{arrow_type, TZ};
@@ -48,6 +49,8 @@ pub enum Acc {
     Max(Option<Scalar>),
     Avg(f64, u64),
     Quantile(Box<Quantiles>, f64),
+    /// Sample events for an alert's evidence.
+    Samples(Box<Reservoir>),
 }
 
 /// An aggregate's input column for one batch, in the shape accumulators read.
@@ -57,6 +60,8 @@ pub enum Input {
     F(Float64Array),
     S(StringArray),
     B(BooleanArray),
+    /// The whole batch (sample events).
+    Rows(RecordBatch),
 }
 
 impl AggSpec {
@@ -70,11 +75,15 @@ impl AggSpec {
             AggKind::Max => Acc::Max(None),
             AggKind::Avg => Acc::Avg(0.0, 0),
             AggKind::Quantile(q) => Acc::Quantile(Box::default(), q),
+            AggKind::Samples(n) => Acc::Samples(Box::new(Reservoir::new(n))),
         }
     }
 
     /// Evaluates the argument over a batch.
     pub fn input(&self, batch: &RecordBatch) -> Result<Input> {
+        if let AggKind::Samples(_) = self.kind {
+            return Ok(Input::Rows(batch.clone()));
+        }
         let Some(arg) = &self.arg else {
             return Ok(Input::None);
         };
@@ -95,7 +104,7 @@ impl AggSpec {
 
 fn read(input: &Input, row: usize) -> Option<Scalar> {
     match input {
-        Input::None => None,
+        Input::None | Input::Rows(_) => None,
         Input::I(a) => a.is_valid(row).then(|| Scalar::I(a.value(row))),
         Input::F(a) => a.is_valid(row).then(|| Scalar::F(a.value(row))),
         Input::S(a) => a.is_valid(row).then(|| Scalar::S(a.value(row).into())),
@@ -114,7 +123,7 @@ fn as_f64(input: &Input, row: usize) -> Option<f64> {
 fn hash_of(input: &Input, row: usize) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     match input {
-        Input::None => return None,
+        Input::None | Input::Rows(_) => return None,
         Input::I(a) => a.is_valid(row).then(|| a.value(row).hash(&mut h))?,
         Input::F(a) => a
             .is_valid(row)
@@ -175,6 +184,11 @@ impl Acc {
                     sk.add(v);
                 }
             }
+            Acc::Samples(r) => {
+                if let Input::Rows(batch) = input {
+                    r.offer(batch, row);
+                }
+            }
         }
     }
 
@@ -202,6 +216,7 @@ impl Acc {
                 *n += m;
             }
             (Acc::Quantile(a, _), Acc::Quantile(b, _)) => a.merge(*b),
+            (Acc::Samples(a), Acc::Samples(b)) => a.merge(*b),
             _ => {}
         }
     }
@@ -215,6 +230,7 @@ impl Acc {
             Acc::Min(v) | Acc::Max(v) => v.clone(),
             Acc::Avg(s, n) => (*n > 0).then(|| Scalar::F(*s / *n as f64)),
             Acc::Quantile(values, q) => values.value(*q).map(Scalar::F),
+            Acc::Samples(r) => Some(Scalar::S(r.json().into())),
         }
     }
 }

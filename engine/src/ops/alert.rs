@@ -1,9 +1,12 @@
 //! `| alert "NAME" when COND ...`: evaluates the condition on each closed
 //! window row and hands the matches, plus how far window time has got, to the
-//! alert manager (which runs the lifecycle). Rows pass on unchanged.
+//! alert manager (which runs the lifecycle). Each match carries its
+//! evidence: the window's sample events (its `_evidence` field, which is not
+//! a value of the alert) and the query reproducing the window. Rows pass on
+//! unchanged.
 
 use super::Operator;
-use crate::alerting::{AlertRule, AlertSink, Evaluation, Hit};
+use crate::alerting::{AlertRule, AlertSink, Evaluation, Evidence, Hit};
 use crate::error::{EngineError, Result};
 use crate::expr::PhysicalExpr;
 use arrow::array::{Array, AsArray};
@@ -13,7 +16,8 @@ use arrow::record_batch::RecordBatch;
 use prometheus::IntCounter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use weir_dsl::types::{WINDOW_END, WINDOW_START};
+use weir_dsl::plan::EvidencePlan;
+use weir_dsl::types::{EVIDENCE, WINDOW_END, WINDOW_START};
 
 pub struct AlertOp {
     pub rule: Arc<AlertRule>,
@@ -24,6 +28,7 @@ pub struct AlertOp {
     pub matched: IntCounter,
     /// Window time up to which evaluations were reported.
     pub closed_until: i64,
+    pub evidence: EvidencePlan,
 }
 
 impl AlertOp {
@@ -61,6 +66,7 @@ impl AlertOp {
                 .alerts
                 .with_label_values(&[s.pipeline, &a.name, &p.severity]),
             closed_until: i64::MIN,
+            evidence: p.evidence.clone(),
         })
     }
 
@@ -74,12 +80,21 @@ impl AlertOp {
         let starts = times(WINDOW_START)?;
         let ends = times(WINDOW_END)?;
         let rows = crate::output::rows_as_json(hits)?;
+        let at = |a: &arrow::array::TimestampMicrosecondArray, i: usize| {
+            if a.is_null(i) {
+                0
+            } else {
+                a.value(i)
+            }
+        };
         let mut out = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
             let mut group = BTreeMap::new();
             let mut values = serde_json::Map::new();
+            let (start, end) = (at(&starts, i), at(&ends, i));
+            let evidence = Evidence::of_window(&self.evidence, start, end, &row, row.get(EVIDENCE));
             for (k, v) in row {
-                if k == WINDOW_START || k == WINDOW_END {
+                if k == WINDOW_START || k == WINDOW_END || k == EVIDENCE {
                     continue;
                 }
                 if self.group_fields.contains(&k) {
@@ -88,18 +103,12 @@ impl AlertOp {
                     values.insert(k, v);
                 }
             }
-            let at = |a: &arrow::array::TimestampMicrosecondArray| {
-                if a.is_null(i) {
-                    0
-                } else {
-                    a.value(i)
-                }
-            };
             out.push(Hit {
                 group,
                 values,
-                window_start_us: at(&starts),
-                window_end_us: at(&ends),
+                window_start_us: start,
+                window_end_us: end,
+                evidence: Some(evidence),
             });
         }
         Ok(out)

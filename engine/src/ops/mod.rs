@@ -11,6 +11,7 @@ pub mod alert;
 pub mod filter;
 pub mod geoip;
 pub mod quantile;
+pub mod samples;
 pub mod transform;
 pub mod window;
 
