@@ -2,7 +2,7 @@
 //! row updates them, how two merge (session windows), and their final values.
 
 use super::quantile::Quantiles;
-use super::samples::Reservoir;
+use super::samples::{Reservoir, Rows};
 use crate::error::{EngineError, Result};
 use crate::expr::PhysicalExpr;
 use crate::schema::{arrow_type, TZ};
@@ -60,8 +60,8 @@ pub enum Input {
     F(Float64Array),
     S(StringArray),
     B(BooleanArray),
-    /// The whole batch (sample events).
-    Rows(RecordBatch),
+    /// The whole batch's rows (sample events).
+    Rows(Rows),
 }
 
 impl AggSpec {
@@ -82,7 +82,7 @@ impl AggSpec {
     /// Evaluates the argument over a batch.
     pub fn input(&self, batch: &RecordBatch) -> Result<Input> {
         if let AggKind::Samples(_) = self.kind {
-            return Ok(Input::Rows(batch.clone()));
+            return Ok(Input::Rows(Rows::new(batch)));
         }
         let Some(arg) = &self.arg else {
             return Ok(Input::None);
@@ -185,8 +185,8 @@ impl Acc {
                 }
             }
             Acc::Samples(r) => {
-                if let Input::Rows(batch) = input {
-                    r.offer(batch, row);
+                if let Input::Rows(rows) = input {
+                    r.offer(rows, row);
                 }
             }
         }

@@ -79,7 +79,22 @@ impl AlertOp {
         };
         let starts = times(WINDOW_START)?;
         let ends = times(WINDOW_END)?;
-        let rows = crate::output::rows_as_json(hits)?;
+        // The samples are JSON already: read as text, not written and read
+        // again as a JSON string of the row.
+        let samples = hits
+            .schema()
+            .index_of(EVIDENCE)
+            .ok()
+            .map(|i| (i, hits.column(i).as_string_opt::<i32>().cloned()));
+        let rows = match &samples {
+            Some((i, _)) => {
+                let mut rest = hits.clone();
+                rest.remove_column(*i);
+                crate::output::rows_as_json(&rest)?
+            }
+            None => crate::output::rows_as_json(hits)?,
+        };
+        let samples = samples.and_then(|(_, s)| s);
         let at = |a: &arrow::array::TimestampMicrosecondArray, i: usize| {
             if a.is_null(i) {
                 0
@@ -92,9 +107,13 @@ impl AlertOp {
             let mut group = BTreeMap::new();
             let mut values = serde_json::Map::new();
             let (start, end) = (at(&starts, i), at(&ends, i));
-            let evidence = Evidence::of_window(&self.evidence, start, end, &row, row.get(EVIDENCE));
+            let sampled = samples
+                .as_ref()
+                .filter(|s| s.is_valid(i))
+                .map(|s| s.value(i));
+            let evidence = Evidence::of_window(&self.evidence, start, end, &row, sampled);
             for (k, v) in row {
-                if k == WINDOW_START || k == WINDOW_END || k == EVIDENCE {
+                if k == WINDOW_START || k == WINDOW_END {
                     continue;
                 }
                 if self.group_fields.contains(&k) {

@@ -8,8 +8,14 @@
 //! keys choose different places and the same events give the same samples,
 //! live or replayed.
 
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use serde_json::{Map, Value};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use std::fmt::Write;
 use weir_dsl::types::RAW;
 
 /// The longest text value kept in a sample, in characters (longer values
@@ -38,18 +44,17 @@ impl Reservoir {
         }
     }
 
-    /// Offers row `row` of `batch`.
+    /// Offers row `row` of a batch.
     #[inline]
-    pub fn offer(&mut self, batch: &RecordBatch, row: usize) {
+    pub fn offer(&mut self, rows: &Rows, row: usize) {
         self.seen += 1;
         let size = self.size as usize;
         if self.events.len() < size {
-            if let Some(e) = event_json(batch, row) {
-                if self.seed == 0 {
-                    self.seed = seed_of(&e);
-                }
-                self.events.push(e.into());
+            let e = rows.json(row);
+            if self.seed == 0 {
+                self.seed = seed_of(&e);
             }
+            self.events.push(e.into());
             return;
         }
         if size == 0 {
@@ -57,9 +62,7 @@ impl Reservoir {
         }
         let slot = draw(self.seen, self.seed);
         if slot < size {
-            if let Some(e) = event_json(batch, row) {
-                self.events[slot] = e.into();
-            }
+            self.events[slot] = rows.json(row).into();
         }
     }
 
@@ -121,29 +124,107 @@ fn seed_of(event: &str) -> u64 {
     h.max(1)
 }
 
-/// Row `row` of `batch` as a JSON object, without `_raw` (the fields hold
-/// it) and with long texts cut.
-fn event_json(batch: &RecordBatch, row: usize) -> Option<String> {
-    let one = batch.slice(row, 1);
-    let mut rows = crate::output::rows_as_json(&one).ok()?;
-    let mut event: Map<String, Value> = rows.pop()?;
-    event.remove(RAW);
-    for v in event.values_mut() {
-        if let Value::String(s) = v {
-            if let Some((cut, _)) = s.char_indices().nth(MAX_TEXT) {
-                s.truncate(cut);
-                s.push('…');
+/// A batch's rows as JSON objects, one at a time: the columns are read
+/// once per batch, so a sample costs one pass over its own values. Nulls
+/// are left out, as in every JSON Weir writes; `_raw` too (the fields hold
+/// it); texts are cut at [`MAX_TEXT`] characters.
+pub struct Rows {
+    columns: Vec<(String, Column)>,
+}
+
+enum Column {
+    Text(StringArray),
+    Int(Int64Array),
+    Float(Float64Array),
+    Bool(BooleanArray),
+    Time(TimestampMicrosecondArray),
+    /// Any other type, as its display text.
+    Other(ArrayRef),
+}
+
+impl Rows {
+    pub fn new(batch: &RecordBatch) -> Rows {
+        let schema = batch.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(f, _)| f.name() != RAW)
+            .map(|(f, c)| {
+                let key = serde_json::to_string(f.name()).unwrap_or_default();
+                let col = match c.data_type() {
+                    DataType::Utf8 => Column::Text(c.as_string::<i32>().clone()),
+                    DataType::Int64 => Column::Int(c.as_primitive().clone()),
+                    DataType::Float64 => Column::Float(c.as_primitive().clone()),
+                    DataType::Boolean => Column::Bool(c.as_boolean().clone()),
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                        Column::Time(c.as_primitive().clone())
+                    }
+                    _ => Column::Other(c.clone()),
+                };
+                (key, col)
+            })
+            .collect();
+        Rows { columns }
+    }
+
+    /// Row `row` as a JSON object.
+    pub fn json(&self, row: usize) -> String {
+        let mut out = String::with_capacity(256);
+        out.push('{');
+        for (key, col) in &self.columns {
+            let before = out.len();
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(key);
+            out.push(':');
+            let written = match col {
+                Column::Text(a) => a.is_valid(row).then(|| text(&mut out, a.value(row))),
+                Column::Int(a) => a
+                    .is_valid(row)
+                    .then(|| write!(out, "{}", a.value(row)).unwrap_or(())),
+                Column::Float(a) => a.is_valid(row).then(|| {
+                    let v = serde_json::Value::from(a.value(row));
+                    out.push_str(&v.to_string())
+                }),
+                Column::Bool(a) => a
+                    .is_valid(row)
+                    .then(|| out.push_str(if a.value(row) { "true" } else { "false" })),
+                Column::Time(a) => a.is_valid(row).then(|| {
+                    let t = super::super::alerting::rfc3339(a.value(row));
+                    text(&mut out, &t)
+                }),
+                Column::Other(a) => a.is_valid(row).then(|| {
+                    let shown = ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default())
+                        .map(|f| f.value(row).to_string())
+                        .unwrap_or_default();
+                    text(&mut out, &shown)
+                }),
+            };
+            if written.is_none() {
+                out.truncate(before);
             }
         }
+        out.push('}');
+        out
     }
-    serde_json::to_string(&event).ok()
+}
+
+/// `s` as a JSON string, cut at [`MAX_TEXT`] characters.
+fn text(out: &mut String, s: &str) {
+    let s = match s.char_indices().nth(MAX_TEXT) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    };
+    out.push_str(&serde_json::to_string(&s).unwrap_or_default());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use serde_json::Value;
     use std::sync::Arc;
 
     fn events(n: i64) -> RecordBatch {
@@ -170,7 +251,7 @@ mod tests {
 
     #[test]
     fn keeps_at_most_its_size_of_the_events_offered_without_raw() {
-        let b = events(1000);
+        let b = Rows::new(&events(1000));
         let mut r = Reservoir::new(5);
         for row in 0..3 {
             r.offer(&b, row);
@@ -191,7 +272,7 @@ mod tests {
     fn every_event_is_about_equally_likely_to_be_kept() {
         // 2,000 reservoirs of 10 over 100 events (with other seeds, as other
         // keys have): each event is kept about 10 % of the time (200 times).
-        let b = events(100);
+        let b = Rows::new(&events(100));
         let mut hits = [0u32; 100];
         for seed in 1..=2000u64 {
             let mut r = Reservoir::new(10);
@@ -209,7 +290,7 @@ mod tests {
 
     #[test]
     fn the_same_events_give_the_same_samples() {
-        let b = events(500);
+        let b = Rows::new(&events(500));
         let (mut a, mut c) = (Reservoir::new(3), Reservoir::new(3));
         for row in 0..500 {
             a.offer(&b, row);
@@ -220,7 +301,7 @@ mod tests {
 
     #[test]
     fn merging_keeps_the_size_and_both_sides_in_proportion() {
-        let b = events(100);
+        let b = Rows::new(&events(100));
         let (mut a, mut c) = (Reservoir::new(4), Reservoir::new(4));
         for row in 0..75 {
             a.offer(&b, row);
@@ -240,11 +321,48 @@ mod tests {
         )
         .unwrap();
         let mut r = Reservoir::new(1);
-        r.offer(&batch, 0);
+        r.offer(&Rows::new(&batch), 0);
         let v: Vec<Value> = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(
             v[0]["message"].as_str().unwrap().chars().count(),
             MAX_TEXT + 1
         );
+    }
+
+    #[test]
+    fn rows_are_json_objects_without_nulls_or_raw() {
+        let schema = Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("i", DataType::Int64, true),
+            Field::new("f", DataType::Float64, true),
+            Field::new("b", DataType::Boolean, true),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                true,
+            ),
+            Field::new(RAW, DataType::Utf8, true),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec![Some("a \"q\"\n"), None])),
+                Arc::new(Int64Array::from(vec![None, Some(-7)])),
+                Arc::new(Float64Array::from(vec![Some(84.0), Some(0.25)])),
+                Arc::new(BooleanArray::from(vec![Some(true), None])),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(1_500_000), None])
+                        .with_timezone("+00:00"),
+                ),
+                Arc::new(StringArray::from(vec![Some("raw"), Some("raw")])),
+            ],
+        )
+        .unwrap();
+        let rows = Rows::new(&batch);
+        assert_eq!(
+            rows.json(0),
+            r#"{"s":"a \"q\"\n","f":84.0,"b":true,"timestamp":"1970-01-01T00:00:01.500Z"}"#
+        );
+        assert_eq!(rows.json(1), r#"{"i":-7,"f":0.25}"#);
     }
 }
