@@ -65,6 +65,10 @@ struct Running {
     abort: AbortHandle,
     /// When every task had ended.
     finished: Arc<std::sync::OnceLock<Instant>>,
+    /// The error it stopped with, if any.
+    error: Arc<std::sync::OnceLock<String>>,
+    /// Its pipelines stopped by an error while the rest went on.
+    failures: weir_engine::runtime::Failures,
     /// Its sources' live feeds of decoded batches.
     taps: Vec<Tap>,
 }
@@ -85,7 +89,17 @@ impl Running {
     }
 
     fn is_running(&self, pipeline: &str) -> bool {
-        !self.stopped.contains(pipeline) && !self.is_finished()
+        !self.stopped.contains(pipeline) && !self.is_finished() && self.failure(pipeline).is_none()
+    }
+
+    /// Why a pipeline stopped, if an error stopped it or its rules.
+    fn failure(&self, pipeline: &str) -> Option<String> {
+        let own = self
+            .failures
+            .lock()
+            .ok()
+            .and_then(|f| f.get(pipeline).cloned());
+        own.or_else(|| self.error.get().cloned())
     }
 }
 
@@ -117,6 +131,10 @@ pub struct PipelineInfo {
     pub source: String,
     pub file: String,
     pub running: bool,
+    /// The error its rules stopped with (a failed output, source...), once
+    /// they have stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Its windows' state, when it has windows (from the metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<WindowsInfo>,
@@ -320,6 +338,7 @@ impl EngineHost {
             .filter_map(|n| deployment.pipeline_token(n).map(|t| (n.clone(), t)))
             .collect();
         let cancel = deployment.cancel_token();
+        let failures = deployment.failures.clone();
         let taps: Vec<Tap> = std::mem::take(&mut deployment.taps)
             .into_iter()
             .filter_map(|(source, feed)| {
@@ -338,9 +357,14 @@ impl EngineHost {
         // Waits for the deployment; stopping the host stops it, also while
         // `wait_all` holds this task.
         let finished = Arc::new(std::sync::OnceLock::new());
+        let error = Arc::new(std::sync::OnceLock::new());
         let waiter = {
-            let (host_stop, cancel, finished) =
-                (self.stop.clone(), cancel.clone(), finished.clone());
+            let (host_stop, cancel, finished, failed) = (
+                self.stop.clone(),
+                cancel.clone(),
+                finished.clone(),
+                error.clone(),
+            );
             let (report_failures, file_name) = (self.report_failures, file.to_string());
             tokio::spawn(async move {
                 let wait = deployment.wait();
@@ -352,6 +376,9 @@ impl EngineHost {
                         wait.await
                     }
                 };
+                if let Err(e) = &res {
+                    let _ = failed.set(e.to_string());
+                }
                 let _ = finished.set(Instant::now());
                 // `weir serve` reports a failed deployment as it happens;
                 // `weir run` reports it when it exits.
@@ -371,6 +398,8 @@ impl EngineHost {
             abort: waiter.abort_handle(),
             waiter: Some(waiter),
             finished,
+            error,
+            failures,
             taps,
         });
         Ok(pipelines)
@@ -408,6 +437,7 @@ impl EngineHost {
                     source: d.sources.get(name).cloned().unwrap_or_default(),
                     file: d.file.clone(),
                     running: d.is_running(name),
+                    error: d.failure(name),
                     windows: windows.remove(name),
                 });
             }

@@ -664,3 +664,80 @@ async fn readiness_follows_the_archive() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A pipeline stopped by an error (here an output whose folder is a file)
+/// says why in the list and counts in `weir_pipeline_errors_total`; the
+/// server keeps answering.
+#[tokio::test]
+async fn a_pipeline_stopped_by_an_error_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "a file, not a folder").unwrap();
+    let port = support::free_port();
+    std::fs::write(
+        dir.path().join("fails.rules"),
+        format!(
+            "source web = http(listen: \"127.0.0.1:{port}\") format json\n\
+             output out = file(path: \"{}\")\n\
+             pipeline copies {{\n  from web\n  | to out\n}}\n",
+            blocker.join("out.ndjson").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("weir.toml"), "rules = [\"fails.rules\"]\n").unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("weir.toml");
+    let server = start_server(&data, &["--config", config.to_str().unwrap()]);
+    let http = server.client();
+    support::wait_for_port(port);
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/"))
+        .body("{\"message\":\"hello\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let listed = loop {
+        let list: Value = http
+            .get(format!("{}/api/v1/pipelines", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let p = list["pipelines"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "copies").cloned());
+        if let Some(p) = p.filter(|p| p["error"].is_string()) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no error listed: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(listed["running"], false, "{listed}");
+    let error = listed["error"].as_str().unwrap();
+    assert!(
+        error.contains("blocker"),
+        "the error names what failed: {error}"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("weir_pipeline_errors_total{pipeline=\"copies\"} 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("pipeline_errors"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    healthy(&http, &server.base).await;
+}

@@ -444,6 +444,26 @@ function resultsTable(res, table, where, range, resultsSql) {
 
 // ---------------------------------------------------------------- alerts
 
+// Why an alert fired: its sample events and the search that reproduces
+// its window (opened here, in the search view).
+function evidence(a) {
+  const e = a.evidence;
+  if (!e) return null;
+  const p = new URLSearchParams({ stream: e.stream, range: "abs", start: a.window_start, end: a.window_end, sql: e.sql });
+  return h("details", { class: "evidence" },
+    h("summary", {}, `evidence: ${(e.samples || []).length} sample events`),
+    (e.samples || []).length ? h("div", { class: "samples" }, e.samples.map((s) => {
+      // Time, severity and message first; every field on hover and in the data.
+      const rest = Object.entries(s).filter(([k]) => !["timestamp", "severity", "message", "_offset", "_partition"].includes(k));
+      return h("div", { class: "mono sample", title: JSON.stringify(s, null, 2), "data-sample": JSON.stringify(s) },
+        h("span", { class: "muted" }, fmtTime(s.timestamp) + " "), h("strong", {}, (s.severity || "") + " "), s.message || "",
+        h("span", { class: "muted" }, rest.length ? "  " + rest.map(([k, v]) => `${k}=${v}`).join(" ") : ""));
+    })) : null,
+    h("div", {}, h("a", { href: "#/search?" + p, "data-evidence-search": "" }, "Search the window"),
+      h("span", { class: "muted" }, " — the query reproduces its counts")),
+    (e.caveats || []).length ? h("div", { class: "muted" }, "approximate: " + e.caveats.join("; ")) : null);
+}
+
 async function alertsView(root) {
   root.append(h("h2", {}, "Alerts"));
   const [{ alerts, history }, { silences }] = await Promise.all([
@@ -476,6 +496,7 @@ async function alertsView(root) {
     h("div", { class: "mono" }, Object.entries(a.labels || {}).map(([k, v]) => `${k}=${v}`).join("  ")),
     h("div", { class: "mono" }, Object.entries(a.values || {}).map(([k, v]) => `${k}: ${v}`).join("  ")),
     h("div", { class: "muted" }, `window ${fmtTime(a.window_start)} – ${fmtTime(a.window_end)} · pipeline ${a.pipeline}`),
+    evidence(a),
     canWrite ? h("button", { onclick: () => silenceForm(a) }, "Silence…") : null)))
     : emptyState("No open alerts."));
   root.append(h("h3", {}, "Silences"));
@@ -517,7 +538,7 @@ const KEYWORDS = new Set(["source", "output", "archive", "pipeline", "from", "wh
   "parse", "geoip", "window", "alert", "to", "format", "fields", "tumbling", "sliding", "session", "by",
   "lateness", "max_keys", "when", "for", "resolve", "after", "severity", "labels", "annotations", "notify",
   "partition", "roll", "at", "every", "raw", "as", "and", "or", "not", "in", "contains", "is", "null",
-  "true", "false", "timestamp_format", "timezone", "gap", "hop"]);
+  "true", "false", "timestamp_format", "timezone", "gap", "hop", "evidence"]);
 const LEVELS = new Set(["trace", "debug", "info", "warn", "warning", "error", "fatal", "critical"]);
 const rulesLanguage = StreamLanguage.define({
   token(stream) {
@@ -577,6 +598,7 @@ async function pipelinesView(root) {
       const rates = hist.slice(1).map((v, i) => Math.max(0, (v - hist[i]) / 2));
       const lag = value("weir_source_lag_messages", { source: p.source });
       const dead = value("weir_dead_letters_total", { source: p.source });
+      const failed = value("weir_pipeline_errors_total", { pipeline: p.name });
       return h("div", { class: "card pipeline" },
         h("h3", {}, p.name, " ", h("span", { class: p.running ? "ok" : "muted" }, p.running ? "running" : "ended")),
         h("div", { class: "muted" }, `from ${p.source} · ${p.file}`),
@@ -585,7 +607,8 @@ async function pipelinesView(root) {
           h("tr", { class: "stage" }, h("td", {}, s.op), h("td", {}, `${s.in} in`), h("td", {}, `${s.out} out`))))),
         h("div", { class: "muted" }, `windows open ${value("weir_windows_open", { pipeline: p.name })} · ` +
           `late ${value("weir_late_events_dropped_total", { pipeline: p.name })} · ` +
-          `dead letters (source) ${dead} · lag ${lag}`),
+          `dead letters (source) ${dead} · lag ${lag} · errors ${failed}`),
+        p.error ? h("div", { class: "error pipeline-error" }, `stopped: ${p.error}`) : null,
         canWrite ? h("button", { onclick: async () => {
           if (!confirm(`Stop and delete ${p.name}?`)) return;
           await api("DELETE", "/api/v1/pipelines/" + encodeURIComponent(p.name));

@@ -162,6 +162,15 @@ try {
   await page.goto(URL_ + "/#/alerts");
   await page.reload();
   const card = await page.waitForSelector(".card.alert:has-text('burst')", { timeout: 20000 });
+  // Its evidence: sample events of its key, a link to the window's search.
+  await (await card.$(".evidence summary")).click();
+  const samples = await card.$$eval(".evidence .sample", (els) => els.map((e) => JSON.parse(e.dataset.sample)));
+  const service = (await (await card.$(".mono")).textContent()).match(/service=(\w+)/)[1];
+  assert(samples.length > 0 && samples.every((s) => s.service === service),
+    `the alert's samples are events of its key (${service}): ${JSON.stringify(samples)}`);
+  const link = await (await card.$("[data-evidence-search]")).getAttribute("href");
+  assert(link.startsWith("#/search?stream=web&range=abs") && link.includes("sql=SELECT"), `evidence search link: ${link}`);
+  await page.screenshot({ path: `${SHOTS}/alert-evidence.png` });
   await (await card.$("button")).click();
   await page.fill("input[name=matchers]", "alertname=burst");
   await page.fill("input[name=comment]", "silenced from the console test");

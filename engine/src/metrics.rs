@@ -15,6 +15,8 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub late_dropped: IntCounterVec,
+    /// Pipelines stopped by an error (an output that failed, ...).
+    pub pipeline_errors: IntCounterVec,
     /// Events a window left out because it held its most keys.
     pub window_key_overflow: IntCounterVec,
     pub windows_open: IntGaugeVec,
@@ -242,6 +244,12 @@ impl Metrics {
                 "weir_dead_letters_total",
                 "Events sent to the dead-letter store",
                 &["source"],
+            )?,
+            pipeline_errors: counter(
+                reg,
+                "weir_pipeline_errors_total",
+                "Pipelines stopped by an error",
+                &["pipeline"],
             )?,
             late_dropped: counter(
                 reg,

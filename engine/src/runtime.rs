@@ -203,6 +203,8 @@ pub struct Deployment {
     /// tail). Sending never waits: a reader that falls behind skips
     /// batches, and without readers nothing is sent.
     pub taps: HashMap<String, broadcast::Sender<RecordBatch>>,
+    /// The pipelines stopped by an error, with it (the others go on).
+    pub failures: Failures,
     cancel: CancellationToken,
     pipeline_cancels: HashMap<String, CancellationToken>,
     tasks: JoinSet<Result<()>>,
@@ -243,6 +245,9 @@ impl Deployment {
     }
 }
 
+/// Pipelines stopped by an error, by name.
+pub type Failures = Arc<std::sync::Mutex<HashMap<String, String>>>;
+
 /// Builds and starts a program. Everything that can fail before data flows
 /// (connectors, lookup tables, outputs) fails here, not later.
 pub fn deploy(
@@ -268,6 +273,7 @@ pub fn deploy(
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut pipeline_cancels = HashMap::new();
+    let failures: Failures = Arc::default();
     let mut subscribers: HashMap<String, Vec<Subscriber>> = HashMap::new();
     let mut pipeline_names = Vec::new();
 
@@ -299,7 +305,10 @@ pub fn deploy(
         pipeline_names.push(p.name.clone());
         let idle_advance = options.idle_advance;
         let metrics = metrics.clone();
-        tasks.spawn(async move {
+        let failed = metrics.pipeline_errors.with_label_values(&[&p.name]);
+        let pipeline_name = p.name.clone();
+        let failures = failures.clone();
+        let run = async move {
             let mut tick = tokio::time::interval(IDLE_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_data = Instant::now();
@@ -335,6 +344,17 @@ pub fn deploy(
                 Some(_) => checkpoint_pipeline(&p, store.as_ref(), &metrics).await,
                 None => p.finish().await,
             }
+        };
+        tasks.spawn(async move {
+            let res = run.await;
+            if let Err(e) = &res {
+                failed.inc();
+                tracing::error!(pipeline = %pipeline_name, error = %e, "the pipeline stopped with an error");
+                if let Ok(mut f) = failures.lock() {
+                    f.insert(pipeline_name, e.to_string());
+                }
+            }
+            res
         });
     }
 
@@ -453,6 +473,7 @@ pub fn deploy(
         pipelines: pipeline_names,
         sources: source_names,
         taps,
+        failures,
         cancel,
         pipeline_cancels,
         tasks,
