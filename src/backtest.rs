@@ -10,6 +10,9 @@
 //!
 //! Sources are read one after the other (each in event-time order), so
 //! alerts of pipelines on different sources are not interleaved in time.
+//! Only the columns the source's pipelines read are read (the others are
+//! null to the pipelines), so window rows carry no `_evidence`: sample
+//! events are what live alerts show.
 
 use crate::auth::Scope;
 use crate::query::where_sql::quote_ident;
@@ -21,6 +24,7 @@ use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use weir_dsl::types::EVIDENCE;
 use weir_dsl::CheckedProgram;
 use weir_engine::alerting::AlertSettings;
 
@@ -96,10 +100,18 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
             .iter()
             .map(|f| f.name().clone())
             .collect();
+        // The columns the source's pipelines read: on wide events most of
+        // the archive (message, `_raw`) need not be decoded.
+        let needed: std::collections::BTreeSet<String> = program
+            .pipelines
+            .iter()
+            .filter(|p| &p.pipeline.from.name == source)
+            .flat_map(|p| weir_dsl::reads::fields_read(&p.pipeline))
+            .collect();
         let cols: Vec<String> = target
             .fields()
             .iter()
-            .filter(|f| have.contains(f.name()))
+            .filter(|f| have.contains(f.name()) && needed.contains(f.name()))
             .map(|f| quote_ident(f.name()))
             .collect();
         let sql = format!(
@@ -171,7 +183,7 @@ fn window_line(pipeline: &str, row: Map<String, Value>) -> Value {
     let mut line = Map::new();
     line.insert("kind".into(), json!("window"));
     line.insert("pipeline".into(), json!(pipeline));
-    line.extend(row);
+    line.extend(row.into_iter().filter(|(k, _)| k != EVIDENCE));
     Value::Object(line)
 }
 

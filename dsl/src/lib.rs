@@ -29,6 +29,7 @@ pub mod limits;
 pub mod parser;
 pub mod plan;
 pub mod presets;
+pub mod reads;
 pub mod span;
 pub mod sql;
 pub mod template;
