@@ -174,24 +174,32 @@ fn mails(maildir: &Path) -> Vec<String> {
     out
 }
 
+/// The four channels of these tests, `hook_extra` added to the webhook's table.
+fn channels(recv_port: u16, smtp_port: u16, am_port: u16, hook_extra: &str) -> String {
+    format!(
+        r#"[channels.slack]
+type = "slack"
+url = "http://127.0.0.1:{recv_port}/slack"
+[channels.hook]
+type = "webhook"
+url = "http://127.0.0.1:{recv_port}/hook"
+{hook_extra}[channels.mail]
+type = "email"
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+from = "Weir <weir@example.com>"
+to = ["oncall@example.com"]
+[channels.am]
+type = "alertmanager"
+url = "http://127.0.0.1:{am_port}"
+resend_every = "1s"
+"#
+    )
+}
+
 async fn post_events(server: &Server, port: u16, service: &str, n: usize) {
-    let now = chrono::Utc::now();
-    let body: String = (0..n)
-        .map(|i| {
-            format!(
-                "{{\"timestamp\":\"{}\",\"service\":\"{service}\",\"severity\":\"error\",\"message\":\"boom {i}\"}}\n",
-                now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            )
-        })
-        .collect();
-    let r = server
-        .client()
-        .post(format!("http://127.0.0.1:{port}/"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    post_env_events(server, port, service, "production", 0, n).await
 }
 
 async fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
@@ -274,26 +282,13 @@ pipeline errors {{
 rules = ["alerts.rules"]
 [alerting]
 repeat_interval = "4s"
-[channels.slack]
-type = "slack"
-url = "http://127.0.0.1:{recv_port}/slack"
-[channels.hook]
-type = "webhook"
-url = "http://127.0.0.1:{recv_port}/hook"
-hmac_secret_env = "WEIR_TEST_HMAC"
-headers = {{ "X-Team" = "payments" }}
-[channels.mail]
-type = "email"
-host = "127.0.0.1"
-port = {smtp_port}
-tls = "none"
-from = "Weir <weir@example.com>"
-to = ["oncall@example.com"]
-[channels.am]
-type = "alertmanager"
-url = "http://127.0.0.1:{am_port}"
-resend_every = "1s"
-"#
+{}"#,
+            channels(
+                recv_port,
+                smtp_port,
+                am_port,
+                "hmac_secret_env = \"WEIR_TEST_HMAC\"\nheaders = { \"X-Team\" = \"payments\" }\n"
+            )
         ),
     )
     .unwrap();
@@ -623,24 +618,8 @@ pipeline errors {{
 rules = ["alerts.rules"]
 [alerting]
 console_url = "https://weir.example.com/"
-[channels.slack]
-type = "slack"
-url = "http://127.0.0.1:{recv_port}/slack"
-[channels.hook]
-type = "webhook"
-url = "http://127.0.0.1:{recv_port}/hook"
-[channels.mail]
-type = "email"
-host = "127.0.0.1"
-port = {smtp_port}
-tls = "none"
-from = "Weir <weir@example.com>"
-to = ["oncall@example.com"]
-[channels.am]
-type = "alertmanager"
-url = "http://127.0.0.1:{am_port}"
-resend_every = "1s"
-"#
+{}"#,
+            channels(recv_port, smtp_port, am_port, "")
         ),
     )
     .unwrap();
