@@ -183,14 +183,22 @@ sources:
         append(&log, n, n + 100);
         n += 100;
     }
-    // Then a copytruncate once the agent has caught up.
+    // Then a copytruncate once the agent has caught up. On a loaded
+    // machine a produce request to the loopback broker can go unanswered
+    // until librdkafka's request timeout (30 s) sends it again: waiting
+    // longer than that tells a delay from a loss.
     let got = consume(
         &plain(&broker.bootstrap()),
         "logs",
         n as usize,
-        Duration::from_secs(30),
+        Duration::from_secs(75),
     );
-    assert_eq!(got.len(), n as usize, "caught up before the copytruncate");
+    assert_eq!(
+        got.len(),
+        n as usize,
+        "caught up before the copytruncate; the shipper's log:\n{}",
+        ship.log()
+    );
     std::fs::copy(&log, dir.path().join("app.log.copy")).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
