@@ -248,3 +248,82 @@ fn json_with_epoch_times_from_seconds_to_nanoseconds() {
         expected("epoch.ndjson", pick),
     );
 }
+
+/// `set timestamp = parse_timestamp(...)` that gives no time sends the event
+/// to the source's dead letters with the reason and its original line (it
+/// was silently dropped as late before); the others are windowed on it.
+#[test]
+fn a_set_timestamp_without_a_time_sends_the_event_to_the_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let mut lines = Vec::new();
+    for i in 0..5 {
+        lines.push(format!("01/03/2026 10:00:{:02} ok {i}", i * 7));
+    }
+    lines.push("yesterday noon broken 1".to_string());
+    for i in 0..3 {
+        lines.push(format!("01/03/2026 10:01:{:02} ok {i}", i * 9));
+    }
+    lines.push("31/02/2026 10:02:00 broken 2".to_string());
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("windows.ndjson");
+    let rules = format!(
+        r#"source logs = file(path: "{}") format regex "^(?P<day>\S+) (?P<clock>\S+) (?P<message>.*)$"
+output out = file(path: "{}")
+pipeline p {{
+  from logs
+  | set timestamp = parse_timestamp(concat(day, " ", clock), "%d/%m/%Y %H:%M:%S")
+  | window tumbling 1m lateness 1d {{ n = count() }}
+  | to out
+}}
+"#,
+        log.display(),
+        out.display()
+    );
+    let rules_path = dir.path().join("times.rules");
+    std::fs::write(&rules_path, &rules).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg(&rules_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}\n{rules}");
+    let counts: Vec<(String, i64)> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap();
+            (
+                row["window_start"].as_str().unwrap().to_string(),
+                row["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("2026-03-01T10:00:00Z".to_string(), 5),
+            ("2026-03-01T10:01:00Z".to_string(), 3)
+        ]
+    );
+    let dead: Vec<Value> = std::fs::read_to_string(dir.path().join("data/deadletter/logs.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    assert_eq!(dead[0]["line"], "yesterday noon broken 1", "{dead:#?}");
+    assert_eq!(dead[1]["line"], "31/02/2026 10:02:00 broken 2", "{dead:#?}");
+    for d in &dead {
+        assert!(
+            d["reason"].as_str().unwrap().contains("gave no time"),
+            "{d}"
+        );
+    }
+    assert!(
+        stderr.contains("2 dead letters") && stderr.contains("0 late"),
+        "{stderr}"
+    );
+}

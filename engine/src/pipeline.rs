@@ -46,6 +46,13 @@ pub struct CompiledPipeline {
     /// After a restore: per partition, the last offset the restored state
     /// holds; replayed events up to it are dropped.
     holds: HashMap<i64, i64>,
+    /// Where rows a step rejects go (the source's dead letters), and their
+    /// count; without one (`weir test`, backtests) they are counted only.
+    dead: Option<(
+        Arc<dyn crate::connector::DeadLetterSink>,
+        prometheus::IntCounter,
+    )>,
+    rejected: u64,
 }
 
 /// What compiling a pipeline needs from its surroundings.
@@ -157,6 +164,8 @@ impl CompiledPipeline {
             kept: None,
             positions: None,
             holds: HashMap::new(),
+            dead: None,
+            rejected: 0,
         })
     }
 
@@ -346,15 +355,34 @@ impl CompiledPipeline {
         self.kept.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// Sends the rows steps rejected to the source's dead letters (see
+    /// [`Operator::take_rejects`](crate::ops::Operator::take_rejects)).
+    pub fn with_dead_letters(
+        &mut self,
+        dead: Arc<dyn crate::connector::DeadLetterSink>,
+        counted: prometheus::IntCounter,
+    ) {
+        self.dead = Some((dead, counted));
+    }
+
+    /// Rows its steps rejected so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
     async fn run(&mut self, mut carry: Vec<RecordBatch>, phase: Phase) -> Result<()> {
         // The watermark of the latest window step, handed to later steps.
         let mut watermark: Option<i64> = None;
+        let mut rejects = Vec::new();
         for (step, m) in self.steps.iter_mut() {
             let mut next = Vec::with_capacity(carry.len());
             for b in carry {
                 m.events_in.inc_by(b.num_rows() as u64);
                 match step {
-                    Step::Op(op) => next.extend(op.process(b)?),
+                    Step::Op(op) => {
+                        next.extend(op.process(b)?);
+                        rejects.extend(op.take_rejects());
+                    }
                     Step::Output { sink, .. } => {
                         sink.write(&b).await?;
                         next.push(b);
@@ -386,7 +414,60 @@ impl CompiledPipeline {
         if let Some(kept) = self.kept.as_mut() {
             kept.extend(carry);
         }
+        if !rejects.is_empty() {
+            self.reject(rejects).await?;
+        }
         Ok(())
+    }
+
+    /// Rejected rows as dead letters: the original line (`_raw`, or the
+    /// row as JSON), its partition and offset, the reason.
+    async fn reject(&mut self, rejects: Vec<(RecordBatch, String)>) -> Result<()> {
+        use arrow::array::{Array, AsArray};
+        let mut letters = Vec::new();
+        for (batch, reason) in rejects {
+            let int = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>().cloned())
+            };
+            let (parts, offsets) = (
+                int(weir_dsl::types::PARTITION),
+                int(weir_dsl::types::OFFSET),
+            );
+            let raws = batch
+                .column_by_name(weir_dsl::types::RAW)
+                .and_then(|c| c.as_string_opt::<i32>().cloned());
+            let rows = crate::output::rows_as_json(&batch)?;
+            for (i, row) in rows.into_iter().enumerate() {
+                let at = |a: &Option<arrow::array::Int64Array>| {
+                    a.as_ref()
+                        .filter(|a| a.is_valid(i))
+                        .map_or(0, |a| a.value(i))
+                };
+                let line = match &raws {
+                    Some(r) if r.is_valid(i) && !r.value(i).is_empty() => r.value(i).to_string(),
+                    _ => serde_json::Value::Object(row).to_string(),
+                };
+                letters.push(crate::connector::DeadLetter {
+                    source: self.source.clone(),
+                    origin: Some(format!("pipeline {}", self.name)),
+                    partition: at(&parts),
+                    offset: at(&offsets),
+                    reason: reason.clone(),
+                    line,
+                    time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                });
+            }
+        }
+        self.rejected += letters.len() as u64;
+        match &self.dead {
+            Some((dead, counted)) => {
+                counted.inc_by(letters.len() as u64);
+                dead.write(letters).await
+            }
+            None => Ok(()),
+        }
     }
 }
 

@@ -269,6 +269,12 @@ pub fn deploy(
         }
     }
     let pipelines = compile_pipelines(program, &mut tables, &outputs, alerts, metrics)?;
+    // One dead-letter store per source, shared by its decoder and its
+    // pipelines (rows a step rejects).
+    let mut dead_letters: HashMap<String, Arc<dyn DeadLetterSink>> = HashMap::new();
+    for src in &program.sources {
+        dead_letters.insert(src.decl.name.name.clone(), factory.dead_letters(src)?);
+    }
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -281,6 +287,12 @@ pub fn deploy(
     // Per source: what its pipelines' restored windows hold.
     let mut held: HashMap<String, HashMap<i64, i64>> = HashMap::new();
     for mut p in pipelines {
+        if let Some(dead) = dead_letters.get(&p.source) {
+            p.with_dead_letters(
+                dead.clone(),
+                metrics.dead_letters.with_label_values(&[&p.source]),
+            );
+        }
         let replayable = program.source(&p.source).is_some_and(|s| s.replayable);
         let store = state_store.clone().filter(|_| replayable && p.stateful());
         if let Some(store) = &store {
@@ -399,7 +411,10 @@ pub fn deploy(
         if archive.is_some() || !held.is_empty() {
             source.resume_from(Arc::new(ResumePositions { archive, held }));
         }
-        let dead = factory.dead_letters(src)?;
+        let dead = match dead_letters.get(&name) {
+            Some(d) => d.clone(),
+            None => factory.dead_letters(src)?,
+        };
         let mut decoder = LineDecoder::for_source(src)?;
         let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);
         let stop = cancel.clone();

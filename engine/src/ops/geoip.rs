@@ -134,11 +134,7 @@ impl Geoip {
         Ok(Geoip {
             field: field_idx,
             db,
-            project: Project {
-                name: "geoip",
-                schema: to_arrow(out),
-                columns,
-            },
+            project: Project::of("geoip", to_arrow(out), columns),
         })
     }
 }

@@ -69,6 +69,10 @@ impl Operator for Chain {
         self.0.first().map(|o| o.name()).unwrap_or("set")
     }
 
+    fn take_rejects(&mut self) -> Vec<(RecordBatch, String)> {
+        self.0.iter_mut().flat_map(|o| o.take_rejects()).collect()
+    }
+
     fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         let mut carry = vec![batch];
         for op in &mut self.0 {
@@ -89,6 +93,13 @@ pub trait Operator: Send + Sync {
 
     /// Processes one batch, returning zero or more batches for the next step.
     fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>>;
+
+    /// Rows the last [`process`](Self::process) could not take (input rows,
+    /// with why), for the source's dead letters; the pipeline asks after
+    /// each batch.
+    fn take_rejects(&mut self) -> Vec<(RecordBatch, String)> {
+        Vec::new()
+    }
 
     /// Called when no data arrived for a while: `idle_us` of wall-clock time
     /// passed. Windows use it to move event time on for idle streams.

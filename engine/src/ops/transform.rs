@@ -29,6 +29,10 @@ pub struct Project {
     pub name: &'static str,
     pub schema: SchemaRef,
     pub columns: Vec<ColumnSource>,
+    /// `set timestamp = E`: the output column that must hold a time, and
+    /// the reason a row without one goes to the dead letters.
+    pub needs_time: Option<(usize, String)>,
+    rejects: Vec<(RecordBatch, String)>,
 }
 
 impl Project {
@@ -54,13 +58,21 @@ impl Project {
                 t => t,
             };
             next.push(&a.name.name, ty);
-            ops.push(Box::new(Project::new(
-                "set",
-                &cur,
-                &next,
-                &[],
-                vec![(a.name.name.clone(), e)],
-            )?));
+            let mut op = Project::new("set", &cur, &next, &[], vec![(a.name.name.clone(), e)])?;
+            // An event whose new time is null cannot be windowed: it goes
+            // to the dead letters, not silently into the late count.
+            if a.name.name == weir_dsl::types::TIMESTAMP {
+                op.needs_time = next.index_of(&a.name.name).map(|i| {
+                    (
+                        i,
+                        format!(
+                            "pipeline `{}`: `set timestamp = …` gave no time for this event",
+                            s.pipeline
+                        ),
+                    )
+                });
+            }
+            ops.push(Box::new(op));
             cur = next;
         }
         Ok(super::Chain(ops))
@@ -107,11 +119,18 @@ impl Project {
             })?;
             columns.push(ColumnSource::Input(idx));
         }
-        Ok(Project {
+        Ok(Project::of(name, to_arrow(out), columns))
+    }
+
+    /// A projection to `schema` made of `columns`.
+    pub fn of(name: &'static str, schema: SchemaRef, columns: Vec<ColumnSource>) -> Project {
+        Project {
             name,
-            schema: to_arrow(out),
+            schema,
             columns,
-        })
+            needs_time: None,
+            rejects: Vec::new(),
+        }
     }
 }
 
@@ -133,7 +152,24 @@ impl Operator for Project {
             };
             cols.push(conform(col, field.data_type())?);
         }
-        Ok(vec![RecordBatch::try_new(self.schema.clone(), cols)?])
+        let out = RecordBatch::try_new(self.schema.clone(), cols)?;
+        if let Some((i, why)) = &self.needs_time {
+            let times = out.column(*i);
+            if times.null_count() > 0 {
+                let has = arrow::compute::is_not_null(times)?;
+                let lacks = arrow::compute::not(&has)?;
+                self.rejects.push((
+                    arrow::compute::filter_record_batch(&batch, &lacks)?,
+                    why.clone(),
+                ));
+                return Ok(vec![arrow::compute::filter_record_batch(&out, &has)?]);
+            }
+        }
+        Ok(vec![out])
+    }
+
+    fn take_rejects(&mut self) -> Vec<(RecordBatch, String)> {
+        std::mem::take(&mut self.rejects)
     }
 }
 
@@ -221,11 +257,7 @@ impl Parse {
             format: format.clone(),
             regex,
             parsed_schema: to_arrow(&parsed),
-            project: Project {
-                name: "parse",
-                schema: to_arrow(out),
-                columns,
-            },
+            project: Project::of("parse", to_arrow(out), columns),
         })
     }
 
