@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use weir_dsl::sql::{quote_ident as ident, quote_str as literal};
 
 /// Events a page holds unless the request says (at most [`MAX_PAGE`]).
 const PAGE: usize = 100;
@@ -66,24 +67,22 @@ impl Cursor {
         ))
     }
 
-    /// Events after it in newest-first order.
+    /// Events after it in newest-first order. The time is compared as a
+    /// timestamp (not cast to a number), with the bound also on its own, so
+    /// files and row groups newer than the page are skipped by statistics.
     fn condition(&self) -> String {
         let Cursor(t, p, o) = self;
-        let ts = "CAST(\"timestamp\" AS BIGINT)";
+        let at = format!(
+            "TIMESTAMP '{}'",
+            chrono::DateTime::from_timestamp_micros(*t)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .unwrap_or_default()
+        );
+        let ts = "\"timestamp\"";
         format!(
-            "({ts} < {t} OR ({ts} = {t} AND (\"_partition\" < {p} OR (\"_partition\" = {p} AND \"_offset\" < {o}))))"
+            "{ts} <= {at} AND ({ts} < {at} OR (\"_partition\" < {p} OR (\"_partition\" = {p} AND \"_offset\" < {o})))"
         )
     }
-}
-
-/// A SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A SQL identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// The histogram's bar width: a round number of seconds giving about
@@ -238,11 +237,15 @@ mod tests {
             (parsed.0, parsed.1, parsed.2),
             (1_772_323_201_500_000, 2, 41)
         );
+        assert_eq!(
+            parsed.condition(),
+            "\"timestamp\" <= TIMESTAMP '2026-03-01T00:00:01.500000Z' AND (\"timestamp\" < TIMESTAMP \
+             '2026-03-01T00:00:01.500000Z' OR (\"_partition\" < 2 OR (\"_partition\" = 2 AND \"_offset\" < 41)))"
+        );
         for bad in ["", "1.2", "a.b.c", "1.2.3.4"] {
             assert!(Cursor::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(bucket_seconds(None, None), 1800);
         assert_eq!(bucket_seconds(Some(0), Some(3_600_000_000)), 30);
-        assert_eq!(literal("it's"), "'it''s'");
     }
 }
