@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::server::{start_server, Server};
@@ -91,15 +91,7 @@ async fn start_receiver() -> (u16, Inbox) {
     (port, inbox)
 }
 
-/// A child process killed when dropped.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Reaped as Peer;
 
 fn start_alertmanager(dir: &Path) -> (u16, Peer) {
     let bin = "prometheus-alertmanager";

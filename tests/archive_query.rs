@@ -136,13 +136,13 @@ impl Place {
 
     /// `weir run RULES` in the background, its stderr piped for [`terminate`].
     fn start(&self, rules: &std::path::Path) -> Running {
-        Running(Some(
+        crate::support::Reaped(
             self.run_command(rules)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap(),
-        ))
+        )
     }
 
     /// `weir run RULES --quiet` with this place's config and data folder.
@@ -562,36 +562,15 @@ async fn the_query_api_negotiates_formats_and_reports_bad_sql() {
 
 /// Sends SIGTERM to `child` and waits for it; panics when it fails.
 /// A `weir run` in the background, killed if a failed test leaves it.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+type Running = crate::support::Reaped;
 
 fn terminate(mut running: Running) -> String {
-    let mut child = running.0.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "weir run did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = running.terminate(Duration::from_secs(60));
     let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
+    if let Some(mut e) = running.stderr.take() {
         e.read_to_string(&mut err).unwrap();
     }
-    assert!(child.wait().unwrap().success(), "{err}");
+    assert!(status.success(), "{err}");
     err
 }
 

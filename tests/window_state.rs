@@ -253,15 +253,11 @@ async fn a_changed_window_starts_empty_and_an_unchanged_one_keeps_its_state() {
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .map(KillOnDrop)
+            .map(crate::support::Reaped)
             .unwrap()
     };
-    let stop = |mut child: KillOnDrop| {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(child.0.id().to_string())
-            .status();
-        assert!(child.0.wait().unwrap().success());
+    let stop = |mut child: crate::support::Reaped| {
+        assert!(child.terminate(Duration::from_secs(60)).success());
         std::fs::read_to_string(&log).unwrap()
     };
     let state = dir.path().join("engine/state/per_service.state");
@@ -291,14 +287,4 @@ async fn a_changed_window_starts_empty_and_an_unchanged_one_keeps_its_state() {
     let text = stop(child);
     assert!(text.contains("definition changed"), "{text}");
     assert!(!text.contains("window state restored"), "{text}");
-}
-
-/// A child process killed when a failing test drops it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

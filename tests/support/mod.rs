@@ -161,6 +161,52 @@ pub fn dead_letters(file: &Path) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// A child process of a test: killed and reaped when dropped, so a failing
+/// test leaves nothing running behind it.
+pub struct Reaped(pub std::process::Child);
+
+impl Reaped {
+    /// Stops it as an operator would (SIGTERM) and waits for it, at most
+    /// `within`; its exit status.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
