@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::server::{start_server, Server};
+use support::server::{get_json, start_server, Server};
 use support::{free_port, wait_for_port};
 
 const SECRET: &str = "test-hmac-secret";
@@ -759,28 +759,15 @@ console_url = "https://weir.example.com/"
             .map(|e| e["alert"].clone())
             .collect()
     };
-    let all: Value = http
-        .get(format!("{}/api/v1/alerts", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts_url = format!("{}/api/v1/alerts", server.base);
+    let all = get_json(&http, &alerts_url).await;
     let scoped = crate::support::server::create_token(
         &data,
         "checkout-only",
         "viewer",
         &["--scope", "service=~\"checkout|\""],
     );
-    let mine: Value = crate::support::server::client_with(&scoped)
-        .get(format!("{}/api/v1/alerts", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine = get_json(&crate::support::server::client_with(&scoped), &alerts_url).await;
     let (all, mine) = (fired(&all), fired(&mine));
     assert_eq!((all.len(), mine.len()), (1, 1), "{all:?} {mine:?}");
     let services = |a: &Value| -> Vec<String> {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 use crate::support;
-use support::server::{start_server, RULES};
+use support::server::{get_json, start_server, RULES};
 
 /// The names in a `GET /api/v1/pipelines` answer.
 fn pipeline_names(list: &Value) -> Vec<&str> {
@@ -699,14 +699,7 @@ async fn a_pipeline_stopped_by_an_error_says_why() {
     assert_eq!(r.status(), 202);
     let deadline = Instant::now() + Duration::from_secs(15);
     let listed = loop {
-        let list: Value = http
-            .get(format!("{}/api/v1/pipelines", server.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = get_json(&http, &format!("{}/api/v1/pipelines", server.base)).await;
         let p = list["pipelines"]
             .as_array()
             .and_then(|ps| ps.iter().find(|p| p["name"] == "copies").cloned());

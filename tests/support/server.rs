@@ -54,6 +54,11 @@ pub fn auth_headers(token: &str) -> reqwest::header::HeaderMap {
     headers
 }
 
+/// `GET base + path` with `http`, its JSON body.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// An HTTP client that sends `token` with every request.
 pub fn client_with(token: &str) -> reqwest::Client {
     reqwest::Client::builder()
