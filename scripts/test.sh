@@ -55,13 +55,15 @@ echo "== disk"
 # drop incremental caches no build touched for 6 hours (they grow by
 # gigabytes a day) and test binaries older than 3 days (libraries stay).
 for profile in debug release ci-bench; do
+  # A fresh machine (or a cleaned folder) has none of them yet.
+  [ -d "$CARGO_TARGET_DIR/$profile" ] || continue
   find "$CARGO_TARGET_DIR/$profile/incremental" -mindepth 1 -maxdepth 1 -mmin +360 -exec rm -rf {} + 2>/dev/null || true
   # Test and benchmark binaries (NAME-HASH): keep the newest two of each name
   # (the `weir` binary and its unit tests share a name).
   find "$CARGO_TARGET_DIR/$profile/deps" -maxdepth 1 -type f -executable -regextype posix-extended \
     -regex '.*/[a-z0-9_]+-[0-9a-f]{16}' -printf '%T@ %p\n' 2>/dev/null | sort -rn |
     awk '{ n = $2; sub(/.*\//, "", n); sub(/-[0-9a-f]+$/, "", n); if (seen[n]++ >= 2 || $1 < limit) print $2 }' \
-      limit="$(( $(date +%s) - 3 * 86400 ))" | xargs -r rm -f
+      limit="$(( $(date +%s) - 3 * 86400 ))" | xargs -r rm -f || true
 done
 du -sh "$CARGO_TARGET_DIR" 2>/dev/null || true
 

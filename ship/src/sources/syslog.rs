@@ -2,11 +2,17 @@
 //! datagram) or TCP (newline-framed, or octet-counted as in RFC 6587).
 //! The priority gives `severity` (and `facility`); the header gives
 //! `timestamp`, `host` and `appname` (used as `service` unless the source
-//! sets one).
+//! sets one). RFC 5424 structured data becomes fields: each parameter under
+//! its name (`[exampleSDID@32473 iut="3"]` gives `iut: "3"`, escapes
+//! undone), unless the message already has a field of that name; the
+//! elements as written stay in `structured_data`. An RFC 3164 time has no
+//! year: it is the receive time's, or the year before when that would put
+//! the message more than a day in the future (a December message received
+//! in January) — the engine's timestamp parser, `weir_formats::timestamp`.
 
 use super::SourceCtx;
 use crate::ShipError;
-use chrono::{Datelike, NaiveDateTime, TimeZone, Utc};
+use chrono::Utc;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
@@ -95,13 +101,14 @@ async fn send(ctx: &mut SourceCtx, msgs: Vec<String>) {
     let now = Utc::now();
     let built: Vec<_> = msgs
         .iter()
-        .map(|m| ctx.shape.fields(parse(m), now))
+        .map(|m| ctx.shape.fields(parse(m, now.timestamp_micros()), now))
         .collect();
     let _ = ctx.send_built(built, false).await;
 }
 
-/// Fields of one syslog message (5424 or 3164); unparseable text becomes the message.
-pub fn parse(text: &str) -> Map<String, Value> {
+/// Fields of one syslog message (5424 or 3164) received at `now_us`;
+/// unparseable text becomes the message.
+pub fn parse(text: &str, now_us: i64) -> Map<String, Value> {
     let mut m = Map::new();
     let s = text.trim_end();
     let Some(rest) = s.strip_prefix('<') else {
@@ -135,16 +142,12 @@ pub fn parse(text: &str) -> Map<String, Value> {
         } else if tail == "-" {
             ""
         } else if tail.starts_with('[') {
-            match tail.find("] ") {
-                Some(i) => {
-                    str_field(&mut m, "structured_data", &tail[..=i]);
-                    &tail[i + 2..]
-                }
-                None => {
-                    str_field(&mut m, "structured_data", tail);
-                    ""
-                }
+            let (params, end) = structured_data(tail);
+            str_field(&mut m, "structured_data", &tail[..end]);
+            for (k, v) in params {
+                m.entry(k).or_insert(Value::String(v));
             }
+            tail[end..].strip_prefix(' ').unwrap_or(&tail[end..])
         } else {
             tail
         };
@@ -155,11 +158,10 @@ pub fn parse(text: &str) -> Map<String, Value> {
     } else {
         // Mmm dd hh:mm:ss HOST TAG[PID]: MSG
         let ts = rest.get(..15).unwrap_or("");
-        let year = Utc::now().year();
-        match NaiveDateTime::parse_from_str(&format!("{year} {ts}"), "%Y %b %e %H:%M:%S") {
-            Ok(t) => {
+        match weir_formats::timestamp::TimestampParser::default().parse(ts, now_us) {
+            Ok(us) => {
                 let after = rest.get(16..).unwrap_or("");
-                let t = Utc.from_utc_datetime(&t);
+                let t = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
                 m.insert("timestamp".into(), Value::String(t.to_rfc3339()));
                 let (host, after) = after.split_once(' ').unwrap_or((after, ""));
                 str_field(&mut m, "host", host);
@@ -189,13 +191,78 @@ pub fn parse(text: &str) -> Map<String, Value> {
     m
 }
 
+/// RFC 5424 structured data at the start of `text` (`[id k="v" ...]...`):
+/// its parameters with their values unescaped (`\"`, `\\`, `\]`), and where
+/// the elements end. A malformed element ends the structured data there.
+fn structured_data(text: &str) -> (Vec<(String, String)>, usize) {
+    let b = text.as_bytes();
+    let mut params = Vec::new();
+    let mut i = 0;
+    while b.get(i) == Some(&b'[') {
+        // The SD-ID, then ` name="value"` pairs, then `]`.
+        let Some(sp) = text[i..].find([' ', ']']).map(|p| i + p) else {
+            return (params, i);
+        };
+        let mut j = sp;
+        loop {
+            match b.get(j) {
+                Some(b']') => {
+                    j += 1;
+                    break;
+                }
+                Some(b' ') => {
+                    let Some(eq) = text[j + 1..].find('=').map(|p| j + 1 + p) else {
+                        return (params, i);
+                    };
+                    let name = &text[j + 1..eq];
+                    if b.get(eq + 1) != Some(&b'"') || name.is_empty() || name.contains(' ') {
+                        return (params, i);
+                    }
+                    let mut value = String::new();
+                    let mut k = eq + 2;
+                    let mut chars = text[k..].char_indices();
+                    let mut closed = false;
+                    while let Some((at, c)) = chars.next() {
+                        match c {
+                            '\\' => match chars.next() {
+                                Some((_, e @ ('"' | '\\' | ']'))) => value.push(e),
+                                Some((_, e)) => {
+                                    value.push('\\');
+                                    value.push(e);
+                                }
+                                None => break,
+                            },
+                            '"' => {
+                                k += at + 1;
+                                closed = true;
+                                break;
+                            }
+                            c => value.push(c),
+                        }
+                    }
+                    if !closed {
+                        return (params, i);
+                    }
+                    params.push((name.to_string(), value));
+                    j = k;
+                }
+                _ => return (params, i),
+            }
+        }
+        i = j;
+    }
+    (params, i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NOW: i64 = 1_788_000_000_000_000; // 2026-08-29
+
     #[test]
     fn parses_rfc5424() {
-        let m = parse("<165>1 2026-08-24T05:14:15.003Z web-1 checkout 8710 ID47 [exampleSDID@32473 iut=\"3\"] payment failed");
+        let m = parse("<165>1 2026-08-24T05:14:15.003Z web-1 checkout 8710 ID47 [exampleSDID@32473 iut=\"3\"] payment failed", NOW);
         assert_eq!(m["priority"], 5);
         assert_eq!(m["facility"], 20);
         assert_eq!(m["timestamp"], "2026-08-24T05:14:15.003Z");
@@ -206,11 +273,49 @@ mod tests {
 
     #[test]
     fn parses_rfc3164() {
-        let m = parse("<11>Oct 11 22:14:15 db-2 postgres[123]: connection refused");
+        let m = parse(
+            "<11>Oct 11 22:14:15 db-2 postgres[123]: connection refused",
+            NOW,
+        );
         assert_eq!(m["priority"], 3);
         assert_eq!(m["host"], "db-2");
         assert_eq!(m["appname"], "postgres");
         assert_eq!(m["procid"], "123");
         assert_eq!(m["message"], "connection refused");
+    }
+
+    #[test]
+    fn structured_data_parameters_become_fields() {
+        let m = parse(
+            r#"<165>1 2026-08-24T05:14:15Z web-1 checkout - - [req@1 user="ann" path="/a\"b\]c"][meta host="spoof" ip="10.0.0.1"] paid"#,
+            NOW,
+        );
+        assert_eq!(m["user"], "ann");
+        assert_eq!(m["path"], r#"/a"b]c"#);
+        assert_eq!(m["ip"], "10.0.0.1");
+        // The header's host wins over a parameter of the same name.
+        assert_eq!(m["host"], "web-1");
+        assert_eq!(m["message"], "paid");
+        assert!(m["structured_data"]
+            .as_str()
+            .unwrap()
+            .ends_with(r#"ip="10.0.0.1"]"#));
+        // No structured data, and a malformed element: the text is the message.
+        let m = parse("<165>1 2026-08-24T05:14:15Z web-1 app - - - plain", NOW);
+        assert_eq!(m["message"], "plain");
+        let m = parse(
+            r#"<165>1 2026-08-24T05:14:15Z web-1 app - - [broken x=1] text"#,
+            NOW,
+        );
+        assert!(m.get("x").is_none());
+    }
+
+    #[test]
+    fn a_december_message_received_in_january_is_last_year() {
+        let jan = 1_767_229_200_000_000; // 2026-01-01T01:00:00Z
+        let m = parse("<11>Dec 31 23:59:58 db-2 postgres[1]: late", jan);
+        assert_eq!(m["timestamp"], "2025-12-31T23:59:58+00:00");
+        let m = parse("<11>Jan  1 00:59:00 db-2 postgres[1]: now", jan);
+        assert_eq!(m["timestamp"], "2026-01-01T00:59:00+00:00");
     }
 }
