@@ -55,8 +55,9 @@ pub enum ArchiveAction {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Merge the small files of closed partitions, one file per source
-    /// partition. Prints what it merged.
+    /// Merge the small files of closed partitions: per time folder and
+    /// source partition, consecutive small files into files of up to 128 MB
+    /// (one Delta commit each). Prints what it merged.
     Compact {
         /// Partitions whose time ended less than this long ago are left alone.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
