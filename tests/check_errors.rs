@@ -95,6 +95,23 @@ fn an_unknown_raw_mode_is_pointed_at() {
 }
 
 #[test]
+fn grok_mistakes_name_the_pattern_and_what_to_write() {
+    let text = "source web = stdin() format regex \"^%{IPP:client} %{INT:status:integr}\"\n";
+    let (line, col, hint) = position(text, "unknown pattern `IPP`");
+    assert_eq!((line, col), (1, 29));
+    assert!(hint.contains("did you mean `IP`?"), "{hint}");
+    let text = "source web = stdin() format regex \"^%{IP:client} %{INT:status:integr}\"\n";
+    let (_, _, hint) = position(text, "unknown type `integr` for the capture `status`");
+    assert!(hint.contains("int, float"), "{hint}");
+    let text = "source web = stdin() format regex \"^%{IP:client.ip}\"\n";
+    position(text, "`client.ip` cannot name a field");
+    // Inside `parse ... as regex` too, and the capture types reach the
+    // schema: `status` compares as a number.
+    let ok = "source web = stdin() format plain\npipeline p {\n  from web\n  | parse message as regex \"%{IP:client} %{INT:status:int}\"\n  | where status >= 500 and client != \"\"\n}\n";
+    weir_dsl::compile(ok).unwrap_or_else(|e| panic!("{e:#?}"));
+}
+
+#[test]
 fn syntax_errors_in_several_items_are_reported_in_one_pass() {
     let text = read("rules/tests/broken_syntax.rules");
     let errs = weir_dsl::compile(&text).err().unwrap_or_default();

@@ -19,11 +19,16 @@ fn corpus() -> std::path::PathBuf {
 /// Runs `source` (a source declaration reading `file`) windowed by minute;
 /// returns the counts by window start (µs) and the dead letters.
 fn run(file: &str, source: &str) -> (BTreeMap<i64, i64>, Vec<Value>) {
+    run_where(file, source, "true")
+}
+
+/// [`run`] with a `where` stage before the window.
+fn run_where(file: &str, source: &str, condition: &str) -> (BTreeMap<i64, i64>, Vec<Value>) {
     let dir = tempfile::tempdir().unwrap();
     let sample = corpus().join(file);
     let out = dir.path().join("windows.ndjson");
     let rules = format!(
-        "{source}\noutput out = file(path: \"{}\")\npipeline p {{\n  from logs\n  | window tumbling 1m lateness 1d {{ n = count() }}\n  | to out\n}}\n",
+        "{source}\noutput out = file(path: \"{}\")\npipeline p {{\n  from logs\n  | where {condition}\n  | window tumbling 1m lateness 1d {{ n = count() }}\n  | to out\n}}\n",
         out.display()
     )
     .replace("SAMPLE", &sample.display().to_string());
@@ -205,6 +210,34 @@ fn common_log_format_with_an_explicit_format() {
         r#"source logs = file(path: "SAMPLE") format combined fields { status: int, bytes: int }"#,
         expected("access.log", pick),
     );
+}
+
+#[test]
+fn grok_patterns_name_and_type_captures() {
+    let time = |l: &str| {
+        let stamp = l.split('[').nth(1)?.split(']').next()?;
+        DateTime::parse_from_str(stamp, "%d/%b/%Y:%H:%M:%S %z")
+            .ok()
+            .map(|t| t.timestamp_micros())
+    };
+    let source = r#"source logs = file(path: "SAMPLE") format regex "^%{IPORHOST:client} %{USER:ident} %{USER:user} \[%{HTTPDATE:timestamp}\] \"%{WORD:method} %{URIPATHPARAM:path} HTTP/%{NUMBER:http}\" %{INT:status:int} %{INT:bytes:int}""#;
+    check("access.log", source, expected("access.log", time));
+    // `status` and `bytes` are integers: they compare as numbers.
+    let errors = |l: &str| {
+        let status: i64 = l
+            .split('"')
+            .nth(2)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        (status >= 400).then(|| time(l)).flatten()
+    };
+    let (want, _) = expected("access.log", errors);
+    assert!(!want.is_empty());
+    let (got, dead) = run_where("access.log", source, "status >= 400 and bytes >= 0");
+    assert_eq!(got, want, "errors by minute");
+    assert!(dead.is_empty(), "{dead:#?}");
 }
 
 #[test]

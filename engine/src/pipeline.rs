@@ -47,12 +47,11 @@ pub struct CompiledPipeline {
     /// holds; replayed events up to it are dropped.
     holds: HashMap<i64, i64>,
     /// Where rows a step rejects go (the source's dead letters), and their
-    /// count; without one (`weir test`, backtests) they are counted only.
+    /// count; without one (`weir test`, backtests) they are dropped.
     dead: Option<(
         Arc<dyn crate::connector::DeadLetterSink>,
         prometheus::IntCounter,
     )>,
-    rejected: u64,
 }
 
 /// What compiling a pipeline needs from its surroundings.
@@ -165,7 +164,6 @@ impl CompiledPipeline {
             positions: None,
             holds: HashMap::new(),
             dead: None,
-            rejected: 0,
         })
     }
 
@@ -365,11 +363,6 @@ impl CompiledPipeline {
         self.dead = Some((dead, counted));
     }
 
-    /// Rows its steps rejected so far.
-    pub fn rejected(&self) -> u64 {
-        self.rejected
-    }
-
     async fn run(&mut self, mut carry: Vec<RecordBatch>, phase: Phase) -> Result<()> {
         // The watermark of the latest window step, handed to later steps.
         let mut watermark: Option<i64> = None;
@@ -438,16 +431,28 @@ impl CompiledPipeline {
             let raws = batch
                 .column_by_name(weir_dsl::types::RAW)
                 .and_then(|c| c.as_string_opt::<i32>().cloned());
-            let rows = crate::output::rows_as_json(&batch)?;
-            for (i, row) in rows.into_iter().enumerate() {
+            let has_raw = |i: usize| {
+                raws.as_ref()
+                    .is_some_and(|r| r.is_valid(i) && !r.value(i).is_empty())
+            };
+            // The row as JSON only where the original line is missing.
+            let mut rows = if (0..batch.num_rows()).all(has_raw) {
+                Vec::new()
+            } else {
+                crate::output::rows_as_json(&batch)?
+            };
+            for i in 0..batch.num_rows() {
                 let at = |a: &Option<arrow::array::Int64Array>| {
                     a.as_ref()
                         .filter(|a| a.is_valid(i))
                         .map_or(0, |a| a.value(i))
                 };
                 let line = match &raws {
-                    Some(r) if r.is_valid(i) && !r.value(i).is_empty() => r.value(i).to_string(),
-                    _ => serde_json::Value::Object(row).to_string(),
+                    Some(r) if has_raw(i) => r.value(i).to_string(),
+                    _ => rows
+                        .get_mut(i)
+                        .map(|row| serde_json::Value::Object(std::mem::take(row)).to_string())
+                        .unwrap_or_default(),
                 };
                 letters.push(crate::connector::DeadLetter {
                     source: self.source.clone(),
@@ -460,7 +465,6 @@ impl CompiledPipeline {
                 });
             }
         }
-        self.rejected += letters.len() as u64;
         match &self.dead {
             Some((dead, counted)) => {
                 counted.inc_by(letters.len() as u64);

@@ -6,12 +6,14 @@
 //! - [`logfmt`], [`captures`]: turning a line into named fields;
 //!   [`timestamp`]: event times in every common form, with zones;
 //!   [`severity`]: level spellings onto one scale.
+//! - [`grok`]: `%{IP:client}`-style named patterns inside a regex.
 //! - [`fields`]: the core fields and the names other shippers give them.
 //! - [`json_object`]: a JSON object's members without building its tree.
 //! - [`kafka`] (feature `kafka`): the `[kafka]` client settings.
 
 pub mod captures;
 pub mod fields;
+pub mod grok;
 pub mod json_object;
 #[cfg(feature = "kafka")]
 pub mod kafka;

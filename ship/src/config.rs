@@ -309,7 +309,10 @@ impl ShipConfig {
                     .regex
                     .as_deref()
                     .ok_or_else(|| at("format regex needs `regex`".into()))?;
-                let re = regex::Regex::new(p).map_err(|e| at(format!("bad regex: {e}")))?;
+                let p = weir_formats::grok::expand(p)
+                    .map_err(|e| at(format!("bad regex: {e}")))?
+                    .regex;
+                let re = regex::Regex::new(&p).map_err(|e| at(format!("bad regex: {e}")))?;
                 if re.capture_names().flatten().next().is_none() {
                     return Err(at(
                         "the regex has no named captures like (?P<message>.*)".into()

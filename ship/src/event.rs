@@ -162,7 +162,13 @@ impl EventShape {
                 .unwrap_or("logs")
                 .into(),
             format: cfg.format,
-            regex: cfg.regex.as_deref().and_then(|r| Regex::new(r).ok()),
+            // Grok references (`%{IP:client}`) expanded; the config check
+            // has reported a pattern that does not expand or compile.
+            regex: cfg
+                .regex
+                .as_deref()
+                .and_then(|r| weir_formats::grok::expand(r).ok())
+                .and_then(|e| Regex::new(&e.regex).ok()),
             min_rank: cfg.min_severity.as_deref().and_then(severity::rank),
             service: cfg.service.clone(),
             environment: cfg.environment.clone(),

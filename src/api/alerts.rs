@@ -62,7 +62,8 @@ fn sees_alert(scope: &Scope, a: &Alert) -> bool {
 /// not see.
 fn scope_evidence(scope: &Scope, a: &mut Alert) {
     if let Some(e) = &mut a.evidence {
-        e.samples
+        std::sync::Arc::make_mut(e)
+            .samples
             .retain(|s| scope.admits(|f| s.get(f).and_then(serde_json::Value::as_str)));
     }
 }

@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// A checked format regex: what the engine runs (grok patterns expanded),
+/// and its captures with the type a grok reference gave them.
+pub(super) struct RegexFields {
+    pub regex: String,
+    pub fields: Vec<(String, Option<Type>)>,
+}
+
 impl Checker {
     pub(super) fn connector(&mut self, c: &Connector, table: &[ConnectorSpec], what: &str) -> bool {
         let Some(spec) = table.iter().find(|s| s.kind == c.kind.name) else {
@@ -93,19 +100,30 @@ impl Checker {
         let format = match &s.format {
             None => Format::Json,
             Some(spec) => match &spec.format {
-                Some(Format::Regex(pattern)) => {
-                    match self.regex_fields(pattern, spec.span) {
-                        Some(names) => {
-                            for n in names {
-                                if schema.get(&n).is_none() {
-                                    schema.push(&n, Type::String);
+                Some(Format::Regex(pattern)) => match self.regex_fields(pattern, spec.span) {
+                    Some(r) => {
+                        for (n, ty) in r.fields {
+                            match (schema.get(&n), ty) {
+                                (None, ty) => schema.push(&n, ty.unwrap_or(Type::String)),
+                                (Some(core), Some(ty)) if core != ty => {
+                                    self.push(Diagnostic::new(
+                                        ErrorKind::TypeMismatch,
+                                        spec.span,
+                                        format!("`{n}` is a built-in field of type {core} and cannot be captured as {ty}"),
+                                    ).with_hint(format!("leave the type out: %{{PATTERN:{n}}}")));
+                                    ok = false;
                                 }
+                                _ => {}
                             }
                         }
-                        None => ok = false,
+                        // The engine runs the expanded regex.
+                        Format::Regex(r.regex)
                     }
-                    Format::Regex(pattern.clone())
-                }
+                    None => {
+                        ok = false;
+                        Format::Regex(pattern.clone())
+                    }
+                },
                 Some(f) => f.clone(),
                 None => {
                     self.push(
@@ -181,33 +199,71 @@ impl Checker {
         })
     }
 
-    /// Compiles a format regex and returns its capture names.
-    pub(super) fn regex_fields(&mut self, pattern: &str, span: Span) -> Option<Vec<String>> {
-        match regex::Regex::new(pattern) {
+    /// Expands a format regex's grok patterns (`%{IP:client}`), compiles
+    /// it, and returns the regex the engine runs with its captures, each
+    /// with the type a grok reference gave it (`%{NUMBER:bytes:int}`).
+    pub(super) fn regex_fields(&mut self, pattern: &str, span: Span) -> Option<RegexFields> {
+        let expanded = match weir_formats::grok::expand(pattern) {
+            Ok(e) => e,
+            Err(e) => {
+                let bad = pattern.get(e.at..e.at + e.len).unwrap_or(pattern);
+                self.push(
+                    Diagnostic::new(ErrorKind::InvalidRegex, span, e.message)
+                        .with_label(format!("in `{bad}`"))
+                        .with_hint(e.hint),
+                );
+                return None;
+            }
+        };
+        let re = match regex::Regex::new(&expanded.regex) {
             Err(e) => {
                 self.push(
                     Diagnostic::new(ErrorKind::InvalidRegex, span, "invalid regex")
                         .with_label(first_line(&e.to_string()))
                         .with_hint("the syntax is Rust's regex crate: https://docs.rs/regex"),
                 );
-                None
+                return None;
             }
-            Ok(re) => {
-                let names: Vec<String> = re.capture_names().flatten().map(String::from).collect();
-                if names.is_empty() {
-                    self.push(
-                        Diagnostic::new(
-                            ErrorKind::InvalidRegex,
-                            span,
-                            "the regex has no named captures, so it would produce no fields",
-                        )
-                        .with_hint("name what you capture: (?P<status>\\d{3})"),
-                    );
-                    return None;
-                }
-                Some(names)
-            }
+            Ok(re) => re,
+        };
+        let mut fields = Vec::new();
+        for name in re.capture_names().flatten() {
+            let written = expanded.types.iter().find(|(f, _)| f == name);
+            let ty = match written {
+                None => None,
+                Some((_, t)) => match Type::from_name(t) {
+                    Some(t) => Some(t),
+                    None => {
+                        self.push(
+                            Diagnostic::new(
+                                ErrorKind::UnknownType,
+                                span,
+                                format!("unknown type `{t}` for the capture `{name}`"),
+                            )
+                            .with_suggestion(t, Type::NAMES)
+                            .or_hint(&format!("types are: {}", Type::NAMES.join(", "))),
+                        );
+                        return None;
+                    }
+                },
+            };
+            fields.push((name.to_string(), ty));
         }
+        if fields.is_empty() {
+            self.push(
+                Diagnostic::new(
+                    ErrorKind::InvalidRegex,
+                    span,
+                    "the regex has no named captures, so it would produce no fields",
+                )
+                .with_hint("name what you capture: (?P<status>\\d{3}) or %{INT:status:int}"),
+            );
+            return None;
+        }
+        Some(RegexFields {
+            regex: expanded.regex,
+            fields,
+        })
     }
 
     pub(super) fn archive(

@@ -243,6 +243,7 @@ impl Checker {
         schema: &mut Schema,
     ) -> Option<ParsePlan> {
         let mut captures = Vec::new();
+        let mut plan_format = format.format.clone();
         match schema.get(&field.name) {
             None => self.unknown_field(&field.name, field.span, schema),
             Some(t) if !t.is_textual() => self.push(Diagnostic::new(
@@ -254,11 +255,13 @@ impl Checker {
         }
         match &format.format {
             Some(Format::Regex(p)) => {
-                if let Some(names) = self.regex_fields(p, format.span) {
-                    for n in &names {
-                        schema.push(n, Type::String);
+                if let Some(r) = self.regex_fields(p, format.span) {
+                    for (n, ty) in r.fields {
+                        schema.push(&n, ty.unwrap_or(Type::String));
+                        captures.push(n);
                     }
-                    captures = names;
+                    // The engine runs the expanded regex.
+                    plan_format = Some(Format::Regex(r.regex));
                 }
             }
             Some(Format::Json | Format::Logfmt) => {
@@ -299,7 +302,7 @@ impl Checker {
         let mut produced: Vec<String> = fields.iter().map(|f| f.name.name.clone()).collect();
         produced.extend(captures);
         Some(ParsePlan {
-            format: format.format.clone()?,
+            format: plan_format?,
             fields: produced,
         })
     }

@@ -462,7 +462,7 @@ impl AlertSink for AlertManager {
         if let Some(console) = &self.settings.console_url {
             for h in &mut eval.hits {
                 if let Some(e) = &mut h.evidence {
-                    e.link(
+                    std::sync::Arc::make_mut(e).link(
                         console,
                         &rfc3339(h.window_start_us),
                         &rfc3339(h.window_end_us),

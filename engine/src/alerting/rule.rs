@@ -34,7 +34,7 @@ pub struct Hit {
     pub window_start_us: i64,
     pub window_end_us: i64,
     /// Sample events and the query reproducing the window.
-    pub evidence: Option<super::Evidence>,
+    pub evidence: Option<std::sync::Arc<super::Evidence>>,
 }
 
 /// What an alert stage reports: the matches among windows that just closed,

@@ -70,7 +70,7 @@ pub struct Alert {
     pub last_notified_us: Option<i64>,
     /// Why it fired: samples of the latest matching window, its query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<super::Evidence>,
+    pub evidence: Option<std::sync::Arc<super::Evidence>>,
 }
 
 /// A lifecycle step the manager records and notifies.

@@ -127,7 +127,7 @@ impl AlertOp {
                 values,
                 window_start_us: start,
                 window_end_us: end,
-                evidence: Some(evidence),
+                evidence: Some(std::sync::Arc::new(evidence)),
             });
         }
         Ok(out)
