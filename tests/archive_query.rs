@@ -884,15 +884,21 @@ async fn the_search_api_pages_newest_first_with_totals() {
 
 /// A lookup by an id (`user_id = '…'`) skips the row groups whose bloom
 /// filter says the value is not there, also where min/max statistics
-/// cannot tell (ids as text overlap in every row group).
+/// cannot tell (ids as text overlap in every row group); a search for a
+/// word of `message` skips the row groups whose text index lacks it.
 #[test]
-fn a_needle_lookup_skips_row_groups_by_bloom_filter() {
+fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
     let p = folder_place();
     let events = p.dir.path().join("events.ndjson");
     let mut text = String::new();
     for i in 0..600_000 {
+        let message = if (450_000..450_005).contains(&i) {
+            format!("Deadlock detected on table t{i}")
+        } else {
+            format!("request {} served", i % 1000)
+        };
         text.push_str(&format!(
-            "{{\"timestamp\":\"2026-03-01T00:{:02}:{:02}Z\",\"service\":\"api\",\"user_id\":\"u{i}\",\"message\":\"m\"}}\n",
+            "{{\"timestamp\":\"2026-03-01T00:{:02}:{:02}Z\",\"service\":\"api\",\"user_id\":\"u{i}\",\"message\":\"{message}\"}}\n",
             i / 10_000 % 60,
             i % 60
         ));
@@ -934,6 +940,47 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter() {
         .unwrap_or_else(|| panic!("no bloom filter metrics in {text}"));
     assert!(total >= 2, "row groups the statistics left: {text}");
     assert_eq!(matched, 1, "the bloom filters leave one row group: {text}");
+
+    // Full text: every spelling of the search finds the five events, as a
+    // scan the index cannot help (`concat`) does, and reads one row group.
+    for filter in [
+        "message LIKE '%deadlock%'",
+        "message ILIKE '%DEADLOCK%'",
+        "strpos(lower(CAST(message AS VARCHAR)), 'deadlock') > 0",
+        "concat(message, '') ILIKE '%deadlock%'",
+    ] {
+        assert_eq!(
+            p.count(&format!("SELECT count(*) AS n FROM app WHERE {filter}")),
+            if filter.contains("ILIKE") || filter.contains("lower") {
+                5
+            } else {
+                0
+            },
+            "{filter}"
+        );
+    }
+    let plan = p.query(
+        "EXPLAIN ANALYZE SELECT count(*) AS n FROM app WHERE message ILIKE '%deadlock%'",
+        &[],
+    );
+    let text = plan
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+        .collect::<String>();
+    let pruned: u64 = text
+        .split("row_groups_pruned_text_index=")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no text index metrics in {text}"));
+    assert!(
+        pruned >= 2,
+        "the text index skips the row groups without the word: {text}"
+    );
 }
 
 /// With the default archive settings, events of a running source are

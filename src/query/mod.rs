@@ -16,6 +16,7 @@ pub mod format;
 pub mod guard;
 pub mod schema;
 pub mod scope;
+pub mod text_index;
 pub mod udf;
 pub mod where_sql;
 
@@ -278,6 +279,8 @@ pub struct QueryEngine {
     /// at most [`AS_OF_STORES`]): a past version's files never change, so
     /// one store serves every query of the same `as_of`.
     as_of_stores: Mutex<Vec<(AsOf, String, Arc<LiveStore>)>>,
+    /// Files' full-text indexes, read once.
+    text_indexes: Arc<text_index::TextIndexes>,
 }
 
 /// How many time-travel views stay registered at once.
@@ -311,6 +314,7 @@ impl QueryEngine {
             tables: tokio::sync::Mutex::new(HashMap::new()),
             live,
             as_of_stores: Mutex::new(Vec::new()),
+            text_indexes: Arc::default(),
         })
     }
 
@@ -438,7 +442,13 @@ impl QueryEngine {
             let config = ListingTableConfig::new(table_url)
                 .with_listing_options(options)
                 .with_schema(schema.clone());
-            let table = Arc::new(ListingTable::try_new(config)?);
+            // Substring searches on `message` skip row groups through the
+            // files' text indexes.
+            let table: Arc<dyn datafusion::catalog::TableProvider> =
+                Arc::new(text_index::IndexedTable::new(
+                    Arc::new(ListingTable::try_new(config)?),
+                    self.text_indexes.clone(),
+                ));
             let scoped = if self.scope_holds_for_all(s, who).await {
                 None
             } else {

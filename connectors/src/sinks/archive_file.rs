@@ -9,6 +9,7 @@
 //! per row. A column whose dictionary overflowed into plain pages (trace
 //! ids, addresses) stays plain text.
 
+use super::text_index::{self, Bloom, TextIndex, TrigramSet};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
@@ -79,6 +80,12 @@ pub fn looked_up_by_value(name: &str) -> bool {
 pub struct FileWriter {
     writer: ArrowWriter<Vec<u8>>,
     schema: SchemaRef,
+    /// Rows in the row group being written (the writer cuts row groups
+    /// here, at [`ROW_GROUP_ROWS`], so the text index knows its rows).
+    rows_in_group: usize,
+    /// The full-text index being built: the `message` column's position,
+    /// the row group in progress, the finished ones.
+    text: Option<(usize, TrigramSet, Vec<Bloom>)>,
 }
 
 impl FileWriter {
@@ -89,11 +96,50 @@ impl FileWriter {
             // dictionary-encoded.
             .with_skip_arrow_metadata(true);
         let writer = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)?;
-        Ok(FileWriter { writer, schema })
+        let text = schema
+            .index_of(text_index::COLUMN)
+            .ok()
+            .filter(|i| {
+                let t = schema.field(*i).data_type();
+                is_text(t) || matches!(t, DataType::Dictionary(_, v) if is_text(v))
+            })
+            .map(|i| (i, TrigramSet::default(), Vec::new()));
+        Ok(FileWriter {
+            writer,
+            schema,
+            rows_in_group: 0,
+            text,
+        })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
-        self.writer.write(batch)
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let n = (ROW_GROUP_ROWS - self.rows_in_group).min(batch.num_rows() - offset);
+            let part = batch.slice(offset, n);
+            if let Some((col, set, _)) = &mut self.text {
+                set.add_array(part.column(*col).as_ref());
+            }
+            self.writer.write(&part)?;
+            self.rows_in_group += n;
+            offset += n;
+            if self.rows_in_group >= ROW_GROUP_ROWS {
+                self.end_row_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the row group in progress, and its text index.
+    fn end_row_group(&mut self) -> Result<(), ParquetError> {
+        self.writer.flush()?;
+        if self.rows_in_group > 0 {
+            if let Some((_, set, done)) = &mut self.text {
+                done.push(std::mem::take(set).to_bloom());
+            }
+        }
+        self.rows_in_group = 0;
+        Ok(())
     }
 
     /// Bytes written so far, with the row group in progress.
@@ -104,7 +150,21 @@ impl FileWriter {
     /// Closes the file and returns its bytes, with the Arrow schema (and
     /// its dictionary read hints) embedded.
     pub fn finish(mut self) -> Result<Vec<u8>, ParquetError> {
-        self.writer.flush()?;
+        self.end_row_group()?;
+        if let Some((_, _, row_groups)) = self.text.take() {
+            // Only an index of exactly the file's row groups is written.
+            if row_groups.len() == self.writer.flushed_row_groups().len() && !row_groups.is_empty()
+            {
+                let index = TextIndex {
+                    column: text_index::COLUMN.to_string(),
+                    row_groups,
+                };
+                self.writer.append_key_value_metadata(KeyValue::new(
+                    text_index::KEY.to_string(),
+                    index.encode(),
+                ));
+            }
+        }
         let schema = with_hints(&self.schema, self.writer.flushed_row_groups());
         self.writer.append_key_value_metadata(KeyValue::new(
             ARROW_SCHEMA_META_KEY.to_string(),
