@@ -563,6 +563,43 @@ fn bins<T>(mut files: Vec<(T, ArchiveFile)>, target: u64) -> Vec<Vec<(T, Archive
     out
 }
 
+/// Rows of a file compaction sorts by event time (a file held decoded
+/// once more while sorting); bigger files are copied in their order.
+const SORT_ROWS: i64 = 2_000_000;
+
+/// A file's earliest event time, from its row groups' statistics.
+fn earliest(b: &ParquetRecordBatchReaderBuilder<bytes::Bytes>) -> Option<i64> {
+    use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+    let conv =
+        StatisticsConverter::try_new(weir_dsl::types::TIMESTAMP, b.schema(), b.parquet_schema())
+            .ok()?;
+    let mins = conv.row_group_mins(b.metadata().row_groups()).ok()?;
+    mins.as_primitive_opt::<TimestampMicrosecondType>()
+        .and_then(arrow::compute::min)
+}
+
+/// The batches as one, sorted by event time (rows without a time last).
+/// Without a time column, as they are.
+fn by_time(
+    schema: &SchemaRef,
+    batches: &[arrow::array::RecordBatch],
+) -> std::result::Result<arrow::array::RecordBatch, String> {
+    let all = arrow::compute::concat_batches(schema, batches).map_err(|e| e.to_string())?;
+    let Some(t) = all.column_by_name(weir_dsl::types::TIMESTAMP) else {
+        return Ok(all);
+    };
+    let order = arrow::compute::sort_to_indices(
+        t,
+        Some(arrow::compute::SortOptions {
+            descending: false,
+            nulls_first: false,
+        }),
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    arrow::compute::take_record_batch(&all, &order).map_err(|e| e.to_string())
+}
+
 async fn merge(
     loc: &ArchiveLocation,
     table: &StreamTable,
@@ -596,10 +633,21 @@ async fn merge(
     let mut writer = FileWriter::new(merged.clone()).map_err(|e| err(e.to_string()))?;
     let mut rows = 0;
     let mut time: Option<(i64, i64)> = None;
+    // Event-time order, so row groups prune by time inside an hour: files
+    // by their earliest event, and each file's rows sorted by time (files
+    // of at most SORT_ROWS rows; a bigger one is copied as it is).
+    readers.sort_by_cached_key(|b| earliest(b).unwrap_or(i64::MAX));
     for builder in readers {
+        let small = builder.metadata().file_metadata().num_rows() <= SORT_ROWS;
+        let mut batches = Vec::new();
         for batch in builder.build().map_err(|e| err(e.to_string()))? {
             let batch = batch.map_err(|e| err(e.to_string()))?;
-            let batch = conform(&batch, &merged).map_err(err)?;
+            batches.push(conform(&batch, &merged).map_err(err)?);
+        }
+        if small && !batches.is_empty() {
+            batches = vec![by_time(&merged, &batches).map_err(err)?];
+        }
+        for batch in batches {
             rows += batch.num_rows();
             if let Some(t) = batch
                 .column_by_name(weir_dsl::types::TIMESTAMP)
@@ -831,6 +879,51 @@ mod tests {
             version: None,
         };
         ArchiveFile::parse(meta, "a/").unwrap()
+    }
+
+    /// Compaction writes a file's rows in event-time order, and knows a
+    /// file's earliest event from its statistics.
+    #[test]
+    fn merged_rows_are_in_event_time_order() {
+        use arrow::array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
+        use arrow::datatypes::{DataType, Field, TimeUnit};
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new(
+                weir_dsl::types::TIMESTAMP,
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new(weir_dsl::types::OFFSET, DataType::Int64, true),
+        ]));
+        let batch = |ts: Vec<Option<i64>>, offsets: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
+                    Arc::new(Int64Array::from(offsets)),
+                ],
+            )
+            .unwrap()
+        };
+        let sorted = by_time(
+            &schema,
+            &[
+                batch(vec![Some(30), None, Some(10)], vec![0, 1, 2]),
+                batch(vec![Some(20)], vec![3]),
+            ],
+        )
+        .unwrap();
+        let offsets = sorted
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(offsets.values().to_vec(), vec![2, 3, 0, 1]);
+
+        let mut w = FileWriter::new(schema.clone()).unwrap();
+        w.write(&batch(vec![Some(50), Some(40)], vec![0, 1]))
+            .unwrap();
+        let bytes = bytes::Bytes::from(w.finish().unwrap());
+        let b = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        assert_eq!(earliest(&b), Some(40));
     }
 
     #[test]

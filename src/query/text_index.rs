@@ -16,6 +16,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Constraints, Result, ScalarValue, Statistics};
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
+use datafusion::datasource::physical_plan::ParquetSource;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -111,8 +112,11 @@ impl IndexedTable {
         IndexedTable { inner, indexes }
     }
 
-    /// The scan with the row groups and files the needles rule out
-    /// skipped.
+    /// The scan for a needle query: the row groups and files the needles
+    /// rule out skipped, and late materialisation (the filters' columns
+    /// decoded first, the others only for the rows that pass — what makes
+    /// a lookup read kilobytes of a row group instead of all of it; left
+    /// off for other queries, where decoding twice costs more than it saves).
     async fn prune(
         &self,
         state: &dyn Session,
@@ -128,7 +132,11 @@ impl IndexedTable {
             .iter()
             .flat_map(|g| g.iter().map(|f| f.object_meta.clone()))
             .collect();
-        let indexes = self.indexes.of_files(store, files).await;
+        let indexes = if needles.is_empty() {
+            Found::new()
+        } else {
+            self.indexes.of_files(store, files).await
+        };
         let (mut row_groups_pruned, mut files_pruned) = (0, 0);
         let mut groups = Vec::with_capacity(config.file_groups.len());
         for g in &config.file_groups {
@@ -169,6 +177,13 @@ impl IndexedTable {
             .add(files_pruned);
         let mut pruned = config.clone();
         pruned.file_groups = groups;
+        if let Some(p) = config.file_source.downcast_ref::<ParquetSource>() {
+            pruned.file_source = Arc::new(
+                p.clone()
+                    .with_pushdown_filters(true)
+                    .with_reorder_filters(true),
+            );
+        }
         let mut replacement =
             Some(DataSourceExec::from_data_source(pruned) as Arc<dyn ExecutionPlan>);
         let out = plan.transform_up(|node| {
@@ -224,12 +239,14 @@ impl TableProvider for IndexedTable {
         state: &dyn Session,
         args: ScanArgs<'a>,
     ) -> Result<ScanResult> {
-        let needles: Vec<Vec<u32>> = needles(args.filters().unwrap_or_default(), COLUMN)
+        let filters = args.filters().unwrap_or_default();
+        let needles: Vec<Vec<u32>> = needles(filters, COLUMN)
             .iter()
             .filter_map(|n| needle_trigrams(n))
             .collect();
+        let lookup = !needles.is_empty() || looks_up_a_value(filters);
         let result = self.inner.scan_with_args(state, args).await?;
-        if needles.is_empty() {
+        if !lookup {
             return Ok(result);
         }
         let plan = self.prune(state, result.into_inner(), &needles).await?;
@@ -311,6 +328,31 @@ fn needed(e: &Expr, column: &str, out: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// Whether a conjunct looks a value up in a column archived with a bloom
+/// filter (`trace_id = '…'`, `client_ip IN (…)`): a needle.
+fn looks_up_a_value(filters: &[Expr]) -> bool {
+    use weir_connectors::sinks::archive_file::looked_up_by_value;
+    let column = |e: &Expr| match e {
+        Expr::Column(c) => Some(c.name.clone()),
+        Expr::Cast(c) => match c.expr.as_ref() {
+            Expr::Column(c) => Some(c.name.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    filters.iter().flat_map(split_conjunction).any(|c| match c {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => [left, right]
+            .iter()
+            .any(|e| column(e).is_some_and(|n| looked_up_by_value(&n))),
+        Expr::InList(l) if !l.negated => column(&l.expr).is_some_and(|n| looked_up_by_value(&n)),
+        _ => false,
+    })
 }
 
 /// Whether `e` is the column, possibly cast or lower-cased.
