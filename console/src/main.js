@@ -316,23 +316,28 @@ async function searchView(root, params) {
   const q = h("input", {
     class: "wide", name: "q", "data-focus": true,
     value: params.get("sql") || params.get("q") || "",
-    placeholder: 'filter, e.g. severity >= warn and message contains "timeout"   (or SQL mode: a whole statement)',
+    placeholder: 'filter, e.g. severity >= warn and service == "checkout"   (or SQL mode: a whole statement)',
   });
+  const words = h("input", { name: "words", placeholder: "words in the message", value: params.get("words") || "" });
   const run = h("button", { class: "primary" }, "Search");
   const out = h("div");
   const toggleAbs = () => { start.hidden = end.hidden = range.value !== "abs"; };
+  const toggleMode = () => { words.hidden = mode.value === "sql"; };
   range.onchange = toggleAbs;
+  mode.onchange = toggleMode;
   toggleAbs();
-  root.append(h("div", { class: "row" }, stream, range, start, end, mode, q, run), out);
+  toggleMode();
+  root.append(h("div", { class: "row" }, stream, range, start, end, mode, q, words, run), out);
 
   function go() {
     const p = new URLSearchParams({ stream: stream.value, range: range.value });
     if (range.value === "abs") { p.set("start", start.value); p.set("end", end.value); }
     p.set(mode.value === "sql" ? "sql" : "q", q.value);
+    if (mode.value !== "sql" && words.value.trim()) p.set("words", words.value.trim());
     location.hash = "#/search?" + p;
   }
   run.onclick = go;
-  q.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  for (const box of [q, words]) box.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
   if (!params.has("stream")) {
     out.append(h("p", { class: "muted" }, "Pick a stream and a time range, then search. Drag across the histogram to zoom."));
     return;
@@ -340,37 +345,46 @@ async function searchView(root, params) {
 
   const r = rangeOf(params);
   const table = quoteIdent(stream.value);
-  let where = "";
-  if (params.get("q") && !params.get("sql")) {
-    // The rules language's `where` syntax, turned into SQL by the server.
-    try {
-      const f = await api("POST", "/api/v1/filter", { stream: stream.value, filter: params.get("q") });
-      where = ` WHERE ${f.condition}`;
-    } catch (e) {
-      const col = e.body && e.body.col;
-      out.append(errorBox(col ? `${e.message}\n${params.get("q")}\n${" ".repeat(col - 1)}^` : e));
-      return;
-    }
-  }
-  const resultsSql = params.get("sql") || `SELECT * FROM ${table}${where} ORDER BY "timestamp" DESC LIMIT 200`;
   out.append(h("p", { class: "muted" }, "Searching…"));
-  try {
-    const span = r.start && r.end ? (Date.parse(r.end) - Date.parse(r.start)) / 1000 : 86400;
-    const bucket = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 21600, 86400].find((b) => span / b <= 120) || 86400;
-    const [count, hist, results] = await Promise.all([
-      params.get("sql") ? null : sql(`SELECT count(*) AS n FROM ${table}${where}`, r),
-      params.get("sql") ? null : sql(
-        `SELECT date_bin(INTERVAL '${bucket} seconds', "timestamp", TIMESTAMP '1970-01-01T00:00:00Z') AS t, ` +
-        `CAST(severity AS VARCHAR) AS severity, count(*) AS n FROM ${table}${where} GROUP BY 1, 2 ORDER BY 1`, r, 100000),
-      sql(resultsSql, r, 200),
-    ]);
-    out.replaceChildren();
-    if (count) out.append(h("p", {}, h("strong", { "data-count": count.rows[0].n }, String(count.rows[0].n)), " events matched"));
-    if (hist && hist.rows.length) out.append(histogram(hist.rows, bucket, stream.value, params));
-    out.append(resultsTable(results, table, where, r, resultsSql));
-  } catch (e) {
-    out.replaceChildren(errorBox(e));
+  if (params.get("sql")) {
+    // SQL mode: the statement as written.
+    try {
+      const results = await sql(params.get("sql"), r, 200);
+      out.replaceChildren(resultsTable(results, table, "", r, params.get("sql")));
+    } catch (e) {
+      out.replaceChildren(errorBox(e));
+    }
+    return;
   }
+  // Filter mode: one call to the search API — the filter in the rules
+  // language's `where` syntax and the words, the newest events a page at a
+  // time, the count and the histogram, with the SQL it ran.
+  const request = {
+    stream: stream.value, start: r.start, end: r.end, filter: params.get("q") || null,
+    terms: (params.get("words") || "").split(/\s+/).filter(Boolean), limit: 200,
+  };
+  let res;
+  try {
+    res = await api("POST", "/api/v1/search", request);
+  } catch (e) {
+    const col = e.body && e.body.col;
+    out.replaceChildren(errorBox(col ? `${e.message}\n${params.get("q")}\n${" ".repeat(col - 1)}^` : e));
+    return;
+  }
+  const where = res.sql.where ? ` WHERE ${res.sql.where}` : "";
+  let cursor = res.next_cursor;
+  const more = async () => {
+    const page = await api("POST", "/api/v1/search", { ...request, cursor });
+    cursor = page.next_cursor;
+    return { rows: page.events, done: !cursor };
+  };
+  out.replaceChildren();
+  out.append(h("p", {}, h("strong", { "data-count": res.total }, String(res.total)), " events matched"));
+  if (res.histogram.rows.length) out.append(histogram(res.histogram.rows, res.histogram.bucket_seconds, stream.value, params));
+  out.append(resultsTable({ rows: res.events }, table, where, r,
+    `SELECT * FROM ${table}${where} ORDER BY "timestamp" DESC`, cursor ? more : null));
+  out.append(h("details", { class: "sql" }, h("summary", { class: "muted" }, "SQL"),
+    h("pre", { class: "mono" }, [res.sql.events, res.sql.total, res.sql.histogram].filter(Boolean).join(";\n\n"))));
 }
 
 function histogram(rows, bucket, stream, params) {
@@ -404,7 +418,8 @@ function histogram(rows, bucket, stream, params) {
   return el;
 }
 
-function resultsTable(res, table, where, range, resultsSql) {
+// `more` (optional) loads the next page: `{ rows, done }`.
+function resultsTable(res, table, where, range, resultsSql, more) {
   const wrap = h("div");
   if (!res.rows.length) {
     wrap.append(emptyState("Nothing matched in this time range."));
@@ -429,16 +444,34 @@ function resultsTable(res, table, where, range, resultsSql) {
     const blob = await api("POST", "/api/v1/query", { sql: resultsSql, start: range.start, end: range.end, max_rows: 100000 }, { accept, blob: true });
     download(blob, `weir-search.${ext}`);
   };
+  const rowOf = (row) => h("tr", { class: "event", onclick: () => {
+    detail.replaceChildren(h("div", { class: "detail" }, JSON.stringify(row, null, 2)));
+  } }, cols.map((c) => h("td", { class: "mono" }, c === "timestamp" ? fmtTime(row[c]) : row[c] ?? "")));
+  const body = h("tbody", {}, res.rows.map(rowOf));
+  const shown = h("span", { class: "muted" }, `${res.rows.length} rows shown`);
   wrap.append(
-    h("div", { class: "row" }, h("span", { class: "muted" }, `${res.rows.length} rows shown`),
+    h("div", { class: "row" }, shown,
       h("button", { onclick: () => exportAs("text/csv", "csv") }, "Export CSV"),
       h("button", { onclick: () => exportAs("application/x-ndjson", "ndjson") }, "Export NDJSON")),
     h("div", { class: "split" }, h("div", {}, side, topBox),
       h("div", {}, detail, h("table", { class: "results" },
         h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, c)))),
-        h("tbody", {}, res.rows.map((row) => h("tr", { class: "event", onclick: () => {
-          detail.replaceChildren(h("div", { class: "detail" }, JSON.stringify(row, null, 2)));
-        } }, cols.map((c) => h("td", { class: "mono" }, c === "timestamp" ? fmtTime(row[c]) : row[c] ?? "")))))))));
+        body))));
+  if (more) {
+    const button = h("button", { "data-more": "" }, "Load more");
+    button.onclick = async () => {
+      button.disabled = true;
+      try {
+        const page = await more();
+        body.append(...page.rows.map(rowOf));
+        shown.textContent = `${body.children.length} rows shown`;
+        if (page.done) button.remove(); else button.disabled = false;
+      } catch (e) {
+        button.replaceWith(errorBox(e));
+      }
+    };
+    wrap.append(button);
+  }
   return wrap;
 }
 

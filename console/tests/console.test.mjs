@@ -149,6 +149,28 @@ try {
   await page.waitForSelector(".histogram canvas, .histogram .u-over");
   await page.waitForSelector("table.results tbody tr");
   await page.screenshot({ path: `${SHOTS}/search.png` });
+  // Pages beyond the first come from the search API's cursor.
+  const rowsNow = async () => (await page.$$("table.results tbody tr")).length;
+  const moreButton = await page.$("[data-more]");
+  assert(Boolean(moreButton) === Number(shown) > 200, `Load more shown iff more than 200 matched (${shown})`);
+  if (moreButton) {
+    await moreButton.click();
+    await until("the next page", 20, async () => (await rowsNow()) > 200);
+  }
+
+  step("words narrow a filter search, in any case");
+  await page.goto(URL_ + "/#/search?stream=app&range=all&q=" + encodeURIComponent('service == "checkout"') +
+    "&words=" + encodeURIComponent("EVENT 12"));
+  const wshown = await (await page.waitForSelector("[data-count]", { timeout: 20000 })).getAttribute("data-count");
+  const wApi = await api("POST", "/api/v1/query", {
+    sql: "SELECT count(*) AS n FROM app WHERE service = 'checkout' AND message ILIKE '%event%' AND message ILIKE '%12%'",
+  });
+  assert(Number(wshown) === wApi.rows[0].n && Number(wshown) > 0, `word search shows ${wshown}, SQL ${wApi.rows[0].n}`);
+  const sqlShown = await page.textContent("details.sql pre");
+  assert(sqlShown.includes("strpos(lower("), `the search shows the SQL it ran: ${sqlShown}`);
+  await page.goto(URL_ + "/#/search?stream=app&range=all&q=&words=nowhereword");
+  const zero = await (await page.waitForSelector("[data-count]", { timeout: 20000 })).getAttribute("data-count");
+  assert(Number(zero) === 0, `a word no event has matches nothing: ${zero}`);
   await page.goto(URL_ + "/#/search?stream=app&range=all&q=" + encodeURIComponent('severity >= warn and mesage contains "x"'));
   const serr = await (await page.waitForSelector("[role=alert]")).textContent();
   assert(serr.includes("mesage") && serr.includes("^"), `a search filter mistake points at its column: ${serr}`);

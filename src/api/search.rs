@@ -2,7 +2,8 @@
 //! archive — a time range, a `where` condition of the rules language and/or
 //! words the message must contain; the newest matching events first, a page
 //! at a time (a cursor for the next page), how many matched, their counts by
-//! severity over time (a histogram), and the SQL it ran. Scopes, the query
+//! severity over time (a histogram), and the SQL it ran (with the matching
+//! condition alone, `sql.where`, for follow-up queries). Scopes, the query
 //! limits and read-only SQL apply as for `POST /api/v1/query`.
 
 use super::{ip, ApiError, AppState, Peer};
@@ -192,8 +193,12 @@ pub async fn search(
         None
     };
     // The totals belong to the search, not the page: on the first page only.
-    let (mut total, mut histogram, mut sql) =
-        (Value::Null, Value::Null, json!({ "events": events_sql }));
+    let condition = conditions.join(" AND ");
+    let (mut total, mut histogram, mut sql) = (
+        Value::Null,
+        Value::Null,
+        json!({ "events": events_sql, "where": condition }),
+    );
     if req.cursor.is_none() {
         let total_sql = format!("SELECT count(*) AS n FROM {from}{matched}");
         let histogram_sql = format!(
@@ -203,7 +208,12 @@ pub async fn search(
         let (t, h) = tokio::join!(run(total_sql.clone()), run(histogram_sql.clone()));
         total = rows(&t?)?.first().map_or(Value::Null, |r| r["n"].clone());
         histogram = json!({ "bucket_seconds": bucket, "rows": rows(&h?)? });
-        sql = json!({ "events": events_sql, "total": total_sql, "histogram": histogram_sql });
+        sql = json!({
+            "events": events_sql,
+            "total": total_sql,
+            "histogram": histogram_sql,
+            "where": condition,
+        });
     }
     app.auth.audit(
         &who.name,

@@ -14,6 +14,7 @@ pub mod dictionary;
 pub mod dictionary_like;
 pub mod format;
 pub mod guard;
+pub mod newest_first;
 pub mod schema;
 pub mod scope;
 pub mod text_index;
@@ -430,6 +431,7 @@ impl QueryEngine {
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(dense_count::DenseCountRule))
+            .with_physical_optimizer_rule(Arc::new(newest_first::NewestFirst))
             .build();
         let ctx = SessionContext::new_with_state(state);
         udf::register(&ctx);

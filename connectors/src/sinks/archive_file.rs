@@ -196,7 +196,9 @@ fn with_hints(schema: &Schema, row_groups: &[RowGroupMetaData]) -> Schema {
             }
         })
         .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
+    let mut metadata = schema.metadata().clone();
+    metadata.remove(text_index::KEY);
+    Schema::new_with_metadata(fields, metadata)
 }
 
 /// Whether every data page of the column chunk is dictionary-encoded.
@@ -218,7 +220,9 @@ fn all_dictionary_pages(c: &ColumnChunkMetaData) -> bool {
 }
 
 /// `schema` with dictionary read hints taken off (text columns as plain
-/// text), so files written with and without hints merge into one schema.
+/// text) and without the file's text index (which a Parquet reader puts in
+/// the schema's metadata), so files written with and without hints merge
+/// into one schema and a rewritten file gets an index of its own rows.
 pub fn without_hints(schema: &Schema) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
@@ -230,7 +234,9 @@ pub fn without_hints(schema: &Schema) -> Schema {
             _ => f.as_ref().clone(),
         })
         .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
+    let mut metadata = schema.metadata().clone();
+    metadata.remove(text_index::KEY);
+    Schema::new_with_metadata(fields, metadata)
 }
 
 /// Whether `t` is a text type.
