@@ -170,6 +170,14 @@ impl Place {
         v["rows"].as_array().cloned().unwrap_or_default()
     }
 
+    /// `EXPLAIN ANALYZE SQL`: the plan with its metrics, as one text.
+    fn analyze(&self, sql: &str) -> String {
+        self.query(&format!("EXPLAIN ANALYZE {sql}"), &[])
+            .iter()
+            .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     fn count(&self, sql: &str) -> i64 {
         self.query(sql, &[])[0]["n"].as_i64().unwrap()
     }
@@ -919,14 +927,7 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
         p.count("SELECT count(*) AS n FROM app WHERE user_id = 'u5'"),
         1
     );
-    let plan = p.query(
-        "EXPLAIN ANALYZE SELECT count(*) AS n FROM app WHERE user_id = 'u5'",
-        &[],
-    );
-    let text = plan
-        .iter()
-        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
-        .collect::<String>();
+    let text = p.analyze("SELECT count(*) AS n FROM app WHERE user_id = 'u5'");
     // "row_groups_pruned_bloom_filter=T total → M matched"
     let (total, matched) = text
         .split("row_groups_pruned_bloom_filter=")
@@ -959,14 +960,7 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
             "{filter}"
         );
     }
-    let plan = p.query(
-        "EXPLAIN ANALYZE SELECT count(*) AS n FROM app WHERE message ILIKE '%deadlock%'",
-        &[],
-    );
-    let text = plan
-        .iter()
-        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
-        .collect::<String>();
+    let text = p.analyze("SELECT count(*) AS n FROM app WHERE message ILIKE '%deadlock%'");
     let pruned: u64 = text
         .split("row_groups_pruned_text_index=")
         .nth(1)

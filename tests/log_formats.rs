@@ -192,14 +192,17 @@ fn hadoop_compact_times() {
     );
 }
 
+/// The time of a Common Log Format line (`[10/Oct/2026:13:55:36 -0700]`).
+fn clf_time(l: &str) -> Option<i64> {
+    let stamp = l.split('[').nth(1)?.split(']').next()?;
+    DateTime::parse_from_str(stamp, "%d/%b/%Y:%H:%M:%S %z")
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
 #[test]
 fn common_log_format_with_an_explicit_format() {
-    let pick = |l: &str| {
-        let stamp = l.split('[').nth(1)?.split(']').next()?;
-        DateTime::parse_from_str(stamp, "%d/%b/%Y:%H:%M:%S %z")
-            .ok()
-            .map(|t| t.timestamp_micros())
-    };
+    let pick = clf_time;
     check(
         "access.log",
         r#"source logs = file(path: "SAMPLE") format regex "^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<timestamp>[^\]]+)\] \"(?P<request>[^\"]*)\" (?P<status>\d{3}) (?P<bytes>\S+)" timestamp_format "%d/%b/%Y:%H:%M:%S %z""#,
@@ -214,12 +217,7 @@ fn common_log_format_with_an_explicit_format() {
 
 #[test]
 fn grok_patterns_name_and_type_captures() {
-    let time = |l: &str| {
-        let stamp = l.split('[').nth(1)?.split(']').next()?;
-        DateTime::parse_from_str(stamp, "%d/%b/%Y:%H:%M:%S %z")
-            .ok()
-            .map(|t| t.timestamp_micros())
-    };
+    let time = clf_time;
     let source = r#"source logs = file(path: "SAMPLE") format regex "^%{IPORHOST:client} %{USER:ident} %{USER:user} \[%{HTTPDATE:timestamp}\] \"%{WORD:method} %{URIPATHPARAM:path} HTTP/%{NUMBER:http}\" %{INT:status:int} %{INT:bytes:int}""#;
     check("access.log", source, expected("access.log", time));
     // `status` and `bytes` are integers: they compare as numbers.

@@ -760,3 +760,24 @@ mod tests {
         assert!(!in_range(day_start + 24 * hour, 24 * hour, r));
     }
 }
+
+/// What the query modules' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use datafusion::prelude::SessionContext;
+
+    /// Runs `sql` and returns its rows as a text table (an `EXPLAIN` gives
+    /// its plan).
+    pub async fn table(ctx: &SessionContext, sql: &str) -> String {
+        let rows = ctx
+            .sql(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_string()
+    }
+}

@@ -161,18 +161,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let plan = |sql: &'static str| {
             let ctx = ctx.clone();
-            async move {
-                let df = ctx.sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
-                let rows = df
-                    .explain(false, false)
-                    .unwrap_or_else(|e| panic!("{e}"))
-                    .collect()
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                datafusion::arrow::util::pretty::pretty_format_batches(&rows)
-                    .unwrap_or_else(|e| panic!("{e}"))
-                    .to_string()
-            }
+            async move { crate::query::testing::table(&ctx, &format!("EXPLAIN {sql}")).await }
         };
         let order = |text: &str| {
             let groups = text.split("file_groups={").nth(1).unwrap_or_default();

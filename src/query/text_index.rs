@@ -532,18 +532,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let count = |sql: String| {
             let ctx = ctx.clone();
-            async move {
-                let rows = ctx
-                    .sql(&sql)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"))
-                    .collect()
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                datafusion::arrow::util::pretty::pretty_format_batches(&rows)
-                    .unwrap_or_else(|e| panic!("{e}"))
-                    .to_string()
-            }
+            async move { crate::query::testing::table(&ctx, &sql).await }
         };
         for filter in [
             "message LIKE '%deadlock%'",
