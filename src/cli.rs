@@ -82,6 +82,34 @@ pub enum ArchiveAction {
     },
 }
 
+/// What `weir pipeline` does.
+#[derive(Subcommand, Debug)]
+pub enum PipelineAction {
+    /// Submit a .rules file: its pipelines start on the server. With
+    /// --shadow-of NAME, its one pipeline (named NAME) runs as a shadow of the
+    /// live NAME instead: on the same source, its alerts recorded but never
+    /// notified (see `weir pipeline shadow`).
+    Deploy {
+        /// The .rules file.
+        file: PathBuf,
+        /// Run it as a shadow of this live pipeline.
+        #[arg(long, value_name = "NAME")]
+        shadow_of: Option<String>,
+    },
+    /// List the pipelines, running and recently ended.
+    List,
+    /// Stop a pipeline (its windows are emitted, its outputs flushed).
+    Delete { name: String },
+    /// Compare a shadow with its live pipeline: the alerts only one of them
+    /// fired, and those both fired, with times.
+    Shadow { name: String },
+    /// Replace the live pipeline with its shadow (the live rules text with
+    /// the shadow's pipeline in its place is deployed instead).
+    Promote { name: String },
+    /// Stop a shadow, keeping the live pipeline as it is.
+    Discard { name: String },
+}
+
 /// What `weir silence` does.
 #[derive(Subcommand, Debug)]
 pub enum SilenceAction {
@@ -348,6 +376,26 @@ pub enum Command {
         action: TokenAction,
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// Deploy, list, delete pipelines on a running server, and run new
+    /// versions as shadows of live ones: compare, promote, discard.
+    Pipeline {
+        #[command(subcommand)]
+        action: PipelineAction,
+        /// An API token (editor or admin to change pipelines).
+        #[arg(long, env = "WEIR_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
+        /// CA certificate (PEM) to trust for an https:// server.
+        #[arg(long, env = "WEIR_CA", global = true)]
+        ca: Option<PathBuf>,
+        /// The `weir serve` to talk to.
+        #[arg(
+            long,
+            env = "WEIR_SERVER",
+            default_value = "http://127.0.0.1:8080",
+            global = true
+        )]
+        server: String,
     },
     /// Create, list and expire alert silences on a running server.
     Silence {

@@ -40,6 +40,9 @@ pub struct EngineHost {
     /// Cancelled once the host stops: stops every deployment, also those a
     /// [`EngineHost::wait_all`] is already waiting for.
     stop: CancellationToken,
+    /// Shadow versions of live pipelines, by the live pipeline's name (see
+    /// [`crate::shadow`]).
+    pub(crate) shadows: Mutex<HashMap<String, crate::shadow::ShadowRun>>,
 }
 
 /// How long a deleted deployment may take to emit its windows and flush
@@ -52,6 +55,7 @@ const FINISHED_LISTED: Duration = Duration::from_secs(600);
 /// One deployed `.rules` text.
 struct Running {
     file: String,
+    text: String,
     pipelines: Vec<String>,
     /// Pipelines deleted through the API.
     stopped: HashSet<String>,
@@ -71,6 +75,8 @@ struct Running {
     failures: weir_engine::runtime::Failures,
     /// Its sources' live feeds of decoded batches.
     taps: Vec<Tap>,
+    /// Where shadow pipelines attach to its sources.
+    attach: HashMap<String, weir_engine::runtime::Attach>,
 }
 
 /// A running source's live feed of decoded batches (see
@@ -243,6 +249,7 @@ impl EngineHost {
             deployments: Mutex::new(Vec::new()),
             report_failures: persist_alerts,
             stop: CancellationToken::new(),
+            shadows: Mutex::new(HashMap::new()),
         })
     }
 
@@ -339,6 +346,7 @@ impl EngineHost {
             .collect();
         let cancel = deployment.cancel_token();
         let failures = deployment.failures.clone();
+        let attach = std::mem::take(&mut deployment.attach);
         let taps: Vec<Tap> = std::mem::take(&mut deployment.taps)
             .into_iter()
             .filter_map(|(source, feed)| {
@@ -390,6 +398,8 @@ impl EngineHost {
         };
         deployments.push(Running {
             file: file.to_string(),
+            text: text.to_string(),
+            attach,
             pipelines: pipelines.clone(),
             stopped: HashSet::new(),
             sources,
@@ -403,6 +413,63 @@ impl EngineHost {
             taps,
         });
         Ok(pipelines)
+    }
+
+    /// Where a shadow of the running pipeline `name` attaches to its
+    /// source `source`, and the schema of that source's events.
+    pub(crate) async fn live_source(
+        &self,
+        name: &str,
+        source: &str,
+    ) -> Result<(weir_engine::runtime::Attach, weir_dsl::Schema), String> {
+        let deployments = self.deployments.lock().await;
+        let d = deployments
+            .iter()
+            .find(|d| d.pipelines.iter().any(|p| p == name) && d.is_running(name))
+            .ok_or_else(|| format!("no running pipeline named `{name}`"))?;
+        let attach = d.attach.get(source).cloned();
+        let schema = d
+            .taps
+            .iter()
+            .find(|t| t.source == source)
+            .map(|t| t.schema.clone());
+        match (attach, schema) {
+            (Some(a), Some(s)) => Ok((a, s)),
+            _ => Err(format!(
+                "the rules of `{name}` run no source `{source}` (a shadow reads a source of the live pipeline's rules)"
+            )),
+        }
+    }
+
+    /// The file name and rules text the running pipeline `name` came from.
+    pub(crate) async fn live_text(&self, name: &str) -> Option<(String, String)> {
+        let deployments = self.deployments.lock().await;
+        deployments
+            .iter()
+            .find(|d| d.pipelines.iter().any(|p| p == name) && d.is_running(name))
+            .map(|d| (d.file.clone(), d.text.clone()))
+    }
+
+    /// Stops every pipeline of the rules text that runs `name` and waits
+    /// until it has ended (its sources freed), at most [`DELETE_GRACE`].
+    pub(crate) async fn stop_deployment_of(&self, name: &str) {
+        let (pipelines, finished) = {
+            let deployments = self.deployments.lock().await;
+            let Some(d) = deployments
+                .iter()
+                .find(|d| d.pipelines.iter().any(|p| p == name) && d.is_running(name))
+            else {
+                return;
+            };
+            (d.pipelines.clone(), d.finished.clone())
+        };
+        for p in &pipelines {
+            self.stop_pipeline(p).await;
+        }
+        let deadline = Instant::now() + DELETE_GRACE + Duration::from_secs(1);
+        while finished.get().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The live feeds of the sources that run.

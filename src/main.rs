@@ -9,6 +9,7 @@ mod config;
 mod engine_host;
 mod query;
 mod rules;
+mod shadow;
 mod simulated;
 
 use clap::Parser;

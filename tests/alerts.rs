@@ -791,3 +791,177 @@ console_url = "https://weir.example.com/"
         "the scoped caller sees checkout's samples only"
     );
 }
+
+/// Posts bursts of errors for `secs` seconds: `many` of `loud` and `few`
+/// of `quiet` every 300 ms.
+async fn bursts(server: &Server, port: u16, secs: u64, loud: (&str, usize), quiet: (&str, usize)) {
+    let mut n = 0;
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if loud.1 > 0 {
+            post_env_events(server, port, loud.0, "production", n, loud.1).await;
+        }
+        post_env_events(server, port, quiet.0, "production", n, quiet.1).await;
+        n += 10;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The services of the alerts the webhook was sent as firing.
+fn notified_services(inbox: &Inbox) -> Vec<String> {
+    of(inbox, "hook", "firing", None)
+        .iter()
+        .flat_map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["labels"]["service"].as_str().map(String::from))
+        .collect()
+}
+
+/// A shadow of a live pipeline with a lower threshold runs on the same
+/// source: its extra alerts are in its report and notify nobody; promoted,
+/// it replaces the live pipeline and its alerts notify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_with_a_lower_threshold_reports_extra_alerts_notifies_nothing_and_promotes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv_port, inbox) = start_receiver().await;
+    let src_port = free_port();
+    let rules = |threshold: u32| {
+        format!(
+            r#"source app = http(listen: "127.0.0.1:{src_port}") format json
+pipeline errors {{
+  from app
+  | where severity >= error
+  | window tumbling 2s by service {{ errors = count() }}
+  | alert "error burst" when errors >= {threshold} severity critical notify [hook]
+}}
+"#
+        )
+    };
+    std::fs::write(dir.path().join("alerts.rules"), rules(20)).unwrap();
+    std::fs::write(
+        dir.path().join("weir.toml"),
+        format!(
+            "rules = [\"alerts.rules\"]\n[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{recv_port}/hook\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("weir.toml");
+    let server = start_server(&data, &["--config", config.to_str().unwrap()]);
+    wait_for_port(src_port);
+    let http = server.client();
+    let base = server.base.clone();
+
+    // A shadow must be the new version of a running pipeline.
+    let r = http
+        .post(format!("{base}/api/v1/pipelines?shadow_of=nope"))
+        .header("content-type", "application/x-weir-rules")
+        .body(rules(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!(
+            "{base}/api/v1/pipelines?shadow_of=errors&name=errors-v2.rules"
+        ))
+        .header("content-type", "application/x-weir-rules")
+        .body(rules(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // checkout: about 60 errors a window (both fire); search: about 7 (only
+    // the shadow's threshold of 5).
+    bursts(&server, src_port, 7, ("checkout", 10), ("search", 1)).await;
+    until("the live alert's notification", 15, || {
+        notified_services(&inbox)
+            .contains(&"checkout".to_string())
+            .then_some(())
+    })
+    .await;
+    let mut report = Value::Null;
+    for _ in 0..50 {
+        report = get_json(&http, &format!("{base}/api/v1/pipelines/errors/shadow")).await;
+        if report["alerts"]["only_shadow"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let labels = |k: &str| -> Vec<String> {
+        report["alerts"][k]
+            .as_array()
+            .unwrap_or_else(|| panic!("{report}"))
+            .iter()
+            .map(|a| a["labels"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(labels("only_shadow"), vec!["service=search"], "{report}");
+    assert_eq!(labels("both"), vec!["service=checkout"], "{report}");
+    assert!(labels("only_live").is_empty(), "{report}");
+    assert_eq!(report["running"], true, "{report}");
+    assert!(report["history"]
+        .as_array()
+        .is_some_and(|h| h.iter().all(|e| e["shadow"] == true)));
+    // The shadow notified nobody.
+    assert!(
+        !notified_services(&inbox).contains(&"search".to_string()),
+        "{:?}",
+        notified_services(&inbox)
+    );
+
+    // The same through the CLI.
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("pipeline")
+            .args(args)
+            .args(["--server", &base, "--token", &server.token])
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["shadow", "errors"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("only the shadow fired: 1\n  error burst {service=search}"),
+        "{text}"
+    );
+
+    // Promoted: the shadow's rule is live, and its alerts notify.
+    let out = cli(&["promote", "errors"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = get_json(&http, &format!("{base}/api/v1/pipelines")).await;
+    assert!(
+        listed["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "errors" && p["running"] == true),
+        "{listed}"
+    );
+    let r = http
+        .get(format!("{base}/api/v1/pipelines/errors/shadow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the shadow is gone once promoted");
+    wait_for_port(src_port);
+    bursts(&server, src_port, 6, ("checkout", 0), ("search", 1)).await;
+    until("the promoted rule's notification", 15, || {
+        notified_services(&inbox)
+            .contains(&"search".to_string())
+            .then_some(())
+    })
+    .await;
+}

@@ -16,6 +16,7 @@ use crate::pipeline::{compile_pipelines, CompiledPipeline};
 use arrow::record_batch::RecordBatch;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -28,6 +29,8 @@ use weir_dsl::CheckedProgram;
 const CHANNEL_DEPTH: usize = 4;
 /// Decoded batches a tap keeps for a slow reader before it skips ahead.
 const TAP_DEPTH: usize = 64;
+/// Batches a shadow pipeline may fall behind before it skips.
+const SHADOW_DEPTH: usize = 64;
 /// How often idle pipelines check whether event time should move on.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -62,6 +65,74 @@ struct Subscriber {
     /// closed channel is a failure (a checkpoint must not pass it by). A
     /// pipeline may be stopped alone (it flushed when it ended).
     required: bool,
+    /// A shadow pipeline (see [`Attach::shadow`]): never waited for — a
+    /// batch it has no room for is skipped and counted here — and not part
+    /// of checkpoints.
+    skipped: Option<Arc<AtomicU64>>,
+}
+
+impl Subscriber {
+    /// Hands a batch (or another message) on: a live subscriber is waited
+    /// for, a shadow is not. `Err` when the subscriber has gone.
+    async fn send(&self, flow: Flow) -> std::result::Result<(), ()> {
+        match &self.skipped {
+            None => self.tx.send(flow).await.map_err(|_| ()),
+            Some(skipped) => match self.tx.try_send(flow) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(Flow::Batch(b))) => {
+                    skipped.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            },
+        }
+    }
+}
+
+/// Attaches shadow pipelines to a running source (see [`Attach::shadow`]).
+#[derive(Clone)]
+pub struct Attach(mpsc::UnboundedSender<Subscriber>);
+
+/// A shadow pipeline running beside a source's live ones.
+pub struct Shadow {
+    /// Stops it (its windows are emitted, into its own alert sink).
+    pub cancel: CancellationToken,
+    /// Events it skipped because it could not keep up with the source.
+    pub skipped: Arc<AtomicU64>,
+    pub task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Attach {
+    /// Runs `p` on every batch the source decodes from now on, beside its
+    /// live pipelines, without ever slowing them: a batch the shadow has no
+    /// room for is skipped (and counted), and checkpoints do not wait for
+    /// it. `p` keeps no state across restarts.
+    pub fn shadow(&self, p: CompiledPipeline, metrics: &Metrics) -> Result<Shadow> {
+        let (tx, rx) = mpsc::channel::<Flow>(SHADOW_DEPTH);
+        let skipped = Arc::new(AtomicU64::new(0));
+        self.0
+            .send(Subscriber {
+                tx,
+                required: false,
+                skipped: Some(skipped.clone()),
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run_pipeline(
+            p,
+            rx,
+            cancel.clone(),
+            None,
+            metrics.clone(),
+            true,
+        ));
+        Ok(Shadow {
+            cancel,
+            skipped,
+            task,
+        })
+    }
 }
 
 /// Sends a barrier to every subscriber and waits for all of them, then flushes
@@ -70,7 +141,7 @@ struct Subscriber {
 /// an archive that stopped fails the checkpoint.
 async fn checkpoint(subs: &[Subscriber], dead: &dyn DeadLetterSink) -> Result<()> {
     let mut waits = Vec::with_capacity(subs.len());
-    for sub in subs {
+    for sub in subs.iter().filter(|s| s.skipped.is_none()) {
         let (tx, rx) = oneshot::channel();
         if sub.tx.send(Flow::Barrier(tx)).await.is_ok() {
             waits.push(rx);
@@ -193,6 +264,55 @@ fn restore_pipeline(p: &mut CompiledPipeline, store: &StateStore) {
     }
 }
 
+/// Runs one pipeline on what its source's fan-out sends it, until the
+/// source ends or `stop` (then what is queued is processed first); with
+/// `idle_advance`, event time moves on by wall-clock time while no data
+/// comes. At the end, open windows are saved (with a `store`) or emitted.
+async fn run_pipeline(
+    mut p: CompiledPipeline,
+    mut rx: mpsc::Receiver<Flow>,
+    stop: CancellationToken,
+    store: Option<StateStore>,
+    metrics: Metrics,
+    idle_advance: bool,
+) -> Result<()> {
+    let mut tick = tokio::time::interval(IDLE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_data = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            b = rx.recv() => match b {
+                Some(Flow::Batch(b)) => {
+                    last_data = Instant::now();
+                    p.push(b).await?;
+                }
+                Some(Flow::Partitions(ids)) => p.partitions(&ids),
+                Some(Flow::Barrier(reply)) => {
+                    answer(reply, checkpoint_pipeline(&p, store.as_ref(), &metrics).await)?
+                }
+                None => break,
+            },
+            _ = tick.tick(), if idle_advance => {
+                let idle = last_data.elapsed();
+                if idle >= IDLE_TICK {
+                    p.idle(idle.as_micros() as i64).await?;
+                    last_data = Instant::now();
+                }
+            }
+            _ = stop.cancelled(), if !stop.is_cancelled() || rx.is_empty() => {
+                if rx.is_empty() { break; }
+            }
+        }
+    }
+    match &store {
+        // Open windows are kept, not emitted half-full: the next
+        // start goes on with them.
+        Some(_) => checkpoint_pipeline(&p, store.as_ref(), &metrics).await,
+        None => p.finish().await,
+    }
+}
+
 /// A running program.
 pub struct Deployment {
     /// Names of its pipelines.
@@ -203,6 +323,8 @@ pub struct Deployment {
     /// tail). Sending never waits: a reader that falls behind skips
     /// batches, and without readers nothing is sent.
     pub taps: HashMap<String, broadcast::Sender<RecordBatch>>,
+    /// Per source: where shadow pipelines attach.
+    pub attach: HashMap<String, Attach>,
     /// The pipelines stopped by an error, with it (the others go on).
     pub failures: Failures,
     cancel: CancellationToken,
@@ -304,59 +426,22 @@ pub fn deploy(
                 *e = (*e).min(*off);
             }
         }
-        let (tx, mut rx) = mpsc::channel::<Flow>(CHANNEL_DEPTH);
+        let (tx, rx) = mpsc::channel::<Flow>(CHANNEL_DEPTH);
         subscribers
             .entry(p.source.clone())
             .or_default()
             .push(Subscriber {
                 tx,
                 required: false,
+                skipped: None,
             });
         let stop = cancel.child_token();
         pipeline_cancels.insert(p.name.clone(), stop.clone());
         pipeline_names.push(p.name.clone());
-        let idle_advance = options.idle_advance;
-        let metrics = metrics.clone();
         let failed = metrics.pipeline_errors.with_label_values(&[&p.name]);
         let pipeline_name = p.name.clone();
         let failures = failures.clone();
-        let run = async move {
-            let mut tick = tokio::time::interval(IDLE_TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_data = Instant::now();
-            loop {
-                tokio::select! {
-                    biased;
-                    b = rx.recv() => match b {
-                        Some(Flow::Batch(b)) => {
-                            last_data = Instant::now();
-                            p.push(b).await?;
-                        }
-                        Some(Flow::Partitions(ids)) => p.partitions(&ids),
-                        Some(Flow::Barrier(reply)) => {
-                            answer(reply, checkpoint_pipeline(&p, store.as_ref(), &metrics).await)?
-                        }
-                        None => break,
-                    },
-                    _ = tick.tick(), if idle_advance => {
-                        let idle = last_data.elapsed();
-                        if idle >= IDLE_TICK {
-                            p.idle(idle.as_micros() as i64).await?;
-                            last_data = Instant::now();
-                        }
-                    }
-                    _ = stop.cancelled(), if !stop.is_cancelled() || rx.is_empty() => {
-                        if rx.is_empty() { break; }
-                    }
-                }
-            }
-            match &store {
-                // Open windows are kept, not emitted half-full: the next
-                // start goes on with them.
-                Some(_) => checkpoint_pipeline(&p, store.as_ref(), &metrics).await,
-                None => p.finish().await,
-            }
-        };
+        let run = run_pipeline(p, rx, stop, store, metrics.clone(), options.idle_advance);
         tasks.spawn(async move {
             let res = run.await;
             if let Err(e) = &res {
@@ -383,7 +468,11 @@ pub fn deploy(
         subscribers
             .entry(src.decl.name.name.clone())
             .or_default()
-            .push(Subscriber { tx, required: true });
+            .push(Subscriber {
+                tx,
+                required: true,
+                skipped: None,
+            });
         tasks.spawn(async move {
             while let Some(flow) = rx.recv().await {
                 match flow {
@@ -398,6 +487,7 @@ pub fn deploy(
 
     let mut source_names = Vec::new();
     let mut taps = HashMap::new();
+    let mut attach = HashMap::new();
     for src in &program.sources {
         let name = src.decl.name.name.clone();
         let Some(mut subs) = subscribers.remove(&name) else {
@@ -436,8 +526,13 @@ pub fn deploy(
         let dead_count = metrics.dead_letters.with_label_values(&[&name]);
         let (tap, _) = broadcast::channel::<RecordBatch>(TAP_DEPTH);
         taps.insert(name.clone(), tap.clone());
+        let (attach_tx, mut attach_rx) = mpsc::unbounded_channel::<Subscriber>();
+        attach.insert(name.clone(), Attach(attach_tx));
         tasks.spawn(async move {
             while let Some(msg) = line_rx.recv().await {
+                while let Ok(sub) = attach_rx.try_recv() {
+                    subs.push(sub);
+                }
                 let lines = match msg {
                     SourceMessage::Lines(lines) => lines,
                     SourceMessage::Checkpoint(reply) => {
@@ -446,7 +541,7 @@ pub fn deploy(
                     }
                     SourceMessage::Partitions(ids) => {
                         for sub in subs.iter().filter(|s| !s.required) {
-                            let _ = sub.tx.send(Flow::Partitions(ids.clone())).await;
+                            let _ = sub.send(Flow::Partitions(ids.clone())).await;
                         }
                         continue;
                     }
@@ -464,7 +559,7 @@ pub fn deploy(
                 }
                 let mut i = 0;
                 while i < subs.len() {
-                    if subs[i].tx.send(Flow::Batch(batch.clone())).await.is_err() {
+                    if subs[i].send(Flow::Batch(batch.clone())).await.is_err() {
                         if subs[i].required {
                             // The archive ended (its error is reported by
                             // its task): nothing more may pass it by.
@@ -476,7 +571,8 @@ pub fn deploy(
                         i += 1;
                     }
                 }
-                if subs.is_empty() {
+                // Only shadows left: the live pipelines were all stopped.
+                if subs.iter().all(|s| s.skipped.is_some()) {
                     break;
                 }
             }
@@ -488,6 +584,7 @@ pub fn deploy(
         pipelines: pipeline_names,
         sources: source_names,
         taps,
+        attach,
         failures,
         cancel,
         pipeline_cancels,

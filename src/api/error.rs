@@ -170,6 +170,17 @@ impl From<DeployError> for ApiError {
     }
 }
 
+impl From<crate::shadow::ShadowError> for ApiError {
+    fn from(e: crate::shadow::ShadowError) -> Self {
+        use crate::shadow::ShadowError as S;
+        match e {
+            S::Deploy(d) => d.into(),
+            S::NotFound(m) => ApiError::NotFound(m),
+            S::Invalid(m) => ApiError::BadRequest(m),
+        }
+    }
+}
+
 impl From<SilenceError> for ApiError {
     fn from(e: SilenceError) -> Self {
         match e {

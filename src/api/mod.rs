@@ -165,6 +165,27 @@ pub fn routes() -> Routes {
         )
         .add(
             Method::GET,
+            "/api/v1/pipelines/{name}/shadow",
+            Read,
+            Body::None,
+            get(shadow_report),
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/pipelines/{name}/shadow",
+            Write,
+            Body::None,
+            delete(discard_shadow),
+        )
+        .add(
+            Method::POST,
+            "/api/v1/pipelines/{name}/shadow/promote",
+            Write,
+            Body::None,
+            post(promote_shadow),
+        )
+        .add(
+            Method::GET,
             "/api/v1/routes",
             Read,
             Body::None,
@@ -305,6 +326,8 @@ async fn run_query(
 struct SubmitQuery {
     /// A name for the submitted text in diagnostics.
     name: Option<String>,
+    /// Run the text's pipeline as a shadow of this live one.
+    shadow_of: Option<String>,
 }
 
 async fn submit(
@@ -354,6 +377,28 @@ async fn submit(
     }
     let base = app.host.data_dir.clone();
     let sandbox = app.sandbox();
+    if let Some(live) = q.shadow_of {
+        let result = app
+            .host
+            .deploy_shadow(&live, &file, &text, base, Some(&sandbox))
+            .await;
+        app.auth.audit(
+            &who.name,
+            ip(&peer),
+            "pipeline.shadow",
+            &live,
+            if result.is_ok() { "ok" } else { "failed" },
+            json!({ "file": file }),
+        );
+        result?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(
+                json!({ "shadow_of": live, "report": format!("/api/v1/pipelines/{live}/shadow") }),
+            ),
+        )
+            .into_response());
+    }
     let result = app
         .host
         .deploy(&file, &text, base, true, Some(&sandbox))
@@ -404,6 +449,73 @@ async fn delete_pipeline(
             "no running pipeline named `{name}`"
         )))
     }
+}
+
+async fn shadow_report(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    match app.host.shadow_report(&name).await {
+        Some(r) => Ok(Json(r).into_response()),
+        None => Err(ApiError::NotFound(format!("`{name}` has no shadow"))),
+    }
+}
+
+async fn discard_shadow(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    peer: Peer,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let done = app.host.discard_shadow(&name).await;
+    let outcome = if done { "ok" } else { "failed" };
+    app.auth.audit(
+        &who.name,
+        ip(&peer),
+        "pipeline.shadow.discard",
+        &name,
+        outcome,
+        json!(null),
+    );
+    if done {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("`{name}` has no shadow")))
+    }
+}
+
+async fn promote_shadow(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    peer: Peer,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    if !who.scope.is_everything() {
+        return Err(ApiError::Forbidden(format!(
+            "a pipeline reads every event of its source, and your scope is {}; ask an editor without a scope to promote it",
+            who.scope
+        )));
+    }
+    let base = app.host.data_dir.clone();
+    let sandbox = app.sandbox();
+    let result = app.host.promote_shadow(&name, base, Some(&sandbox)).await;
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    app.auth.audit(
+        &who.name,
+        ip(&peer),
+        "pipeline.shadow.promote",
+        &name,
+        outcome,
+        json!(null),
+    );
+    let names = result?;
+    {
+        let mut owners = app.owners.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &names {
+            owners.insert(n.clone(), who.name.clone());
+        }
+    }
+    Ok(Json(json!({ "pipelines": names })).into_response())
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {

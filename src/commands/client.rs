@@ -87,6 +87,25 @@ impl Client {
         Ok((resp.status().as_u16(), resp.body_mut().read_to_vec()?))
     }
 
+    /// POST without a body to `path`.
+    pub fn post_empty(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut resp = self
+            .auth(self.agent.post(&self.url(path)))
+            .send_empty()
+            .map_err(|e| self.reach(e))?;
+        Ok((resp.status().as_u16(), resp.body_mut().read_to_vec()?))
+    }
+
+    /// POST a `.rules` text to `path`.
+    pub fn post_rules(&self, path: &str, text: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut resp = self
+            .auth(self.agent.post(&self.url(path)))
+            .header("Content-Type", "application/x-weir-rules")
+            .send(text)
+            .map_err(|e| self.reach(e))?;
+        Ok((resp.status().as_u16(), resp.body_mut().read_to_vec()?))
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
         let mut resp = self
             .auth(self.agent.delete(&self.url(path)))

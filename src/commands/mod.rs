@@ -5,6 +5,7 @@ mod archive;
 mod backtest;
 mod check;
 mod client;
+mod pipeline;
 mod query;
 mod run;
 mod serve;
@@ -123,6 +124,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             token,
             ca,
         } => silence::run(client::Connection { server, token, ca }, action),
+        Command::Pipeline {
+            action,
+            server,
+            token,
+            ca,
+        } => pipeline::run(client::Connection { server, token, ca }, action),
         Command::User { action, store } => account::user(action, store),
         Command::Token { action, store } => account::token(action, store),
         Command::Serve {
