@@ -17,6 +17,7 @@ and the duckdb module (scripts/services/install-python-tools.sh).
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,7 @@ QUERIES = [
 
 def build_archive(work, raw):
     """Archives EVENTS generated events under WORK/archive with `raw RAW`."""
+    os.makedirs(work, exist_ok=True)
     rules = os.path.join(work, "gen.rules")
     with open(rules, "w") as f:
         f.write(
@@ -70,12 +72,20 @@ def build_archive(work, raw):
 
 
 def main():
+    work = tempfile.mkdtemp(prefix="weir-query-bench-")
+    try:
+        run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work):
     # The same events twice: with whole lines in `_raw` (which gives the
     # NDJSON input's exact size) and as archived by default.
-    full, full_bytes = build_archive(tempfile.mkdtemp(prefix="weir-query-bench-full-"), "full")
+    full, full_bytes = build_archive(os.path.join(work, "full"), "full")
     ndjson_bytes = duckdb.connect().execute(
         f"SELECT sum(strlen(_raw) + 1) FROM read_parquet('{full}/stream=app/*/*/*.parquet')").fetchone()[0]
-    archive, parquet_bytes = build_archive(tempfile.mkdtemp(prefix="weir-query-bench-"), "rest")
+    archive, parquet_bytes = build_archive(os.path.join(work, "rest"), "rest")
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     con.execute(
