@@ -913,6 +913,20 @@ pipeline errors {{
         notified_services(&inbox)
     );
 
+    // A scoped caller may not read it: it holds alerts of every service.
+    let scoped = crate::support::server::create_token(
+        &data,
+        "checkout-viewer",
+        "viewer",
+        &["--scope", "service=\"checkout\""],
+    );
+    let r = crate::support::server::client_with(&scoped)
+        .get(format!("{base}/api/v1/pipelines/errors/shadow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
     // The same through the CLI.
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_weir"))

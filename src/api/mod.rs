@@ -451,10 +451,24 @@ async fn delete_pipeline(
     }
 }
 
+/// A shadow reads every event of its source and its report holds alerts of
+/// every key, so a scoped caller may not see, change or promote it.
+fn unscoped(who: &Principal, what: &str) -> Result<(), ApiError> {
+    if who.scope.is_everything() {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "a pipeline reads every event of its source, and your scope is {}; ask a user without a scope to {what}",
+        who.scope
+    )))
+}
+
 async fn shadow_report(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    unscoped(&who, "read a shadow's report")?;
     match app.host.shadow_report(&name).await {
         Some(r) => Ok(Json(r).into_response()),
         None => Err(ApiError::NotFound(format!("`{name}` has no shadow"))),
@@ -467,6 +481,7 @@ async fn discard_shadow(
     peer: Peer,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    unscoped(&who, "discard a shadow")?;
     let done = app.host.discard_shadow(&name).await;
     let outcome = if done { "ok" } else { "failed" };
     app.auth.audit(
@@ -490,12 +505,7 @@ async fn promote_shadow(
     peer: Peer,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !who.scope.is_everything() {
-        return Err(ApiError::Forbidden(format!(
-            "a pipeline reads every event of its source, and your scope is {}; ask an editor without a scope to promote it",
-            who.scope
-        )));
-    }
+    unscoped(&who, "promote a shadow")?;
     let base = app.host.data_dir.clone();
     let sandbox = app.sandbox();
     let result = app.host.promote_shadow(&name, base, Some(&sandbox)).await;
