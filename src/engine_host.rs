@@ -144,6 +144,9 @@ pub struct PipelineInfo {
     /// Its windows' state, when it has windows (from the metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<WindowsInfo>,
+    /// Its shadow version, when one runs (see [`crate::shadow`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<serde_json::Value>,
 }
 
 /// Event time and checkpointed state of a pipeline's windows.
@@ -506,8 +509,13 @@ impl EngineHost {
                     running: d.is_running(name),
                     error: d.failure(name),
                     windows: windows.remove(name),
+                    shadow: None,
                 });
             }
+        }
+        drop(deployments);
+        for p in &mut out {
+            p.shadow = self.shadow_summary(&p.name).await;
         }
         out
     }

@@ -234,6 +234,22 @@ impl EngineHost {
         }))
     }
 
+    /// The shadow of `name` in a few numbers, for the pipelines list:
+    /// since, running, skipped events, and how many alerts fired only in
+    /// it, only live, in both.
+    pub async fn shadow_summary(&self, name: &str) -> Option<Value> {
+        let r = self.shadow_report(name).await?;
+        let n = |k: &str| r["alerts"][k].as_array().map_or(0, Vec::len);
+        Some(json!({
+            "since": r["since"],
+            "running": r["running"],
+            "skipped_events": r["skipped_events"],
+            "only_shadow": n("only_shadow"),
+            "only_live": n("only_live"),
+            "both": n("both"),
+        }))
+    }
+
     /// Stops the shadow of `name`; false if it has none.
     pub async fn discard_shadow(&self, name: &str) -> bool {
         match self.shadows.lock().await.remove(name) {

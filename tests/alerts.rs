@@ -913,6 +913,24 @@ pipeline errors {{
         notified_services(&inbox)
     );
 
+    // The pipelines list sums it up on the live pipeline.
+    let listed = get_json(&http, &format!("{base}/api/v1/pipelines")).await;
+    let errors = listed["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "errors")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            errors["shadow"]["only_shadow"].as_u64(),
+            errors["shadow"]["both"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{errors}"
+    );
+
     // A scoped caller may not read it: it holds alerts of every service.
     let scoped = crate::support::server::create_token(
         &data,

@@ -497,6 +497,22 @@ function evidence(a) {
     (e.caveats || []).length ? h("div", { class: "muted" }, "approximate: " + e.caveats.join("; ")) : null);
 }
 
+// A pipeline's shadow version: what it did differently, and the calls that
+// end it (promote: it replaces the live pipeline; discard).
+function shadowLine(p, canChange, refresh) {
+  const s = p.shadow;
+  const act = (what, method, path) => h("button", { "data-shadow": what, onclick: async () => {
+    if (!confirm(`${what} the shadow of ${p.name}?`)) return;
+    await api(method, `/api/v1/pipelines/${encodeURIComponent(p.name)}/shadow${path}`);
+    refresh();
+  } }, what);
+  return h("div", { class: "shadow" },
+    h("strong", {}, "shadow "), h("span", { class: "muted" }, `since ${fmtTime(s.since)}${s.running ? "" : " (ended)"} · `),
+    `alerts only in the shadow ${s.only_shadow} · only live ${s.only_live} · both ${s.both}`,
+    s.skipped_events ? h("span", { class: "muted" }, ` · ${s.skipped_events} events skipped`) : null,
+    canChange ? h("span", {}, " ", act("Promote", "POST", "/promote"), act("Discard", "DELETE", "")) : null);
+}
+
 async function alertsView(root) {
   root.append(h("h2", {}, "Alerts"));
   const [{ alerts, history }, { silences }] = await Promise.all([
@@ -642,6 +658,7 @@ async function pipelinesView(root) {
           `late ${value("weir_late_events_dropped_total", { pipeline: p.name })} · ` +
           `dead letters (source) ${dead} · lag ${lag} · errors ${failed}`),
         p.error ? h("div", { class: "error pipeline-error" }, `stopped: ${p.error}`) : null,
+        p.shadow ? shadowLine(p, canWrite && !session.scope, refresh) : null,
         canWrite ? h("button", { onclick: async () => {
           if (!confirm(`Stop and delete ${p.name}?`)) return;
           await api("DELETE", "/api/v1/pipelines/" + encodeURIComponent(p.name));

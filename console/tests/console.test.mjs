@@ -234,6 +234,22 @@ try {
   assert(/window\s*\d+ in/.test(stages) && !/window\s*0 in/.test(stages), `per-stage counters: ${stages}`);
   await page.screenshot({ path: `${SHOTS}/pipelines.png` });
 
+  step("a shadow version shows on its pipeline's card and is discarded there");
+  const shadowRules = "source gen2 = generator(rate: 5)\npipeline from_console {\n  from gen2\n  | where severity >= error\n}\n";
+  const sr = await fetch(URL_ + "/api/v1/pipelines?shadow_of=from_console", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${env("API_TOKEN")}`, "Content-Type": "application/x-weir-rules" },
+    body: shadowRules,
+  });
+  assert(sr.status === 201, `the shadow is deployed: ${sr.status} ${await sr.text()}`);
+  const shadowCard = ".card.pipeline:has-text('from_console') .shadow";
+  const line = await (await page.waitForSelector(shadowCard, { timeout: 10000 })).textContent();
+  assert(line.includes("alerts only in the shadow 0"), `the card shows the shadow: ${line}`);
+  page.once("dialog", (d) => d.accept());
+  await page.click(`${shadowCard} [data-shadow=Discard]`);
+  await until("the shadow discarded", 10, async () =>
+    !(await api("GET", "/api/v1/pipelines")).pipelines.find((p) => p.name === "from_console").shadow);
+
   step("a scoped viewer sees only its services");
   const viewerCtx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const vp = await viewerCtx.newPage();
