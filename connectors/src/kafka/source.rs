@@ -177,7 +177,12 @@ impl Ctx {
             // Called on a runtime thread (never the poll thread): cannot wait.
             return Vec::new();
         }
-        let timeout = Duration::from_secs(10);
+        // This runs in the rebalance callback, on the poll thread: all of
+        // it stays well under `max.poll.interval.ms` (librdkafka's default
+        // is 300 s, deployments set 10 s), or a slow store would cost the
+        // consumer its place in the group at every assignment, again and
+        // again. Giving up is safe: the archive drops what it holds.
+        let timeout = Duration::from_secs(3);
         let ids: Vec<(String, i32, i64)> = assigned
             .elements()
             .iter()
@@ -189,7 +194,7 @@ impl Ctx {
         let wanted: Vec<i64> = ids.iter().map(|(_, _, id)| *id).collect();
         // Bounded: a store outage must not hold the poll thread for long.
         let read = self.runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(30), stored.stored_upto(&wanted)).await
+            tokio::time::timeout(Duration::from_secs(4), stored.stored_upto(&wanted)).await
         });
         let upto = match read {
             Ok(Ok(m)) => m,
