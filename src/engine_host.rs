@@ -94,6 +94,11 @@ impl Running {
         self.finished.get().is_some()
     }
 
+    /// Whether it holds the pipeline and it is running.
+    fn runs(&self, pipeline: &str) -> bool {
+        self.pipelines.iter().any(|p| p == pipeline) && self.is_running(pipeline)
+    }
+
     fn is_running(&self, pipeline: &str) -> bool {
         !self.stopped.contains(pipeline) && !self.is_finished() && self.failure(pipeline).is_none()
     }
@@ -308,9 +313,7 @@ impl EngineHost {
         let mut deployments = self.deployments.lock().await;
         for p in &program.pipelines {
             let name = &p.pipeline.name.name;
-            let clash = deployments
-                .iter()
-                .any(|d| d.pipelines.contains(name) && d.is_running(name));
+            let clash = deployments.iter().any(|d| d.runs(name));
             if clash {
                 return Err(DeployError::Conflict(format!(
                     "a pipeline named `{name}` is already running; delete it first"
@@ -428,7 +431,7 @@ impl EngineHost {
         let deployments = self.deployments.lock().await;
         let d = deployments
             .iter()
-            .find(|d| d.pipelines.iter().any(|p| p == name) && d.is_running(name))
+            .find(|d| d.runs(name))
             .ok_or_else(|| format!("no running pipeline named `{name}`"))?;
         let attach = d.attach.get(source).cloned();
         let schema = d
@@ -449,7 +452,7 @@ impl EngineHost {
         let deployments = self.deployments.lock().await;
         deployments
             .iter()
-            .find(|d| d.pipelines.iter().any(|p| p == name) && d.is_running(name))
+            .find(|d| d.runs(name))
             .map(|d| (d.file.clone(), d.text.clone()))
     }
 
@@ -458,10 +461,7 @@ impl EngineHost {
     pub(crate) async fn stop_deployment_of(&self, name: &str) {
         let (pipelines, finished) = {
             let deployments = self.deployments.lock().await;
-            let Some(d) = deployments
-                .iter()
-                .find(|d| d.pipelines.iter().any(|p| p == name) && d.is_running(name))
-            else {
+            let Some(d) = deployments.iter().find(|d| d.runs(name)) else {
                 return;
             };
             (d.pipelines.clone(), d.finished.clone())

@@ -9,15 +9,14 @@
 
 use crate::engine_host::{DeployError, EngineHost};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use weir_engine::alerting::{rfc3339, AlertSettings, SystemClock};
-use weir_engine::connector::Sink;
 use weir_engine::functions::TableCache;
 use weir_engine::pipeline::compile_pipelines;
 use weir_engine::runtime::Shadow;
-use weir_engine::{AlertManager, EngineError, HistoryEntry};
+use weir_engine::{AlertManager, HistoryEntry};
 
 /// Transitions a shadow's alert manager keeps.
 const SHADOW_HISTORY: usize = 10_000;
@@ -38,19 +37,6 @@ impl ShadowRun {
     fn stop(&self) {
         self.run.cancel.cancel();
         self.ticker.abort();
-    }
-}
-
-/// Where a shadow pipeline's outputs go: nowhere.
-struct Discard;
-
-#[async_trait::async_trait]
-impl Sink for Discard {
-    async fn write(&self, _batch: &arrow::record_batch::RecordBatch) -> weir_engine::Result<()> {
-        Ok(())
-    }
-    async fn flush(&self) -> weir_engine::Result<()> {
-        Ok(())
     }
 }
 
@@ -117,13 +103,7 @@ impl EngineHost {
         if let Some(p) = program.pipelines.first_mut() {
             p.pipeline.name.name = format!("{name}@shadow");
         }
-        let mut outputs: HashMap<String, Arc<dyn Sink>> = HashMap::new();
-        for o in &program.outputs {
-            outputs.insert(o.name.name.clone(), Arc::new(Discard));
-        }
-        for builtin in weir_dsl::connectors::BUILTIN_OUTPUTS {
-            outputs.insert(builtin.to_string(), Arc::new(Discard));
-        }
+        let outputs = crate::simulated::discarded_outputs(&program);
         let mut tables = TableCache::new(base_dir);
         let compiled = compile_pipelines(
             &program,
@@ -163,13 +143,58 @@ impl EngineHost {
     pub async fn shadow_report(&self, name: &str) -> Option<Value> {
         let shadows = self.shadows.lock().await;
         let s = shadows.get(name)?;
+        let shadow = s.alerts.history(usize::MAX);
+        let alerts = self.compare(name, s, &shadow);
+        let history: Vec<Value> = shadow
+            .iter()
+            .rev()
+            .take(100)
+            .map(|h| {
+                let mut v = serde_json::to_value(h).unwrap_or(Value::Null);
+                v["shadow"] = json!(true);
+                v
+            })
+            .collect();
+        Some(json!({
+            "pipeline": name,
+            "since": rfc3339(s.started_us),
+            "file": s.file,
+            "running": !s.run.task.is_finished(),
+            "skipped_events": s.run.skipped.load(std::sync::atomic::Ordering::Relaxed),
+            "alerts": alerts,
+            "open": s.alerts.open(),
+            "history": history,
+        }))
+    }
+
+    /// The shadow of `name` in a few numbers, for the pipelines list:
+    /// since, running, skipped events, and how many alerts fired only in
+    /// it, only live, in both.
+    pub async fn shadow_summary(&self, name: &str) -> Option<Value> {
+        let shadows = self.shadows.lock().await;
+        let s = shadows.get(name)?;
+        let alerts = self.compare(name, s, &s.alerts.history(usize::MAX));
+        let n = |k: &str| alerts[k].as_array().map_or(0, Vec::len);
+        Some(json!({
+            "since": rfc3339(s.started_us),
+            "running": !s.run.task.is_finished(),
+            "skipped_events": s.run.skipped.load(std::sync::atomic::Ordering::Relaxed),
+            "only_shadow": n("only_shadow"),
+            "only_live": n("only_live"),
+            "both": n("both"),
+        }))
+    }
+
+    /// The alerts that fired since the shadow `s` of `name` started: only
+    /// live, only in the shadow (`shadow`: its history), in both — each by
+    /// rule and labels, with its first firing time and count.
+    fn compare(&self, name: &str, s: &ShadowRun, shadow: &[HistoryEntry]) -> Value {
         let live: Vec<HistoryEntry> = self
             .alerts
             .history(usize::MAX)
             .into_iter()
             .filter(|h| h.alert.pipeline == name && h.time_us >= s.started_us)
             .collect();
-        let shadow = s.alerts.history(usize::MAX);
         let first_firing = |entries: &[HistoryEntry]| {
             let mut m: BTreeMap<(String, String), (String, usize)> = BTreeMap::new();
             for h in entries
@@ -183,7 +208,7 @@ impl EngineHost {
             }
             m
         };
-        let (l, sh) = (first_firing(&live), first_firing(&shadow));
+        let (l, sh) = (first_firing(&live), first_firing(shadow));
         let entry = |k: &(String, String)| json!({ "rule": k.0, "labels": k.1 });
         let mut only_live = Vec::new();
         let mut only_shadow = Vec::new();
@@ -212,42 +237,7 @@ impl EngineHost {
             e["firings"] = json!(n);
             only_shadow.push(e);
         }
-        let history: Vec<Value> = shadow
-            .iter()
-            .rev()
-            .take(100)
-            .map(|h| {
-                let mut v = serde_json::to_value(h).unwrap_or(Value::Null);
-                v["shadow"] = json!(true);
-                v
-            })
-            .collect();
-        Some(json!({
-            "pipeline": name,
-            "since": rfc3339(s.started_us),
-            "file": s.file,
-            "running": !s.run.task.is_finished(),
-            "skipped_events": s.run.skipped.load(std::sync::atomic::Ordering::Relaxed),
-            "alerts": { "only_live": only_live, "only_shadow": only_shadow, "both": both },
-            "open": s.alerts.open(),
-            "history": history,
-        }))
-    }
-
-    /// The shadow of `name` in a few numbers, for the pipelines list:
-    /// since, running, skipped events, and how many alerts fired only in
-    /// it, only live, in both.
-    pub async fn shadow_summary(&self, name: &str) -> Option<Value> {
-        let r = self.shadow_report(name).await?;
-        let n = |k: &str| r["alerts"][k].as_array().map_or(0, Vec::len);
-        Some(json!({
-            "since": r["since"],
-            "running": r["running"],
-            "skipped_events": r["skipped_events"],
-            "only_shadow": n("only_shadow"),
-            "only_live": n("only_live"),
-            "both": n("both"),
-        }))
+        json!({ "only_live": only_live, "only_shadow": only_shadow, "both": both })
     }
 
     /// Stops the shadow of `name`; false if it has none.
@@ -327,12 +317,6 @@ fn splice(live: &str, shadow: &str, name: &str) -> Result<String, String> {
         return Err("the pipeline's place in the text is not where it was parsed".into());
     };
     Ok(format!("{head}{body}{tail}"))
-}
-
-impl From<EngineError> for ShadowError {
-    fn from(e: EngineError) -> Self {
-        ShadowError::Invalid(e.to_string())
-    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,18 @@ impl Sink for Discard {
     }
 }
 
+/// Every output `program` names (and the built-in ones), writing nowhere:
+/// for runs that must have no effect (rule tests, backtests, shadows).
+pub fn discarded_outputs(program: &CheckedProgram) -> HashMap<String, Arc<dyn Sink>> {
+    program
+        .outputs
+        .iter()
+        .map(|o| o.name.name.as_str())
+        .chain(weir_dsl::connectors::BUILTIN_OUTPUTS.iter().copied())
+        .map(|name| (name.to_string(), Arc::new(Discard) as Arc<dyn Sink>))
+        .collect()
+}
+
 pub struct Simulated {
     pub clock: Arc<ManualClock>,
     pub manager: Arc<AlertManager>,
@@ -50,15 +62,7 @@ impl Simulated {
             AlertManager::new(clock.clone(), settings, None).map_err(EngineError::Internal)?;
         let metrics = Metrics::new(&prometheus::Registry::new())
             .map_err(|e| EngineError::Internal(e.to_string()))?;
-        let mut outputs: HashMap<String, Arc<dyn Sink>> = HashMap::new();
-        for name in program
-            .outputs
-            .iter()
-            .map(|o| o.name.name.as_str())
-            .chain(weir_dsl::connectors::BUILTIN_OUTPUTS.iter().copied())
-        {
-            outputs.insert(name.to_string(), Arc::new(Discard));
-        }
+        let outputs = discarded_outputs(program);
         let mut tables = TableCache::new(base_dir);
         let mut pipelines =
             compile_pipelines(program, &mut tables, &outputs, manager.clone(), &metrics)?;
