@@ -93,5 +93,9 @@ WEIR_BENCH_EVENTS=200000 cargo bench --locked --profile ci-bench --bench e2e_thr
 WEIR_BENCH_EVENTS=50000 cargo bench --locked --profile ci-bench --bench kafka_throughput
 cargo bench --locked --profile ci-bench --bench alerts_throughput
 WEIR_BENCH_LINES=200000 cargo bench --locked --profile ci-bench --bench ship_throughput
+# JSON logs to windows against DuckDB, clean and dirty input, 1 and all
+# cores: window counts checked against the generator's, no timing asserted.
+WEIR_BIN="$CARGO_TARGET_DIR/ci-bench/weir" WEIR_BENCH_SMOKE=1 \
+  "$WEIR_PYTHON_BIN/python" benches/windows_vs_duckdb.py 100000
 
 echo "tests: $passed passed, $failed failed"

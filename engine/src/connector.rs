@@ -64,12 +64,26 @@ impl LineBatch {
 
     /// Bytes of line `i`, without its line break.
     pub fn line(&self, i: usize) -> &[u8] {
+        &self.data[self.line_range(i)]
+    }
+
+    /// Where line `i` is in `data`.
+    pub fn line_range(&self, i: usize) -> std::ops::Range<usize> {
         let start = if i == 0 {
             0
         } else {
             self.ends[i - 1] as usize + 1
         };
-        &self.data[start..self.ends[i] as usize]
+        start..self.ends[i] as usize
+    }
+
+    /// Line `i` as text when `text` is the whole of `data` as UTF-8 (read
+    /// once for the batch), else checked on its own.
+    pub fn line_str<'a>(&'a self, text: Option<&'a str>, i: usize) -> Option<&'a str> {
+        match text {
+            Some(t) => t.get(self.line_range(i)),
+            None => std::str::from_utf8(self.line(i)).ok(),
+        }
     }
 
     pub fn lines(&self) -> impl Iterator<Item = &[u8]> {

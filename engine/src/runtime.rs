@@ -8,7 +8,7 @@ use crate::checkpoint::StateStore;
 use crate::connector::{
     ConnectorFactory, DeadLetterSink, LineSender, Sink, SourceMessage, StoredPositions,
 };
-use crate::decode::LineDecoder;
+use crate::decode::{DecodePool, Decoded, LineDecoder};
 use crate::error::{EngineError, Result};
 use crate::functions::TableCache;
 use crate::metrics::Metrics;
@@ -372,6 +372,50 @@ pub type Failures = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
 /// Builds and starts a program. Everything that can fail before data flows
 /// (connectors, lookup tables, outputs) fails here, not later.
+/// Where a source's decoded batches go: its dead letters, its
+/// subscribers (pipelines, archive, shadows) and the live tail.
+struct FanOut {
+    subs: Vec<Subscriber>,
+    dead: Arc<dyn DeadLetterSink>,
+    events: prometheus::IntCounter,
+    dead_count: prometheus::IntCounter,
+    tap: broadcast::Sender<RecordBatch>,
+}
+
+impl FanOut {
+    /// Hands one decoded batch on. `false` when only shadows are left to
+    /// read the source (the live pipelines were all stopped).
+    async fn send(&mut self, decoded: Decoded) -> Result<bool> {
+        if !decoded.dead.is_empty() {
+            self.dead_count.inc_by(decoded.dead.len() as u64);
+            self.dead.write(decoded.dead).await?;
+        }
+        let Some(batch) = decoded.batch else {
+            return Ok(true);
+        };
+        self.events.inc_by(batch.num_rows() as u64);
+        if self.tap.receiver_count() > 0 {
+            let _ = self.tap.send(batch.clone());
+        }
+        let subs = &mut self.subs;
+        let mut i = 0;
+        while i < subs.len() {
+            if subs[i].send(Flow::Batch(batch.clone())).await.is_err() {
+                if subs[i].required {
+                    // The archive ended (its error is reported by its
+                    // task): nothing more may pass it by.
+                    return Err(EngineError::Stopped);
+                }
+                // That pipeline was stopped.
+                subs.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(!subs.iter().all(|s| s.skipped.is_some()))
+    }
+}
+
 pub fn deploy(
     program: &CheckedProgram,
     factory: &dyn ConnectorFactory,
@@ -490,7 +534,7 @@ pub fn deploy(
     let mut attach = HashMap::new();
     for src in &program.sources {
         let name = src.decl.name.name.clone();
-        let Some(mut subs) = subscribers.remove(&name) else {
+        let Some(subs) = subscribers.remove(&name) else {
             warn!(source = %name, "source is declared but nothing reads it; not started");
             continue;
         };
@@ -505,7 +549,10 @@ pub fn deploy(
             Some(d) => d.clone(),
             None => factory.dead_letters(src)?,
         };
-        let mut decoder = LineDecoder::for_source(src)?;
+        let decoders = (0..DecodePool::width())
+            .map(|_| LineDecoder::for_source(src))
+            .collect::<Result<Vec<_>>>()?;
+        let mut pool = DecodePool::new(decoders);
         let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);
         let stop = cancel.clone();
         let source_name = name.clone();
@@ -521,58 +568,68 @@ pub fn deploy(
             }
             res
         });
-        let events = metrics.source_events.with_label_values(&[&name]);
-        let bytes = metrics.source_bytes.with_label_values(&[&name]);
-        let dead_count = metrics.dead_letters.with_label_values(&[&name]);
         let (tap, _) = broadcast::channel::<RecordBatch>(TAP_DEPTH);
         taps.insert(name.clone(), tap.clone());
+        let mut fan_out = FanOut {
+            subs,
+            dead: dead.clone(),
+            events: metrics.source_events.with_label_values(&[&name]),
+            dead_count: metrics.dead_letters.with_label_values(&[&name]),
+            tap,
+        };
+        let bytes = metrics.source_bytes.with_label_values(&[&name]);
         let (attach_tx, mut attach_rx) = mpsc::unbounded_channel::<Subscriber>();
         attach.insert(name.clone(), Attach(attach_tx));
         tasks.spawn(async move {
-            while let Some(msg) = line_rx.recv().await {
+            loop {
+                let msg = tokio::select! {
+                    biased;
+                    // Decoded batches go on as soon as they are ready.
+                    done = pool.oldest(), if pool.is_busy() => {
+                        if !fan_out.send(done?).await? {
+                            return dead.flush().await;
+                        }
+                        continue;
+                    }
+                    msg = line_rx.recv() => match msg {
+                        Some(msg) => msg,
+                        None => break,
+                    },
+                };
                 while let Ok(sub) = attach_rx.try_recv() {
-                    subs.push(sub);
+                    fan_out.subs.push(sub);
                 }
-                let lines = match msg {
-                    SourceMessage::Lines(lines) => lines,
+                let decoded = match msg {
+                    SourceMessage::Lines(lines) => {
+                        bytes.inc_by(lines.data.len() as u64);
+                        pool.submit(lines).await?
+                    }
                     SourceMessage::Checkpoint(reply) => {
-                        let _ = reply.send(checkpoint(&subs, dead.as_ref()).await);
+                        // Everything read before the barrier passes it first.
+                        for d in pool.drain().await? {
+                            fan_out.send(d).await?;
+                        }
+                        let _ = reply.send(checkpoint(&fan_out.subs, dead.as_ref()).await);
                         continue;
                     }
                     SourceMessage::Partitions(ids) => {
-                        for sub in subs.iter().filter(|s| !s.required) {
+                        for d in pool.drain().await? {
+                            fan_out.send(d).await?;
+                        }
+                        for sub in fan_out.subs.iter().filter(|s| !s.required) {
                             let _ = sub.send(Flow::Partitions(ids.clone())).await;
                         }
                         continue;
                     }
                 };
-                bytes.inc_by(lines.data.len() as u64);
-                let decoded = decoder.decode(&lines)?;
-                if !decoded.dead.is_empty() {
-                    dead_count.inc_by(decoded.dead.len() as u64);
-                    dead.write(decoded.dead).await?;
-                }
-                let Some(batch) = decoded.batch else { continue };
-                events.inc_by(batch.num_rows() as u64);
-                if tap.receiver_count() > 0 {
-                    let _ = tap.send(batch.clone());
-                }
-                let mut i = 0;
-                while i < subs.len() {
-                    if subs[i].send(Flow::Batch(batch.clone())).await.is_err() {
-                        if subs[i].required {
-                            // The archive ended (its error is reported by
-                            // its task): nothing more may pass it by.
-                            return Err(EngineError::Stopped);
-                        }
-                        // That pipeline was stopped.
-                        subs.swap_remove(i);
-                    } else {
-                        i += 1;
+                for d in decoded {
+                    if !fan_out.send(d).await? {
+                        return dead.flush().await;
                     }
                 }
-                // Only shadows left: the live pipelines were all stopped.
-                if subs.iter().all(|s| s.skipped.is_some()) {
+            }
+            for d in pool.drain().await? {
+                if !fan_out.send(d).await? {
                     break;
                 }
             }

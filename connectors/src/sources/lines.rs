@@ -87,22 +87,50 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
             break;
         }
         let mut chunk = &buf[..n];
-        while let Some(pos) = memchr(b'\n', chunk) {
-            let line = &chunk[..pos];
-            if partial.is_empty() {
-                push_line(&mut batch, line);
-            } else {
-                partial.extend_from_slice(line);
-                push_line(&mut batch, &partial);
-                partial.clear();
-            }
+        // The rest of a line begun in an earlier read.
+        if !partial.is_empty() {
+            let Some(pos) = memchr::memchr(b'\n', chunk) else {
+                partial.extend_from_slice(chunk);
+                continue;
+            };
+            partial.extend_from_slice(&chunk[..pos]);
+            push_line(&mut batch, &partial);
+            partial.clear();
             offset += 1;
             chunk = &chunk[pos + 1..];
-            if (batch.len() >= MAX_LINES || batch.data.len() >= MAX_BYTES)
-                && !send(&mut batch, out, offset).await
-            {
+            if full(&batch) && !send(&mut batch, out, offset).await {
                 return Ok(offset);
             }
+        }
+        if memchr::memchr(b'\r', chunk).is_some() {
+            // Line breaks with `\r` to strip: line by line.
+            while let Some(pos) = memchr::memchr(b'\n', chunk) {
+                push_line(&mut batch, &chunk[..pos]);
+                offset += 1;
+                chunk = &chunk[pos + 1..];
+                if full(&batch) && !send(&mut batch, out, offset).await {
+                    return Ok(offset);
+                }
+            }
+        } else {
+            // Whole lines are already in the batch's layout (each followed
+            // by `\n`): their ends noted, then copied at once.
+            let mut from = 0;
+            for pos in memchr::memchr_iter(b'\n', chunk) {
+                let end = batch.data.len() + (pos - from);
+                batch.ends.push(end as u32);
+                offset += 1;
+                if batch.len() >= MAX_LINES || end >= MAX_BYTES {
+                    batch.data.extend_from_slice(&chunk[from..=pos]);
+                    from = pos + 1;
+                    if !send(&mut batch, out, offset).await {
+                        return Ok(offset);
+                    }
+                }
+            }
+            let whole = memchr::memrchr(b'\n', &chunk[from..]).map_or(from, |p| from + p + 1);
+            batch.data.extend_from_slice(&chunk[from..whole]);
+            chunk = &chunk[whole..];
         }
         partial.extend_from_slice(chunk);
     }
@@ -166,6 +194,108 @@ fn push_line(batch: &mut LineBatch, line: &[u8]) {
     batch.push(line);
 }
 
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+/// Whether a batch is to be sent.
+fn full(batch: &LineBatch) -> bool {
+    batch.len() >= MAX_LINES || batch.data.len() >= MAX_BYTES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::ReadBuf;
+    use weir_engine::connector::SourceMessage;
+
+    /// A stream handing out at most `step` bytes a read.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let n = self
+                .step
+                .min(self.data.len() - self.at)
+                .min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn split(data: &[u8], step: usize) -> Vec<(i64, String)> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
+        let input = Input::Stream(Trickle {
+            data: data.to_vec(),
+            at: 0,
+            step,
+        });
+        let end = read_lines(
+            "t",
+            input,
+            &LineSender::new(tx),
+            &CancellationToken::new(),
+            10,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut lines = Vec::new();
+        while let Ok(SourceMessage::Lines(b)) = rx.try_recv() {
+            assert!(b.len() <= MAX_LINES);
+            assert_eq!(b.first_offset, 10 + lines.len() as i64, "offsets run on");
+            for i in 0..b.len() {
+                let line = String::from_utf8_lossy(b.line(i)).into_owned();
+                lines.push((b.first_offset + i as i64, line));
+            }
+        }
+        assert_eq!(end, 10 + lines.len() as i64);
+        lines
+    }
+
+    /// Whatever the reads' sizes: every line once, in order, without its
+    /// line break (`\r\n` too), long lines and a last unfinished one whole.
+    #[tokio::test]
+    async fn lines_come_out_whole_however_the_reads_cut_them() {
+        let mut text = String::new();
+        let mut want = Vec::new();
+        for i in 0..20_000 {
+            let line = match i % 7 {
+                0 => String::new(),
+                1 => "x".repeat(3000 + i % 50),
+                _ => format!("{{\"n\":{i}}}"),
+            };
+            text.push_str(&line);
+            text.push_str(if i % 1000 == 999 { "\r\n" } else { "\n" });
+            want.push(line);
+        }
+        text.push_str("last, no line break");
+        want.push("last, no line break".to_string());
+        for step in [1usize << 20, 4096, 777, 1] {
+            if step == 1 {
+                // One byte a read: a short text is enough.
+                let short = "a\nbb\r\n\nccc";
+                let got: Vec<String> = split(short.as_bytes(), 1)
+                    .await
+                    .into_iter()
+                    .map(|(_, l)| l)
+                    .collect();
+                assert_eq!(got, ["a", "bb", "", "ccc"]);
+                continue;
+            }
+            let got = split(text.as_bytes(), step).await;
+            assert_eq!(got.len(), want.len(), "step {step}");
+            for (i, ((off, line), want)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(*off, 10 + i as i64);
+                assert_eq!(line, want, "line {i}, step {step}");
+            }
+        }
+    }
 }

@@ -24,6 +24,11 @@ use weir_dsl::{severity, Schema, Type};
 use weir_formats::timestamp::TimestampParser;
 use weir_formats::{captures_to_map, parse_logfmt};
 
+mod json;
+mod pool;
+pub use json::{JsonColumns, Rejected};
+pub use pool::DecodePool;
+
 /// Turns lines of one source into record batches of its schema.
 pub struct LineDecoder {
     source: String,
@@ -46,6 +51,9 @@ pub struct LineDecoder {
     /// Core field column, and the columns of its other names in order.
     aliases: Vec<(usize, Vec<usize>)>,
     decoder: Decoder,
+    /// JSON lines straight into columns, when every read field is text, a
+    /// number or a boolean (otherwise Arrow's JSON reader, `decoder`).
+    columns: Option<JsonColumns>,
     severity_col: Option<usize>,
     timestamp_col: Option<usize>,
     timestamps: TimestampParser,
@@ -115,6 +123,7 @@ impl LineDecoder {
         let alias_schema = Arc::new(ArrowSchema::new(content.clone()));
         let content_schema = Arc::new(ArrowSchema::new(content[..content_width].to_vec()));
         let decoder = Self::build_decoder(&content_schema)?;
+        let columns = JsonColumns::new(&content_schema).filter(|_| *format == Format::Json);
         let regex = match format {
             Format::Regex(p) => Some(Regex::new(p)?),
             _ => None,
@@ -137,6 +146,7 @@ impl LineDecoder {
             content_width,
             aliases,
             decoder,
+            columns,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             dirty_batches: 0,
         })
@@ -184,6 +194,8 @@ impl LineDecoder {
     /// back as dead letters.
     pub fn decode(&mut self, lines: &LineBatch) -> Result<Decoded> {
         let mut dead = Vec::new();
+        // The batch as text, checked once (lines are cut from it).
+        let text = std::str::from_utf8(&lines.data).ok();
         // Indices of the lines that made it into the batch.
         let mut kept: Option<Vec<usize>> = None;
         let oversize: Vec<usize> = (0..lines.len())
@@ -191,6 +203,11 @@ impl LineDecoder {
             .collect();
         let fast = oversize.is_empty() && self.dirty_batches == 0;
         let content = match (&self.format, fast) {
+            (Format::Json, _) if self.columns.is_some() => {
+                let (b, k) = self.decode_json_columns(lines, text, &mut dead)?;
+                kept = k;
+                b
+            }
             (Format::Json, true) => match self.decode_json_fast(lines) {
                 Ok(b) => b,
                 Err(_) => {
@@ -227,6 +244,9 @@ impl LineDecoder {
             self.aliases_on = true;
             self.content_schema = self.alias_schema.clone();
             self.decoder = Self::build_decoder(&self.content_schema)?;
+            if self.columns.is_some() {
+                self.columns = JsonColumns::new(&self.content_schema);
+            }
             return self.decode(lines);
         }
         let mut content = self.fill_from_aliases(content)?;
@@ -259,7 +279,10 @@ impl LineDecoder {
             .collect();
         let mut raw = StringBuilder::with_capacity(n, lines.data.len());
         for i in 0..n {
-            raw.append_value(String::from_utf8_lossy(lines.line(index(i))));
+            match lines.line_str(text, index(i)) {
+                Some(line) => raw.append_value(line),
+                None => raw.append_value(String::from_utf8_lossy(lines.line(index(i)))),
+            }
         }
         let mut columns: Vec<ArrayRef> = content.columns().to_vec();
         if let (Some(c), Some(t)) = (self.timestamp_col, times) {
@@ -293,6 +316,53 @@ impl LineDecoder {
             batch: Some(RecordBatch::try_new(self.schema.clone(), out)?),
             dead,
         })
+    }
+
+    /// Each line read straight into the columns; a bad line goes to the
+    /// dead letters alone. The kept lines' indices when some were not.
+    fn decode_json_columns(
+        &mut self,
+        lines: &LineBatch,
+        text: Option<&str>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<(Option<RecordBatch>, Option<Vec<usize>>)> {
+        let Some(columns) = self.columns.as_mut() else {
+            return Ok((None, None));
+        };
+        let mut kept: Option<Vec<usize>> = None;
+        let mut rejects = Vec::new();
+        for i in 0..lines.len() {
+            let line = lines.line(i);
+            let taken = if line.len() > self.max_line_bytes {
+                Err(format!(
+                    "line of {} bytes is over the {} byte limit",
+                    line.len(),
+                    self.max_line_bytes
+                ))
+            } else {
+                match lines.line_str(text, i) {
+                    Some(line) => columns.push(line).map_err(|r| r.reason()),
+                    None => Err(match std::str::from_utf8(line) {
+                        Err(e) => format!("not UTF-8: {e}"),
+                        Ok(_) => "not UTF-8".to_string(),
+                    }),
+                }
+            };
+            match (taken, &mut kept) {
+                (Ok(()), Some(k)) => k.push(i),
+                (Ok(()), None) => {}
+                (Err(reason), k) => {
+                    k.get_or_insert_with(|| (0..i).collect());
+                    rejects.push((i, reason));
+                }
+            }
+        }
+        let rows = columns.rows();
+        let batch = RecordBatch::try_new(columns.schema().clone(), columns.finish())?;
+        for (i, reason) in rejects {
+            dead.push(self.dead_letter(lines, i, reason));
+        }
+        Ok(((rows > 0).then_some(batch), kept))
     }
 
     /// The whole batch in one pass of the vectorized JSON decoder.
@@ -599,11 +669,27 @@ fn normalize_severity(col: &ArrayRef) -> Result<ArrayRef> {
     if canonical {
         return Ok(col.clone());
     }
-    let out: StringArray = s
-        .iter()
-        .map(|v| v.map(|v| severity::rank(v).map(severity::name).unwrap_or(v)))
-        .collect();
-    Ok(Arc::new(out))
+    // A stream writes a handful of spellings: each is ranked once.
+    let mut seen: Vec<(&str, Option<&'static str>)> = Vec::with_capacity(8);
+    let mut out = StringBuilder::with_capacity(s.len(), s.len() * 5);
+    for v in s.iter() {
+        let Some(v) = v else {
+            out.append_null();
+            continue;
+        };
+        let name = match seen.iter().find(|(w, _)| *w == v) {
+            Some((_, name)) => *name,
+            None => {
+                let name = severity::rank(v).map(severity::name);
+                if seen.len() < 32 {
+                    seen.push((v, name));
+                }
+                name
+            }
+        };
+        out.append_value(name.unwrap_or(v));
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// Why a line is not one JSON object (checking its syntax, building no

@@ -1,0 +1,858 @@
+//! JSON lines straight into Arrow columns: one pass over each line reads the
+//! declared members into their column builders and skips every other member
+//! (checking its syntax, building nothing) — no tree and no tape. A line
+//! that is not one JSON object, or whose declared member does not fit its
+//! type, is rejected alone with its reason and the rest of the batch is
+//! kept, so a dirty stream costs what its bad lines cost.
+//!
+//! Values are taken as Arrow's JSON reader takes them (the decoder still
+//! uses it for types this one does not build): a text column takes strings,
+//! and numbers and booleans as written; an integer or float column takes
+//! numbers and numeric strings (an integer column drops a fraction); a
+//! boolean column takes `true` and `false`; `null` or a missing member is
+//! null; a member given twice keeps its last value.
+
+use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow::datatypes::{DataType, SchemaRef};
+use std::sync::Arc;
+
+/// How deep skipped objects and arrays may nest.
+const MAX_DEPTH: u32 = 128;
+
+/// Why a line was not taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejected {
+    /// Not JSON at all.
+    Syntax(String),
+    /// JSON, but not an object.
+    NotAnObject,
+    /// A declared member's value does not fit the field's type.
+    Type(String),
+}
+
+impl Rejected {
+    /// The dead letter's reason.
+    pub fn reason(&self) -> String {
+        match self {
+            Rejected::Syntax(e) => format!("invalid JSON: {e}"),
+            Rejected::NotAnObject => "not a JSON object".to_string(),
+            Rejected::Type(e) => format!("field does not fit its declared type: {e}"),
+        }
+    }
+}
+
+enum Builder {
+    Text(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+}
+
+/// Where a member's value is in the line, and what it is.
+#[derive(Clone, Copy)]
+enum Span {
+    /// A string's content without its quotes; `escaped` when it has `\`.
+    Str {
+        start: u32,
+        end: u32,
+        escaped: bool,
+    },
+    Number {
+        start: u32,
+        end: u32,
+    },
+    Bool(bool),
+    Null,
+    Object,
+    Array,
+}
+
+/// A value ready for its builder; text borrowed from the line or from the
+/// line's unescaped text.
+enum Value {
+    Null,
+    Line(u32, u32),
+    Unescaped(u32, u32),
+    Static(&'static str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// Builds the columns of a schema of text, integer, float and boolean fields
+/// from JSON lines.
+pub struct JsonColumns {
+    schema: SchemaRef,
+    names: Vec<Box<[u8]>>,
+    builders: Vec<Builder>,
+    keys: KeyTable,
+    spans: Vec<Option<Span>>,
+    values: Vec<Value>,
+    unescaped: String,
+    rows: usize,
+}
+
+impl JsonColumns {
+    /// `None` when the schema has a type this decoder does not build.
+    pub fn new(schema: &SchemaRef) -> Option<JsonColumns> {
+        let mut builders = Vec::with_capacity(schema.fields().len());
+        for f in schema.fields() {
+            builders.push(match f.data_type() {
+                DataType::Utf8 => Builder::Text(StringBuilder::new()),
+                DataType::Int64 => Builder::Int(Int64Builder::new()),
+                DataType::Float64 => Builder::Float(Float64Builder::new()),
+                DataType::Boolean => Builder::Bool(BooleanBuilder::new()),
+                _ => return None,
+            });
+        }
+        let names: Vec<Box<[u8]>> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_bytes().into())
+            .collect();
+        Some(JsonColumns {
+            schema: schema.clone(),
+            keys: KeyTable::new(&names),
+            spans: vec![None; names.len()],
+            values: Vec::with_capacity(names.len()),
+            names,
+            builders,
+            unescaped: String::new(),
+            rows: 0,
+        })
+    }
+
+    /// Rows taken since the last [`JsonColumns::finish`].
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Reads one line into a row, or rejects it (and adds nothing).
+    pub fn push(&mut self, line: &str) -> Result<(), Rejected> {
+        self.spans.fill(None);
+        self.scan(line.as_bytes())?;
+        self.convert(line.as_bytes())?;
+        for (b, v) in self.builders.iter_mut().zip(self.values.drain(..)) {
+            append(b, v, line, &self.unescaped);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The columns of the rows taken so far, in the schema's order; starts
+    /// over.
+    pub fn finish(&mut self) -> Vec<ArrayRef> {
+        let rows = std::mem::take(&mut self.rows);
+        // The next batch's builders start at this one's size: growing them
+        // from nothing would copy each column several times over.
+        self.builders
+            .iter_mut()
+            .map(|b| -> ArrayRef {
+                match b {
+                    Builder::Text(b) => {
+                        let a = b.finish();
+                        *b = StringBuilder::with_capacity(rows, a.values().len());
+                        Arc::new(a)
+                    }
+                    Builder::Int(b) => {
+                        let a = b.finish();
+                        *b = Int64Builder::with_capacity(rows);
+                        Arc::new(a)
+                    }
+                    Builder::Float(b) => {
+                        let a = b.finish();
+                        *b = Float64Builder::with_capacity(rows);
+                        Arc::new(a)
+                    }
+                    Builder::Bool(b) => {
+                        let a = b.finish();
+                        *b = BooleanBuilder::with_capacity(rows);
+                        Arc::new(a)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Finds the declared members of one line (their spans) and checks the
+    /// syntax of the whole line.
+    fn scan(&mut self, line: &[u8]) -> Result<(), Rejected> {
+        let mut p = Cursor { b: line, i: 0 };
+        p.ws();
+        match p.peek() {
+            Some(b'{') => p.i += 1,
+            None => return Err(Rejected::Syntax("empty line".into())),
+            Some(_) => {
+                p.skip_value(0).map_err(Rejected::Syntax)?;
+                p.ws();
+                return Err(match p.peek() {
+                    None => Rejected::NotAnObject,
+                    Some(_) => Rejected::Syntax(p.unexpected("the end of the line")),
+                });
+            }
+        }
+        p.ws();
+        if p.peek() == Some(b'}') {
+            p.i += 1;
+        } else {
+            loop {
+                if p.peek() != Some(b'"') {
+                    return Err(Rejected::Syntax(p.unexpected("a member name in quotes")));
+                }
+                let (start, end, escaped) = p.string().map_err(Rejected::Syntax)?;
+                let key = &line[start as usize..end as usize];
+                let column = if escaped {
+                    unescape(key)
+                        .ok()
+                        .and_then(|k| self.keys.find(k.as_bytes(), &self.names))
+                } else {
+                    self.keys.find(key, &self.names)
+                };
+                p.ws();
+                if p.peek() != Some(b':') {
+                    return Err(Rejected::Syntax(p.unexpected("`:` after a member name")));
+                }
+                p.i += 1;
+                p.ws();
+                match column {
+                    Some(c) => self.spans[c] = Some(p.value().map_err(Rejected::Syntax)?),
+                    None => p.skip_value(1).map_err(Rejected::Syntax)?,
+                }
+                p.ws();
+                match p.peek() {
+                    Some(b',') => {
+                        p.i += 1;
+                        p.ws();
+                    }
+                    Some(b'}') => {
+                        p.i += 1;
+                        break;
+                    }
+                    _ => return Err(Rejected::Syntax(p.unexpected("`,` or `}`"))),
+                }
+            }
+        }
+        p.ws();
+        match p.peek() {
+            None => Ok(()),
+            Some(_) => Err(Rejected::Syntax(
+                p.unexpected("the end of the line (one JSON object per line)"),
+            )),
+        }
+    }
+
+    /// Turns the spans into values of the columns' types.
+    fn convert(&mut self, line: &[u8]) -> Result<(), Rejected> {
+        self.values.clear();
+        self.unescaped.clear();
+        for (c, span) in self.spans.iter().enumerate() {
+            let v = match (span, &self.builders[c]) {
+                (None | Some(Span::Null), _) => Value::Null,
+                (Some(span), Builder::Text(_)) => match *span {
+                    Span::Str {
+                        start,
+                        end,
+                        escaped,
+                    } => {
+                        let raw = &line[start as usize..end as usize];
+                        if escaped {
+                            let text = unescape(raw).map_err(Rejected::Syntax)?;
+                            let from = self.unescaped.len() as u32;
+                            self.unescaped.push_str(&text);
+                            Value::Unescaped(from, self.unescaped.len() as u32)
+                        } else {
+                            Value::Line(start, end)
+                        }
+                    }
+                    Span::Number { start, end } => Value::Line(start, end),
+                    Span::Bool(true) => Value::Static("true"),
+                    Span::Bool(false) => Value::Static("false"),
+                    other => return Err(self.mismatch(c, "text", other)),
+                },
+                (Some(span), Builder::Int(_)) => match *span {
+                    Span::Number { start, end } => {
+                        let raw = &line[start as usize..end as usize];
+                        Value::Int(parse_int(raw).ok_or_else(|| self.out_of_range(c, raw))?)
+                    }
+                    Span::Str { start, end, .. } => {
+                        let raw = &line[start as usize..end as usize];
+                        Value::Int(
+                            parse_int(raw.trim_ascii())
+                                .ok_or_else(|| self.not_a_number(c, "an integer", raw))?,
+                        )
+                    }
+                    other => return Err(self.mismatch(c, "an integer", other)),
+                },
+                (Some(span), Builder::Float(_)) => match *span {
+                    Span::Number { start, end } | Span::Str { start, end, .. } => {
+                        let raw = &line[start as usize..end as usize];
+                        Value::Float(
+                            lexical_core::parse::<f64>(raw.trim_ascii())
+                                .map_err(|_| self.not_a_number(c, "a number", raw))?,
+                        )
+                    }
+                    other => return Err(self.mismatch(c, "a number", other)),
+                },
+                (Some(span), Builder::Bool(_)) => match *span {
+                    Span::Bool(b) => Value::Bool(b),
+                    other => return Err(self.mismatch(c, "true or false", other)),
+                },
+            };
+            self.values.push(v);
+        }
+        Ok(())
+    }
+
+    fn name(&self, c: usize) -> String {
+        String::from_utf8_lossy(&self.names[c]).into_owned()
+    }
+
+    fn mismatch(&self, c: usize, wanted: &str, found: Span) -> Rejected {
+        let found = match found {
+            Span::Str { .. } => "text",
+            Span::Number { .. } => "a number",
+            Span::Bool(_) => "a boolean",
+            Span::Null => "null",
+            Span::Object => "an object",
+            Span::Array => "an array",
+        };
+        Rejected::Type(format!(
+            "`{}` should be {wanted}, found {found}",
+            self.name(c)
+        ))
+    }
+
+    fn not_a_number(&self, c: usize, wanted: &str, raw: &[u8]) -> Rejected {
+        Rejected::Type(format!(
+            "`{}` should be {wanted}, found \"{}\"",
+            self.name(c),
+            String::from_utf8_lossy(&raw[..raw.len().min(64)])
+        ))
+    }
+
+    fn out_of_range(&self, c: usize, raw: &[u8]) -> Rejected {
+        Rejected::Type(format!(
+            "`{}` should be an integer, {} is out of range",
+            self.name(c),
+            String::from_utf8_lossy(&raw[..raw.len().min(64)])
+        ))
+    }
+}
+
+fn append(b: &mut Builder, v: Value, line: &str, unescaped: &str) {
+    match (b, v) {
+        (Builder::Text(b), Value::Line(s, e)) => {
+            // Spans start and end next to ASCII bytes (quotes, digits).
+            b.append_value(line.get(s as usize..e as usize).unwrap_or_default())
+        }
+        (Builder::Text(b), Value::Unescaped(s, e)) => {
+            b.append_value(unescaped.get(s as usize..e as usize).unwrap_or_default())
+        }
+        (Builder::Text(b), Value::Static(s)) => b.append_value(s),
+        (Builder::Int(b), Value::Int(v)) => b.append_value(v),
+        (Builder::Float(b), Value::Float(v)) => b.append_value(v),
+        (Builder::Bool(b), Value::Bool(v)) => b.append_value(v),
+        (Builder::Text(b), _) => b.append_null(),
+        (Builder::Int(b), _) => b.append_null(),
+        (Builder::Float(b), _) => b.append_null(),
+        (Builder::Bool(b), _) => b.append_null(),
+    }
+}
+
+/// An integer as Arrow's JSON reader reads one: exact, or a number's
+/// integer part when it is in range.
+fn parse_int(raw: &[u8]) -> Option<i64> {
+    match lexical_core::parse::<i64>(raw) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            let f = lexical_core::parse::<f64>(raw).ok()?;
+            (f.is_finite() && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+        }
+    }
+}
+
+/// A JSON string's content (without quotes) with its escapes undone.
+fn unescape(raw: &[u8]) -> Result<String, String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let esc = raw.get(i + 1).copied().ok_or("a string ends in `\\`")?;
+        i += 2;
+        let c = match esc {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = hex4(raw, i)?;
+                i += 4;
+                if (0xD800..0xDC00).contains(&hi) {
+                    // A surrogate pair: the low half must follow.
+                    let lo = if raw.get(i) == Some(&b'\\') && raw.get(i + 1) == Some(&b'u') {
+                        hex4(raw, i + 2)?
+                    } else {
+                        0
+                    };
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err(format!("unpaired surrogate \\u{hi:04x} in a string"));
+                    }
+                    i += 6;
+                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                        .ok_or("invalid \\u escape")?
+                } else {
+                    char::from_u32(hi).ok_or_else(|| format!("unpaired surrogate \\u{hi:04x}"))?
+                }
+            }
+            other => return Err(format!("invalid escape `\\{}`", other as char)),
+        };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+    String::from_utf8(out).map_err(|e| format!("a string is not UTF-8: {e}"))
+}
+
+fn hex4(raw: &[u8], at: usize) -> Result<u32, String> {
+    let digits = raw
+        .get(at..at + 4)
+        .ok_or("a \\u escape needs four hex digits")?;
+    let mut v = 0u32;
+    for &d in digits {
+        let n = (d as char)
+            .to_digit(16)
+            .ok_or("a \\u escape needs four hex digits")?;
+        v = v * 16 + n;
+    }
+    Ok(v)
+}
+
+/// A position in a line, and the JSON grammar read from there.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn unexpected(&self, wanted: &str) -> String {
+        match self.peek() {
+            None => format!("the line ends where {wanted} should be (cut short?)"),
+            Some(c) if c.is_ascii_graphic() => format!(
+                "expected {wanted} at column {}, found `{}`",
+                self.i + 1,
+                c as char
+            ),
+            Some(c) => format!(
+                "expected {wanted} at column {}, found byte 0x{c:02x}",
+                self.i + 1
+            ),
+        }
+    }
+
+    /// At a `"`: the string's content span, and whether it has escapes.
+    #[inline]
+    fn string(&mut self) -> Result<(u32, u32, bool), String> {
+        let start = self.i + 1;
+        let mut at = start;
+        let mut escaped = false;
+        loop {
+            match memchr::memchr2(b'"', b'\\', &self.b[at..]) {
+                Some(k) if self.b[at + k] == b'"' => {
+                    let end = at + k;
+                    self.i = end + 1;
+                    return Ok((start as u32, end as u32, escaped));
+                }
+                Some(k) => {
+                    escaped = true;
+                    let esc = at + k + 1;
+                    match self.b.get(esc) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            at = esc + 1
+                        }
+                        Some(b'u') => {
+                            let hex = self.b.get(esc + 1..esc + 5);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                self.i = esc;
+                                return Err(format!(
+                                    "a \\u escape at column {esc} needs four hex digits"
+                                ));
+                            }
+                            at = esc + 5;
+                        }
+                        Some(&c) => {
+                            self.i = esc;
+                            return Err(format!(
+                                "invalid escape `\\{}` at column {esc}",
+                                c.escape_ascii()
+                            ));
+                        }
+                        None => break,
+                    }
+                }
+                None => break,
+            }
+        }
+        self.i = self.b.len();
+        Err(format!(
+            "the line ends inside the string opened at column {start} (cut short?)"
+        ))
+    }
+
+    /// At a number's first character: its span.
+    fn number(&mut self) -> Result<(u32, u32), String> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let first = self.i;
+        if !self.digits() {
+            return Err(self.unexpected("a digit"));
+        }
+        if self.b[first] == b'0' && self.i > first + 1 {
+            return Err(format!("a number at column {} starts with 0", first + 1));
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !self.digits() {
+                return Err(self.unexpected("a digit after `.`"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !self.digits() {
+                return Err(self.unexpected("an exponent"));
+            }
+        }
+        Ok((start as u32, self.i as u32))
+    }
+
+    fn digits(&mut self) -> bool {
+        let from = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i > from
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), String> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.unexpected("a JSON value"))
+        }
+    }
+
+    /// Reads a declared member's value: its span (objects and arrays are
+    /// skipped; no column takes them).
+    fn value(&mut self) -> Result<Span, String> {
+        Ok(match self.peek() {
+            Some(b'"') => {
+                let (start, end, escaped) = self.string()?;
+                Span::Str {
+                    start,
+                    end,
+                    escaped,
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let (start, end) = self.number()?;
+                Span::Number { start, end }
+            }
+            Some(b't') => self.literal(b"true").map(|_| Span::Bool(true))?,
+            Some(b'f') => self.literal(b"false").map(|_| Span::Bool(false))?,
+            Some(b'n') => self.literal(b"null").map(|_| Span::Null)?,
+            Some(b'{') => self.skip_value(1).map(|_| Span::Object)?,
+            Some(b'[') => self.skip_value(1).map(|_| Span::Array)?,
+            _ => return Err(self.unexpected("a JSON value")),
+        })
+    }
+
+    /// Steps over one value, checking its syntax.
+    fn skip_value(&mut self, depth: u32) -> Result<(), String> {
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|_| ()),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(open @ (b'{' | b'[')) => {
+                if depth >= MAX_DEPTH {
+                    return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+                }
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(close) {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    if open == b'{' {
+                        if self.peek() != Some(b'"') {
+                            return Err(self.unexpected("a member name in quotes"));
+                        }
+                        self.string()?;
+                        self.ws();
+                        if self.peek() != Some(b':') {
+                            return Err(self.unexpected("`:` after a member name"));
+                        }
+                        self.i += 1;
+                        self.ws();
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => {
+                            self.i += 1;
+                            self.ws();
+                        }
+                        Some(c) if c == close => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => {
+                            return Err(self.unexpected(if open == b'{' {
+                                "`,` or `}`"
+                            } else {
+                                "`,` or `]`"
+                            }))
+                        }
+                    }
+                }
+            }
+            _ => Err(self.unexpected("a JSON value")),
+        }
+    }
+}
+
+/// Member names to columns: open addressing over a small power-of-two
+/// table, hashed on length and three bytes (names are short and few).
+struct KeyTable {
+    slots: Vec<u16>,
+    mask: usize,
+}
+
+const EMPTY: u16 = u16::MAX;
+
+impl KeyTable {
+    fn new(names: &[Box<[u8]>]) -> KeyTable {
+        let size = (names.len() * 4).next_power_of_two().max(16);
+        let mut slots = vec![EMPTY; size];
+        for (c, name) in names.iter().enumerate().take(EMPTY as usize - 1) {
+            let mut at = hash(name) & (size - 1);
+            while slots[at] != EMPTY {
+                at = (at + 1) & (size - 1);
+            }
+            slots[at] = c as u16;
+        }
+        KeyTable {
+            slots,
+            mask: size - 1,
+        }
+    }
+
+    #[inline]
+    fn find(&self, key: &[u8], names: &[Box<[u8]>]) -> Option<usize> {
+        let mut at = hash(key) & self.mask;
+        loop {
+            let c = self.slots[at];
+            if c == EMPTY {
+                return None;
+            }
+            if *names[c as usize] == *key {
+                return Some(c as usize);
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+}
+
+#[inline]
+fn hash(key: &[u8]) -> usize {
+    let n = key.len();
+    let (a, b, c) = match n {
+        0 => (0, 0, 0),
+        _ => (key[0], key[n / 2], key[n - 1]),
+    };
+    let h = (n as u32)
+        .wrapping_mul(0x9E37_79B1)
+        .wrapping_add((a as u32) << 16 | (b as u32) << 8 | c as u32)
+        .wrapping_mul(0x85EB_CA6B);
+    (h >> 16) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Field, Float64Type, Int64Type, Schema};
+
+    fn text(b: &[u8]) -> &str {
+        std::str::from_utf8(b).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn columns() -> JsonColumns {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("service", DataType::Utf8, true),
+            Field::new("status", DataType::Int64, true),
+            Field::new("ms", DataType::Float64, true),
+            Field::new("ok", DataType::Boolean, true),
+        ]));
+        JsonColumns::new(&schema).unwrap_or_else(|| panic!("supported"))
+    }
+
+    #[test]
+    fn declared_members_are_read_and_the_rest_skipped() {
+        let mut c = columns();
+        let lines: [&[u8]; 4] = [
+            br#"{"service":"api","status":200,"ms":1.5,"ok":true,"extra":{"a":[1,{"b":null}],"c":"}"}}"#,
+            br#" { "status" : "404" , "ms" : "2e3", "service": 7, "x": [] } "#,
+            br#"{"service":"caf\u00e9 \ud83d\ude00 \"q\"","status":3.9,"status":5}"#,
+            br#"{}"#,
+        ];
+        for l in lines {
+            c.push(text(l))
+                .unwrap_or_else(|e| panic!("{}: {e:?}", String::from_utf8_lossy(l)));
+        }
+        let cols = c.finish();
+        let service = cols[0].as_string::<i32>();
+        assert_eq!(service.value(0), "api");
+        assert_eq!(service.value(1), "7");
+        assert_eq!(service.value(2), "café 😀 \"q\"");
+        assert!(service.is_null(3));
+        let status = cols[1].as_primitive::<Int64Type>();
+        assert_eq!(
+            (status.value(0), status.value(1), status.value(2)),
+            (200, 404, 5),
+            "numeric strings count, a repeated member keeps its last value"
+        );
+        let ms = cols[2].as_primitive::<Float64Type>();
+        assert_eq!((ms.value(0), ms.value(1)), (1.5, 2000.0));
+        assert!(ms.is_null(2));
+        assert!(cols[3].as_boolean().value(0));
+        assert_eq!(c.rows(), 0);
+    }
+
+    #[test]
+    fn bad_lines_are_rejected_alone_with_a_reason() {
+        let mut c = columns();
+        let cases: [(&[u8], &str); 12] = [
+            (br#"{"service":"a"#, "invalid JSON: the line ends inside the string"),
+            (br#"{"service":"a","#, "invalid JSON: the line ends where"),
+            (br#"{"service":"a"}{"service":"b"}"#, "invalid JSON: expected the end of the line"),
+            (b"", "invalid JSON: empty line"),
+            (br#"[1,2]"#, "not a JSON object"),
+            (br#""text""#, "not a JSON object"),
+            (br#"{"status":"many"}"#, "field does not fit its declared type: `status` should be an integer, found \"many\""),
+            (br#"{"ok":"yes"}"#, "field does not fit its declared type: `ok` should be true or false"),
+            (br#"{"service":{"a":1}}"#, "field does not fit its declared type: `service` should be text, found an object"),
+            (br#"{"x":[1,2}"#, "invalid JSON: expected `,` or `]`"),
+            (br#"{"x":tru}"#, "invalid JSON: expected a JSON value"),
+            (br#"{"x":"\q"}"#, "invalid JSON: invalid escape `\\q`"),
+        ];
+        for (line, want) in cases {
+            let got = c.push(text(line));
+            let reason = got.err().map(|e| e.reason()).unwrap_or_default();
+            assert!(
+                reason.starts_with(want),
+                "{}: {reason}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        c.push(r#"{"service":"good","status":1}"#)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let cols = c.finish();
+        assert_eq!(cols[0].len(), 1, "only the good line became a row");
+        assert_eq!(cols[0].as_string::<i32>().value(0), "good");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let mut c = columns();
+        let mut line = b"{\"x\":".to_vec();
+        line.extend(std::iter::repeat_n(b'[', 100_000));
+        let reason = c
+            .push(text(&line))
+            .err()
+            .map(|e| e.reason())
+            .unwrap_or_default();
+        assert!(reason.contains("nested deeper"), "{reason}");
+    }
+
+    /// Whatever the bytes, a line is a row or a reason, never a panic, and
+    /// agrees with serde_json on whether it is JSON.
+    #[test]
+    fn agrees_with_serde_json_on_mutated_lines() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let template = br#"{"service":"api","status":200,"ms":1.5,"ok":false,"tags":["a",{"b":-1e5}],"s":"x\"y"}"#;
+        let mut c = columns();
+        for _ in 0..20_000 {
+            let mut line = template.to_vec();
+            for _ in 0..(next() % 3 + 1) {
+                let at = (next() as usize) % (line.len() + 1);
+                match next() % 3 {
+                    0 => line.truncate(at),
+                    1 => line.insert(at, b"{}[]\",:0-.e\\ ta"[(next() % 15) as usize]),
+                    _ => {
+                        if at < line.len() {
+                            line.remove(at);
+                        }
+                    }
+                }
+            }
+            let serde = serde_json::from_slice::<serde_json::Value>(&line);
+            match c.push(text(&line)) {
+                Ok(()) => assert!(
+                    matches!(serde, Ok(serde_json::Value::Object(_))),
+                    "took what serde_json refuses: {}",
+                    String::from_utf8_lossy(&line)
+                ),
+                Err(Rejected::Syntax(e)) => assert!(
+                    serde.is_err(),
+                    "refused ({e}) what serde_json takes: {}",
+                    String::from_utf8_lossy(&line)
+                ),
+                Err(Rejected::NotAnObject) => assert!(
+                    matches!(serde, Ok(ref v) if !v.is_object()),
+                    "{}",
+                    String::from_utf8_lossy(&line)
+                ),
+                Err(Rejected::Type(_)) => {}
+            }
+        }
+    }
+}
