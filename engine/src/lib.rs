@@ -32,3 +32,17 @@ pub use connector::{
 pub use error::{EngineError, Result};
 pub use metrics::Metrics;
 pub use runtime::{deploy, DeployOptions, Deployment};
+
+/// Helpers shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A seeded xorshift generator: the same numbers on every run.
+    pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+}

@@ -811,13 +811,7 @@ mod tests {
     /// agrees with serde_json on whether it is JSON.
     #[test]
     fn agrees_with_serde_json_on_mutated_lines() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1d_u64);
         let template = br#"{"service":"api","status":200,"ms":1.5,"ok":false,"tags":["a",{"b":-1e5}],"s":"x\"y"}"#;
         let mut c = columns();
         for _ in 0..20_000 {

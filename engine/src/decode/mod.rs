@@ -900,13 +900,7 @@ mod tests {
     /// every line comes out as an event or as a dead letter.
     #[test]
     fn every_line_is_an_event_or_a_dead_letter_in_every_format() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15_u64);
         let formats = [
             (
                 Format::Json,

@@ -1130,13 +1130,7 @@ mod tests {
     /// and random sizes: identical window rows and late counts.
     #[test]
     fn results_do_not_depend_on_batch_boundaries() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1d_u64);
         // 5,000 events moving forward 10 ms each, jittered by up to ±3 s,
         // over 7 keys.
         let events: Vec<(i64, String)> = (0..5_000i64)
