@@ -194,3 +194,35 @@ async fn session_windows_merge_on_gap() {
     assert_eq!(got, vec![(0, 22, 3), (30, 48, 2), (48, 58, 1)]);
     assert_eq!(late, 0);
 }
+
+/// `approx_count_distinct` is exact while a key and window have seen up to
+/// 256 distinct values, and within a few percent of `count_distinct` past
+/// that, in bounded memory.
+#[tokio::test]
+async fn approx_count_distinct_tracks_count_distinct() {
+    let names: Vec<String> = (0..6000).map(|i| format!("user-{i}")).collect();
+    let mut events: Vec<(i64, &str)> = names.iter().map(|n| (1, n.as_str())).collect();
+    for round in 0..3 {
+        events.extend(names[..100].iter().map(|n| (11 + round, n.as_str())));
+    }
+    let (rows, _) = run(
+        "| window tumbling 10s { exact = count_distinct(service), approx = approx_count_distinct(service) }",
+        &events,
+    )
+    .await;
+    let got: Vec<(i64, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                secs(&r["window_start"]),
+                r["exact"].as_u64().unwrap_or(0),
+                r["approx"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].0, got[0].1), (0, 6000));
+    let err = (got[0].2 as f64 - 6000.0).abs() / 6000.0;
+    assert!(err < 0.05, "6,000 distinct estimated as {}", got[0].2);
+    assert_eq!(got[1], (10, 100, 100), "exact while small");
+}

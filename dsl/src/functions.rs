@@ -257,6 +257,12 @@ pub const FUNCTIONS: &[Signature] = &[
         Fixed(Type::Int),
         "number of distinct non-null values",
     ),
+    agg(
+        "approx_count_distinct",
+        &[Any],
+        Fixed(Type::Int),
+        "approximate number of distinct non-null values: exact up to 256, then a HyperLogLog in 4 KiB per key and window (about 1.6 % error)",
+    ),
     agg("sum", &[Numeric], NumericOfFirst, "sum of the values"),
     agg("min", &[Any], SameAsFirst, "smallest value"),
     agg("max", &[Any], SameAsFirst, "largest value"),

@@ -87,6 +87,8 @@ pub struct AggregatePlan {
 pub enum Aggregate {
     Count,
     CountDistinct,
+    /// `approx_count_distinct(x)`: HyperLogLog beyond 256 distinct values.
+    ApproxCountDistinct,
     Sum,
     Min,
     Max,
@@ -105,6 +107,7 @@ impl Aggregate {
         Some(match name {
             "count" => Aggregate::Count,
             "count_distinct" => Aggregate::CountDistinct,
+            "approx_count_distinct" => Aggregate::ApproxCountDistinct,
             "sum" => Aggregate::Sum,
             "min" => Aggregate::Min,
             "max" => Aggregate::Max,

@@ -169,6 +169,7 @@ pub fn aggregate(a: &AggregatePlan) -> Option<Out> {
     let call = match a.func {
         Aggregate::Count => Ok("count(*)".to_string()),
         Aggregate::CountDistinct => arg().map(|x| format!("count(DISTINCT {x})")),
+        Aggregate::ApproxCountDistinct => arg().map(|x| format!("approx_distinct({x})")),
         Aggregate::Sum => arg().map(|x| format!("sum({x})")),
         Aggregate::Min => arg().map(|x| format!("min({x})")),
         Aggregate::Max => arg().map(|x| format!("max({x})")),

@@ -39,12 +39,13 @@ impl Source for FileSource {
                 format!("cannot open {}: {e}", self.path.display()),
             )
         };
-        let input = if self.follow {
+        let input: Input<tokio::io::Empty> = if self.follow {
             Input::Follow(Box::new(
                 TailedFile::open(self.path.clone(), 0).map_err(cannot)?,
             ))
         } else {
-            Input::Stream(tokio::fs::File::open(&self.path).await.map_err(cannot)?)
+            let file = tokio::fs::File::open(&self.path).await.map_err(cannot)?;
+            Input::File(file.into_std().await)
         };
         read_lines(&self.name, input, &out, &shutdown, 0).await?;
         Ok(())

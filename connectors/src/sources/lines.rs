@@ -18,9 +18,13 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// Where lines come from: a stream read to its end, or a followed file.
+/// Where lines come from: a stream read to its end, a file read to its end
+/// (read on the blocking pool straight into the chunk buffer: tokio's file
+/// would copy every chunk once more through its own buffer), or a followed
+/// file.
 pub enum Input<R> {
     Stream(R),
+    File(std::fs::File),
     Follow(Box<TailedFile>),
 }
 
@@ -33,9 +37,10 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
     shutdown: &CancellationToken,
     first_offset: i64,
 ) -> Result<i64> {
-    let (mut stream, mut followed) = match input {
-        Input::Stream(r) => (Some(r), None),
-        Input::Follow(t) => (None, Some(t)),
+    let (mut stream, mut file, mut followed) = match input {
+        Input::Stream(r) => (Some(r), None, None),
+        Input::File(f) => (None, Some(f), None),
+        Input::Follow(t) => (None, None, Some(t)),
     };
     let follow = followed.is_some();
     let mut buf = vec![0u8; 1 << 20];
@@ -45,7 +50,7 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
     batch.first_offset = offset;
     loop {
         let n = tokio::select! {
-            r = read_chunk(&mut stream, &mut followed, &mut buf) => r.map_err(|e| EngineError::io(format!("reading {name}"), e))?,
+            r = read_chunk(&mut stream, &mut file, &mut followed, &mut buf) => r.map_err(|e| EngineError::io(format!("reading {name}"), e))?,
             _ = shutdown.cancelled() => break,
         };
         if n == 0 {
@@ -145,28 +150,32 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
     Ok(offset)
 }
 
-/// The next chunk of the stream or of the followed file.
+/// The next chunk of the stream, the file or the followed file.
 async fn read_chunk<R: AsyncRead + Unpin>(
     stream: &mut Option<R>,
+    file: &mut Option<std::fs::File>,
     followed: &mut Option<Box<TailedFile>>,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
-    match stream {
-        Some(r) => r.read(buf).await,
-        None => on_blocking_pool(followed, buf, |t, b| t.read(b)).await,
+    if let Some(r) = stream {
+        return r.read(buf).await;
     }
+    if file.is_some() {
+        return on_blocking_pool(file, buf, |f, b| std::io::Read::read(f, b)).await;
+    }
+    on_blocking_pool(followed, buf, |t, b| t.read(b)).await
 }
 
-/// Runs `job` on the followed file and `buf` on tokio's blocking pool (file
-/// reads block) and puts both back.
-async fn on_blocking_pool<T: Send + 'static>(
-    slot: &mut Option<Box<TailedFile>>,
+/// Runs `job` on the file and `buf` on tokio's blocking pool (file reads
+/// block) and puts both back.
+async fn on_blocking_pool<F: Send + 'static, T: Send + 'static>(
+    slot: &mut Option<F>,
     buf: &mut Vec<u8>,
-    job: impl FnOnce(&mut TailedFile, &mut [u8]) -> std::io::Result<T> + Send + 'static,
+    job: impl FnOnce(&mut F, &mut [u8]) -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
     let Some(mut file) = slot.take() else {
         return Err(std::io::Error::other(
-            "the followed file was lost in an interrupted read",
+            "the file was lost in an interrupted read",
         ));
     };
     let mut chunk = std::mem::take(buf);
@@ -232,12 +241,16 @@ mod tests {
     }
 
     async fn split(data: &[u8], step: usize) -> Vec<(i64, String)> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
         let input = Input::Stream(Trickle {
             data: data.to_vec(),
             at: 0,
             step,
         });
+        split_input(input).await
+    }
+
+    async fn split_input<R: AsyncRead + Unpin>(input: Input<R>) -> Vec<(i64, String)> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
         let end = read_lines(
             "t",
             input,
@@ -297,5 +310,13 @@ mod tests {
                 assert_eq!(line, want, "line {i}, step {step}");
             }
         }
+        // A file, read on the blocking pool.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("lines.log");
+        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let got = split_input(Input::<tokio::io::Empty>::File(file)).await;
+        let got: Vec<String> = got.into_iter().map(|(_, l)| l).collect();
+        assert_eq!(got, want);
     }
 }

@@ -81,6 +81,21 @@ pub struct Matcher {
     pub value: String,
     #[serde(default)]
     pub op: MatchOp,
+    /// A regex matcher's pattern, compiled once on first use (silences are
+    /// checked against every alert transition).
+    #[serde(skip)]
+    compiled: Compiled,
+}
+
+/// A compiled matcher regex; not part of what a matcher is (equal whatever
+/// it holds, never serialized).
+#[derive(Debug, Clone, Default)]
+struct Compiled(std::sync::OnceLock<Option<Regex>>);
+
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +131,7 @@ impl Matcher {
                     name: name.to_string(),
                     value: value.to_string(),
                     op,
+                    compiled: Compiled::default(),
                 };
                 m.validate()?;
                 return Ok(m);
@@ -152,9 +168,11 @@ impl Matcher {
             MatchOp::Equal => actual == self.value,
             MatchOp::NotEqual => actual != self.value,
             MatchOp::Regex | MatchOp::NotRegex => {
-                let hit = Regex::new(&format!("^(?:{})$", self.value))
-                    .map(|re| re.is_match(actual))
-                    .unwrap_or(false);
+                let re = self
+                    .compiled
+                    .0
+                    .get_or_init(|| Regex::new(&format!("^(?:{})$", self.value)).ok());
+                let hit = re.as_ref().is_some_and(|re| re.is_match(actual));
                 hit == (self.op == MatchOp::Regex)
             }
         }

@@ -1,6 +1,7 @@
 //! Aggregate functions of windows: their per-window state (accumulators), how a
 //! row updates them, how two merge (session windows), and their final values.
 
+use super::distinct_sketch::DistinctSketch;
 use super::quantile::Quantiles;
 use super::samples::{Reservoir, Rows};
 use crate::error::{EngineError, Result};
@@ -14,7 +15,7 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 use weir_dsl::Type;
 
@@ -42,7 +43,10 @@ pub enum Scalar {
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub enum Acc {
     Count(i64),
-    Distinct(HashSet<u64>),
+    /// The 64-bit hashes of the distinct values seen.
+    Distinct(HashSet<u64, BuildHasherDefault<Prehashed>>),
+    /// `approx_count_distinct`: bounded memory whatever the cardinality.
+    ApproxDistinct(Box<DistinctSketch>),
     SumI(i64, bool),
     SumF(f64, bool),
     Min(Option<Scalar>),
@@ -68,7 +72,8 @@ impl AggSpec {
     pub fn new_acc(&self) -> Acc {
         match self.kind {
             AggKind::Count => Acc::Count(0),
-            AggKind::CountDistinct => Acc::Distinct(HashSet::new()),
+            AggKind::CountDistinct => Acc::Distinct(HashSet::default()),
+            AggKind::ApproxCountDistinct => Acc::ApproxDistinct(Box::default()),
             AggKind::Sum if self.out == Type::Int => Acc::SumI(0, false),
             AggKind::Sum => Acc::SumF(0.0, false),
             AggKind::Min => Acc::Min(None),
@@ -120,6 +125,27 @@ fn as_f64(input: &Input, row: usize) -> Option<f64> {
     }
 }
 
+/// The hasher of sets of values' hashes: they are hashed already (SipHash,
+/// by [`hash_of`]), so hashing them again would only cost time.
+#[derive(Default)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 fn hash_of(input: &Input, row: usize) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     match input {
@@ -143,6 +169,11 @@ impl Acc {
             Acc::Distinct(set) => {
                 if let Some(h) = hash_of(input, row) {
                     set.insert(h);
+                }
+            }
+            Acc::ApproxDistinct(sketch) => {
+                if let Some(h) = hash_of(input, row) {
+                    sketch.add(h);
                 }
             }
             Acc::SumI(s, seen) => {
@@ -197,6 +228,7 @@ impl Acc {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
             (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::ApproxDistinct(a), Acc::ApproxDistinct(b)) => a.merge(&b),
             (Acc::SumI(a, sa), Acc::SumI(b, sb)) => {
                 *a = a.wrapping_add(b);
                 *sa |= sb;
@@ -225,6 +257,7 @@ impl Acc {
         match self {
             Acc::Count(n) => Some(Scalar::I(*n)),
             Acc::Distinct(s) => Some(Scalar::I(s.len() as i64)),
+            Acc::ApproxDistinct(s) => Some(Scalar::I(s.count())),
             Acc::SumI(s, seen) => seen.then_some(Scalar::I(*s)),
             Acc::SumF(s, seen) => seen.then_some(Scalar::F(*s)),
             Acc::Min(v) | Acc::Max(v) => v.clone(),

@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod alert;
+pub mod distinct_sketch;
 pub mod filter;
 pub mod geoip;
 pub mod quantile;
