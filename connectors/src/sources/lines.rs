@@ -161,7 +161,7 @@ async fn read_chunk<R: AsyncRead + Unpin>(
         return r.read(buf).await;
     }
     if file.is_some() {
-        return on_blocking_pool(file, buf, |f, b| std::io::Read::read(f, b)).await;
+        return on_blocking_pool(file, buf, std::io::Read::read).await;
     }
     on_blocking_pool(followed, buf, |t, b| t.read(b)).await
 }
