@@ -370,8 +370,6 @@ impl Deployment {
 /// Pipelines stopped by an error, by name.
 pub type Failures = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
-/// Builds and starts a program. Everything that can fail before data flows
-/// (connectors, lookup tables, outputs) fails here, not later.
 /// Where a source's decoded batches go: its dead letters, its
 /// subscribers (pipelines, archive, shadows) and the live tail.
 struct FanOut {
@@ -414,8 +412,20 @@ impl FanOut {
         }
         Ok(!subs.iter().all(|s| s.skipped.is_some()))
     }
+
+    /// Hands batches on in order; `false` as soon as only shadows are left.
+    async fn send_all(&mut self, decoded: Vec<Decoded>) -> Result<bool> {
+        for d in decoded {
+            if !self.send(d).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
+/// Builds and starts a program. Everything that can fail before data flows
+/// (connectors, lookup tables, outputs) fails here, not later.
 pub fn deploy(
     program: &CheckedProgram,
     factory: &dyn ConnectorFactory,
@@ -606,15 +616,15 @@ pub fn deploy(
                     }
                     SourceMessage::Checkpoint(reply) => {
                         // Everything read before the barrier passes it first.
-                        for d in pool.drain().await? {
-                            fan_out.send(d).await?;
+                        if !fan_out.send_all(pool.drain().await?).await? {
+                            return dead.flush().await;
                         }
                         let _ = reply.send(checkpoint(&fan_out.subs, dead.as_ref()).await);
                         continue;
                     }
                     SourceMessage::Partitions(ids) => {
-                        for d in pool.drain().await? {
-                            fan_out.send(d).await?;
+                        if !fan_out.send_all(pool.drain().await?).await? {
+                            return dead.flush().await;
                         }
                         for sub in fan_out.subs.iter().filter(|s| !s.required) {
                             let _ = sub.send(Flow::Partitions(ids.clone())).await;
@@ -622,17 +632,11 @@ pub fn deploy(
                         continue;
                     }
                 };
-                for d in decoded {
-                    if !fan_out.send(d).await? {
-                        return dead.flush().await;
-                    }
+                if !fan_out.send_all(decoded).await? {
+                    return dead.flush().await;
                 }
             }
-            for d in pool.drain().await? {
-                if !fan_out.send(d).await? {
-                    break;
-                }
-            }
+            fan_out.send_all(pool.drain().await?).await?;
             dead.flush().await
         });
     }

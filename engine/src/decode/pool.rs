@@ -52,12 +52,12 @@ impl DecodePool {
             }
         }
         while self.idle.is_empty() {
-            done.push(self.take_oldest().await?);
+            done.push(self.oldest().await?);
         }
         // Finished ones at the front are taken too, so results never wait
         // behind an idle decoder.
         while self.busy.front().is_some_and(|j| j.is_finished()) {
-            done.push(self.take_oldest().await?);
+            done.push(self.oldest().await?);
         }
         if let Some(mut decoder) = self.idle.pop() {
             self.busy.push_back(tokio::task::spawn_blocking(move || {
@@ -72,7 +72,7 @@ impl DecodePool {
     pub async fn drain(&mut self) -> Result<Vec<Decoded>> {
         let mut done = Vec::with_capacity(self.busy.len());
         while !self.busy.is_empty() {
-            done.push(self.take_oldest().await?);
+            done.push(self.oldest().await?);
         }
         Ok(done)
     }
@@ -83,8 +83,9 @@ impl DecodePool {
     }
 
     /// The oldest batch started, once it is decoded (pending while none
-    /// is). Cancel-safe: dropping the future before it is ready loses
-    /// nothing, so it can race new lines in a `select!`.
+    /// is: callers check [`DecodePool::is_busy`]). Cancel-safe: dropping
+    /// the future before it is ready loses nothing, so it can race new
+    /// lines in a `select!`.
     pub async fn oldest(&mut self) -> Result<Decoded> {
         let joined = std::future::poll_fn(|cx| match self.busy.front_mut() {
             Some(job) => std::pin::Pin::new(job).poll(cx),
@@ -94,17 +95,6 @@ impl DecodePool {
         self.busy.pop_front();
         let (decoder, out) =
             joined.map_err(|e| EngineError::Internal(format!("a decoder stopped: {e}")))?;
-        self.idle.push(decoder);
-        out
-    }
-
-    async fn take_oldest(&mut self) -> Result<Decoded> {
-        let Some(job) = self.busy.pop_front() else {
-            return Err(EngineError::Internal("no batch is being decoded".into()));
-        };
-        let (decoder, out) = job
-            .await
-            .map_err(|e| EngineError::Internal(format!("a decoder stopped: {e}")))?;
         self.idle.push(decoder);
         out
     }
