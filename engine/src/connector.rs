@@ -54,6 +54,32 @@ impl LineBatch {
         self.data.push(b'\n');
     }
 
+    /// Appends the whole lines at the start of `chunk` (each ending in
+    /// `\n`) until the batch holds `max_lines` lines or `max_bytes` bytes,
+    /// copying runs of lines at once (a line ending in `\r\n` alone, to
+    /// strip the `\r`). Returns how many bytes of `chunk` it took; the rest
+    /// is an unfinished line or did not fit.
+    pub fn extend_lines(&mut self, chunk: &[u8], max_lines: usize, max_bytes: usize) -> usize {
+        // `chunk[run..taken]`: lines counted in `ends`, not yet copied.
+        let mut run = 0;
+        let mut taken = 0;
+        for pos in memchr::memchr_iter(b'\n', chunk) {
+            if pos > taken && chunk[pos - 1] == b'\r' {
+                self.data.extend_from_slice(&chunk[run..taken]);
+                self.push(&chunk[taken..pos]);
+                run = pos + 1;
+            } else {
+                self.ends.push((self.data.len() + (pos - run)) as u32);
+            }
+            taken = pos + 1;
+            if self.len() >= max_lines || self.data.len() + (taken - run) >= max_bytes {
+                break;
+            }
+        }
+        self.data.extend_from_slice(&chunk[run..taken]);
+        taken
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -77,12 +103,16 @@ impl LineBatch {
         start..self.ends[i] as usize
     }
 
-    /// Line `i` as text when `text` is the whole of `data` as UTF-8 (read
-    /// once for the batch), else checked on its own.
-    pub fn line_str<'a>(&'a self, text: Option<&'a str>, i: usize) -> Option<&'a str> {
-        match text {
-            Some(t) => t.get(self.line_range(i)),
-            None => std::str::from_utf8(self.line(i)).ok(),
+    /// Line `i` as text: cut from `text` when that is the whole of `data`
+    /// as UTF-8 (checked once for the batch), else checked on its own.
+    pub fn line_str<'a>(
+        &'a self,
+        text: Option<&'a str>,
+        i: usize,
+    ) -> std::result::Result<&'a str, std::str::Utf8Error> {
+        match text.and_then(|t| t.get(self.line_range(i))) {
+            Some(line) => Ok(line),
+            None => std::str::from_utf8(self.line(i)),
         }
     }
 

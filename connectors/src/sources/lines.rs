@@ -107,35 +107,18 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
                 return Ok(offset);
             }
         }
-        if memchr::memchr(b'\r', chunk).is_some() {
-            // Line breaks with `\r` to strip: line by line.
-            while let Some(pos) = memchr::memchr(b'\n', chunk) {
-                push_line(&mut batch, &chunk[..pos]);
-                offset += 1;
-                chunk = &chunk[pos + 1..];
-                if full(&batch) && !send(&mut batch, out, offset).await {
-                    return Ok(offset);
-                }
+        // Whole lines, copied into the batch in runs.
+        loop {
+            let before = batch.len();
+            let taken = batch.extend_lines(chunk, MAX_LINES, MAX_BYTES);
+            offset += (batch.len() - before) as i64;
+            chunk = &chunk[taken..];
+            if !full(&batch) {
+                break;
             }
-        } else {
-            // Whole lines are already in the batch's layout (each followed
-            // by `\n`): their ends noted, then copied at once.
-            let mut from = 0;
-            for pos in memchr::memchr_iter(b'\n', chunk) {
-                let end = batch.data.len() + (pos - from);
-                batch.ends.push(end as u32);
-                offset += 1;
-                if batch.len() >= MAX_LINES || end >= MAX_BYTES {
-                    batch.data.extend_from_slice(&chunk[from..=pos]);
-                    from = pos + 1;
-                    if !send(&mut batch, out, offset).await {
-                        return Ok(offset);
-                    }
-                }
+            if !send(&mut batch, out, offset).await {
+                return Ok(offset);
             }
-            let whole = memchr::memrchr(b'\n', &chunk[from..]).map_or(from, |p| from + p + 1);
-            batch.data.extend_from_slice(&chunk[from..whole]);
-            chunk = &chunk[whole..];
         }
         partial.extend_from_slice(chunk);
     }

@@ -187,7 +187,7 @@ impl JsonColumns {
             Some(b'{') => p.i += 1,
             None => return Err(Rejected::Syntax("empty line".into())),
             Some(_) => {
-                p.skip_value(0).map_err(Rejected::Syntax)?;
+                p.value(0).map_err(Rejected::Syntax)?;
                 p.ws();
                 return Err(match p.peek() {
                     None => Rejected::NotAnObject,
@@ -218,9 +218,9 @@ impl JsonColumns {
                 }
                 p.i += 1;
                 p.ws();
-                match column {
-                    Some(c) => self.spans[c] = Some(p.value().map_err(Rejected::Syntax)?),
-                    None => p.skip_value(1).map_err(Rejected::Syntax)?,
+                let span = p.value(1).map_err(Rejected::Syntax)?;
+                if let Some(c) = column {
+                    self.spans[c] = Some(span);
                 }
                 p.ws();
                 match p.peek() {
@@ -570,9 +570,10 @@ impl Cursor<'_> {
         }
     }
 
-    /// Reads a declared member's value: its span (objects and arrays are
-    /// skipped; no column takes them).
-    fn value(&mut self) -> Result<Span, String> {
+    /// Reads one value, checking its syntax: its span (objects and arrays,
+    /// which no column takes, are stepped over; `depth` is how deep they
+    /// sit).
+    fn value(&mut self, depth: u32) -> Result<Span, String> {
         Ok(match self.peek() {
             Some(b'"') => {
                 let (start, end, escaped) = self.string()?;
@@ -589,66 +590,56 @@ impl Cursor<'_> {
             Some(b't') => self.literal(b"true").map(|_| Span::Bool(true))?,
             Some(b'f') => self.literal(b"false").map(|_| Span::Bool(false))?,
             Some(b'n') => self.literal(b"null").map(|_| Span::Null)?,
-            Some(b'{') => self.skip_value(1).map(|_| Span::Object)?,
-            Some(b'[') => self.skip_value(1).map(|_| Span::Array)?,
+            Some(b'{') => self.container(b'{', depth).map(|_| Span::Object)?,
+            Some(b'[') => self.container(b'[', depth).map(|_| Span::Array)?,
             _ => return Err(self.unexpected("a JSON value")),
         })
     }
 
-    /// Steps over one value, checking its syntax.
-    fn skip_value(&mut self, depth: u32) -> Result<(), String> {
-        match self.peek() {
-            Some(b'"') => self.string().map(|_| ()),
-            Some(b'-' | b'0'..=b'9') => self.number().map(|_| ()),
-            Some(b't') => self.literal(b"true"),
-            Some(b'f') => self.literal(b"false"),
-            Some(b'n') => self.literal(b"null"),
-            Some(open @ (b'{' | b'[')) => {
-                if depth >= MAX_DEPTH {
-                    return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    /// At `{` or `[`: steps over the object or array, checking its syntax.
+    fn container(&mut self, open: u8, depth: u32) -> Result<(), String> {
+        if depth >= MAX_DEPTH {
+            return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+        }
+        let close = if open == b'{' { b'}' } else { b']' };
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            if open == b'{' {
+                if self.peek() != Some(b'"') {
+                    return Err(self.unexpected("a member name in quotes"));
                 }
-                let close = if open == b'{' { b'}' } else { b']' };
+                self.string()?;
+                self.ws();
+                if self.peek() != Some(b':') {
+                    return Err(self.unexpected("`:` after a member name"));
+                }
                 self.i += 1;
                 self.ws();
-                if self.peek() == Some(close) {
+            }
+            self.value(depth + 1)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(c) if c == close => {
                     self.i += 1;
                     return Ok(());
                 }
-                loop {
-                    if open == b'{' {
-                        if self.peek() != Some(b'"') {
-                            return Err(self.unexpected("a member name in quotes"));
-                        }
-                        self.string()?;
-                        self.ws();
-                        if self.peek() != Some(b':') {
-                            return Err(self.unexpected("`:` after a member name"));
-                        }
-                        self.i += 1;
-                        self.ws();
-                    }
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        Some(c) if c == close => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        _ => {
-                            return Err(self.unexpected(if open == b'{' {
-                                "`,` or `}`"
-                            } else {
-                                "`,` or `]`"
-                            }))
-                        }
-                    }
+                _ => {
+                    return Err(self.unexpected(if open == b'{' {
+                        "`,` or `}`"
+                    } else {
+                        "`,` or `]`"
+                    }))
                 }
             }
-            _ => Err(self.unexpected("a JSON value")),
         }
     }
 }

@@ -198,17 +198,22 @@ impl LineDecoder {
         let text = std::str::from_utf8(&lines.data).ok();
         // Indices of the lines that made it into the batch.
         let mut kept: Option<Vec<usize>> = None;
-        let oversize: Vec<usize> = (0..lines.len())
-            .filter(|&i| lines.line(i).len() > self.max_line_bytes)
-            .collect();
-        let fast = oversize.is_empty() && self.dirty_batches == 0;
-        let content = match (&self.format, fast) {
-            (Format::Json, _) if self.columns.is_some() => {
+        // Arrow's JSON reader takes a batch without long lines; the other
+        // paths look at each line's length themselves.
+        let max = self.max_line_bytes;
+        let oversize = || lines.lines().any(|l| too_long(max, l).is_some());
+        let content = match &self.format {
+            Format::Json if self.columns.is_some() => {
                 let (b, k) = self.decode_json_columns(lines, text, &mut dead)?;
                 kept = k;
                 b
             }
-            (Format::Json, true) => match self.decode_json_fast(lines) {
+            Format::Json if oversize() => {
+                let (b, k) = self.decode_each(lines, text, &mut dead)?;
+                kept = Some(k);
+                b
+            }
+            Format::Json if self.dirty_batches == 0 => match self.decode_json_fast(lines) {
                 Ok(b) => b,
                 Err(_) => {
                     self.decoder = Self::build_decoder(&self.content_schema)?;
@@ -220,7 +225,7 @@ impl LineDecoder {
                     b
                 }
             },
-            (Format::Json, false) if oversize.is_empty() => {
+            Format::Json => {
                 let (b, k) = self.decode_json_each(lines, &mut dead)?;
                 self.dirty_batches = if dead.is_empty() {
                     self.dirty_batches.saturating_sub(1)
@@ -231,7 +236,7 @@ impl LineDecoder {
                 b
             }
             _ => {
-                let (b, k) = self.decode_each(lines, &mut dead)?;
+                let (b, k) = self.decode_each(lines, text, &mut dead)?;
                 kept = Some(k);
                 b
             }
@@ -280,8 +285,8 @@ impl LineDecoder {
         let mut raw = StringBuilder::with_capacity(n, lines.data.len());
         for i in 0..n {
             match lines.line_str(text, index(i)) {
-                Some(line) => raw.append_value(line),
-                None => raw.append_value(String::from_utf8_lossy(lines.line(index(i)))),
+                Ok(line) => raw.append_value(line),
+                Err(_) => raw.append_value(String::from_utf8_lossy(lines.line(index(i)))),
             }
         }
         let mut columns: Vec<ArrayRef> = content.columns().to_vec();
@@ -332,21 +337,12 @@ impl LineDecoder {
         let mut kept: Option<Vec<usize>> = None;
         let mut rejects = Vec::new();
         for i in 0..lines.len() {
-            let line = lines.line(i);
-            let taken = if line.len() > self.max_line_bytes {
-                Err(format!(
-                    "line of {} bytes is over the {} byte limit",
-                    line.len(),
-                    self.max_line_bytes
-                ))
-            } else {
-                match lines.line_str(text, i) {
-                    Some(line) => columns.push(line).map_err(|r| r.reason()),
-                    None => Err(match std::str::from_utf8(line) {
-                        Err(e) => format!("not UTF-8: {e}"),
-                        Ok(_) => "not UTF-8".to_string(),
-                    }),
-                }
+            let taken = match too_long(self.max_line_bytes, lines.line(i)) {
+                Some(reason) => Err(reason),
+                None => match lines.line_str(text, i) {
+                    Ok(line) => columns.push(line).map_err(|r| r.reason()),
+                    Err(e) => Err(format!("not UTF-8: {e}")),
+                },
             };
             match (taken, &mut kept) {
                 (Ok(()), Some(k)) => k.push(i),
@@ -489,25 +485,17 @@ impl LineDecoder {
     fn decode_each(
         &mut self,
         lines: &LineBatch,
+        text: Option<&str>,
         dead: &mut Vec<DeadLetter>,
     ) -> Result<(Option<RecordBatch>, Vec<usize>)> {
         let mut rows: Vec<Map<String, Json>> = Vec::with_capacity(lines.len());
         let mut kept = Vec::with_capacity(lines.len());
         for i in 0..lines.len() {
-            let bytes = lines.line(i);
-            if bytes.len() > self.max_line_bytes {
-                dead.push(self.dead_letter(
-                    lines,
-                    i,
-                    format!(
-                        "line of {} bytes is over the {} byte limit",
-                        bytes.len(),
-                        self.max_line_bytes
-                    ),
-                ));
+            if let Some(reason) = too_long(self.max_line_bytes, lines.line(i)) {
+                dead.push(self.dead_letter(lines, i, reason));
                 continue;
             }
-            let line = match std::str::from_utf8(bytes) {
+            let line = match lines.line_str(text, i) {
                 Ok(l) => l,
                 Err(e) => {
                     dead.push(self.dead_letter(lines, i, format!("not UTF-8: {e}")));
@@ -657,6 +645,11 @@ impl LineDecoder {
             time: chrono::Utc::now().to_rfc3339(),
         }
     }
+}
+
+/// Why a line is over `max` bytes, if it is.
+fn too_long(max: usize, line: &[u8]) -> Option<String> {
+    (line.len() > max).then(|| format!("line of {} bytes is over the {max} byte limit", line.len()))
 }
 
 /// Rewrites severity spellings (`warning`, `W`, `30`) to canonical names; unknown
