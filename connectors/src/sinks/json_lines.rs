@@ -13,6 +13,24 @@ pub enum Target {
     File(Mutex<Option<tokio::fs::File>>, PathBuf),
 }
 
+/// Rows turned into text at once.
+const CHUNK_ROWS: usize = 8192;
+
+/// Opens (creating it and its folder) a file to append to.
+async fn open_append(path: &std::path::Path) -> Result<tokio::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
+    }
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .map_err(|e| EngineError::io(format!("opening {}", path.display()), e))
+}
+
 pub struct JsonLinesSink {
     target: Target,
 }
@@ -51,37 +69,37 @@ impl JsonLinesSink {
 #[async_trait]
 impl Sink for JsonLinesSink {
     async fn write(&self, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
-        let mut buf = Vec::with_capacity(batch.num_rows() * 128);
-        to_ndjson(batch, &mut buf)?;
-        match &self.target {
-            Target::Stdout => {
-                let mut out = tokio::io::stdout();
-                out.write_all(&buf)
-                    .await
-                    .map_err(|e| EngineError::io("writing to stdout", e))?;
-            }
-            Target::File(file, path) => {
-                let mut guard = file.lock().await;
-                if guard.is_none() {
-                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                            EngineError::io(format!("creating {}", dir.display()), e)
-                        })?;
+        let mut stdout;
+        let mut guard;
+        let (out, name): (&mut (dyn tokio::io::AsyncWrite + Unpin + Send), String) =
+            match &self.target {
+                Target::Stdout => {
+                    stdout = tokio::io::stdout();
+                    (&mut stdout, "stdout".to_string())
+                }
+                Target::File(file, path) => {
+                    guard = file.lock().await;
+                    if guard.is_none() {
+                        *guard = Some(open_append(path).await?);
                     }
-                    let f = tokio::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .await
-                        .map_err(|e| EngineError::io(format!("opening {}", path.display()), e))?;
-                    *guard = Some(f);
+                    match guard.as_mut() {
+                        Some(f) => (f, path.display().to_string()),
+                        None => return Ok(()),
+                    }
                 }
-                if let Some(f) = guard.as_mut() {
-                    f.write_all(&buf)
-                        .await
-                        .map_err(|e| EngineError::io(format!("writing {}", path.display()), e))?;
-                }
-            }
+            };
+        // A slice of rows at a time into one buffer: a window closing a
+        // million keys does not hold a million lines of text at once.
+        let mut buf = Vec::with_capacity(CHUNK_ROWS.min(batch.num_rows()) * 128);
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let n = CHUNK_ROWS.min(batch.num_rows() - at);
+            buf.clear();
+            to_ndjson(&batch.slice(at, n), &mut buf)?;
+            out.write_all(&buf)
+                .await
+                .map_err(|e| EngineError::io(format!("writing {name}"), e))?;
+            at += n;
         }
         Ok(())
     }

@@ -44,7 +44,7 @@ pub enum Scalar {
 pub enum Acc {
     Count(i64),
     /// The 64-bit hashes of the distinct values seen.
-    Distinct(HashSet<u64, BuildHasherDefault<Prehashed>>),
+    Distinct(Box<HashSet<u64, BuildHasherDefault<Prehashed>>>),
     /// `approx_count_distinct`: bounded memory whatever the cardinality.
     ApproxDistinct(Box<DistinctSketch>),
     SumI(i64, bool),
@@ -72,7 +72,7 @@ impl AggSpec {
     pub fn new_acc(&self) -> Acc {
         match self.kind {
             AggKind::Count => Acc::Count(0),
-            AggKind::CountDistinct => Acc::Distinct(HashSet::default()),
+            AggKind::CountDistinct => Acc::Distinct(Box::default()),
             AggKind::ApproxCountDistinct => Acc::ApproxDistinct(Box::default()),
             AggKind::Sum if self.out == Type::Int => Acc::SumI(0, false),
             AggKind::Sum => Acc::SumF(0.0, false),
@@ -227,7 +227,7 @@ impl Acc {
     pub fn merge(&mut self, other: Acc) {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(*b),
             (Acc::ApproxDistinct(a), Acc::ApproxDistinct(b)) => a.merge(&b),
             (Acc::SumI(a, sa), Acc::SumI(b, sb)) => {
                 *a = a.wrapping_add(b);

@@ -11,6 +11,7 @@ pub mod alert;
 pub mod distinct_sketch;
 pub mod filter;
 pub mod geoip;
+pub mod key_table;
 pub mod quantile;
 pub mod samples;
 pub mod transform;

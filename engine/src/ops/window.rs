@@ -22,14 +22,16 @@
 //! collection.
 
 use super::aggregate::{build_column, Acc, AggSpec, Input};
+use super::key_table::KeyTable;
 use super::Operator;
 use crate::error::{EngineError, Result};
 use crate::schema::TZ;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{RowConverter, SortField};
+use hashbrown::HashMap;
 use prometheus::{IntCounter, IntGauge};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,6 +69,48 @@ struct Session {
 /// One open pane in a checkpoint: its start and each key's accumulators.
 type PaneState = (i64, Vec<(u32, Vec<Acc>)>);
 
+/// One open window (tumbling or sliding): its keys and their accumulators,
+/// side by side — key id to slot, and each slot's accumulators (one per
+/// aggregate) at `slot * aggregates` in `accs`. No allocation per key.
+#[derive(Default)]
+struct Pane {
+    slots: HashMap<u32, u32>,
+    accs: Vec<Acc>,
+}
+
+impl Pane {
+    /// Key `key`'s accumulators, new ones when it has none yet.
+    fn accs_mut(&mut self, key: u32, aggs: &[AggSpec]) -> &mut [Acc] {
+        let n = aggs.len();
+        let next = self.slots.len() as u32;
+        let slot = *self.slots.entry(key).or_insert(next) as usize;
+        if slot == next as usize {
+            self.accs.extend(aggs.iter().map(AggSpec::new_acc));
+        }
+        &mut self.accs[slot * n..(slot + 1) * n]
+    }
+
+    /// Its keys with their accumulators' slot, by key.
+    fn sorted(&self) -> Vec<(u32, usize)> {
+        let mut keys: Vec<(u32, usize)> =
+            self.slots.iter().map(|(&k, &s)| (k, s as usize)).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+/// Closed windows on their way out: per row its bounds, key and where its
+/// accumulators start in `accs` (one per aggregate, in order).
+#[derive(Default)]
+struct Closed {
+    rows: Vec<(i64, i64, u32, usize)>,
+    accs: Vec<Acc>,
+}
+
 /// A window's state in a checkpoint: its keys (as Arrow row bytes, by key
 /// number), open panes and sessions, and event time.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -101,10 +145,10 @@ pub struct Window {
     group_cols: Vec<usize>,
     converter: Option<RowConverter>,
     aggs: Vec<AggSpec>,
-    key_ids: HashMap<Box<[u8]>, u32>,
-    keys: Vec<Option<OwnedRow>>,
+    /// The group keys by id (one key, empty, without group-by fields).
+    keys: KeyTable,
     /// Tumbling and sliding state: window start -> key -> accumulators.
-    panes: BTreeMap<i64, HashMap<u32, Vec<Acc>>>,
+    panes: BTreeMap<i64, Pane>,
     sessions: HashMap<u32, Vec<Session>>,
     max_ts: i64,
     watermark: i64,
@@ -218,8 +262,7 @@ impl Window {
             group_cols: group_cols.into_iter().map(|(i, _)| i).collect(),
             converter,
             aggs,
-            key_ids: HashMap::new(),
-            keys: Vec::new(),
+            keys: KeyTable::new(),
             panes: BTreeMap::new(),
             sessions: HashMap::new(),
             max_ts: i64::MIN,
@@ -249,39 +292,35 @@ impl Window {
     /// Forgets keys no open window holds (nor `also`) and numbers the rest
     /// anew; returns the old number of each kept key to its new one.
     fn collect_keys(&mut self, also: &[u32]) -> HashMap<u32, u32> {
+        let known = self.keys.len();
         let mut live: Vec<u32> = self
             .panes
             .values()
-            .flat_map(|p| p.keys().copied())
+            .flat_map(|p| p.slots.keys().copied())
             .chain(self.sessions.keys().copied())
-            .chain(also.iter().copied().filter(|&k| k != OVERFLOW))
+            .chain(also.iter().copied())
+            .filter(|&k| (k as usize) < known)
             .collect();
         live.sort_unstable();
         live.dedup();
-        let mut keys = Vec::with_capacity(live.len());
-        let mut key_ids = HashMap::with_capacity(live.len());
-        let mut remap = HashMap::with_capacity(live.len());
-        for old in live {
-            if let Some(k) = self.keys.get_mut(old as usize).and_then(Option::take) {
-                let new = keys.len() as u32;
-                key_ids.insert(k.row().as_ref().into(), new);
-                keys.push(Some(k));
-                remap.insert(old, new);
-            }
-        }
+        // The kept keys are numbered anew in this order.
+        let remap: HashMap<u32, u32> = live
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| (old, new as u32))
+            .collect();
+        self.keys.retain(&live);
         let renumber = |k: u32| remap.get(&k).copied().unwrap_or(OVERFLOW);
         for pane in self.panes.values_mut() {
-            *pane = std::mem::take(pane)
+            pane.slots = std::mem::take(&mut pane.slots)
                 .into_iter()
-                .map(|(k, v)| (renumber(k), v))
+                .map(|(k, slot)| (renumber(k), slot))
                 .collect();
         }
         self.sessions = std::mem::take(&mut self.sessions)
             .into_iter()
             .map(|(k, v)| (renumber(k), v))
             .collect();
-        self.keys = keys;
-        self.key_ids = key_ids;
         self.collected = true;
         remap
     }
@@ -295,7 +334,7 @@ impl Window {
         let n = batch.num_rows();
         let Some(conv) = &self.converter else {
             if self.keys.is_empty() {
-                self.keys.push(None);
+                self.keys.insert(&[]);
             }
             return Ok(vec![0; n]);
         };
@@ -317,7 +356,7 @@ impl Window {
                     continue;
                 }
             }
-            let mut found = self.key_ids.get(row.as_ref()).copied();
+            let mut found = self.keys.find(row.as_ref());
             if found.is_none() && self.keys.len() >= self.max_keys && !self.collected {
                 // Full: forget keys no open window holds (the batch's own
                 // included), renumbering what this batch was given so far.
@@ -325,17 +364,12 @@ impl Window {
                 for id in ids.iter_mut() {
                     *id = remap.get(id).copied().unwrap_or(OVERFLOW);
                 }
-                found = self.key_ids.get(row.as_ref()).copied();
+                found = self.keys.find(row.as_ref());
             }
             let id = match found {
                 Some(id) => id,
                 None if self.keys.len() >= self.max_keys => OVERFLOW,
-                None => {
-                    let id = self.keys.len() as u32;
-                    self.key_ids.insert(row.as_ref().into(), id);
-                    self.keys.push(Some(row.owned()));
-                    id
-                }
+                None => self.keys.insert(row.as_ref()).unwrap_or(OVERFLOW),
             };
             ids.push(id);
             last = Some((i, id));
@@ -361,12 +395,7 @@ impl Window {
                 if start.saturating_add(size) <= self.watermark {
                     return false;
                 }
-                let accs = self
-                    .panes
-                    .entry(start)
-                    .or_default()
-                    .entry(key)
-                    .or_insert_with(|| Self::new_accs(aggs));
+                let accs = self.panes.entry(start).or_default().accs_mut(key, aggs);
                 Self::add(aggs, accs, inputs, row);
                 true
             }
@@ -378,12 +407,7 @@ impl Window {
                 let mut added = false;
                 while start > ts - size {
                     if start.saturating_add(size) > self.watermark {
-                        let accs = self
-                            .panes
-                            .entry(start)
-                            .or_default()
-                            .entry(key)
-                            .or_insert_with(|| Self::new_accs(aggs));
+                        let accs = self.panes.entry(start).or_default().accs_mut(key, aggs);
                         Self::add(aggs, accs, inputs, row);
                         added = true;
                     }
@@ -441,7 +465,7 @@ impl Window {
 
     /// Emits every window whose end is at or before `limit`.
     fn emit_until(&mut self, limit: i64) -> Result<Vec<RecordBatch>> {
-        let mut rows: Vec<(i64, i64, u32, Vec<Acc>)> = Vec::new();
+        let mut closed = Closed::default();
         match self.assigner {
             Assigner::Session { gap_us: gap } => {
                 for (&key, sessions) in self.sessions.iter_mut() {
@@ -449,46 +473,59 @@ impl Window {
                     while i < sessions.len() {
                         if sessions[i].last.saturating_add(gap) <= limit {
                             let s = sessions.swap_remove(i);
-                            rows.push((s.start, s.last + gap, key, s.accs));
+                            let at = closed.accs.len();
+                            closed.accs.extend(s.accs);
+                            closed.rows.push((s.start, s.last + gap, key, at));
                         } else {
                             i += 1;
                         }
                     }
                 }
                 self.sessions.retain(|_, s| !s.is_empty());
-                rows.sort_by_key(|r| (r.0, r.2));
+                closed.rows.sort_by_key(|r| (r.0, r.2));
             }
             _ => {
                 let size = self.window_size();
+                let n = self.aggs.len();
                 while let Some(entry) = self.panes.first_entry() {
                     let start = *entry.key();
                     if start.saturating_add(size) > limit {
                         break;
                     }
-                    let mut pane: Vec<(u32, Vec<Acc>)> = entry.remove().into_iter().collect();
-                    pane.sort_by_key(|(k, _)| *k);
-                    rows.extend(pane.into_iter().map(|(k, a)| (start, start + size, k, a)));
+                    let pane = entry.remove();
+                    let base = closed.accs.len();
+                    closed.rows.extend(
+                        pane.sorted()
+                            .into_iter()
+                            .map(|(k, slot)| (start, start + size, k, base + slot * n)),
+                    );
+                    if base == 0 {
+                        closed.accs = pane.accs;
+                    } else {
+                        closed.accs.extend(pane.accs);
+                    }
                 }
             }
         }
         self.update_open_gauge();
-        if rows.is_empty() {
+        if closed.rows.is_empty() {
             return Ok(Vec::new());
         }
         // Closed windows' keys may be forgotten again when the table is full.
         self.collected = false;
-        Ok(vec![self.build(rows)?])
+        Ok(vec![self.build(closed)?])
     }
 
     fn update_open_gauge(&self) {
         let open: usize = match self.assigner {
             Assigner::Session { .. } => self.sessions.values().map(Vec::len).sum(),
-            _ => self.panes.values().map(HashMap::len).sum(),
+            _ => self.panes.values().map(Pane::len).sum(),
         };
         self.metrics.open.set(open as i64);
     }
 
-    fn build(&self, rows: Vec<(i64, i64, u32, Vec<Acc>)>) -> Result<RecordBatch> {
+    fn build(&self, closed: Closed) -> Result<RecordBatch> {
+        let Closed { rows, accs } = closed;
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         let starts: TimestampMicrosecondArray = rows
             .iter()
@@ -501,13 +538,12 @@ impl Window {
         cols.push(Arc::new(starts.with_timezone(TZ)));
         cols.push(Arc::new(ends.with_timezone(TZ)));
         if let Some(conv) = &self.converter {
+            let parser = conv.parser();
             let keys = rows
                 .iter()
                 .map(|r| {
                     self.keys
-                        .get(r.2 as usize)
-                        .and_then(|k| k.as_ref())
-                        .map(|k| k.row())
+                        .row(&parser, r.2)
                         .ok_or_else(|| EngineError::Internal("unknown window key".into()))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -516,7 +552,7 @@ impl Window {
         for (i, spec) in self.aggs.iter().enumerate() {
             cols.push(build_column(
                 spec.out,
-                rows.iter().filter_map(|r| r.3.get(i)),
+                rows.iter().filter_map(|r| accs.get(r.3 + i)),
             )?);
         }
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
@@ -785,15 +821,28 @@ impl Operator for Window {
 
     fn snapshot(&self) -> Result<Option<Vec<u8>>> {
         let state = WindowState {
-            keys: self
-                .keys
-                .iter()
-                .map(|k| k.as_ref().map(|r| r.row().as_ref().to_vec()))
+            keys: (0..self.keys.len() as u32)
+                .map(|id| {
+                    self.converter
+                        .as_ref()
+                        .and_then(|_| self.keys.get(id).map(<[u8]>::to_vec))
+                })
                 .collect(),
             panes: self
                 .panes
                 .iter()
-                .map(|(start, keys)| (*start, keys.iter().map(|(k, a)| (*k, a.clone())).collect()))
+                .map(|(start, pane)| {
+                    let n = self.aggs.len();
+                    let keys = pane
+                        .sorted()
+                        .into_iter()
+                        .map(|(k, slot)| {
+                            let accs = pane.accs.get(slot * n..(slot + 1) * n);
+                            (k, accs.map(<[Acc]>::to_vec).unwrap_or_default())
+                        })
+                        .collect();
+                    (*start, keys)
+                })
                 .collect(),
             sessions: self
                 .sessions
@@ -824,19 +873,26 @@ impl Operator for Window {
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let state: WindowState = ciborium::from_reader(bytes)
             .map_err(|e| EngineError::Internal(format!("window state unreadable: {e}")))?;
-        let mut keys = Vec::with_capacity(state.keys.len());
-        let mut key_ids = HashMap::with_capacity(state.keys.len());
+        let unreadable =
+            |why: &str| EngineError::Internal(format!("window state unreadable: {why}"));
+        let mut keys = KeyTable::new();
         match &self.converter {
-            Some(conv) => {
-                let parser = conv.parser();
-                for (id, k) in state.keys.into_iter().enumerate() {
-                    keys.push(k.map(|bytes| {
-                        key_ids.insert(bytes.clone().into_boxed_slice(), id as u32);
-                        parser.parse(&bytes).owned()
-                    }));
+            Some(_) => {
+                for k in &state.keys {
+                    // Every key of a grouped window has bytes; a key held
+                    // twice would give two ids one lookup.
+                    let bytes = k
+                        .as_deref()
+                        .ok_or_else(|| unreadable("a key without bytes"))?;
+                    if keys.find(bytes).is_some() || keys.insert(bytes).is_none() {
+                        return Err(unreadable("a key held twice"));
+                    }
                 }
             }
-            None => keys.extend(state.keys.iter().map(|_| None)),
+            None if state.keys.is_empty() => {}
+            None => {
+                keys.insert(&[]);
+            }
         }
         let n = keys.len() as u32;
         let known = |k: &u32| *k < n;
@@ -850,13 +906,24 @@ impl Operator for Window {
                 "window state names a key it does not hold".into(),
             ));
         }
+        let width = self.aggs.len();
+        let mut panes = BTreeMap::new();
+        for (start, list) in state.panes {
+            let mut pane = Pane::default();
+            for (k, accs) in list {
+                if accs.len() != width {
+                    return Err(unreadable("a key with another number of aggregates"));
+                }
+                let slot = pane.slots.len() as u32;
+                if pane.slots.insert(k, slot).is_some() {
+                    return Err(unreadable("a key held twice in one window"));
+                }
+                pane.accs.extend(accs);
+            }
+            panes.insert(start, pane);
+        }
         self.keys = keys;
-        self.key_ids = key_ids;
-        self.panes = state
-            .panes
-            .into_iter()
-            .map(|(start, keys)| (start, keys.into_iter().collect()))
-            .collect();
+        self.panes = panes;
         self.sessions = state.sessions.into_iter().collect();
         self.max_ts = state.max_ts;
         self.watermark = state.watermark;
@@ -1025,6 +1092,51 @@ mod tests {
         total += counted(&w.finish().unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(overflow.get(), 0);
         assert_eq!(total, 200 * 900);
+    }
+
+    #[test]
+    fn restored_state_carries_on_across_key_collections() {
+        // Keys forgotten and renumbered between checkpoints (a small key
+        // table), and a restart from a snapshot every 17th second: the same
+        // rows as the run that never stopped.
+        let batch_of = |second: i64| {
+            // Half the ids recur every second, half are new.
+            let ids: Vec<(i64, String)> = (0..600)
+                .map(|i| {
+                    let id = if i % 2 == 0 { i } else { second * 1_000 + i };
+                    (second * 1_000_000 + i * 10, format!("id{id}"))
+                })
+                .collect();
+            events_batch(&ids)
+        };
+        let run = |restart: bool| {
+            let (mut w, overflow) = window(1_000);
+            let mut rows = Vec::new();
+            for second in 0..120 {
+                if restart && second % 17 == 0 {
+                    let bytes = w
+                        .snapshot()
+                        .unwrap_or_else(|e| panic!("{e}"))
+                        .unwrap_or_else(|| panic!("a window has state"));
+                    let (fresh, _) = window(1_000);
+                    w = fresh;
+                    w.restore(&bytes).unwrap_or_else(|e| panic!("{e}"));
+                }
+                collect_rows(
+                    w.process(batch_of(second))
+                        .unwrap_or_else(|e| panic!("{e}")),
+                    &mut rows,
+                );
+                assert!(w.keys.len() <= 1_000, "{}", w.keys.len());
+            }
+            collect_rows(w.finish().unwrap_or_else(|e| panic!("{e}")), &mut rows);
+            assert_eq!(overflow.get(), 0);
+            rows
+        };
+        let reference = run(false);
+        assert_eq!(reference.len(), 120 * 600);
+        assert_eq!(reference.iter().map(|r| r.2).sum::<i64>(), 120 * 600);
+        assert_eq!(run(true), reference);
     }
 
     /// (window start, id, count) of every row of `out`, into `rows`.
