@@ -85,7 +85,7 @@ pub struct JsonColumns {
     schema: SchemaRef,
     names: Vec<Box<[u8]>>,
     builders: Vec<Builder>,
-    keys: KeyTable,
+    keys: NameIndex,
     spans: Vec<Option<Span>>,
     values: Vec<Value>,
     unescaped: String,
@@ -112,7 +112,7 @@ impl JsonColumns {
             .collect();
         Some(JsonColumns {
             schema: schema.clone(),
-            keys: KeyTable::new(&names),
+            keys: NameIndex::new(&names),
             spans: vec![None; names.len()],
             values: Vec::with_capacity(names.len()),
             names,
@@ -646,15 +646,15 @@ impl Cursor<'_> {
 
 /// Member names to columns: open addressing over a small power-of-two
 /// table, hashed on length and three bytes (names are short and few).
-struct KeyTable {
+struct NameIndex {
     slots: Vec<u16>,
     mask: usize,
 }
 
 const EMPTY: u16 = u16::MAX;
 
-impl KeyTable {
-    fn new(names: &[Box<[u8]>]) -> KeyTable {
+impl NameIndex {
+    fn new(names: &[Box<[u8]>]) -> NameIndex {
         let size = (names.len() * 4).next_power_of_two().max(16);
         let mut slots = vec![EMPTY; size];
         for (c, name) in names.iter().enumerate().take(EMPTY as usize - 1) {
@@ -664,7 +664,7 @@ impl KeyTable {
             }
             slots[at] = c as u16;
         }
-        KeyTable {
+        NameIndex {
             slots,
             mask: size - 1,
         }
