@@ -10,10 +10,21 @@
 //!
 //! 3. The cost of checkpointing window state: encoding, size and restoring
 //!    the state of 100,000 open keys (count, count_distinct, p99).
+//! 4. Silences at that scale: the same 100,000 open alerts with 100 silences
+//!    (regex matchers; one of them silencing a tenth of the keys), against
+//!    none, in the same run.
+//! 5. Distinct counts on a high-cardinality field: 1-minute windows counting
+//!    the distinct users (100,000 a window) exactly and approximately,
+//!    against a plain count.
 //!
 //! `cargo bench --bench alerts_throughput` (WEIR_BENCH_KEYS sets the key count).
 // Benchmark and example code, not a runtime path: a panic stops the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// The allocator the `weir` binary runs with (src/main.rs): the figures
+/// are those of what ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -53,6 +64,51 @@ pipeline keys {
   | alert "per user" when errors >= 2 severity warning evidence 0
 }
 "#;
+
+/// One window over all users: `AGG` of the user field.
+const DISTINCT: &str = r#"
+source app = generator() format json fields { user: string }
+pipeline users {
+  from app
+  | window tumbling 1m { v = AGG }
+}
+"#;
+
+/// A manager like the one `weir serve` runs (metrics, history), with
+/// `silences` silences: regexes on `user` that match none of the bench's
+/// keys, and, when there are any, one silencing every key ending in 7.
+fn manager_with_silences(silences: usize) -> anyhow::Result<Arc<AlertManager>> {
+    let m = AlertManager::new(
+        Arc::new(weir_engine::alerting::SystemClock),
+        weir_engine::AlertSettings {
+            log_unrouted: false,
+            ..Default::default()
+        },
+        Some(Metrics::new(&prometheus::Registry::new())?),
+    )
+    .map_err(anyhow::Error::msg)?;
+    for i in 0..silences {
+        let pattern = if i == 0 {
+            "user=~u[0-9]*7".to_string()
+        } else {
+            format!("user=~x{i}-[0-9]+")
+        };
+        let matcher =
+            weir_engine::alerting::Matcher::parse(&pattern).map_err(anyhow::Error::msg)?;
+        m.add_silence(
+            vec![
+                matcher,
+                weir_engine::alerting::Matcher::parse("alertname=per user")
+                    .map_err(anyhow::Error::msg)?,
+            ],
+            None,
+            Duration::from_secs(3600),
+            "bench".into(),
+            String::new(),
+        )?;
+    }
+    Ok(m)
+}
 
 /// `windows` minutes; in even minutes every key has 2 events (fires), in odd
 /// minutes 1 (does not match, so the alert resolves).
@@ -250,16 +306,7 @@ fn main() -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     let with = run(WITH_ALERT, &data, manager.clone())?;
     // The same kind of manager (metrics, history), so only evidence differs.
-    let plain = AlertManager::new(
-        Arc::new(weir_engine::alerting::SystemClock),
-        weir_engine::AlertSettings {
-            log_unrouted: false,
-            ..Default::default()
-        },
-        Some(Metrics::new(&prometheus::Registry::new())?),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let bare = run(WITHOUT_EVIDENCE, &data, plain)?;
+    let bare = run(WITHOUT_EVIDENCE, &data, manager_with_silences(0)?)?;
     let evaluated = keys * windows;
     let transitions = |state: &str| {
         alert_metrics
@@ -292,6 +339,42 @@ fn main() -> anyhow::Result<()> {
     println!(
         "checkpoint of the window state, {keys} open keys (count, count_distinct, p99): {encode:.1} ms to encode, {:.1} MiB, {restore:.1} ms to restore",
         bytes as f64 / (1 << 20) as f64
+    );
+
+    let quiet = run(WITH_ALERT, &data, manager_with_silences(0)?)?;
+    let silenced_manager = manager_with_silences(100)?;
+    let silenced = run(WITH_ALERT, &data, silenced_manager.clone())?;
+    let held = silenced_manager
+        .open()
+        .iter()
+        .filter(|a| a.silenced_by.is_some())
+        .count();
+    println!(
+        "silences: {keys} open alerts, no silence {:.0} events/s; 100 regex silences {:.0} events/s ({:+.1} %), {held} alerts held by one",
+        events as f64 / quiet,
+        events as f64 / silenced,
+        (quiet / silenced - 1.0) * 100.0
+    );
+
+    // Distinct counts: every key's events again, one window a minute.
+    let distinct = |agg: &str| {
+        run(
+            &DISTINCT.replace("AGG", agg),
+            &data,
+            AlertManager::in_memory(),
+        )
+    };
+    distinct("count()")?; // warm-up: the first run grows the heap
+    let count = distinct("count()")?;
+    let exact = distinct("count_distinct(user)")?;
+    let approx = distinct("approx_count_distinct(user)")?;
+    println!(
+        "distinct users ({keys} a window): count() {:.0} events/s; count_distinct {:.0} events/s ({:.2}x the time); approx_count_distinct {:.0} events/s ({:.2}x)",
+        events as f64 / count,
+        events as f64 / exact,
+        exact / count,
+        events as f64 / approx,
+        approx / count
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -13,6 +13,11 @@
 // Benchmark code, not a runtime path: a panic stops the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The allocator the `weir` binary runs with (src/main.rs): the figures
+/// are those of what ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write;
 use std::process::Command;
 use std::time::Instant;

@@ -3,6 +3,11 @@
 // Benchmark and example code, not a runtime path: a panic stops the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The allocator the `weir` binary runs with (src/main.rs): the figures
+/// are those of what ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 

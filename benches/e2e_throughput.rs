@@ -10,6 +10,11 @@
 // Benchmark and example code, not a runtime path: a panic stops the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The allocator the `weir` binary runs with (src/main.rs): the figures
+/// are those of what ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

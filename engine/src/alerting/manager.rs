@@ -113,6 +113,12 @@ impl AlertManager {
                     path.display()
                 );
                 state.tracker.restore(snap.alerts);
+                // Regexes compiled once, here, not at each match.
+                for m in snap.silences.iter().flat_map(|s| &s.matchers) {
+                    if let Err(e) = m.validate() {
+                        tracing::warn!("restored silence: {e}");
+                    }
+                }
                 state.silences = snap.silences;
                 state.history = snap.history.into();
                 state.next_id = snap.next_id.max(1);

@@ -142,10 +142,13 @@ impl Matcher {
         ))
     }
 
+    /// Checks the regex of a regex matcher and keeps it compiled (copies
+    /// of the matcher share it), so matching never compiles it again.
     pub fn validate(&self) -> Result<(), String> {
         if matches!(self.op, MatchOp::Regex | MatchOp::NotRegex) {
-            Regex::new(&format!("^(?:{})$", self.value))
+            let re = Regex::new(&format!("^(?:{})$", self.value))
                 .map_err(|e| format!("bad regex in matcher `{}`: {e}", self.name))?;
+            let _ = self.compiled.0.set(Some(re));
         }
         Ok(())
     }
