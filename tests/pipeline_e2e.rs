@@ -111,7 +111,7 @@ async fn one_million_events_windows_alerts_and_archive() {
         .history(1000)
         .into_iter()
         .filter(|e| e.event == "firing")
-        .map(|e| e.alert)
+        .map(|e| (*e.alert).clone())
         .collect();
     fired.sort_by(|a, b| a.window_start.cmp(&b.window_start));
     let fired_starts: Vec<&String> = fired.iter().map(|a| &a.window_start).collect();

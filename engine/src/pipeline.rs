@@ -195,10 +195,21 @@ impl CompiledPipeline {
 
     /// Makes everything this pipeline has written to its outputs durable
     /// (window state stays in memory).
+    /// Makes what the pipeline handed on durable: its outputs flushed, and
+    /// the alert state its alerts changed saved (both before a checkpoint's
+    /// positions are committed).
     pub async fn flush(&self) -> Result<()> {
         for (step, _) in &self.steps {
-            if let Step::Output { sink, .. } = step {
-                sink.flush().await?;
+            match step {
+                Step::Output { sink, .. } => sink.flush().await?,
+                Step::Op(op) => {
+                    if let Some(job) = op.save_job() {
+                        tokio::task::spawn_blocking(job)
+                            .await
+                            .map_err(|e| EngineError::Task(e.to_string()))?
+                            .map_err(|e| EngineError::io("saving the alert state", e))?;
+                    }
+                }
             }
         }
         Ok(())

@@ -95,7 +95,7 @@ async fn alerts(
         all.retain(|h| sees_alert(&who.scope, &h.alert));
         all.truncate(limit);
         for h in &mut all {
-            scope_evidence(&who.scope, &mut h.alert);
+            scope_evidence(&who.scope, std::sync::Arc::make_mut(&mut h.alert));
         }
         for a in &mut open {
             scope_evidence(&who.scope, a);

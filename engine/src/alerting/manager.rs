@@ -3,6 +3,17 @@
 //! notification outcome in a bounded history, counts them in Prometheus
 //! metrics, sends notifications to channel workers (repeating still-firing
 //! alerts after the repeat interval), and saves its state in the data folder.
+//!
+//! Notifications go through an outbox: each one handed to a channel stays
+//! in the saved state until its outcome is known (sent, or given up on), so
+//! one lost to a crash or a kill before delivery is sent after the restart.
+//! Pipelines reading replayable sources save the state at every checkpoint
+//! before their positions are committed ([`AlertSink::save_job`]): a
+//! transition is either saved (and then notified, from the outbox if need
+//! be) or replayed and found again — never lost. A crash after a delivery
+//! and before the next save (at most a second, or a checkpoint) can send
+//! that notification twice; receivers tell repeats apart by the alert's
+//! fingerprint and state.
 
 use super::clock::Clock;
 use super::notify::{self, ChannelSettings, Notification, Notifier, Outcome, Report};
@@ -13,7 +24,7 @@ use super::store::{self, Snapshot};
 use super::tracker::{Alert, AlertState, Change, Tracker};
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
@@ -60,7 +71,9 @@ pub struct HistoryEntry {
     pub channel: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    pub alert: Alert,
+    /// Shared by the history, its subscribers and the saved state (one
+    /// copy per transition, however many read it).
+    pub alert: Arc<Alert>,
 }
 
 struct State {
@@ -68,6 +81,8 @@ struct State {
     silences: Vec<Silence>,
     history: VecDeque<HistoryEntry>,
     next_id: u64,
+    /// Notifications handed to channels, not yet delivered or given up on.
+    outbox: BTreeMap<u64, Notification>,
 }
 
 /// See the module docs.
@@ -96,6 +111,7 @@ impl AlertManager {
             silences: Vec::new(),
             history: VecDeque::new(),
             next_id: 1,
+            outbox: BTreeMap::new(),
         };
         if let Some(path) = &settings.state_file {
             if let Some(snap) = store::load(path)? {
@@ -109,9 +125,19 @@ impl AlertManager {
                 tracing::info!(
                     alerts = snap.alerts.len(),
                     silences = snap.silences.len(),
+                    undelivered = snap.outbox.len(),
                     "alert state restored from {}",
                     path.display()
                 );
+                // Sent again once their channel is added.
+                state.outbox = snap
+                    .outbox
+                    .into_iter()
+                    .map(|(id, mut n)| {
+                        n.outbox_ids = vec![id];
+                        (id, n)
+                    })
+                    .collect();
                 state.tracker.restore(snap.alerts);
                 // Regexes compiled once, here, not at each match.
                 for m in snap.silences.iter().flat_map(|s| &s.matchers) {
@@ -152,17 +178,41 @@ impl AlertManager {
         }
     }
 
-    /// Starts a worker for channel `name` (needs a Tokio runtime).
+    /// Starts a worker for channel `name` (needs a Tokio runtime), and hands
+    /// it what the outbox still holds for it from before a restart.
     pub fn add_channel(&self, name: &str, notifier: Arc<dyn Notifier>, settings: ChannelSettings) {
         let tx = notify::spawn_worker(notifier, settings, self.report());
+        let undelivered: Vec<Notification> = lock(&self.state)
+            .outbox
+            .values()
+            .filter(|n| n.channel == name)
+            .cloned()
+            .collect();
+        if !undelivered.is_empty() {
+            tracing::info!(
+                channel = name,
+                notifications = undelivered.len(),
+                "sending notifications not delivered before the restart"
+            );
+        }
+        let report = self.report();
+        for n in undelivered {
+            notify::enqueue(&tx, n, &report);
+        }
         if let Ok(mut c) = self.channels.write() {
             c.insert(name.to_string(), tx);
         }
     }
 
+    /// Notifications handed to channels and not yet delivered or given up on.
+    pub fn undelivered(&self) -> usize {
+        lock(&self.state).outbox.len()
+    }
+
     /// Starts the loop that sends repeat notifications, applies silence
     /// expiry and saves the state every second.
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.drop_unroutable();
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -327,11 +377,36 @@ impl AlertManager {
         self.clock.now_us()
     }
 
+    /// Outbox entries for channels the configuration no longer has (the
+    /// channels are added before the manager starts) are dropped, logged.
+    fn drop_unroutable(&self) {
+        let channels: Vec<String> = match self.channels.read() {
+            Ok(c) => c.keys().cloned().collect(),
+            Err(p) => p.into_inner().keys().cloned().collect(),
+        };
+        let mut st = lock(&self.state);
+        let before = st.outbox.len();
+        st.outbox.retain(|_, n| channels.contains(&n.channel));
+        if st.outbox.len() < before {
+            tracing::warn!(
+                notifications = before - st.outbox.len(),
+                "notifications not delivered before the restart are dropped: their channel is no longer configured"
+            );
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Writes the state file now (also done every second when something changed).
     pub fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.settings.state_file else {
-            return Ok(());
-        };
+        match self.snapshot_for_save() {
+            Some((path, snap)) => store::save(&path, &snap),
+            None => Ok(()),
+        }
+    }
+
+    /// The state as it is now and where it goes; `None` without a state file.
+    fn snapshot_for_save(&self) -> Option<(PathBuf, Snapshot)> {
+        let path = self.settings.state_file.clone()?;
         let snap = {
             let st = lock(&self.state);
             Snapshot {
@@ -345,9 +420,10 @@ impl AlertManager {
                     .cloned()
                     .collect(),
                 next_id: st.next_id,
+                outbox: st.outbox.iter().map(|(id, n)| (*id, n.clone())).collect(),
             }
         };
-        store::save(path, &snap)
+        Some((path, snap))
     }
 
     fn save_if_dirty(&self) {
@@ -375,7 +451,7 @@ impl AlertManager {
             event: event.to_string(),
             channel: channel.map(String::from),
             detail,
-            alert: alert.clone(),
+            alert: Arc::new(alert.clone()),
         };
         st.next_id += 1;
         if st.history.len() >= self.settings.history.max(1) {
@@ -426,6 +502,10 @@ impl AlertManager {
         for a in &n.alerts {
             self.record(&mut st, event, a, Some(&n.channel), detail.clone());
         }
+        // Delivered or given up on: out of the outbox.
+        for id in &n.outbox_ids {
+            st.outbox.remove(id);
+        }
     }
 
     fn dispatch(&self, outbox: Vec<Notification>) {
@@ -437,9 +517,19 @@ impl AlertManager {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        for n in outbox {
+        for mut n in outbox {
             match channels.get(&n.channel) {
-                Some(tx) => notify::enqueue(tx, n, &report),
+                Some(tx) => {
+                    {
+                        let mut st = lock(&self.state);
+                        let id = st.next_id;
+                        st.next_id += 1;
+                        n.outbox_ids = vec![id];
+                        st.outbox.insert(id, n.clone());
+                        self.dirty.store(true, Ordering::Relaxed);
+                    }
+                    notify::enqueue(tx, n, &report)
+                }
                 None => {
                     if self.settings.log_unrouted {
                         tracing::info!(target: "weir::alerts", channel = %n.channel, "{}", n.text().trim_end());
@@ -463,6 +553,11 @@ impl AlertManager {
 }
 
 impl AlertSink for AlertManager {
+    fn save_job(&self) -> Option<super::rule::SaveJob> {
+        let (path, snap) = self.snapshot_for_save()?;
+        Some(Box::new(move || store::save(&path, &snap)))
+    }
+
     fn evaluate(&self, mut eval: Evaluation) {
         let now = self.clock.now_us();
         if let Some(console) = &self.settings.console_url {
@@ -571,6 +666,7 @@ fn notifications(
                     alerts: vec![a.clone()],
                     repeat,
                     raised_at_us: now,
+                    outbox_ids: Vec::new(),
                 }),
             }
         }
@@ -582,5 +678,159 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerting::notify::NotifyError;
+    use crate::alerting::rule::{AlertRule, Hit};
+    use crate::alerting::SystemClock;
+
+    /// A channel that records what it was sent, or refuses everything (a
+    /// receiver that is down).
+    struct Channel {
+        up: bool,
+        sent: Mutex<Vec<(String, AlertState)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Notifier for Channel {
+        async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+            if !self.up {
+                return Err(NotifyError::Retry("connection refused".into()));
+            }
+            let mut sent = lock(&self.sent);
+            for a in &n.alerts {
+                sent.push((a.fingerprint.clone(), n.status));
+            }
+            Ok(())
+        }
+    }
+
+    fn channel(up: bool) -> Arc<Channel> {
+        Arc::new(Channel {
+            up,
+            sent: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn settings() -> ChannelSettings {
+        ChannelSettings {
+            group_wait: Duration::from_millis(10),
+            rate_limit: None,
+            // Still retrying when the process "dies".
+            attempts: 1_000,
+            backoff: Duration::from_millis(50),
+        }
+    }
+
+    fn manager(path: &std::path::Path) -> Arc<AlertManager> {
+        AlertManager::new(
+            Arc::new(SystemClock),
+            AlertSettings {
+                state_file: Some(path.to_path_buf()),
+                log_unrouted: false,
+                ..AlertSettings::default()
+            },
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn firing_hit() -> Evaluation {
+        Evaluation {
+            rule: Arc::new(AlertRule {
+                name: "errors".into(),
+                pipeline: "p".into(),
+                severity: "critical".into(),
+                labels: vec![],
+                annotations: vec![],
+                notify: vec!["hook".into()],
+                for_us: 0,
+                resolve_after_us: 60_000_000,
+            }),
+            hits: vec![Hit {
+                group: [("service".to_string(), "checkout".to_string())].into(),
+                values: Default::default(),
+                window_start_us: 0,
+                window_end_us: 60_000_000,
+                evidence: None,
+            }],
+            closed_until_us: Some(60_000_000),
+        }
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn a_notification_lost_with_the_process_is_sent_after_the_restart_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("alerts.json");
+
+        // The alert fires while the receiver is down; the state is saved
+        // (a checkpoint) and the process dies with the notification queued.
+        let first = manager(&path);
+        let down = channel(false);
+        first.add_channel("hook", down.clone(), settings());
+        first.evaluate(firing_hit());
+        assert_eq!(first.undelivered(), 1);
+        let job = first
+            .save_job()
+            .unwrap_or_else(|| panic!("a manager with a state file saves"));
+        job().unwrap_or_else(|e| panic!("{e}"));
+        drop(first);
+
+        // After the restart the receiver is up: the outbox sends it.
+        let second = manager(&path);
+        assert_eq!(second.undelivered(), 1);
+        let up = channel(true);
+        second.add_channel("hook", up.clone(), settings());
+        wait_for("the notification", || !lock(&up.sent).is_empty()).await;
+        wait_for("the outbox to empty", || second.undelivered() == 0).await;
+        let sent = lock(&up.sent).clone();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].1, AlertState::Firing);
+        // The same window again (a replay after the restart): the alert is
+        // firing already, nothing new is sent.
+        second.evaluate(firing_hit());
+        second.save().unwrap_or_else(|e| panic!("{e}"));
+        drop(second);
+
+        // Another restart: nothing is left to send.
+        let third = manager(&path);
+        assert_eq!(third.undelivered(), 0);
+        let again = channel(true);
+        third.add_channel("hook", again.clone(), settings());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(lock(&again.sent).is_empty());
+        assert_eq!(lock(&up.sent).len(), 1);
+        assert!(lock(&down.sent).is_empty());
+        assert_eq!(third.open().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn undelivered_notifications_of_a_removed_channel_are_dropped_at_start() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("alerts.json");
+        let first = manager(&path);
+        first.add_channel("hook", channel(false), settings());
+        first.evaluate(firing_hit());
+        first.save().unwrap_or_else(|e| panic!("{e}"));
+        drop(first);
+        let second = manager(&path);
+        assert_eq!(second.undelivered(), 1);
+        let ticker = second.start();
+        assert_eq!(second.undelivered(), 0);
+        ticker.abort();
     }
 }

@@ -7,14 +7,14 @@
 use super::rfc3339;
 use super::tracker::{value_text, Alert, AlertState};
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// One message to one channel: one rule's alerts that changed together.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Notification {
     pub channel: String,
     pub rule: String,
@@ -27,6 +27,10 @@ pub struct Notification {
     pub repeat: bool,
     /// Wall-clock time the windows behind it were evaluated (microseconds).
     pub raised_at_us: i64,
+    /// The entries of the manager's outbox it delivers (several once
+    /// merged); the outcome takes them out.
+    #[serde(skip)]
+    pub outbox_ids: Vec<u64>,
 }
 
 impl Notification {
@@ -271,6 +275,7 @@ fn merge(batch: Vec<Notification>) -> Vec<Notification> {
             Some(o) => {
                 o.raised_at_us = o.raised_at_us.min(n.raised_at_us);
                 o.repeat &= n.repeat;
+                o.outbox_ids.extend(n.outbox_ids);
                 for a in n.alerts {
                     match o.alerts.iter_mut().find(|x| x.fingerprint == a.fingerprint) {
                         Some(x) => *x = a,
@@ -384,6 +389,7 @@ mod tests {
             alerts: vec![a],
             repeat: false,
             raised_at_us: 0,
+            outbox_ids: Vec::new(),
         }
     }
 

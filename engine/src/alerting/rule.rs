@@ -50,4 +50,14 @@ pub struct Evaluation {
 /// Where alert stages send their evaluations.
 pub trait AlertSink: Send + Sync {
     fn evaluate(&self, evaluation: Evaluation);
+
+    /// Writing the sink's state as it is now, to run off the async
+    /// threads; pipelines run it at each checkpoint, before their source
+    /// positions are committed. `None`: nothing to save.
+    fn save_job(&self) -> Option<SaveJob> {
+        None
+    }
 }
+
+/// A state write to run on a blocking thread (see [`AlertSink::save_job`]).
+pub type SaveJob = Box<dyn FnOnce() -> std::io::Result<()> + Send>;

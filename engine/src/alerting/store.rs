@@ -3,6 +3,7 @@
 //! restart neither re-notifies nor forgets a firing alert.
 
 use super::manager::HistoryEntry;
+use super::notify::Notification;
 use super::silence::Silence;
 use super::tracker::Alert;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,10 @@ pub struct Snapshot {
     pub silences: Vec<Silence>,
     pub history: Vec<HistoryEntry>,
     pub next_id: u64,
+    /// Notifications handed to channels and not yet delivered (or given
+    /// up on), by outbox id: sent again after a restart.
+    #[serde(default)]
+    pub outbox: Vec<(u64, Notification)>,
 }
 
 /// The saved state, or `None` when there is no file yet.

@@ -139,6 +139,10 @@ impl Operator for AlertOp {
         "alert"
     }
 
+    fn save_job(&self) -> Option<crate::alerting::rule::SaveJob> {
+        self.sink.save_job()
+    }
+
     fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         let mask = self.condition.eval_predicate(&batch)?;
         if mask.true_count() == 0 {

@@ -150,4 +150,10 @@ pub trait Operator: Send + Sync {
     fn restore(&mut self, _state: &[u8]) -> Result<()> {
         Ok(())
     }
+
+    /// State kept outside the pipeline (the alert manager's) to write
+    /// before a checkpoint's positions are committed.
+    fn save_job(&self) -> Option<crate::alerting::rule::SaveJob> {
+        None
+    }
 }
