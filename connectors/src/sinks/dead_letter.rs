@@ -29,17 +29,7 @@ impl DeadLetterFile {
     }
 
     async fn open(&self) -> Result<tokio::fs::File> {
-        if let Some(dir) = self.path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
-        }
-        tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .await
-            .map_err(|e| EngineError::io(format!("opening {}", self.path.display()), e))
+        super::json_lines::open_append(&self.path).await
     }
 }
 

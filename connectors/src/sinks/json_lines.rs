@@ -17,7 +17,7 @@ pub enum Target {
 const CHUNK_ROWS: usize = 8192;
 
 /// Opens (creating it and its folder) a file to append to.
-async fn open_append(path: &std::path::Path) -> Result<tokio::fs::File> {
+pub(crate) async fn open_append(path: &std::path::Path) -> Result<tokio::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir)
             .await
