@@ -223,6 +223,22 @@ impl Acc {
         }
     }
 
+    /// Folds `other` (same aggregate) into `self`, leaving it as it is:
+    /// what a sliding window does with each of its panes.
+    pub fn merge_from(&mut self, other: &Acc) {
+        match (&mut *self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b.iter().copied()),
+            (Acc::ApproxDistinct(a), Acc::ApproxDistinct(b)) => a.merge(b),
+            (Acc::Quantile(a, _), Acc::Quantile(b, _)) => a.merge_from(b),
+            (Acc::Avg(a, n), Acc::Avg(b, m)) => {
+                *a += b;
+                *n += m;
+            }
+            _ => self.merge(other.clone()),
+        }
+    }
+
     /// Folds `other` (same aggregate) into `self`.
     pub fn merge(&mut self, other: Acc) {
         match (self, other) {

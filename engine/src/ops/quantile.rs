@@ -52,6 +52,25 @@ impl Quantiles {
         }
     }
 
+    /// Folds in the values of `other`, which stays as it is (a sliding
+    /// window's panes, each read by several windows).
+    pub fn merge_from(&mut self, other: &Quantiles) {
+        match other {
+            Quantiles::Exact(values) => {
+                for v in values {
+                    self.add(*v);
+                }
+            }
+            Quantiles::Sketch(s) => {
+                self.switch_to_sketch();
+                if let Quantiles::Sketch(mine) = self {
+                    // Sketches share one config, so merging cannot fail.
+                    let _ = mine.merge(s);
+                }
+            }
+        }
+    }
+
     /// Folds another window's values in (session windows merging).
     pub fn merge(&mut self, other: Quantiles) {
         match other {

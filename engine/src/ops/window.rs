@@ -12,6 +12,12 @@
 //! (`weir_late_events_dropped_total`) and not added. The rule is per event, so
 //! results do not depend on how lines were cut into batches.
 //!
+//! A sliding window keeps its state in panes as wide as the greatest
+//! common divisor of its size and slide ("no pane, no gain"): an event is
+//! added once, to its pane, not to each of the size / slide windows it falls
+//! in, and a window closing merges its panes. `window sliding 5m every 1m`
+//! thus costs one aggregate update per event instead of five.
+//!
 //! Keys are bounded: the key table holds at most `max_keys` keys (default
 //! [`DEFAULT_MAX_KEYS`]). When a new key finds it full, keys no open window
 //! holds are forgotten (at most once between two emits: collecting again
@@ -123,6 +129,13 @@ struct WindowState {
     late_total: u64,
     /// Per source partition, its largest event time.
     parts: Vec<(i64, i64)>,
+    /// Sliding windows: the start of the next window to emit.
+    #[serde(default = "no_start")]
+    next_start: i64,
+}
+
+fn no_start() -> i64 {
+    i64::MIN
 }
 
 /// Counters a window reports to.
@@ -147,8 +160,15 @@ pub struct Window {
     aggs: Vec<AggSpec>,
     /// The group keys by id (one key, empty, without group-by fields).
     keys: KeyTable,
-    /// Tumbling and sliding state: window start -> key -> accumulators.
+    /// Tumbling state: window start -> key -> accumulators; sliding state:
+    /// pane start -> key -> accumulators (see the module documentation).
     panes: BTreeMap<i64, Pane>,
+    /// Sliding windows: the start of the next window to emit (those before
+    /// it were emitted; `i64::MIN` before the first).
+    next_start: i64,
+    /// Sliding windows that closed in the middle of a batch (before a pane
+    /// they hold took a later event), to emit with the batch's others.
+    early: Closed,
     sessions: HashMap<u32, Vec<Session>>,
     max_ts: i64,
     watermark: i64,
@@ -198,7 +218,12 @@ impl Window {
         }
         let name = s.pipeline;
         let m = s.metrics;
-        let definition = weir_dsl::plan::definition(w);
+        // Sliding state is kept in panes: a checkpoint of windows kept
+        // whole (before panes) is not restored into them.
+        let definition = match w.assigner {
+            Assigner::Sliding { .. } => format!("{} in panes", weir_dsl::plan::definition(w)),
+            _ => weir_dsl::plan::definition(w),
+        };
         Ok(Window::new(
             w.assigner,
             w.lateness_us,
@@ -264,6 +289,8 @@ impl Window {
             aggs,
             keys: KeyTable::new(),
             panes: BTreeMap::new(),
+            next_start: i64::MIN,
+            early: Closed::default(),
             sessions: HashMap::new(),
             max_ts: i64::MIN,
             watermark: i64::MIN,
@@ -403,17 +430,29 @@ impl Window {
                 size_us: size,
                 slide_us: slide,
             } => {
-                let mut start = ts.div_euclid(slide) * slide;
-                let mut added = false;
-                while start > ts - size {
-                    if start.saturating_add(size) > self.watermark {
-                        let accs = self.panes.entry(start).or_default().accs_mut(key, aggs);
-                        Self::add(aggs, accs, inputs, row);
-                        added = true;
-                    }
-                    start -= slide;
+                // The newest window holding the event is open, or all are
+                // closed (it is late).
+                let newest = ts.div_euclid(slide) * slide;
+                if newest.saturating_add(size) <= self.watermark || ts - newest >= size {
+                    // (Or between windows shorter than their slide.)
+                    return false;
                 }
-                added
+                // Windows the watermark closed since the batch began are
+                // emitted before a pane they hold takes this event.
+                if self
+                    .first_due(size, slide)
+                    .is_some_and(|s| s.saturating_add(size) <= self.watermark)
+                {
+                    let mut early = std::mem::take(&mut self.early);
+                    self.emit_sliding(self.watermark, size, slide, &mut early);
+                    self.early = early;
+                }
+                let aggs = &self.aggs;
+                let width = pane_width(size, slide);
+                let pane = ts.div_euclid(width) * width;
+                let accs = self.panes.entry(pane).or_default().accs_mut(key, aggs);
+                Self::add(aggs, accs, inputs, row);
+                true
             }
             Assigner::Session { gap_us: gap } => {
                 let sessions = self.sessions.entry(key).or_default();
@@ -465,7 +504,7 @@ impl Window {
 
     /// Emits every window whose end is at or before `limit`.
     fn emit_until(&mut self, limit: i64) -> Result<Vec<RecordBatch>> {
-        let mut closed = Closed::default();
+        let mut closed = std::mem::take(&mut self.early);
         match self.assigner {
             Assigner::Session { gap_us: gap } => {
                 for (&key, sessions) in self.sessions.iter_mut() {
@@ -484,7 +523,11 @@ impl Window {
                 self.sessions.retain(|_, s| !s.is_empty());
                 closed.rows.sort_by_key(|r| (r.0, r.2));
             }
-            _ => {
+            Assigner::Sliding {
+                size_us: size,
+                slide_us: slide,
+            } => self.emit_sliding(limit, size, slide, &mut closed),
+            Assigner::Tumbling { .. } => {
                 let size = self.window_size();
                 let n = self.aggs.len();
                 while let Some(entry) = self.panes.first_entry() {
@@ -514,6 +557,58 @@ impl Window {
         // Closed windows' keys may be forgotten again when the table is full.
         self.collected = false;
         Ok(vec![self.build(closed)?])
+    }
+
+    /// Emits the sliding windows ending by `limit`, each merging its panes,
+    /// and drops the panes no later window holds.
+    fn emit_sliding(&mut self, limit: i64, size: i64, slide: i64, closed: &mut Closed) {
+        let n = self.aggs.len();
+        while let Some(start) = self.first_due(size, slide) {
+            if start.saturating_add(size) > limit {
+                break;
+            }
+            let mut slots: HashMap<u32, usize> = HashMap::new();
+            let mut rows = Vec::new();
+            for (_, pane) in self.panes.range(start..start.saturating_add(size)) {
+                for (key, slot) in pane.sorted() {
+                    let Some(accs) = pane.accs.get(slot * n..(slot + 1) * n) else {
+                        continue;
+                    };
+                    match slots.get(&key) {
+                        Some(&at) => {
+                            for (mine, theirs) in closed.accs[at..at + n].iter_mut().zip(accs) {
+                                mine.merge_from(theirs);
+                            }
+                        }
+                        None => {
+                            let at = closed.accs.len();
+                            closed.accs.extend_from_slice(accs);
+                            slots.insert(key, at);
+                            rows.push((start, start + size, key, at));
+                        }
+                    }
+                }
+            }
+            rows.sort_unstable_by_key(|r| r.2);
+            closed.rows.extend(rows);
+            self.next_start = start + slide;
+            // Panes before the next window's start are in no later window.
+            while self
+                .panes
+                .first_key_value()
+                .is_some_and(|(&p, _)| p < self.next_start)
+            {
+                self.panes.pop_first();
+            }
+        }
+    }
+
+    /// The start of the next sliding window to emit: the first holding the
+    /// first pane, unless emitted already. `None` without panes.
+    fn first_due(&self, size: i64, slide: i64) -> Option<i64> {
+        let first = *self.panes.keys().next()?;
+        let start = (first - size).div_euclid(slide) * slide + slide;
+        Some(start.max(self.next_start))
     }
 
     fn update_open_gauge(&self) {
@@ -766,6 +861,16 @@ impl Window {
     }
 }
 
+/// The width of a sliding window's panes: every window (starting at a
+/// multiple of `slide`, `size` long) is a whole number of them.
+fn pane_width(size: i64, slide: i64) -> i64 {
+    let (mut a, mut b) = (size.max(1), slide.max(1));
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 impl Operator for Window {
     fn name(&self) -> &'static str {
         "window"
@@ -863,6 +968,7 @@ impl Operator for Window {
             watermark: self.watermark,
             late_total: self.late_total,
             parts: self.parts.iter().map(|p| (p.id, p.max_ts)).collect(),
+            next_start: self.next_start,
         };
         let mut out = Vec::new();
         ciborium::into_writer(&state, &mut out)
@@ -924,6 +1030,7 @@ impl Operator for Window {
         }
         self.keys = keys;
         self.panes = panes;
+        self.next_start = state.next_start;
         self.sessions = state.sessions.into_iter().collect();
         self.max_ts = state.max_ts;
         self.watermark = state.watermark;
@@ -960,6 +1067,19 @@ mod tests {
     /// Tumbling 1 s windows counting events by `id` (column 1); the window,
     /// its overflow counter and its late counter.
     fn window_with(lateness: i64, max_keys: usize) -> (Window, IntCounter, IntCounter) {
+        window_assigned(
+            Assigner::Tumbling { size_us: 1_000_000 },
+            lateness,
+            max_keys,
+        )
+    }
+
+    /// Like [`window_with`], for windows of `assigner`.
+    fn window_assigned(
+        assigner: Assigner,
+        lateness: i64,
+        max_keys: usize,
+    ) -> (Window, IntCounter, IntCounter) {
         let out = Arc::new(Schema::new(vec![
             Field::new(
                 "window_start",
@@ -977,7 +1097,7 @@ mod tests {
         let overflow = IntCounter::new("overflow", "test").unwrap_or_else(|e| panic!("{e}"));
         let late = IntCounter::new("late", "test").unwrap_or_else(|e| panic!("{e}"));
         let w = Window::new(
-            Assigner::Tumbling { size_us: 1_000_000 },
+            assigner,
             lateness,
             0,
             vec![(1, DataType::Utf8)],
@@ -1137,6 +1257,84 @@ mod tests {
         assert_eq!(reference.len(), 120 * 600);
         assert_eq!(reference.iter().map(|r| r.2).sum::<i64>(), 120 * 600);
         assert_eq!(run(true), reference);
+    }
+
+    #[test]
+    fn sliding_windows_in_panes_count_what_each_window_held() {
+        // Jittered events over 5 keys against a reference that adds each
+        // event, as it comes, to every window holding it that is still open
+        // (the watermark of the events before it): the windows' rows and
+        // late counts are the same, for slides dividing the size or not,
+        // and for windows shorter than their slide.
+        let mut next = crate::testing::xorshift(0x5eed_1234_u64);
+        let events: Vec<(i64, String)> = (0..4_000i64)
+            .map(|i| {
+                let jitter = (next() % 4_000_000) as i64 - 2_000_000;
+                (i * 7_000 + jitter, format!("k{}", next() % 5))
+            })
+            .collect();
+        let lateness = 1_000_000;
+        for (size, slide) in [(5, 1), (5, 2), (3, 3), (1, 3), (6, 4)] {
+            let (size, slide) = (size * 1_000_000i64, slide * 1_000_000i64);
+            let mut expected: BTreeMap<(i64, String), i64> = BTreeMap::new();
+            let mut late = 0;
+            let mut watermark = i64::MIN;
+            for (ts, k) in &events {
+                let mut added = false;
+                let mut start = ts.div_euclid(slide) * slide;
+                while start > ts - size {
+                    if start + size > watermark {
+                        *expected.entry((start, k.clone())).or_default() += 1;
+                        added = true;
+                    }
+                    start -= slide;
+                }
+                if !added {
+                    late += 1;
+                }
+                watermark = watermark.max(ts - lateness);
+            }
+            let (mut w, _, _) = window_assigned(
+                Assigner::Sliding {
+                    size_us: size,
+                    slide_us: slide,
+                },
+                lateness,
+                DEFAULT_MAX_KEYS,
+            );
+            let mut rows = Vec::new();
+            for (n, part) in events.chunks(97).enumerate() {
+                if n == 20 {
+                    // A restart from a snapshot half-way.
+                    let bytes = w
+                        .snapshot()
+                        .unwrap_or_else(|e| panic!("{e}"))
+                        .unwrap_or_else(|| panic!("state"));
+                    let (fresh, _, _) = window_assigned(
+                        Assigner::Sliding {
+                            size_us: size,
+                            slide_us: slide,
+                        },
+                        lateness,
+                        DEFAULT_MAX_KEYS,
+                    );
+                    w = fresh;
+                    w.restore(&bytes).unwrap_or_else(|e| panic!("{e}"));
+                }
+                collect_rows(
+                    w.process(events_batch(part))
+                        .unwrap_or_else(|e| panic!("{e}")),
+                    &mut rows,
+                );
+            }
+            collect_rows(w.finish().unwrap_or_else(|e| panic!("{e}")), &mut rows);
+            let got: BTreeMap<(i64, String), i64> =
+                rows.iter().map(|(s, k, n)| ((*s, k.clone()), *n)).collect();
+            assert_eq!(got.len(), rows.len(), "a window emitted twice");
+            assert_eq!(got, expected, "size {size} slide {slide}");
+            // Late events counted before the restart are in the snapshot.
+            assert_eq!(w.late_events(), late, "size {size} slide {slide}");
+        }
     }
 
     /// (window start, id, count) of every row of `out`, into `rows`.
