@@ -34,6 +34,9 @@ pub struct Metrics {
     pub alerts_firing: IntGaugeVec,
     /// Lifecycle transitions by rule and new state.
     pub alert_transitions: IntCounterVec,
+    /// Notifications handed to channels and not yet delivered or given up
+    /// on (the alert manager's outbox).
+    pub notifications_undelivered: prometheus::IntGauge,
     /// Notifications by channel and result (sent, failed, rate_limited,
     /// silenced, dropped, logged).
     pub notifications: IntCounterVec,
@@ -288,6 +291,14 @@ impl Metrics {
                 "Alert lifecycle transitions (pending, firing, resolved, dropped)",
                 &["rule", "state"],
             )?,
+            notifications_undelivered: {
+                let g = prometheus::IntGauge::new(
+                    "weir_notifications_undelivered",
+                    "Notifications handed to channels, not yet delivered or given up on (kept across restarts)",
+                )?;
+                reg.register(Box::new(g.clone()))?;
+                g
+            },
             notifications: counter(
                 reg,
                 "weir_notifications_total",

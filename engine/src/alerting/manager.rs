@@ -150,6 +150,9 @@ impl AlertManager {
                 state.next_id = snap.next_id.max(1);
             }
         }
+        if let Some(m) = &metrics {
+            m.notifications_undelivered.set(state.outbox.len() as i64);
+        }
         let (events, _) = broadcast::channel(4096);
         Ok(Arc::new_cyclic(|me| AlertManager {
             state: Mutex::new(state),
@@ -207,6 +210,14 @@ impl AlertManager {
     /// Notifications handed to channels and not yet delivered or given up on.
     pub fn undelivered(&self) -> usize {
         lock(&self.state).outbox.len()
+    }
+
+    /// The outbox changed: its size to the gauge, the state to be saved.
+    fn outbox_changed(&self, st: &State) {
+        if let Some(m) = &self.metrics {
+            m.notifications_undelivered.set(st.outbox.len() as i64);
+        }
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// Starts the loop that sends repeat notifications, applies silence
@@ -392,8 +403,8 @@ impl AlertManager {
                 notifications = before - st.outbox.len(),
                 "notifications not delivered before the restart are dropped: their channel is no longer configured"
             );
-            self.dirty.store(true, Ordering::Relaxed);
         }
+        self.outbox_changed(&st);
     }
 
     /// Writes the state file now (also done every second when something changed).
@@ -506,6 +517,7 @@ impl AlertManager {
         for id in &n.outbox_ids {
             st.outbox.remove(id);
         }
+        self.outbox_changed(&st);
     }
 
     fn dispatch(&self, outbox: Vec<Notification>) {
@@ -526,7 +538,7 @@ impl AlertManager {
                         st.next_id += 1;
                         n.outbox_ids = vec![id];
                         st.outbox.insert(id, n.clone());
-                        self.dirty.store(true, Ordering::Relaxed);
+                        self.outbox_changed(&st);
                     }
                     notify::enqueue(tx, n, &report)
                 }
@@ -727,6 +739,10 @@ mod tests {
     }
 
     fn manager(path: &std::path::Path) -> Arc<AlertManager> {
+        manager_with(path, None)
+    }
+
+    fn manager_with(path: &std::path::Path, metrics: Option<Metrics>) -> Arc<AlertManager> {
         AlertManager::new(
             Arc::new(SystemClock),
             AlertSettings {
@@ -734,7 +750,7 @@ mod tests {
                 log_unrouted: false,
                 ..AlertSettings::default()
             },
-            None,
+            metrics,
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -791,12 +807,15 @@ mod tests {
         drop(first);
 
         // After the restart the receiver is up: the outbox sends it.
-        let second = manager(&path);
+        let metrics = Metrics::new(&prometheus::Registry::new()).unwrap_or_else(|e| panic!("{e}"));
+        let second = manager_with(&path, Some(metrics.clone()));
         assert_eq!(second.undelivered(), 1);
+        assert_eq!(metrics.notifications_undelivered.get(), 1);
         let up = channel(true);
         second.add_channel("hook", up.clone(), settings());
         wait_for("the notification", || !lock(&up.sent).is_empty()).await;
         wait_for("the outbox to empty", || second.undelivered() == 0).await;
+        assert_eq!(metrics.notifications_undelivered.get(), 0);
         let sent = lock(&up.sent).clone();
         assert_eq!(sent.len(), 1, "{sent:?}");
         assert_eq!(sent[0].1, AlertState::Firing);
