@@ -1,32 +1,66 @@
 //! Decodes one source's batches on several cores at once and hands them on
-//! in the order they arrived: each batch goes to an idle decoder on the
-//! blocking pool, and the oldest result is taken back before a new batch is
-//! started when every decoder is busy; the decoder task also takes each
-//! result as soon as it is ready ([`DecodePool::oldest`]), so a quiet
-//! source's last batch does not wait for the next. With one decoder (one
-//! core) batches are decoded in place, with no thread hand-off.
+//! in the order they arrived: each decoder runs on a thread of its own (so
+//! the memory a decoder allocates is reused by the same thread batch after
+//! batch, instead of wandering between the threads of a shared pool); a
+//! batch goes to an idle decoder, and the oldest result is taken back before
+//! a new batch is started when every decoder is busy. The decoder task also
+//! takes each result as soon as it is ready ([`DecodePool::oldest`]), so a
+//! quiet source's last batch does not wait for the next. With one decoder
+//! (one core) batches are decoded in place, with no thread hand-off.
 
 use super::{Decoded, LineDecoder};
 use crate::connector::LineBatch;
 use crate::error::{EngineError, Result};
 use std::collections::VecDeque;
 use std::future::Future;
-use tokio::task::JoinHandle;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
 
-type Job = JoinHandle<(LineDecoder, Result<Decoded>)>;
+type Job = (LineBatch, oneshot::Sender<Result<Decoded>>);
 
 /// A source's decoders.
 pub struct DecodePool {
-    idle: Vec<LineDecoder>,
-    busy: VecDeque<Job>,
+    /// With one decoder: it, used in place.
+    local: Option<LineDecoder>,
+    /// With several: a thread each, fed through its sender.
+    workers: Vec<mpsc::Sender<Job>>,
+    idle: Vec<usize>,
+    /// Batches being decoded, oldest first: the worker and its answer.
+    busy: VecDeque<(usize, oneshot::Receiver<Result<Decoded>>)>,
 }
 
 impl DecodePool {
-    /// `decoders` are alike (the same source's); as many run at once.
-    pub fn new(decoders: Vec<LineDecoder>) -> DecodePool {
+    /// `decoders` are alike (the same source's); as many run at once. Each
+    /// of several gets a thread, which ends with the pool.
+    pub fn new(mut decoders: Vec<LineDecoder>) -> DecodePool {
+        if decoders.len() <= 1 {
+            return DecodePool {
+                local: decoders.pop(),
+                workers: Vec::new(),
+                idle: Vec::new(),
+                busy: VecDeque::new(),
+            };
+        }
+        let mut workers = Vec::with_capacity(decoders.len());
+        for mut decoder in decoders {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let spawned = std::thread::Builder::new()
+                .name("weir-decode".into())
+                .spawn(move || {
+                    while let Ok((lines, reply)) = rx.recv() {
+                        let _ = reply.send(decoder.decode(&lines));
+                    }
+                });
+            match spawned {
+                Ok(_) => workers.push(tx),
+                Err(e) => tracing::warn!(error = %e, "could not start a decoder thread"),
+            }
+        }
         DecodePool {
-            busy: VecDeque::with_capacity(decoders.len()),
-            idle: decoders,
+            local: None,
+            idle: (0..workers.len()).rev().collect(),
+            workers,
+            busy: VecDeque::new(),
         }
     }
 
@@ -40,30 +74,33 @@ impl DecodePool {
     /// single decoder, this batch itself).
     pub async fn submit(&mut self, lines: LineBatch) -> Result<Vec<Decoded>> {
         let mut done = Vec::new();
-        if self.idle.is_empty() && self.busy.is_empty() {
+        if let Some(d) = self.local.as_mut() {
+            done.push(d.decode(&lines)?);
+            return Ok(done);
+        }
+        if self.workers.is_empty() {
             return Err(EngineError::Internal(
                 "a decode pool without decoders".into(),
             ));
-        }
-        if self.busy.is_empty() && self.idle.len() == 1 {
-            if let Some(d) = self.idle.first_mut() {
-                done.push(d.decode(&lines)?);
-                return Ok(done);
-            }
         }
         while self.idle.is_empty() {
             done.push(self.oldest().await?);
         }
         // Finished ones at the front are taken too, so results never wait
         // behind an idle decoder.
-        while self.busy.front().is_some_and(|j| j.is_finished()) {
+        while self
+            .busy
+            .front_mut()
+            .is_some_and(|(_, rx)| !rx.is_empty() || rx.is_terminated())
+        {
             done.push(self.oldest().await?);
         }
-        if let Some(mut decoder) = self.idle.pop() {
-            self.busy.push_back(tokio::task::spawn_blocking(move || {
-                let out = decoder.decode(&lines);
-                (decoder, out)
-            }));
+        if let Some(w) = self.idle.pop() {
+            let (reply, answer) = oneshot::channel();
+            self.workers[w]
+                .send((lines, reply))
+                .map_err(|_| EngineError::Internal("a decoder thread stopped".into()))?;
+            self.busy.push_back((w, answer));
         }
         Ok(done)
     }
@@ -87,15 +124,14 @@ impl DecodePool {
     /// the future before it is ready loses nothing, so it can race new
     /// lines in a `select!`.
     pub async fn oldest(&mut self) -> Result<Decoded> {
-        let joined = std::future::poll_fn(|cx| match self.busy.front_mut() {
-            Some(job) => std::pin::Pin::new(job).poll(cx),
+        let answer = std::future::poll_fn(|cx| match self.busy.front_mut() {
+            Some((_, rx)) => std::pin::Pin::new(rx).poll(cx),
             None => std::task::Poll::Pending,
         })
         .await;
-        self.busy.pop_front();
-        let (decoder, out) =
-            joined.map_err(|e| EngineError::Internal(format!("a decoder stopped: {e}")))?;
-        self.idle.push(decoder);
-        out
+        if let Some((w, _)) = self.busy.pop_front() {
+            self.idle.push(w);
+        }
+        answer.map_err(|_| EngineError::Internal("a decoder stopped".into()))?
     }
 }
