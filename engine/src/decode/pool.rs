@@ -49,6 +49,7 @@ impl DecodePool {
                 .spawn(move || {
                     while let Ok((lines, reply)) = rx.recv() {
                         let _ = reply.send(decoder.decode(&lines));
+                        lines.recycle();
                     }
                 });
             match spawned {
@@ -76,6 +77,7 @@ impl DecodePool {
         let mut done = Vec::new();
         if let Some(d) = self.local.as_mut() {
             done.push(d.decode(&lines)?);
+            lines.recycle();
             return Ok(done);
         }
         if self.workers.is_empty() {
