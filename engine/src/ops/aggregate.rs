@@ -226,15 +226,11 @@ impl Acc {
     /// Folds `other` (same aggregate) into `self`, leaving it as it is:
     /// what a sliding window does with each of its panes.
     pub fn merge_from(&mut self, other: &Acc) {
+        // Sets and sketches by reference; the rest is cheap to copy.
         match (&mut *self, other) {
-            (Acc::Count(a), Acc::Count(b)) => *a += b,
             (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b.iter().copied()),
             (Acc::ApproxDistinct(a), Acc::ApproxDistinct(b)) => a.merge(b),
             (Acc::Quantile(a, _), Acc::Quantile(b, _)) => a.merge_from(b),
-            (Acc::Avg(a, n), Acc::Avg(b, m)) => {
-                *a += b;
-                *n += m;
-            }
             _ => self.merge(other.clone()),
         }
     }
@@ -263,7 +259,7 @@ impl Acc {
                 *a += b;
                 *n += m;
             }
-            (Acc::Quantile(a, _), Acc::Quantile(b, _)) => a.merge(*b),
+            (Acc::Quantile(a, _), Acc::Quantile(b, _)) => a.merge_from(&b),
             (Acc::Samples(a), Acc::Samples(b)) => a.merge(*b),
             _ => {}
         }

@@ -41,10 +41,7 @@ impl KeyTable {
 
     /// The bytes of key `id`.
     pub fn get(&self, id: u32) -> Option<&[u8]> {
-        let i = id as usize;
-        let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.bytes.get(start..end)
+        ((id as usize) < self.ends.len()).then(|| Self::slice(&self.bytes, &self.ends, id))
     }
 
     /// Key `id` as a row of `parser`'s converter.
@@ -52,6 +49,7 @@ impl KeyTable {
         self.get(id).map(|b| parser.parse(b))
     }
 
+    /// Key `id`'s bytes in an arena (empty when there is no such key).
     fn slice<'a>(bytes: &'a [u8], ends: &[u32], id: u32) -> &'a [u8] {
         let i = id as usize;
         let end = ends.get(i).map_or(0, |&e| e as usize);
@@ -100,13 +98,6 @@ impl KeyTable {
             }
         }
         *self = kept;
-    }
-
-    /// Bytes held (arena, ends, table), for tests and reports.
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
-            + self.ends.capacity() * std::mem::size_of::<u32>()
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 }
 

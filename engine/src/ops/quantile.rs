@@ -52,8 +52,9 @@ impl Quantiles {
         }
     }
 
-    /// Folds in the values of `other`, which stays as it is (a sliding
-    /// window's panes, each read by several windows).
+    /// Folds in the values of `other`, which stays as it is (session
+    /// windows merging; a sliding window's panes, each read by several
+    /// windows).
     pub fn merge_from(&mut self, other: &Quantiles) {
         match other {
             Quantiles::Exact(values) => {
@@ -66,24 +67,6 @@ impl Quantiles {
                 if let Quantiles::Sketch(mine) = self {
                     // Sketches share one config, so merging cannot fail.
                     let _ = mine.merge(s);
-                }
-            }
-        }
-    }
-
-    /// Folds another window's values in (session windows merging).
-    pub fn merge(&mut self, other: Quantiles) {
-        match other {
-            Quantiles::Exact(values) => {
-                for v in values {
-                    self.add(v);
-                }
-            }
-            Quantiles::Sketch(s) => {
-                self.switch_to_sketch();
-                if let Quantiles::Sketch(mine) = self {
-                    // Sketches share one config, so merging cannot fail.
-                    let _ = mine.merge(&s);
                 }
             }
         }
@@ -162,11 +145,11 @@ mod tests {
         let (mut a, mut b) = (Quantiles::default(), Quantiles::default());
         [1.0, 5.0].iter().for_each(|v| a.add(*v));
         [3.0].iter().for_each(|v| b.add(*v));
-        a.merge(b);
+        a.merge_from(&b);
         assert_eq!(a.value(0.5), Some(3.0));
         let mut big = Quantiles::default();
         (0..2000).for_each(|v| big.add(f64::from(v)));
-        a.merge(big);
+        a.merge_from(&big);
         assert!(matches!(a, Quantiles::Sketch(_)));
     }
 }

@@ -1276,6 +1276,10 @@ mod tests {
         let lateness = 1_000_000;
         for (size, slide) in [(5, 1), (5, 2), (3, 3), (1, 3), (6, 4)] {
             let (size, slide) = (size * 1_000_000i64, slide * 1_000_000i64);
+            let sliding = Assigner::Sliding {
+                size_us: size,
+                slide_us: slide,
+            };
             let mut expected: BTreeMap<(i64, String), i64> = BTreeMap::new();
             let mut late = 0;
             let mut watermark = i64::MIN;
@@ -1294,14 +1298,7 @@ mod tests {
                 }
                 watermark = watermark.max(ts - lateness);
             }
-            let (mut w, _, _) = window_assigned(
-                Assigner::Sliding {
-                    size_us: size,
-                    slide_us: slide,
-                },
-                lateness,
-                DEFAULT_MAX_KEYS,
-            );
+            let (mut w, _, _) = window_assigned(sliding, lateness, DEFAULT_MAX_KEYS);
             let mut rows = Vec::new();
             for (n, part) in events.chunks(97).enumerate() {
                 if n == 20 {
@@ -1310,14 +1307,7 @@ mod tests {
                         .snapshot()
                         .unwrap_or_else(|e| panic!("{e}"))
                         .unwrap_or_else(|| panic!("state"));
-                    let (fresh, _, _) = window_assigned(
-                        Assigner::Sliding {
-                            size_us: size,
-                            slide_us: slide,
-                        },
-                        lateness,
-                        DEFAULT_MAX_KEYS,
-                    );
+                    let (fresh, _, _) = window_assigned(sliding, lateness, DEFAULT_MAX_KEYS);
                     w = fresh;
                     w.restore(&bytes).unwrap_or_else(|e| panic!("{e}"));
                 }
