@@ -22,6 +22,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Data folder: archive, dead letters.
     pub data_dir: PathBuf,
+    /// Where windows over Kafka keep their checkpointed state
+    /// (`DATA/state` by default). Processes of one consumer group whose
+    /// windows keep state per partition (a source `keyed_by` what they
+    /// group by) share it to hand a partition's windows on with the
+    /// partition (see docs/kafka.md).
+    pub state_dir: Option<PathBuf>,
     /// .rules files to run at start.
     pub rules: Vec<PathBuf>,
     /// How many recent alerts the API keeps.
@@ -84,6 +90,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("weir-data"),
+            state_dir: None,
             rules: Vec::new(),
             alert_history: 10_000,
             kafka: KafkaConfig::default(),

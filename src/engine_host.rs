@@ -23,6 +23,8 @@ pub struct EngineHost {
     /// Names of the configured notification channels.
     pub channels: Vec<String>,
     pub data_dir: PathBuf,
+    /// Where windows keep checkpointed state ([`Config::state_dir`]).
+    pub state_dir: PathBuf,
     /// Kafka client settings for `kafka` connectors.
     pub kafka: KafkaConfig,
     /// Object-store options for `s3://` archives.
@@ -250,6 +252,10 @@ impl EngineHost {
             alerts,
             channels: cfg.channels.keys().cloned().collect(),
             data_dir: cfg.data_dir.clone(),
+            state_dir: cfg
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| cfg.data_dir.join("state")),
             kafka: cfg.kafka.clone(),
             storage: cfg.storage.clone(),
             shutdown_grace: cfg.shutdown_grace,
@@ -337,7 +343,7 @@ impl EngineHost {
             DeployOptions {
                 base_dir,
                 idle_advance,
-                state_dir: Some(self.data_dir.join("state")),
+                state_dir: Some(self.state_dir.clone()),
             },
         )
         .map_err(|error| DeployError::Plan {

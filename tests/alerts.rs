@@ -27,16 +27,16 @@ const SECRET: &str = "test-hmac-secret";
 
 /// What the in-test receiver got.
 #[derive(Clone, Debug)]
-struct Received {
+pub(crate) struct Received {
     path: String,
-    body: Value,
+    pub(crate) body: Value,
     /// Wall-clock microseconds at arrival.
     at_us: i64,
     signature_ok: Option<bool>,
     team_header: Option<String>,
 }
 
-type Inbox = Arc<Mutex<Vec<Received>>>;
+pub(crate) type Inbox = Arc<Mutex<Vec<Received>>>;
 
 fn now_us() -> i64 {
     SystemTime::now()
@@ -80,7 +80,7 @@ async fn receive(
     StatusCode::OK
 }
 
-async fn start_receiver() -> (u16, Inbox) {
+pub(crate) async fn start_receiver() -> (u16, Inbox) {
     let inbox: Inbox = Arc::default();
     let app = axum::Router::new()
         .route("/slack", post(receive).with_state((inbox.clone(), "slack")))
@@ -205,7 +205,7 @@ async fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T 
     }
 }
 
-fn of(inbox: &Inbox, path: &str, status: &str, repeat: Option<bool>) -> Vec<Received> {
+pub(crate) fn of(inbox: &Inbox, path: &str, status: &str, repeat: Option<bool>) -> Vec<Received> {
     inbox
         .lock()
         .unwrap()

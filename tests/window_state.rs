@@ -288,3 +288,157 @@ async fn a_changed_window_starts_empty_and_an_unchanged_one_keeps_its_state() {
     assert!(text.contains("definition changed"), "{text}");
     assert!(!text.contains("window state restored"), "{text}");
 }
+
+/// Event `i` of the keyed topic: service `svc{i % 4}`, produced to
+/// partition `i % 4` — the topic is keyed by service.
+fn keyed_event(i: usize) -> Vec<u8> {
+    let ms = i * STEP_MS;
+    format!(
+        r#"{{"timestamp":"2026-03-01T{:02}:{:02}:{:02}.{:03}Z","service":"svc{}","message":"event {i}"}}"#,
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000,
+        i % 4
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_of_a_keyed_topic_move_with_their_partitions_between_processes() {
+    let _heavy = crate::support::heavy().await;
+    let broker = Broker::memory();
+    broker.create_topic("keyed", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared-state");
+    let config = dir.path().join("weir.toml");
+    let (hook_port, inbox) = crate::alerts::start_receiver().await;
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n",
+            shared.display().to_string()
+        ),
+    )
+    .unwrap();
+    let rules = |out: &Path| {
+        format!(
+            r#"source app = kafka(brokers: "{}", topic: "keyed", group: "keyed", keyed_by: "service", commit_every: 300ms, options: ["session.timeout.ms=6000", "max.poll.interval.ms=10000"]) format json
+output rows = file(path: "{}")
+pipeline per_service {{
+  from app
+  | window {WINDOW} {{ n = count() }}
+  | to rows
+  | alert "busy" when n > 0 notify [hook]
+}}
+"#,
+            broker.bootstrap(),
+            out.display()
+        )
+    };
+    let (out_a, out_b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    let start =
+        |name: &str, out: &Path| Weir::start_with(&rules(out), dir.path(), name, Some(&config));
+    let a = start("a", &out_a);
+    let b = start("b", &out_b);
+    // Both in the group before data flows.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let bootstrap = broker.bootstrap();
+    let producing = tokio::spawn(async move {
+        let p = one_per_batch(&bootstrap);
+        for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(1_000) {
+            let payloads: Vec<Vec<u8>> = chunk.iter().map(|&i| keyed_event(i)).collect();
+            produce(&p, "keyed", 4, &payloads).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    // B crashes after its partitions' windows were saved: A takes them
+    // over with their state. B comes back later and takes some back (A
+    // saves them when they are revoked).
+    let files = shared.join("per_service");
+    wait_until(60, "window state saved per partition", || {
+        std::fs::read_dir(&files).map(|d| d.count()).unwrap_or(0) >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    b.kill();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let b = start("b", &out_b);
+    producing.await.unwrap();
+    wait_until(180, "every event read and checkpointed", || {
+        crate::kafka::committed(&broker.bootstrap(), "keyed", "keyed", 4)
+            .iter()
+            .map(|o| o.max(&0))
+            .sum::<i64>()
+            >= EVENTS as i64
+    })
+    .await;
+    let closers: Vec<Vec<u8>> = (0..4)
+        .map(|p| {
+            format!(
+                r#"{{"timestamp":"2026-03-02T12:00:00Z","service":"svc{p}","message":"closer"}}"#
+            )
+            .into_bytes()
+        })
+        .collect();
+    produce(&one_per_batch(&broker.bootstrap()), "keyed", 4, &closers).await;
+    // 18 ten-minute windows × 4 services.
+    let all = || {
+        let mut m = rows(&out_a);
+        for (k, v) in rows(&out_b) {
+            m.entry(k).or_default().extend(v);
+        }
+        m
+    };
+    wait_until(90, "every window written", || all().len() >= 18 * 4).await;
+    // Each service's alert fired once, when its first window closed, and
+    // resolved once, when the closers ended its matches — by whichever
+    // process had its partition then, never by both.
+    let services = |status: &str| {
+        let mut s: Vec<String> = crate::alerts::of(&inbox, "hook", status, None)
+            .iter()
+            .flat_map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a["labels"]["service"].as_str().map(String::from))
+            .collect();
+        s.sort();
+        s
+    };
+    let four: Vec<String> = (0..4).map(|s| format!("svc{s}")).collect();
+    wait_until(60, "every alert resolved", || {
+        services("resolved").len() >= 4
+    })
+    .await;
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+
+    // What one process that was never killed writes: every event counted
+    // once in its window (window start in seconds, service).
+    let mut expected: BTreeMap<(i64, String), BTreeSet<i64>> = BTreeMap::new();
+    let day = chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+        .unwrap()
+        .timestamp();
+    for i in 0..EVENTS {
+        let start = day + (i * STEP_MS / 600_000) as i64 * 600;
+        let n = expected
+            .entry((start, format!("svc{}", i % 4)))
+            .or_default();
+        let c = n.pop_first().unwrap_or(0);
+        n.insert(c + 1);
+    }
+    let got: BTreeMap<(i64, String), BTreeSet<i64>> = all()
+        .into_iter()
+        .map(|((start, service), n)| {
+            let start: String = serde_json::from_str(&start).unwrap();
+            let secs = chrono::DateTime::parse_from_rfc3339(&start)
+                .unwrap_or_else(|e| panic!("window_start {start}: {e}"))
+                .timestamp();
+            ((secs, service), n)
+        })
+        .collect();
+    assert_eq!(
+        got, expected,
+        "windows handed on with their partitions count every event once"
+    );
+    assert_eq!(services("firing"), four, "each alert fired once");
+    assert_eq!(services("resolved"), four, "each alert resolved once");
+}

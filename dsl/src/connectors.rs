@@ -198,6 +198,12 @@ pub const SOURCES: &[ConnectorSpec] = &[
                 "how often offsets are committed, after a checkpoint (default 5s)",
             ),
             arg(
+                "keyed_by",
+                ArgType::StrOrList,
+                false,
+                "the fields producers key messages by (each value in one partition): windows grouped by them keep their state per partition, and it moves with the partition",
+            ),
+            arg(
                 "options",
                 ArgType::ClientOptions,
                 false,

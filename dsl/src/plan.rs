@@ -67,6 +67,12 @@ pub struct WindowPlan {
     pub timestamp: usize,
     pub group_by: Vec<Column>,
     pub aggregates: Vec<AggregatePlan>,
+    /// Each key's events come from one source partition: the source is
+    /// `keyed_by` fields the window groups by, and no stage before it
+    /// changes them. Its state is then kept per partition and moves with
+    /// the partition between processes, and its rows carry `_partition`
+    /// (the key's partition, last field).
+    pub per_partition: bool,
 }
 
 /// One aggregate of a window.

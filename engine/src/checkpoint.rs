@@ -8,6 +8,13 @@
 //! (SIGKILL included) neither loses the open windows nor counts an event
 //! twice.
 //!
+//! A pipeline whose windows keep state per source partition (their keys
+//! each come from one partition: a source `keyed_by` the fields they group
+//! by) writes one snapshot per partition instead, to
+//! `STATE_DIR/PIPELINE/PARTITION.state`, and reads a partition's when the
+//! partition is assigned to it: processes sharing the state folder hand a
+//! partition's windows on with the partition.
+//!
 //! A snapshot is restored per window, by definition (see
 //! [`weir_dsl::plan::definition`]): a rules change that leaves a window
 //! alone keeps its state; a changed window starts empty, with the reason
@@ -34,6 +41,9 @@ pub struct Snapshot {
     pub states: Vec<(String, Vec<u8>)>,
     /// When it was taken (ms since the epoch).
     pub taken_at_ms: i64,
+    /// The source partition it is of (a per-partition snapshot).
+    #[serde(default)]
+    pub partition: Option<i64>,
 }
 
 impl Snapshot {
@@ -50,6 +60,7 @@ impl Snapshot {
             positions,
             states,
             taken_at_ms: chrono::Utc::now().timestamp_millis(),
+            partition: None,
         }
     }
 
@@ -78,10 +89,35 @@ impl StateStore {
         self.dir.join(format!("{pipeline}.state"))
     }
 
+    fn partition_path(&self, pipeline: &str, partition: i64) -> PathBuf {
+        self.dir.join(pipeline).join(format!("{partition}.state"))
+    }
+
     /// The pipeline's latest snapshot; `None` when there is none (or it is
     /// of another format: logged).
     pub fn load(&self, pipeline: &str) -> Result<Option<Snapshot>> {
-        let path = self.path(pipeline);
+        self.load_from(self.path(pipeline))
+    }
+
+    /// The latest snapshot of one source partition of a pipeline keeping
+    /// state per partition.
+    pub fn load_partition(&self, pipeline: &str, partition: i64) -> Result<Option<Snapshot>> {
+        self.load_from(self.partition_path(pipeline, partition))
+    }
+
+    /// Drops the pipeline's whole snapshot (it keeps state per partition
+    /// now); none is fine.
+    pub fn remove_whole(&self, pipeline: &str) -> Result<()> {
+        match std::fs::remove_file(self.path(pipeline)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EngineError::io(
+                format!("removing {}", self.path(pipeline).display()),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn load_from(&self, path: PathBuf) -> Result<Option<Snapshot>> {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -92,7 +128,7 @@ impl StateStore {
         })?;
         if snap.format != FORMAT {
             tracing::warn!(
-                pipeline,
+                snapshot = %path.display(),
                 format = snap.format,
                 "a snapshot of another Weir version: starting with empty windows"
             );
@@ -102,11 +138,22 @@ impl StateStore {
     }
 
     /// Writes a snapshot in place of the last one, atomically and durably.
+    /// A per-partition snapshot (see [`Snapshot::partition`]) goes to its
+    /// partition's file.
     pub fn save(&self, snap: &Snapshot) -> Result<()> {
-        let io = |what: &str, e| EngineError::io(format!("{what} in {}", self.dir.display()), e);
-        std::fs::create_dir_all(&self.dir).map_err(|e| io("creating the state folder", e))?;
-        let path = self.path(&snap.pipeline);
-        let tmp = self.dir.join(format!(".{}.state.tmp", snap.pipeline));
+        let (dir, path) = match snap.partition {
+            None => (self.dir.clone(), self.path(&snap.pipeline)),
+            Some(p) => (
+                self.dir.join(&snap.pipeline),
+                self.partition_path(&snap.pipeline, p),
+            ),
+        };
+        let io = |what: &str, e| EngineError::io(format!("{what} in {}", dir.display()), e);
+        std::fs::create_dir_all(&dir).map_err(|e| io("creating the state folder", e))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+        // Unique per process: processes sharing the folder never write one
+        // temporary file together.
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let mut bytes = Vec::with_capacity(snap.size() + 256);
         ciborium::into_writer(snap, &mut bytes)
             .map_err(|e| EngineError::Checkpoint(format!("encoding the snapshot: {e}")))?;
@@ -116,7 +163,7 @@ impl StateStore {
             .map_err(|e| io("writing a snapshot", e))?;
         std::fs::rename(&tmp, &path).map_err(|e| io("replacing a snapshot", e))?;
         // The rename itself must survive a power cut.
-        if let Ok(d) = std::fs::File::open(&self.dir) {
+        if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
         }
         Ok(())

@@ -158,6 +158,10 @@ pub enum SourceMessage {
     /// hold event time back until each has delivered an event or gone
     /// quiet, so a partition read late does not find its events late.
     Partitions(Vec<i64>),
+    /// The source no longer reads these partitions (a rebalance took them
+    /// away, after a checkpoint): state kept per partition is dropped here,
+    /// as the partition's next reader takes it from the last checkpoint.
+    Revoked(Vec<i64>),
 }
 
 /// Where a source sends its batches. Sending waits when the engine is busy
@@ -191,6 +195,15 @@ impl LineSender {
     pub async fn partitions(&self, ids: Vec<i64>) -> Result<(), Closed> {
         self.tx
             .send(SourceMessage::Partitions(ids))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Tells the engine the source no longer reads these partitions (sent
+    /// after the checkpoint that made what was read of them durable).
+    pub async fn revoked(&self, ids: Vec<i64>) -> Result<(), Closed> {
+        self.tx
+            .send(SourceMessage::Revoked(ids))
             .await
             .map_err(|_| Closed)
     }

@@ -341,6 +341,117 @@ impl CompiledPipeline {
         Ok(restored)
     }
 
+    /// Whether its windows keep state per source partition (see
+    /// [`crate::checkpoint`]): snapshots are then written and restored
+    /// per partition, as partitions come and go.
+    pub fn per_partition(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|(s, _)| matches!(s, Step::Op(o) if o.per_partition()))
+    }
+
+    /// Whether it holds state or positions of source partition `id`.
+    pub fn holds_partition(&self, id: i64) -> bool {
+        self.holds.contains_key(&id) || self.positions.as_ref().is_some_and(|p| p.contains_key(&id))
+    }
+
+    /// One snapshot per source partition it holds: each stateful step's
+    /// state of that partition's keys, with the partition's position.
+    pub fn snapshot_partitions(&self) -> Result<Vec<crate::checkpoint::Snapshot>> {
+        let mut by_part: std::collections::BTreeMap<i64, Vec<(String, Vec<u8>)>> =
+            std::collections::BTreeMap::new();
+        let mut positions = self.holds.clone();
+        for (p, o) in self.positions.iter().flatten() {
+            let e = positions.entry(*p).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+        for p in positions.keys() {
+            by_part.entry(*p).or_default();
+        }
+        for (step, _) in &self.steps {
+            if let Step::Op(op) = step {
+                let Some(def) = op.state_definition() else {
+                    continue;
+                };
+                for (part, state) in op.snapshot_partitions()? {
+                    by_part
+                        .entry(part)
+                        .or_default()
+                        .push((def.to_string(), state));
+                }
+            }
+        }
+        Ok(by_part
+            .into_iter()
+            .map(|(part, states)| {
+                let at = positions.get(&part).map(|o| (part, *o));
+                let mut snap = crate::checkpoint::Snapshot::new(
+                    &self.name,
+                    &self.source,
+                    at.into_iter().collect(),
+                    states,
+                );
+                snap.partition = Some(part);
+                snap
+            })
+            .collect())
+    }
+
+    /// Takes one partition's snapshot in beside the state it holds (the
+    /// partition was assigned to this process); replayed events of the
+    /// partition up to its position are dropped from then on. `false`
+    /// when it was of another source or none of its steps' definitions.
+    pub fn restore_partition(&mut self, snap: crate::checkpoint::Snapshot) -> Result<bool> {
+        let Some(part) = snap.partition else {
+            return Ok(false);
+        };
+        if snap.source != self.source {
+            tracing::warn!(pipeline = %self.name, partition = part, was = %snap.source, now = %self.source, "the pipeline reads another source now: the partition's saved windows are discarded");
+            return Ok(false);
+        }
+        let mut states = snap.states;
+        // A partition whose keys had no open window still has a position.
+        let mut restored = states.is_empty();
+        for (step, _) in self.steps.iter_mut() {
+            let Step::Op(op) = step else { continue };
+            let Some(def) = op.state_definition() else {
+                continue;
+            };
+            // A step without state of the partition had none (an alert
+            // rule with no open alert there).
+            if let Some(at) = states.iter().position(|(d, _)| d == def) {
+                let (_, state) = states.remove(at);
+                op.restore_partition(&state)?;
+                restored = true;
+            }
+        }
+        if !states.is_empty() {
+            tracing::warn!(pipeline = %self.name, partition = part, "a window's definition changed since the partition's last checkpoint: its saved state is discarded and its keys start empty");
+        }
+        if let Some(&o) = snap.positions.get(&part) {
+            if restored {
+                self.holds.insert(part, o);
+            }
+        }
+        Ok(restored)
+    }
+
+    /// The source no longer reads these partitions: their state and
+    /// positions go (their next reader restores them from the checkpoint).
+    pub fn revoke(&mut self, ids: &[i64]) {
+        for (step, _) in self.steps.iter_mut() {
+            if let Step::Op(op) = step {
+                op.revoke_partitions(ids);
+            }
+        }
+        for id in ids {
+            self.holds.remove(id);
+            if let Some(p) = self.positions.as_mut() {
+                p.remove(id);
+            }
+        }
+    }
+
     /// What the restored state holds of the source: the partitions'
     /// last offsets (empty without a restore).
     pub fn held_positions(&self) -> &HashMap<i64, i64> {

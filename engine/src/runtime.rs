@@ -39,6 +39,8 @@ enum Flow {
     Batch(RecordBatch),
     /// The source's partitions now (see [`SourceMessage::Partitions`]).
     Partitions(Vec<i64>),
+    /// The source no longer reads these partitions (see [`SourceMessage::Revoked`]).
+    Revoked(Vec<i64>),
     /// Flush every sink, then answer: a checkpoint barrier.
     Barrier(oneshot::Sender<Result<()>>),
 }
@@ -192,6 +194,9 @@ impl Default for DeployOptions {
 struct ResumePositions {
     archive: Option<Arc<dyn StoredPositions>>,
     held: HashMap<i64, i64>,
+    /// Pipelines keeping state per partition: what each partition's last
+    /// snapshot holds (read when the partition is assigned).
+    per_partition: Vec<(StateStore, String)>,
 }
 
 #[async_trait::async_trait]
@@ -201,8 +206,33 @@ impl StoredPositions for ResumePositions {
             Some(a) => a.stored_upto(partitions).await?,
             None => HashMap::new(),
         };
+        let mut held = self.held.clone();
+        if !self.per_partition.is_empty() {
+            let stores = self.per_partition.clone();
+            let wanted = partitions.to_vec();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut out: HashMap<i64, i64> = HashMap::new();
+                for (store, pipeline) in &stores {
+                    for &p in &wanted {
+                        if let Ok(Some(snap)) = store.load_partition(pipeline, p) {
+                            if let Some(&o) = snap.positions.get(&p) {
+                                let e = out.entry(p).or_insert(o);
+                                *e = (*e).min(o);
+                            }
+                        }
+                    }
+                }
+                out
+            })
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))?;
+            for (p, o) in read {
+                let e = held.entry(p).or_insert(o);
+                *e = (*e).min(o);
+            }
+        }
         for p in partitions {
-            if let Some(&h) = self.held.get(p) {
+            if let Some(&h) = held.get(p) {
                 let e = out.entry(*p).or_insert(h);
                 *e = (*e).min(h);
             }
@@ -223,12 +253,26 @@ async fn checkpoint_pipeline(
         return Ok(());
     };
     let started = Instant::now();
-    let snap = p.snapshot()?;
-    let bytes = snap.size();
+    let (snaps, whole) = match p.per_partition() {
+        true => (p.snapshot_partitions()?, false),
+        false => (vec![p.snapshot()?], true),
+    };
+    let bytes: usize = snaps.iter().map(|s| s.size()).sum();
     let store = store.clone();
-    tokio::task::spawn_blocking(move || store.save(&snap))
-        .await
-        .map_err(|e| EngineError::Task(e.to_string()))??;
+    let name = p.name.clone();
+    tokio::task::spawn_blocking(move || {
+        for snap in &snaps {
+            store.save(snap)?;
+        }
+        // A whole snapshot left from before state was kept per partition
+        // must not come back at the next start.
+        if !whole {
+            store.remove_whole(&name)?;
+        }
+        Ok::<(), EngineError>(())
+    })
+    .await
+    .map_err(|e| EngineError::Task(e.to_string()))??;
     tracing::debug!(pipeline = %p.name, bytes, took_ms = started.elapsed().as_millis() as u64, "window state saved");
     metrics
         .state_bytes
@@ -264,6 +308,35 @@ fn restore_pipeline(p: &mut CompiledPipeline, store: &StateStore) {
     }
 }
 
+/// Partitions were assigned: a pipeline keeping state per partition takes
+/// each new one's last snapshot in (logging what it did; a snapshot that
+/// cannot be read leaves that partition's keys empty).
+fn restore_partitions(p: &mut CompiledPipeline, store: &StateStore, ids: &[i64]) {
+    for &id in ids {
+        if p.holds_partition(id) {
+            continue;
+        }
+        match store.load_partition(&p.name, id) {
+            Ok(Some(snap)) => {
+                let (taken, bytes) = (snap.taken_at_ms, snap.size());
+                match p.restore_partition(snap) {
+                    Ok(true) => {
+                        tracing::info!(pipeline = %p.name, partition = id, bytes, taken_at_ms = taken, "the partition's window state restored from its last checkpoint")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(pipeline = %p.name, partition = id, error = %e, "the partition's saved window state cannot be restored: its keys start empty")
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(pipeline = %p.name, partition = id, error = %e, "the partition's saved window state cannot be read: its keys start empty")
+            }
+        }
+    }
+}
+
 /// Runs one pipeline on what its source's fan-out sends it, until the
 /// source ends or `stop` (then what is queued is processed first); with
 /// `idle_advance`, event time moves on by wall-clock time while no data
@@ -279,17 +352,27 @@ async fn run_pipeline(
     let mut tick = tokio::time::interval(IDLE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_data = Instant::now();
+    // Batches since the last checkpoint saved the state.
+    let mut unsaved = false;
     loop {
         tokio::select! {
             biased;
             b = rx.recv() => match b {
                 Some(Flow::Batch(b)) => {
                     last_data = Instant::now();
+                    unsaved = true;
                     p.push(b).await?;
                 }
-                Some(Flow::Partitions(ids)) => p.partitions(&ids),
+                Some(Flow::Partitions(ids)) => {
+                    if let Some(store) = store.as_ref().filter(|_| p.per_partition()) {
+                        restore_partitions(&mut p, store, &ids);
+                    }
+                    p.partitions(&ids);
+                }
+                Some(Flow::Revoked(ids)) => p.revoke(&ids),
                 Some(Flow::Barrier(reply)) => {
-                    answer(reply, checkpoint_pipeline(&p, store.as_ref(), &metrics).await)?
+                    answer(reply, checkpoint_pipeline(&p, store.as_ref(), &metrics).await)?;
+                    unsaved = false;
                 }
                 None => break,
             },
@@ -306,6 +389,10 @@ async fn run_pipeline(
         }
     }
     match &store {
+        // State kept per partition and saved by the source's last
+        // checkpoint: its partitions may belong to another process by
+        // now, whose snapshots a second save here would overwrite.
+        Some(_) if p.per_partition() && !unsaved => p.flush().await,
         // Open windows are kept, not emitted half-full: the next
         // start goes on with them.
         Some(_) => checkpoint_pipeline(&p, store.as_ref(), &metrics).await,
@@ -460,8 +547,10 @@ pub fn deploy(
     let mut pipeline_names = Vec::new();
 
     let state_store = options.state_dir.clone().map(StateStore::new);
-    // Per source: what its pipelines' restored windows hold.
+    // Per source: what its pipelines' restored windows hold, and its
+    // pipelines keeping state per partition.
     let mut held: HashMap<String, HashMap<i64, i64>> = HashMap::new();
+    let mut per_partition: HashMap<String, Vec<(StateStore, String)>> = HashMap::new();
     for mut p in pipelines {
         if let Some(dead) = dead_letters.get(&p.source) {
             p.with_dead_letters(
@@ -471,7 +560,17 @@ pub fn deploy(
         }
         let replayable = program.source(&p.source).is_some_and(|s| s.replayable);
         let store = state_store.clone().filter(|_| replayable && p.stateful());
-        if let Some(store) = &store {
+        if let Some(store) = store.as_ref().filter(|_| p.per_partition()) {
+            // Restored partition by partition, as they are assigned.
+            if matches!(store.load(&p.name), Ok(Some(_))) {
+                tracing::warn!(pipeline = %p.name, "the window keeps its state per partition now: its earlier snapshot (of the whole process) is not restored");
+            }
+            p.track_positions();
+            per_partition
+                .entry(p.source.clone())
+                .or_default()
+                .push((store.clone(), p.name.clone()));
+        } else if let Some(store) = &store {
             restore_pipeline(&mut p, store);
             p.track_positions();
             let h = held.entry(p.source.clone()).or_default();
@@ -531,7 +630,7 @@ pub fn deploy(
             while let Some(flow) = rx.recv().await {
                 match flow {
                     Flow::Batch(b) => sink.write(&b).await?,
-                    Flow::Partitions(_) => {}
+                    Flow::Partitions(_) | Flow::Revoked(_) => {}
                     Flow::Barrier(reply) => answer(reply, sink.flush().await)?,
                 }
             }
@@ -552,8 +651,13 @@ pub fn deploy(
         let mut source = factory.source(src)?;
         let archive = stored.get(&name).cloned();
         let held = held.remove(&name).unwrap_or_default();
-        if archive.is_some() || !held.is_empty() {
-            source.resume_from(Arc::new(ResumePositions { archive, held }));
+        let per_partition = per_partition.remove(&name).unwrap_or_default();
+        if archive.is_some() || !held.is_empty() || !per_partition.is_empty() {
+            source.resume_from(Arc::new(ResumePositions {
+                archive,
+                held,
+                per_partition,
+            }));
         }
         let dead = match dead_letters.get(&name) {
             Some(d) => d.clone(),
@@ -628,6 +732,15 @@ pub fn deploy(
                         }
                         for sub in fan_out.subs.iter().filter(|s| !s.required) {
                             let _ = sub.send(Flow::Partitions(ids.clone())).await;
+                        }
+                        continue;
+                    }
+                    SourceMessage::Revoked(ids) => {
+                        if !fan_out.send_all(pool.drain().await?).await? {
+                            return dead.flush().await;
+                        }
+                        for sub in fan_out.subs.iter().filter(|s| !s.required) {
+                            let _ = sub.send(Flow::Revoked(ids.clone())).await;
                         }
                         continue;
                     }

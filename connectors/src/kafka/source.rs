@@ -544,6 +544,11 @@ impl Source for KafkaSource {
                             commit(pending_commits(&state, Some(&parts)), CommitMode::Sync).await
                         }.await;
                         state.retain(|(t, p), _| !parts.iter().any(|(rt, rp)| **rt == **t && rp == p));
+                        // Windows kept per partition drop what they hold of
+                        // these (saved by the checkpoint just taken) before
+                        // another member may read them.
+                        let ids = parts.iter().map(|(t, p)| partition_id(single_topic, t, *p)).collect();
+                        if out.revoked(ids).await.is_err() { let _ = done.send(()); break; }
                         let _ = done.send(());
                         if let Err(e) = res {
                             warn!(source = %name, error = %e, "commit on revoke failed; the next owner re-reads those messages");

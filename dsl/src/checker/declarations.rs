@@ -191,12 +191,39 @@ impl Checker {
                 ok = false;
             }
         }
+        let keyed_by = self.keyed_by(s, &schema);
         ok.then(|| CheckedSource {
             replayable: connectors::source(&s.connector.kind.name).is_some_and(|c| c.replayable),
+            keyed_by,
             decl: s.clone(),
             format,
             schema,
         })
+    }
+
+    /// A source's `keyed_by` fields, each checked to be a field of its
+    /// events.
+    fn keyed_by(&mut self, s: &SourceDecl, schema: &Schema) -> Vec<String> {
+        let Some(arg) = s.connector.arg("keyed_by") else {
+            return Vec::new();
+        };
+        let names: Vec<String> = match &arg.value {
+            ArgValue::Str(n) => vec![n.clone()],
+            ArgValue::List(items) => items
+                .iter()
+                .filter_map(|v| match v {
+                    ArgValue::Str(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for n in &names {
+            if schema.get(n).is_none() {
+                self.unknown_field(n, arg.span, schema);
+            }
+        }
+        names
     }
 
     /// Expands a format regex's grok patterns (`%{IP:client}`), compiles

@@ -34,6 +34,10 @@ pub struct CheckedSource {
     /// Whether its positions replay after a restart (see
     /// [`ConnectorSpec::replayable`]).
     pub replayable: bool,
+    /// `keyed_by`: the fields its messages are keyed (partitioned) by —
+    /// every event with the same values is in one partition. Checked to
+    /// be fields of the schema.
+    pub keyed_by: Vec<String>,
 }
 
 /// A pipeline with the schema seen by each stage: `schemas[i]` is the input of
@@ -69,9 +73,14 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
         .iter()
         .filter_map(|s| cx.source(s))
         .collect();
-    let source_schemas: HashMap<&str, &Schema> = sources
+    let source_schemas: HashMap<&str, (&Schema, &[String])> = sources
         .iter()
-        .map(|s| (s.decl.name.name.as_str(), &s.schema))
+        .map(|s| {
+            (
+                s.decl.name.name.as_str(),
+                (&s.schema, s.keyed_by.as_slice()),
+            )
+        })
         .collect();
     cx.check_duplicates(program.sources.iter().map(|s| &s.name), "source");
     cx.check_duplicates(program.outputs.iter().map(|o| &o.name), "output");
@@ -96,7 +105,7 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
         .collect();
     let mut pipelines = Vec::new();
     for p in &program.pipelines {
-        let Some(schema) = source_schemas.get(p.from.name.as_str()) else {
+        let Some((schema, keyed_by)) = source_schemas.get(p.from.name.as_str()) else {
             // Undeclared, or declared with errors (already reported).
             if !source_names.contains(&p.from.name.as_str()) {
                 cx.push(
@@ -114,7 +123,7 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
             }
             continue;
         };
-        if let Some(cp) = cx.pipeline(p, (*schema).clone(), &output_names) {
+        if let Some(cp) = cx.pipeline(p, (*schema).clone(), &output_names, keyed_by) {
             pipelines.push(cp);
         }
     }

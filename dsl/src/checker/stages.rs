@@ -9,6 +9,7 @@ impl Checker {
         p: &Pipeline,
         mut schema: Schema,
         outputs: &[&str],
+        keyed_by: &[String],
     ) -> Option<CheckedPipeline> {
         let errors_before = self.diags.len();
         let mut schemas = Vec::with_capacity(p.stages.len() + 1);
@@ -17,6 +18,10 @@ impl Checker {
         let mut windowed = false;
         // The last window: its stage index and plan, for the alerts after it.
         let mut window_plan: Option<(usize, WindowPlan)> = None;
+        // Whether a stage changed a field the source is keyed by (the
+        // window's keys may then span partitions).
+        let mut rekeyed = false;
+        let touches = |names: &[&str]| names.iter().any(|n| keyed_by.iter().any(|k| k == n));
         for (i, stage) in p.stages.iter().enumerate() {
             schemas.push(schema.clone());
             let mut plan = StagePlan::AsWritten;
@@ -40,6 +45,7 @@ impl Checker {
                                 format!("`timestamp` must stay a timestamp, this is {t}"),
                             ));
                         }
+                        rekeyed |= touches(&[a.name.name.as_str()]);
                         schema.push(&a.name.name, if t == Type::Null { Type::String } else { t });
                         out.push(Assignment {
                             name: a.name.clone(),
@@ -50,6 +56,7 @@ impl Checker {
                 }
                 StageKind::Rename(pairs) => {
                     for (from, to) in pairs {
+                        rekeyed |= touches(&[from.name.as_str(), to.name.as_str()]);
                         if schema.get(&from.name).is_none() {
                             self.unknown_field(&from.name, from.span, &schema);
                         } else {
@@ -59,6 +66,7 @@ impl Checker {
                     stage.kind.clone()
                 }
                 StageKind::Drop(names) => {
+                    rekeyed |= touches(&names.iter().map(|n| n.name.as_str()).collect::<Vec<_>>());
                     for n in names {
                         if !schema.remove(&n.name) {
                             self.unknown_field(&n.name, n.span, &schema);
@@ -72,6 +80,8 @@ impl Checker {
                     fields,
                 } => {
                     if let Some(p) = self.parse_stage(field, format, fields, &mut schema) {
+                        rekeyed |=
+                            touches(&p.fields.iter().map(String::as_str).collect::<Vec<_>>());
                         plan = StagePlan::Parse(p);
                     }
                     stage.kind.clone()
@@ -88,7 +98,9 @@ impl Checker {
                     }
                     let prefix = prefix.as_ref().map(|p| p.name.as_str()).unwrap_or("geo");
                     for (suffix, t) in GEOIP_FIELDS {
-                        schema.push(&format!("{prefix}_{suffix}"), t);
+                        let name = format!("{prefix}_{suffix}");
+                        rekeyed |= touches(&[name.as_str()]);
+                        schema.push(&name, t);
                     }
                     stage.kind.clone()
                 }
@@ -109,7 +121,17 @@ impl Checker {
                     let samples = evidence::samples_wanted(&p.stages[i + 1..]);
                     let (w, out, wp) = self.window(w, stage.span, &schema, samples);
                     schema = out;
-                    if let Some(wp) = wp {
+                    if let Some(mut wp) = wp {
+                        wp.per_partition = !keyed_by.is_empty()
+                            && !rekeyed
+                            && keyed_by
+                                .iter()
+                                .all(|k| wp.group_by.iter().any(|c| &c.name == k));
+                        if wp.per_partition {
+                            // Each row says which partition its key is
+                            // of: alert state moves with it.
+                            schema.push(crate::types::PARTITION, Type::Int);
+                        }
                         plan = StagePlan::Window(wp.clone());
                         window_plan = Some((i, wp));
                     }
@@ -466,6 +488,7 @@ impl Checker {
             timestamp,
             group_by,
             aggregates: planned,
+            per_partition: false,
         });
         (
             WindowSpec {
@@ -547,6 +570,55 @@ pipeline p {
         assert_eq!(a.severity, "warning");
         assert_eq!(a.for_us, 120_000_000);
         assert_eq!(a.resolve_after_us, 60_000_000, "one slide by default");
+    }
+
+    #[test]
+    fn a_window_keeps_state_per_partition_when_its_keys_are_the_sources_message_keys() {
+        let per_partition = |source_args: &str, stages: &str| {
+            let text = format!(
+                "source s = kafka(topic: \"t\"{source_args}) format json\npipeline p {{\n  from s\n{stages}  | window tumbling 1m by service, host {{ n = count() }}\n}}\n"
+            );
+            let program = crate::compile(&text).unwrap_or_else(|d| panic!("{d:#?}"));
+            let p = &program.pipelines[0];
+            match p.plans.last() {
+                Some(StagePlan::Window(w)) => w.per_partition,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(per_partition(", keyed_by: \"service\"", ""));
+        assert!(per_partition(
+            ", keyed_by: [\"service\", \"host\"]",
+            "  | where severity >= warn\n"
+        ));
+        assert!(!per_partition("", ""), "not keyed");
+        assert!(
+            !per_partition(", keyed_by: \"environment\"", ""),
+            "keyed by a field it does not group by"
+        );
+        assert!(
+            !per_partition(
+                ", keyed_by: \"service\"",
+                "  | set service = lower(service)\n"
+            ),
+            "a stage changed the key"
+        );
+        assert!(
+            !per_partition(
+                ", keyed_by: \"host\"",
+                "  | drop host\n  | rename environment as host\n"
+            ),
+            "the key's field is another now"
+        );
+        let errs = crate::compile(
+            "source s = kafka(topic: \"t\", keyed_by: \"nope\") format json fields { a: int }\npipeline p {\n  from s\n  | window tumbling 1m by a { n = count() }\n}\n",
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(
+            errs.iter()
+                .any(|d| d.kind == crate::ErrorKind::UnknownField),
+            "{errs:#?}"
+        );
     }
 
     #[test]

@@ -570,6 +570,25 @@ impl AlertSink for AlertManager {
         Some(Box::new(move || store::save(&path, &snap)))
     }
 
+    fn export(&self, pipeline: &str, rule: &str) -> Vec<Alert> {
+        lock(&self.state).tracker.alerts_of(pipeline, rule)
+    }
+
+    fn import(&self, alerts: Vec<Alert>) {
+        if alerts.is_empty() {
+            return;
+        }
+        lock(&self.state).tracker.restore(alerts);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    fn forget(&self, pipeline: &str, rule: &str, fingerprints: Option<&[String]>) {
+        lock(&self.state)
+            .tracker
+            .remove(pipeline, rule, fingerprints);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
     fn evaluate(&self, mut eval: Evaluation) {
         let now = self.clock.now_us();
         if let Some(console) = &self.settings.console_url {

@@ -57,6 +57,20 @@ pub trait AlertSink: Send + Sync {
     fn save_job(&self) -> Option<SaveJob> {
         None
     }
+
+    /// The open alerts of one rule (their state moves with the source
+    /// partition of their window keys: see `ops::alert`).
+    fn export(&self, _pipeline: &str, _rule: &str) -> Vec<super::Alert> {
+        Vec::new()
+    }
+
+    /// Takes open alerts in (another process had them), replacing any of
+    /// the same fingerprint, without notifying.
+    fn import(&self, _alerts: Vec<super::Alert>) {}
+
+    /// Forgets open alerts of one rule without notifying: those of
+    /// `fingerprints`, or all of them (`None`).
+    fn forget(&self, _pipeline: &str, _rule: &str, _fingerprints: Option<&[String]>) {}
 }
 
 /// A state write to run on a blocking thread (see [`AlertSink::save_job`]).

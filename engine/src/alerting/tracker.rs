@@ -197,6 +197,31 @@ impl Tracker {
         self.len() == 0
     }
 
+    /// The open alerts of one rule.
+    pub fn alerts_of(&self, pipeline: &str, rule: &str) -> Vec<Alert> {
+        self.rules
+            .get(&(pipeline.to_string(), rule.to_string()))
+            .map(|r| r.alerts.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Drops open alerts of one rule (`None`: all), without a change.
+    pub fn remove(&mut self, pipeline: &str, rule: &str, fingerprints: Option<&[String]>) {
+        let key = (pipeline.to_string(), rule.to_string());
+        match fingerprints {
+            None => {
+                self.rules.remove(&key);
+            }
+            Some(fps) => {
+                if let Some(r) = self.rules.get_mut(&key) {
+                    for fp in fps {
+                        r.alerts.remove(fp);
+                    }
+                }
+            }
+        }
+    }
+
     /// Puts back alerts saved before a restart. They expire by the window
     /// time the rule reaches after the restart.
     pub fn restore(&mut self, alerts: Vec<Alert>) {
@@ -238,7 +263,7 @@ fn expire(ra: &mut RuleAlerts, rule: &AlertRule, now_us: i64, changes: &mut Vec<
         .unwrap_or(i64::MAX);
 }
 
-fn labels_of(rule: &AlertRule, hit: &Hit) -> BTreeMap<String, String> {
+pub(crate) fn labels_of(rule: &AlertRule, hit: &Hit) -> BTreeMap<String, String> {
     let mut labels = hit.group.clone();
     for (k, v) in &rule.labels {
         labels.insert(k.clone(), v.clone());

@@ -4,6 +4,14 @@
 //! evidence: the window's sample events (its `_evidence` field, which is not
 //! a value of the alert) and the query reproducing the window. Rows pass on
 //! unchanged.
+//!
+//! After a window that keeps state per source partition (its rows carry
+//! `_partition`, see `ops::window`), the rule's open alerts are state of
+//! those partitions too: the operator remembers each alert's partition,
+//! saves a partition's alerts with its windows, forgets them when the
+//! partition is taken away and takes them in with the partition — so the
+//! process that gets a key's windows also gets its pending and firing
+//! alerts, and neither notifies a transition twice.
 
 use super::Operator;
 use crate::alerting::{AlertRule, AlertSink, Evaluation, Evidence, Hit};
@@ -14,10 +22,10 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
 use prometheus::IntCounter;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use weir_dsl::plan::EvidencePlan;
-use weir_dsl::types::{EVIDENCE, WINDOW_END, WINDOW_START};
+use weir_dsl::types::{EVIDENCE, PARTITION, WINDOW_END, WINDOW_START};
 
 pub struct AlertOp {
     pub rule: Arc<AlertRule>,
@@ -29,6 +37,18 @@ pub struct AlertOp {
     /// Window time up to which evaluations were reported.
     pub closed_until: i64,
     pub evidence: EvidencePlan,
+    /// After a per-partition window: each open alert's partition, by
+    /// fingerprint (`None`: alerts are the process's).
+    pub partitions: Option<HashMap<String, i64>>,
+    /// What the alert state means, for checkpoints (per-partition only).
+    pub definition: String,
+}
+
+/// One partition's open alerts of a rule, in a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartitionAlerts {
+    partition: i64,
+    alerts: Vec<crate::alerting::Alert>,
 }
 
 impl AlertOp {
@@ -56,7 +76,16 @@ impl AlertOp {
             for_us: p.for_us,
             resolve_after_us: p.resolve_after_us,
         };
+        let per_partition = s.input.index_of(PARTITION).is_some();
+        if per_partition {
+            // Open alerts of the rule come with their partitions (a
+            // process's saved alert state may hold keys another process
+            // has by now).
+            s.alerts.forget(s.pipeline, &a.name, None);
+        }
         Ok(AlertOp {
+            definition: format!("alert {:?} of pipeline {:?}", a.name, s.pipeline),
+            partitions: per_partition.then(HashMap::new),
             rule: Arc::new(rule),
             condition: s.compile(&a.condition)?,
             group_fields: p.group_fields.clone(),
@@ -70,7 +99,7 @@ impl AlertOp {
         })
     }
 
-    fn hits(&self, hits: &RecordBatch) -> Result<Vec<Hit>> {
+    fn hits(&mut self, hits: &RecordBatch) -> Result<Vec<Hit>> {
         let times = |name: &str| {
             hits.column_by_name(name)
                 .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
@@ -112,8 +141,13 @@ impl AlertOp {
                 .filter(|s| s.is_valid(i))
                 .map(|s| s.value(i));
             let evidence = Evidence::of_window(&self.evidence, start, end, &row, sampled);
+            let mut partition = None;
             for (k, v) in row {
                 if k == WINDOW_START || k == WINDOW_END {
+                    continue;
+                }
+                if k == PARTITION && self.partitions.is_some() {
+                    partition = v.as_i64();
                     continue;
                 }
                 if self.group_fields.contains(&k) {
@@ -122,13 +156,23 @@ impl AlertOp {
                     values.insert(k, v);
                 }
             }
-            out.push(Hit {
+            let hit = Hit {
                 group,
                 values,
                 window_start_us: start,
                 window_end_us: end,
                 evidence: Some(std::sync::Arc::new(evidence)),
-            });
+            };
+            if let (Some(parts), Some(p)) = (self.partitions.as_mut(), partition) {
+                let labels = crate::alerting::tracker::labels_of(&self.rule, &hit);
+                let fp = crate::alerting::tracker::fingerprint(
+                    &self.rule.pipeline,
+                    &self.rule.name,
+                    &labels,
+                );
+                parts.insert(fp, p);
+            }
+            out.push(hit);
         }
         Ok(out)
     }
@@ -141,6 +185,65 @@ impl Operator for AlertOp {
 
     fn save_job(&self) -> Option<crate::alerting::rule::SaveJob> {
         self.sink.save_job()
+    }
+
+    fn state_definition(&self) -> Option<&str> {
+        self.partitions.as_ref().map(|_| self.definition.as_str())
+    }
+
+    fn per_partition(&self) -> bool {
+        self.partitions.is_some()
+    }
+
+    fn snapshot_partitions(&self) -> Result<Vec<(i64, Vec<u8>)>> {
+        let Some(parts) = &self.partitions else {
+            return Ok(Vec::new());
+        };
+        let mut by_part: BTreeMap<i64, Vec<crate::alerting::Alert>> = BTreeMap::new();
+        for a in self.sink.export(&self.rule.pipeline, &self.rule.name) {
+            if let Some(&p) = parts.get(&a.fingerprint) {
+                by_part.entry(p).or_default().push(a);
+            }
+        }
+        by_part
+            .into_iter()
+            .map(|(partition, alerts)| {
+                let bytes = serde_json::to_vec(&PartitionAlerts { partition, alerts })?;
+                Ok((partition, bytes))
+            })
+            .collect()
+    }
+
+    fn restore_partition(&mut self, state: &[u8]) -> Result<()> {
+        let Some(parts) = self.partitions.as_mut() else {
+            return Ok(());
+        };
+        let saved: PartitionAlerts = serde_json::from_slice(state)
+            .map_err(|e| EngineError::Internal(format!("alert state unreadable: {e}")))?;
+        for a in &saved.alerts {
+            parts.insert(a.fingerprint.clone(), saved.partition);
+        }
+        self.sink.import(saved.alerts);
+        Ok(())
+    }
+
+    fn revoke_partitions(&mut self, ids: &[i64]) {
+        let Some(parts) = self.partitions.as_mut() else {
+            return;
+        };
+        let gone: Vec<String> = parts
+            .iter()
+            .filter(|(_, p)| ids.contains(p))
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for fp in &gone {
+            parts.remove(fp);
+        }
+        self.sink
+            .forget(&self.rule.pipeline, &self.rule.name, Some(&gone));
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {

@@ -151,6 +151,29 @@ pub trait Operator: Send + Sync {
         Ok(())
     }
 
+    /// Whether its state is kept per source partition (each key's events
+    /// come from one partition), so it can move with a partition.
+    fn per_partition(&self) -> bool {
+        false
+    }
+
+    /// The state split by source partition: per partition it holds keys
+    /// or event time of, that partition's part (each a state
+    /// [`Operator::restore_partition`] takes).
+    fn snapshot_partitions(&self) -> Result<Vec<(i64, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+
+    /// Takes one partition's state in beside what it holds (the partition
+    /// was assigned to this process).
+    fn restore_partition(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The source no longer reads these partitions (a rebalance took them
+    /// away, after a checkpoint saved their state): forget their keys.
+    fn revoke_partitions(&mut self, _ids: &[i64]) {}
+
     /// State kept outside the pipeline (the alert manager's) to write
     /// before a checkpoint's positions are committed.
     fn save_job(&self) -> Option<crate::alerting::rule::SaveJob> {

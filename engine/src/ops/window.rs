@@ -26,6 +26,16 @@
 //! window grouped by a random id must not take the machine's memory; keys
 //! already open keep counting. A stream whose keys recur never pays for a
 //! collection.
+//!
+//! A window whose keys each come from one source partition (the checker's
+//! [`WindowPlan::per_partition`](weir_dsl::plan::WindowPlan)) remembers
+//! each key's partition, hands its state split by partition
+//! ([`Operator::snapshot_partitions`]), forgets a partition's keys when the
+//! partition is taken away and takes a partition's state in beside its own
+//! ([`Operator::restore_partition`]): the state moves with the partition
+//! from one process to another. The receiving window keeps the sender's
+//! watermark for that partition's events (its `floor`), so a window the
+//! sender emitted is not opened again.
 
 use super::aggregate::{build_column, Acc, AggSpec, Input};
 use super::key_table::KeyTable;
@@ -56,6 +66,9 @@ struct PartClock {
     /// When it last had an event.
     seen: Instant,
     idle: bool,
+    /// Events whose every window ends by this are late whatever the
+    /// watermark (the watermark of the process the partition came from).
+    floor: i64,
 }
 
 /// The key id of an event left out because the window holds `max_keys`.
@@ -132,6 +145,12 @@ struct WindowState {
     /// Sliding windows: the start of the next window to emit.
     #[serde(default = "no_start")]
     next_start: i64,
+    /// Per-partition windows: each key's source partition.
+    #[serde(default)]
+    key_parts: Vec<i64>,
+    /// The source partition this state is of (a per-partition snapshot).
+    #[serde(default)]
+    partition: Option<i64>,
 }
 
 fn no_start() -> i64 {
@@ -194,6 +213,11 @@ pub struct Window {
     idle_after: Duration,
     /// When the last batch came.
     last_batch: Option<Instant>,
+    /// Keys each come from one source partition: state is kept per
+    /// partition (see the module documentation).
+    per_partition: bool,
+    /// Per-partition windows: each key's source partition, by key id.
+    key_parts: Vec<i64>,
 }
 
 impl Window {
@@ -244,7 +268,15 @@ impl Window {
             usize::try_from(m).unwrap_or(usize::MAX)
         }))
         .with_definition(definition)
-        .with_partitions(s.input.index_of(weir_dsl::types::PARTITION), PARTITION_IDLE))
+        .with_partitions(s.input.index_of(weir_dsl::types::PARTITION), PARTITION_IDLE)
+        .with_state_per_partition(w.per_partition))
+    }
+
+    /// Keeps state per source partition (see the module documentation);
+    /// needs the `_partition` column.
+    pub fn with_state_per_partition(mut self, on: bool) -> Window {
+        self.per_partition = on && self.part_col.is_some();
+        self
     }
 
     /// Moves event time per source partition, read from column `col`; a
@@ -307,6 +339,8 @@ impl Window {
             low: i64::MIN,
             idle_after: PARTITION_IDLE,
             last_batch: None,
+            per_partition: false,
+            key_parts: Vec::new(),
         })
     }
 
@@ -337,6 +371,13 @@ impl Window {
             .map(|(new, &old)| (old, new as u32))
             .collect();
         self.keys.retain(&live);
+        if self.per_partition {
+            let parts = &self.key_parts;
+            self.key_parts = live
+                .iter()
+                .map(|&old| parts.get(old as usize).copied().unwrap_or(0))
+                .collect();
+        }
         let renumber = |k: u32| remap.get(&k).copied().unwrap_or(OVERFLOW);
         for pane in self.panes.values_mut() {
             pane.slots = std::mem::take(&mut pane.slots)
@@ -502,6 +543,28 @@ impl Window {
         }
     }
 
+    /// The end of the last window an event at `ts` belongs to.
+    fn last_end(&self, ts: i64) -> i64 {
+        match self.assigner {
+            Assigner::Tumbling { size_us: size } => {
+                (ts.div_euclid(size) * size).saturating_add(size)
+            }
+            Assigner::Sliding {
+                size_us: size,
+                slide_us: slide,
+            } => (ts.div_euclid(slide) * slide).saturating_add(size),
+            Assigner::Session { gap_us: gap } => ts.saturating_add(gap),
+        }
+    }
+
+    /// Whether an event at `ts` of the partition at `part` is late by the
+    /// floor the partition came with (see [`PartClock::floor`]).
+    fn below_floor(&self, part: usize, ts: i64) -> bool {
+        self.parts
+            .get(part)
+            .is_some_and(|p| p.floor > self.watermark && self.last_end(ts) <= p.floor)
+    }
+
     /// Emits every window whose end is at or before `limit`.
     fn emit_until(&mut self, limit: i64) -> Result<Vec<RecordBatch>> {
         let mut closed = std::mem::take(&mut self.early);
@@ -611,6 +674,99 @@ impl Window {
         Some(start.max(self.next_start))
     }
 
+    /// The state to save: whole (`None`), or of one source partition's
+    /// keys, numbered anew from 0.
+    fn state(&self, part: Option<i64>) -> WindowState {
+        // Saved key number by key id (all of them when whole; of one
+        // partition, those an open window holds).
+        let ids: Vec<u32> = match part {
+            None => (0..self.keys.len() as u32).collect(),
+            Some(p) => {
+                let mut ids: Vec<u32> = self
+                    .live_keys()
+                    .filter(|&k| self.key_parts.get(k as usize) == Some(&p))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            }
+        };
+        let mut local: HashMap<u32, u32> = HashMap::new();
+        let mut keys = Vec::new();
+        for id in ids {
+            {
+                local.insert(id, keys.len() as u32);
+                keys.push(
+                    self.converter
+                        .as_ref()
+                        .and_then(|_| self.keys.get(id).map(<[u8]>::to_vec)),
+                );
+            }
+        }
+        let n = self.aggs.len();
+        let panes = self
+            .panes
+            .iter()
+            .filter_map(|(start, pane)| {
+                let keys: Vec<(u32, Vec<Acc>)> = pane
+                    .sorted()
+                    .into_iter()
+                    .filter_map(|(k, slot)| {
+                        let accs = pane.accs.get(slot * n..(slot + 1) * n);
+                        Some((
+                            *local.get(&k)?,
+                            accs.map(<[Acc]>::to_vec).unwrap_or_default(),
+                        ))
+                    })
+                    .collect();
+                (part.is_none() || !keys.is_empty()).then_some((*start, keys))
+            })
+            .collect();
+        let sessions = self
+            .sessions
+            .iter()
+            .filter_map(|(k, list)| {
+                let list = list
+                    .iter()
+                    .map(|s| Session {
+                        start: s.start,
+                        last: s.last,
+                        accs: s.accs.clone(),
+                    })
+                    .collect();
+                Some((*local.get(k)?, list))
+            })
+            .collect();
+        WindowState {
+            keys,
+            panes,
+            sessions,
+            max_ts: self.max_ts,
+            watermark: self.watermark,
+            late_total: if part.is_none() { self.late_total } else { 0 },
+            parts: self
+                .parts
+                .iter()
+                .filter(|p| part.is_none_or(|id| id == p.id))
+                .map(|p| (p.id, p.max_ts))
+                .collect(),
+            next_start: self.next_start,
+            key_parts: match part {
+                None if self.per_partition => self.key_parts.clone(),
+                _ => Vec::new(),
+            },
+            partition: part,
+        }
+    }
+
+    /// The keys an open window holds (repeated once per window).
+    fn live_keys(&self) -> impl Iterator<Item = u32> + '_ {
+        self.panes
+            .values()
+            .flat_map(|p| p.slots.keys().copied())
+            .chain(self.sessions.keys().copied())
+    }
+
     fn update_open_gauge(&self) {
         let open: usize = match self.assigner {
             Assigner::Session { .. } => self.sessions.values().map(Vec::len).sum(),
@@ -650,6 +806,13 @@ impl Window {
                 rows.iter().filter_map(|r| accs.get(r.3 + i)),
             )?);
         }
+        if self.per_partition {
+            let parts: arrow::array::Int64Array = rows
+                .iter()
+                .map(|r| self.key_parts.get(r.2 as usize).copied())
+                .collect();
+            cols.push(Arc::new(parts));
+        }
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
@@ -682,6 +845,9 @@ impl Window {
                     .as_primitive_opt::<arrow::datatypes::Int64Type>()
             })
             .cloned();
+        if self.per_partition {
+            self.key_parts.resize(self.keys.len(), 0);
+        }
         let mut current: Option<(i64, usize)> = None;
         // Each event is judged against the watermark of the events before
         // it, whatever batches they came in: the same input gives the same
@@ -692,21 +858,27 @@ impl Window {
                 continue;
             }
             let t = ts.value(row);
-            if key == OVERFLOW {
-                overflow += 1;
-            } else if !self.assign(t, key, &inputs, row) {
-                late += 1;
-            }
             let id = parts.as_ref().map_or(0, |p| p.value(row));
-            let at = match current {
-                Some((c, at)) if c == id => at,
+            let (at, first_of_run) = match current {
+                Some((c, at)) if c == id => (at, false),
                 _ => {
                     let at = self.part(id, now);
-                    self.touch(at, now);
                     current = Some((id, at));
-                    at
+                    (at, true)
                 }
             };
+            if key == OVERFLOW {
+                overflow += 1;
+            } else if self.below_floor(at, t) || !self.assign(t, key, &inputs, row) {
+                late += 1;
+            } else if self.per_partition {
+                if let Some(p) = self.key_parts.get_mut(key as usize) {
+                    *p = id;
+                }
+            }
+            if first_of_run {
+                self.touch(at, now);
+            }
             self.advance_part(at, t);
         }
         self.report_time();
@@ -817,6 +989,7 @@ impl Window {
             max_ts: i64::MIN,
             seen: now,
             idle: false,
+            floor: i64::MIN,
         });
         self.part_index.insert(id, self.parts.len() - 1);
         self.parts.len() - 1
@@ -859,6 +1032,14 @@ impl Window {
             self.raise_watermark();
         }
     }
+}
+
+/// A window's state as bytes (CBOR).
+fn encode(state: &WindowState) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    ciborium::into_writer(state, &mut out)
+        .map_err(|e| EngineError::Internal(format!("window state: {e}")))?;
+    Ok(out)
 }
 
 /// The width of a sliding window's panes: every window (starting at a
@@ -925,55 +1106,140 @@ impl Operator for Window {
     }
 
     fn snapshot(&self) -> Result<Option<Vec<u8>>> {
-        let state = WindowState {
-            keys: (0..self.keys.len() as u32)
-                .map(|id| {
-                    self.converter
-                        .as_ref()
-                        .and_then(|_| self.keys.get(id).map(<[u8]>::to_vec))
-                })
-                .collect(),
-            panes: self
-                .panes
-                .iter()
-                .map(|(start, pane)| {
-                    let n = self.aggs.len();
-                    let keys = pane
-                        .sorted()
-                        .into_iter()
-                        .map(|(k, slot)| {
-                            let accs = pane.accs.get(slot * n..(slot + 1) * n);
-                            (k, accs.map(<[Acc]>::to_vec).unwrap_or_default())
-                        })
-                        .collect();
-                    (*start, keys)
-                })
-                .collect(),
-            sessions: self
-                .sessions
-                .iter()
-                .map(|(k, list)| {
-                    let list = list
-                        .iter()
-                        .map(|s| Session {
-                            start: s.start,
-                            last: s.last,
-                            accs: s.accs.clone(),
-                        })
-                        .collect();
-                    (*k, list)
-                })
-                .collect(),
-            max_ts: self.max_ts,
-            watermark: self.watermark,
-            late_total: self.late_total,
-            parts: self.parts.iter().map(|p| (p.id, p.max_ts)).collect(),
-            next_start: self.next_start,
+        encode(&self.state(None)).map(Some)
+    }
+
+    fn per_partition(&self) -> bool {
+        self.per_partition
+    }
+
+    fn snapshot_partitions(&self) -> Result<Vec<(i64, Vec<u8>)>> {
+        let mut ids: Vec<i64> = self.parts.iter().map(|p| p.id).collect();
+        ids.extend(
+            self.live_keys()
+                .filter_map(|k| self.key_parts.get(k as usize)),
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| Ok((id, encode(&self.state(Some(id)))?)))
+            .collect()
+    }
+
+    fn restore_partition(&mut self, bytes: &[u8]) -> Result<()> {
+        let state: WindowState = ciborium::from_reader(bytes)
+            .map_err(|e| EngineError::Internal(format!("window state unreadable: {e}")))?;
+        let unreadable =
+            |why: &str| EngineError::Internal(format!("window state unreadable: {why}"));
+        let part = state
+            .partition
+            .ok_or_else(|| unreadable("not the state of one partition"))?;
+        let width = self.aggs.len();
+        if state
+            .panes
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .any(|(_, accs)| accs.len() != width)
+        {
+            return Err(unreadable("a key with another number of aggregates"));
+        }
+        // Its key numbers to this window's (new keys are added; the
+        // partition's keys are this window's now, whatever `max_keys`).
+        let mut ids = Vec::with_capacity(state.keys.len());
+        for k in &state.keys {
+            let bytes: &[u8] = match (&self.converter, k) {
+                (Some(_), Some(b)) => b,
+                (Some(_), None) => return Err(unreadable("a key without bytes")),
+                (None, _) => &[],
+            };
+            let id = match self.keys.find(bytes) {
+                Some(id) => id,
+                None => self
+                    .keys
+                    .insert(bytes)
+                    .ok_or_else(|| unreadable("the key table is full"))?,
+            };
+            ids.push(id);
+        }
+        let id_of = |k: u32| {
+            ids.get(k as usize)
+                .copied()
+                .ok_or_else(|| unreadable("a key it does not hold"))
         };
-        let mut out = Vec::new();
-        ciborium::into_writer(&state, &mut out)
-            .map_err(|e| EngineError::Internal(format!("window state: {e}")))?;
-        Ok(Some(out))
+        self.key_parts.resize(self.keys.len(), 0);
+        for &id in &ids {
+            if let Some(p) = self.key_parts.get_mut(id as usize) {
+                *p = part;
+            }
+        }
+        for (start, list) in state.panes {
+            let pane = self.panes.entry(start).or_default();
+            for (k, accs) in list {
+                let mine = pane.accs_mut(id_of(k)?, &self.aggs);
+                for (a, b) in mine.iter_mut().zip(accs) {
+                    a.merge(b);
+                }
+            }
+        }
+        for (k, list) in state.sessions {
+            self.sessions.entry(id_of(k)?).or_default().extend(list);
+        }
+        if self.next_start == i64::MIN {
+            self.next_start = state.next_start;
+        } else {
+            self.next_start = self.next_start.max(state.next_start);
+        }
+        self.max_ts = self.max_ts.max(state.max_ts);
+        self.late_total += state.late_total;
+        let now = Instant::now();
+        let at = self.part(part, now);
+        if let Some(p) = self.parts.get_mut(at) {
+            let saved = state.parts.iter().find(|(id, _)| *id == part).map(|p| p.1);
+            p.max_ts = p.max_ts.max(saved.unwrap_or(i64::MIN));
+            p.floor = p.floor.max(state.watermark);
+        }
+        self.recompute_low();
+        self.collected = false;
+        self.update_open_gauge();
+        Ok(())
+    }
+
+    fn revoke_partitions(&mut self, ids: &[i64]) {
+        if !self.per_partition || ids.is_empty() {
+            return;
+        }
+        let gone = |k: u32, parts: &[i64]| parts.get(k as usize).is_some_and(|p| ids.contains(p));
+        let n = self.aggs.len();
+        for pane in self.panes.values_mut() {
+            if !pane.slots.keys().any(|&k| gone(k, &self.key_parts)) {
+                continue;
+            }
+            let mut kept = Pane::default();
+            for (k, slot) in pane.sorted() {
+                if gone(k, &self.key_parts) {
+                    continue;
+                }
+                if let Some(accs) = pane.accs.get(slot * n..(slot + 1) * n) {
+                    kept.slots.insert(k, kept.slots.len() as u32);
+                    kept.accs.extend_from_slice(accs);
+                }
+            }
+            *pane = kept;
+        }
+        self.panes.retain(|_, p| p.len() > 0);
+        let parts = &self.key_parts;
+        self.sessions.retain(|&k, _| !gone(k, parts));
+        // Their keys go from the key table too.
+        self.collect_keys(&[]);
+        self.parts.retain(|p| !ids.contains(&p.id));
+        self.part_index = self
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id, i))
+            .collect();
+        self.recompute_low();
+        self.update_open_gauge();
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
@@ -1027,6 +1293,10 @@ impl Operator for Window {
                 pane.accs.extend(accs);
             }
             panes.insert(start, pane);
+        }
+        if self.per_partition {
+            self.key_parts = state.key_parts;
+            self.key_parts.resize(keys.len(), 0);
         }
         self.keys = keys;
         self.panes = panes;
@@ -1366,6 +1636,94 @@ mod tests {
             ("_partition", Arc::new(parts) as ArrayRef),
         ])
         .unwrap()
+    }
+
+    /// Events (second, key, partition), with `_partition` in column 2.
+    fn keyed(events: &[(i64, &str, i64)]) -> RecordBatch {
+        let ts = TimestampMicrosecondArray::from(
+            events.iter().map(|e| e.0 * 1_000_000).collect::<Vec<_>>(),
+        )
+        .with_timezone(TZ);
+        let ids = StringArray::from_iter_values(events.iter().map(|e| e.1));
+        let parts = Int64Array::from(events.iter().map(|e| e.2).collect::<Vec<_>>());
+        RecordBatch::try_from_iter(vec![
+            ("timestamp", Arc::new(ts) as ArrayRef),
+            ("id", Arc::new(ids) as ArrayRef),
+            ("_partition", Arc::new(parts) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_partitions_state_moves_to_another_window_and_counts_as_if_it_never_moved() {
+        let per_partition = || {
+            let (w, _, late) = window_with(0, DEFAULT_MAX_KEYS);
+            let mut w = w
+                .with_partitions(Some(2), Duration::from_secs(3600))
+                .with_state_per_partition(true);
+            // Its rows say which partition their key is of (the checker
+            // adds the field).
+            let mut fields = w.schema.fields().to_vec();
+            fields.push(Arc::new(Field::new("_partition", DataType::Int64, true)));
+            w.schema = Arc::new(Schema::new(fields));
+            (w, late)
+        };
+        // Keys k0 and k1, each in its partition, seconds 0 to 10; then a
+        // late event of k1; then seconds 11 to 20.
+        let first: Vec<(i64, &str, i64)> = (0..=10)
+            .flat_map(|t| [(t, "k0", 0), (t, "k1", 1)])
+            .collect();
+        let late_one = [(3, "k1", 1)];
+        let second: Vec<(i64, &str, i64)> = (11..=20)
+            .flat_map(|t| [(t, "k0", 0), (t, "k1", 1), (t, "k1", 1)])
+            .collect();
+        let mut expected = Vec::new();
+        let (mut r, r_late) = per_partition();
+        for b in [&first[..], &late_one[..], &second[..]] {
+            collect_rows(r.process(keyed(b)).unwrap(), &mut expected);
+        }
+        collect_rows(r.finish().unwrap(), &mut expected);
+        assert_eq!(r_late.get(), 1);
+
+        let mut got = Vec::new();
+        let (mut a, _) = per_partition();
+        collect_rows(a.process(keyed(&first)).unwrap(), &mut got);
+        assert!(a.per_partition());
+        let states = a.snapshot_partitions().unwrap();
+        assert_eq!(
+            states.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![0, 1],
+            "one state per partition"
+        );
+        // Partition 1 moves to window B: A forgets its keys, B takes them in.
+        a.revoke_partitions(&[1]);
+        let (mut b, b_late) = per_partition();
+        b.restore_partition(&states[1].1).unwrap();
+        assert!(
+            b.restore_partition(&a.snapshot().unwrap().unwrap())
+                .is_err(),
+            "a whole window's state is not one partition's"
+        );
+        collect_rows(b.process(keyed(&late_one)).unwrap(), &mut got);
+        assert_eq!(b_late.get(), 1, "late by the watermark it came with");
+        let (p0, p1): (Vec<_>, Vec<_>) = second.iter().copied().partition(|e| e.2 == 0);
+        collect_rows(a.process(keyed(&p0)).unwrap(), &mut got);
+        collect_rows(b.process(keyed(&p1)).unwrap(), &mut got);
+        // A holds nothing of partition 1 any more.
+        assert!(a.snapshot_partitions().unwrap().iter().all(|s| s.0 == 0));
+        collect_rows(a.finish().unwrap(), &mut got);
+        let last = b.finish().unwrap();
+        let parts = last[0]
+            .column(4)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert!(
+            parts.iter().all(|p| p == Some(1)),
+            "B's rows are of partition 1"
+        );
+        collect_rows(last, &mut got);
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
     }
 
     #[test]
