@@ -289,17 +289,23 @@ impl CompiledPipeline {
                 }
             }
         }
+        Ok(crate::checkpoint::Snapshot::new(
+            &self.name,
+            &self.source,
+            self.positions_held(),
+            states,
+        ))
+    }
+
+    /// Per partition, the last offset the state includes: restored or
+    /// pushed through since.
+    fn positions_held(&self) -> HashMap<i64, i64> {
         let mut positions = self.holds.clone();
         for (p, o) in self.positions.iter().flatten() {
             let e = positions.entry(*p).or_insert(*o);
             *e = (*e).max(*o);
         }
-        Ok(crate::checkpoint::Snapshot::new(
-            &self.name,
-            &self.source,
-            positions,
-            states,
-        ))
+        positions
     }
 
     /// Takes a snapshot's state back: each stateful step gets the first
@@ -360,11 +366,7 @@ impl CompiledPipeline {
     pub fn snapshot_partitions(&self) -> Result<Vec<crate::checkpoint::Snapshot>> {
         let mut by_part: std::collections::BTreeMap<i64, Vec<(String, Vec<u8>)>> =
             std::collections::BTreeMap::new();
-        let mut positions = self.holds.clone();
-        for (p, o) in self.positions.iter().flatten() {
-            let e = positions.entry(*p).or_insert(*o);
-            *e = (*e).max(*o);
-        }
+        let positions = self.positions_held();
         for p in positions.keys() {
             by_part.entry(*p).or_default();
         }

@@ -206,18 +206,20 @@ impl StoredPositions for ResumePositions {
             Some(a) => a.stored_upto(partitions).await?,
             None => HashMap::new(),
         };
-        let mut held = self.held.clone();
+        for p in partitions {
+            if let Some(&h) = self.held.get(p) {
+                keep_least(&mut out, *p, h);
+            }
+        }
         if !self.per_partition.is_empty() {
             let stores = self.per_partition.clone();
             let wanted = partitions.to_vec();
-            let read = tokio::task::spawn_blocking(move || {
-                let mut out: HashMap<i64, i64> = HashMap::new();
+            out = tokio::task::spawn_blocking(move || {
                 for (store, pipeline) in &stores {
                     for &p in &wanted {
                         if let Ok(Some(snap)) = store.load_partition(pipeline, p) {
                             if let Some(&o) = snap.positions.get(&p) {
-                                let e = out.entry(p).or_insert(o);
-                                *e = (*e).min(o);
+                                keep_least(&mut out, p, o);
                             }
                         }
                     }
@@ -226,19 +228,15 @@ impl StoredPositions for ResumePositions {
             })
             .await
             .map_err(|e| EngineError::Task(e.to_string()))?;
-            for (p, o) in read {
-                let e = held.entry(p).or_insert(o);
-                *e = (*e).min(o);
-            }
-        }
-        for p in partitions {
-            if let Some(&h) = held.get(p) {
-                let e = out.entry(*p).or_insert(h);
-                *e = (*e).min(h);
-            }
         }
         Ok(out)
     }
+}
+
+/// Records `offset` for `partition` unless a lesser one is there.
+fn keep_least(positions: &mut HashMap<i64, i64>, partition: i64, offset: i64) {
+    let e = positions.entry(partition).or_insert(offset);
+    *e = (*e).min(offset);
 }
 
 /// A checkpoint barrier reached a pipeline: flushes its outputs, then
@@ -575,8 +573,7 @@ pub fn deploy(
             p.track_positions();
             let h = held.entry(p.source.clone()).or_default();
             for (part, off) in p.held_positions() {
-                let e = h.entry(*part).or_insert(*off);
-                *e = (*e).min(*off);
+                keep_least(h, *part, *off);
             }
         }
         let (tx, rx) = mpsc::channel::<Flow>(CHANNEL_DEPTH);
