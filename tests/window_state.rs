@@ -22,6 +22,11 @@ const SERVICES: usize = 5;
 const STEP_MS: usize = 360;
 
 fn event(i: usize) -> Vec<u8> {
+    event_of(i, SERVICES)
+}
+
+/// Event `i` of service `svc{i % services}`.
+fn event_of(i: usize, services: usize) -> Vec<u8> {
     let ms = i * STEP_MS;
     format!(
         r#"{{"timestamp":"2026-03-01T{:02}:{:02}:{:02}.{:03}Z","service":"svc{}","message":"event {i}"}}"#,
@@ -29,7 +34,7 @@ fn event(i: usize) -> Vec<u8> {
         ms / 60_000 % 60,
         ms / 1000 % 60,
         ms % 1000,
-        i % SERVICES
+        i % services
     )
     .into_bytes()
 }
@@ -292,16 +297,7 @@ async fn a_changed_window_starts_empty_and_an_unchanged_one_keeps_its_state() {
 /// Event `i` of the keyed topic: service `svc{i % 4}`, produced to
 /// partition `i % 4` — the topic is keyed by service.
 fn keyed_event(i: usize) -> Vec<u8> {
-    let ms = i * STEP_MS;
-    format!(
-        r#"{{"timestamp":"2026-03-01T{:02}:{:02}:{:02}.{:03}Z","service":"svc{}","message":"event {i}"}}"#,
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000,
-        i % 4
-    )
-    .into_bytes()
+    event_of(i, 4)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,17 +60,7 @@ impl<'a> Args<'a> {
 
     /// A string-or-list argument as a list.
     pub fn list(&self, name: &str) -> Vec<String> {
-        match self.value(name) {
-            Some(ArgValue::Str(s)) => vec![s.clone()],
-            Some(ArgValue::List(items)) => items
-                .iter()
-                .filter_map(|v| match v {
-                    ArgValue::Str(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
+        self.value(name).map(ArgValue::strings).unwrap_or_default()
     }
 
     /// An RFC 3339 time argument.

@@ -114,6 +114,22 @@ impl ArgValue {
             ArgValue::Null => "null",
         }
     }
+
+    /// A string or a list's strings (a `StrOrList` argument); nothing for
+    /// another value.
+    pub fn strings(&self) -> Vec<String> {
+        match self {
+            ArgValue::Str(s) => vec![s.clone()],
+            ArgValue::List(items) => items
+                .iter()
+                .filter_map(|v| match v {
+                    ArgValue::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// How a source's raw lines become fields.

@@ -710,6 +710,7 @@ pub fn deploy(
                 while let Ok(sub) = attach_rx.try_recv() {
                     fan_out.subs.push(sub);
                 }
+                let assigned = matches!(msg, SourceMessage::Partitions(_));
                 let decoded = match msg {
                     SourceMessage::Lines(lines) => {
                         bytes.inc_by(lines.data.len() as u64);
@@ -723,21 +724,17 @@ pub fn deploy(
                         let _ = reply.send(checkpoint(&fan_out.subs, dead.as_ref()).await);
                         continue;
                     }
-                    SourceMessage::Partitions(ids) => {
+                    SourceMessage::Partitions(ids) | SourceMessage::Revoked(ids) => {
                         if !fan_out.send_all(pool.drain().await?).await? {
                             return dead.flush().await;
                         }
                         for sub in fan_out.subs.iter().filter(|s| !s.required) {
-                            let _ = sub.send(Flow::Partitions(ids.clone())).await;
-                        }
-                        continue;
-                    }
-                    SourceMessage::Revoked(ids) => {
-                        if !fan_out.send_all(pool.drain().await?).await? {
-                            return dead.flush().await;
-                        }
-                        for sub in fan_out.subs.iter().filter(|s| !s.required) {
-                            let _ = sub.send(Flow::Revoked(ids.clone())).await;
+                            let flow = if assigned {
+                                Flow::Partitions(ids.clone())
+                            } else {
+                                Flow::Revoked(ids.clone())
+                            };
+                            let _ = sub.send(flow).await;
                         }
                         continue;
                     }

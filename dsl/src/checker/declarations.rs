@@ -207,17 +207,7 @@ impl Checker {
         let Some(arg) = s.connector.arg("keyed_by") else {
             return Vec::new();
         };
-        let names: Vec<String> = match &arg.value {
-            ArgValue::Str(n) => vec![n.clone()],
-            ArgValue::List(items) => items
-                .iter()
-                .filter_map(|v| match v {
-                    ArgValue::Str(n) => Some(n.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let names = arg.value.strings();
         for n in &names {
             if schema.get(n).is_none() {
                 self.unknown_field(n, arg.span, schema);
