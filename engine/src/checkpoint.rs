@@ -106,14 +106,15 @@ impl StateStore {
     }
 
     /// Drops the pipeline's whole snapshot (it keeps state per partition
-    /// now); none is fine.
-    pub fn remove_whole(&self, pipeline: &str) -> Result<()> {
+    /// now); `true` when there was one.
+    pub fn remove_whole(&self, pipeline: &str) -> Result<bool> {
         match std::fs::remove_file(self.path(pipeline)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EngineError::io(
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(EngineError::io(
                 format!("removing {}", self.path(pipeline).display()),
                 e,
             )),
-            _ => Ok(()),
         }
     }
 

@@ -251,26 +251,15 @@ async fn checkpoint_pipeline(
         return Ok(());
     };
     let started = Instant::now();
-    let (snaps, whole) = match p.per_partition() {
-        true => (p.snapshot_partitions()?, false),
-        false => (vec![p.snapshot()?], true),
+    let snaps = match p.per_partition() {
+        true => p.snapshot_partitions()?,
+        false => vec![p.snapshot()?],
     };
     let bytes: usize = snaps.iter().map(|s| s.size()).sum();
     let store = store.clone();
-    let name = p.name.clone();
-    tokio::task::spawn_blocking(move || {
-        for snap in &snaps {
-            store.save(snap)?;
-        }
-        // A whole snapshot left from before state was kept per partition
-        // must not come back at the next start.
-        if !whole {
-            store.remove_whole(&name)?;
-        }
-        Ok::<(), EngineError>(())
-    })
-    .await
-    .map_err(|e| EngineError::Task(e.to_string()))??;
+    tokio::task::spawn_blocking(move || snaps.iter().try_for_each(|snap| store.save(snap)))
+        .await
+        .map_err(|e| EngineError::Task(e.to_string()))??;
     tracing::debug!(pipeline = %p.name, bytes, took_ms = started.elapsed().as_millis() as u64, "window state saved");
     metrics
         .state_bytes
@@ -560,8 +549,15 @@ pub fn deploy(
         let store = state_store.clone().filter(|_| replayable && p.stateful());
         if let Some(store) = store.as_ref().filter(|_| p.per_partition()) {
             // Restored partition by partition, as they are assigned.
-            if matches!(store.load(&p.name), Ok(Some(_))) {
-                tracing::warn!(pipeline = %p.name, "the window keeps its state per partition now: its earlier snapshot (of the whole process) is not restored");
+            // A whole snapshot left from before must not come back later.
+            match store.remove_whole(&p.name) {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::warn!(pipeline = %p.name, "the window keeps its state per partition now: its earlier snapshot (of the whole process) is not restored")
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %p.name, error = %e, "the window keeps its state per partition now: its earlier snapshot cannot be removed")
+                }
             }
             p.track_positions();
             per_partition

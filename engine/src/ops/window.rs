@@ -78,7 +78,7 @@ const OVERFLOW: u32 = u32::MAX;
 /// microseconds.
 pub use weir_dsl::plan::Assigner;
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Session {
     start: i64,
     last: i64,
@@ -355,10 +355,7 @@ impl Window {
     fn collect_keys(&mut self, also: &[u32]) -> HashMap<u32, u32> {
         let known = self.keys.len();
         let mut live: Vec<u32> = self
-            .panes
-            .values()
-            .flat_map(|p| p.slots.keys().copied())
-            .chain(self.sessions.keys().copied())
+            .live_keys()
             .chain(also.iter().copied())
             .filter(|&k| (k as usize) < known)
             .collect();
@@ -694,14 +691,12 @@ impl Window {
         let mut local: HashMap<u32, u32> = HashMap::new();
         let mut keys = Vec::new();
         for id in ids {
-            {
-                local.insert(id, keys.len() as u32);
-                keys.push(
-                    self.converter
-                        .as_ref()
-                        .and_then(|_| self.keys.get(id).map(<[u8]>::to_vec)),
-                );
-            }
+            local.insert(id, keys.len() as u32);
+            keys.push(
+                self.converter
+                    .as_ref()
+                    .and_then(|_| self.keys.get(id).map(<[u8]>::to_vec)),
+            );
         }
         let n = self.aggs.len();
         let panes = self
@@ -725,17 +720,7 @@ impl Window {
         let sessions = self
             .sessions
             .iter()
-            .filter_map(|(k, list)| {
-                let list = list
-                    .iter()
-                    .map(|s| Session {
-                        start: s.start,
-                        last: s.last,
-                        accs: s.accs.clone(),
-                    })
-                    .collect();
-                Some((*local.get(k)?, list))
-            })
+            .filter_map(|(k, list)| Some((*local.get(k)?, list.clone())))
             .collect();
         WindowState {
             keys,
