@@ -316,6 +316,8 @@ impl EngineHost {
     ) -> Result<Vec<String>, DeployError> {
         let program = rules::compile_sandboxed(file, text, sandbox).map_err(DeployError::Rules)?;
         self.check_channels(file, text, &program)?;
+        // A `repartition` stage runs as two pipelines joined by a topic.
+        let program = weir_dsl::repartition::split(program);
         let mut deployments = self.deployments.lock().await;
         for p in &program.pipelines {
             let name = &p.pipeline.name.name;

@@ -207,6 +207,10 @@ pub enum StageKind {
     Window(WindowSpec),
     Alert(AlertSpec),
     To(Ident),
+    /// `repartition by KEYS`: every event with the same keys goes on in one
+    /// process (through a Kafka topic keyed by them; see
+    /// [`crate::repartition`]).
+    Repartition(Vec<Ident>),
     /// A stage keyword the grammar does not know (reported by the checker).
     Unknown(Ident),
 }

@@ -241,9 +241,9 @@ pub const OUTPUTS: &[ConnectorSpec] = &[
             arg("topic", ArgType::Str, true, "topic name"),
             arg(
                 "key",
-                ArgType::Str,
+                ArgType::StrOrList,
                 false,
-                "field whose value is the message key",
+                "field whose value is the message key, or a list of fields (the key is then a JSON array of their values)",
             ),
             arg(
                 "compression",

@@ -31,6 +31,8 @@ pub enum ErrorKind {
     AggregateOutsideWindow,
     NotAnAggregate,
     InvalidWindow,
+    /// A `repartition` stage in the wrong place or on the wrong source.
+    InvalidRepartition,
     AlertWithoutWindow,
     InvalidQuantile,
     StageAfterAlert,

@@ -30,6 +30,7 @@ pub mod parser;
 pub mod plan;
 pub mod presets;
 pub mod reads;
+pub mod repartition;
 pub mod span;
 pub mod sql;
 pub mod template;

@@ -18,6 +18,33 @@ pub enum StagePlan {
     Parse(ParsePlan),
     Window(WindowPlan),
     Alert(AlertPlan),
+    Repartition(RepartitionPlan),
+}
+
+/// `repartition by KEYS`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepartitionPlan {
+    /// The keys, as columns of the stage's input.
+    pub keys: Vec<Column>,
+    /// What the stage does where it runs.
+    pub role: RepartitionRole,
+}
+
+/// Which side of the repartition topic a `repartition` stage runs on. The
+/// checker plans every stage [`RepartitionRole::InProcess`]; splitting
+/// the pipeline for a deployment ([`crate::repartition::split`]) makes it
+/// the end of one pipeline and the start of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RepartitionRole {
+    /// One process sees everything (`weir test`, a backtest): nothing to do.
+    InProcess,
+    /// Before the topic: each row's source position and line travel with
+    /// it (`_partition`, `_offset`, `_raw` become the `_origin_` fields).
+    Send,
+    /// After the topic: rows already seen (a sender's replay after a
+    /// crash) are dropped, and the rows are as they were sent (`_raw` the
+    /// original line again).
+    Receive,
 }
 
 /// `parse FIELD as FORMAT`.

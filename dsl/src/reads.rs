@@ -20,6 +20,7 @@ pub fn fields_read(p: &Pipeline) -> BTreeSet<String> {
             StageKind::Set(assigns) => assigns.iter().for_each(|a| fields_in(&a.value, &mut out)),
             StageKind::Rename(pairs) => out.extend(pairs.iter().map(|(from, _)| from.name.clone())),
             StageKind::Drop(_) | StageKind::To(_) => {}
+            StageKind::Repartition(keys) => out.extend(keys.iter().map(|k| k.name.clone())),
             StageKind::Parse { field, .. } | StageKind::Geoip { field, .. } => {
                 out.insert(field.name.clone());
             }

@@ -99,6 +99,11 @@ pub const PARTITION: &str = "_partition";
 pub const OFFSET: &str = "_offset";
 /// Name of the original line, kept so no field is ever lost.
 pub const RAW: &str = "_raw";
+/// A repartitioned row's source partition, offset and line, as it travels
+/// through the repartition topic (see [`crate::plan::RepartitionRole`]).
+pub const ORIGIN_PARTITION: &str = "_origin_partition";
+pub const ORIGIN_OFFSET: &str = "_origin_offset";
+pub const ORIGIN_RAW: &str = "_origin_raw";
 /// Window bounds in window output.
 pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub pipeline_errors: IntCounterVec,
     /// Events a window left out because it held its most keys.
     pub window_key_overflow: IntCounterVec,
+    /// Rows a `repartition` receiver dropped as already seen (a sender's
+    /// replay after a crash).
+    pub repartition_duplicates: IntCounterVec,
     pub windows_open: IntGaugeVec,
     /// A window's watermark (event time, Unix seconds).
     pub watermark: IntGaugeVec,
@@ -264,6 +267,12 @@ impl Metrics {
                 reg,
                 "weir_window_key_overflow_total",
                 "Events left out of a window because it held its most keys open",
+                &["pipeline"],
+            )?,
+            repartition_duplicates: counter(
+                reg,
+                "weir_repartition_duplicates_total",
+                "Rows read again from a repartition topic (a sender replayed them) and dropped",
                 &["pipeline"],
             )?,
             windows_open,

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::ops::alert::AlertOp;
 use crate::ops::filter::Filter;
 use crate::ops::geoip::Geoip;
+use crate::ops::repartition::Repartition;
 use crate::ops::transform::{Parse, Project};
 use crate::ops::window::Window;
 use crate::ops::{Operator, StageContext};
@@ -129,6 +130,7 @@ impl CompiledPipeline {
                 )?),
                 StageKind::Window(_) => op(Window::from_stage(&mut s)?),
                 StageKind::Alert(a) => op(AlertOp::from_stage(a, &mut s)?),
+                StageKind::Repartition(_) => op(Repartition::from_stage(&mut s)?),
                 StageKind::To(out) => Step::Output {
                     name: out.name.clone(),
                     sink: cx.outputs.get(&out.name).cloned().ok_or_else(|| {

@@ -5,6 +5,7 @@
 
 pub mod sink;
 pub mod source;
+pub mod topics;
 
 pub use sink::{KafkaDeadLetters, KafkaOutput};
 pub use source::{KafkaSource, KafkaSourceConfig, Start};

@@ -111,8 +111,13 @@ async fn flush_producer(name: &str, producer: &FutureProducer) -> Result<()> {
 pub struct KafkaOutput {
     pub name: String,
     pub topic: String,
-    /// Field whose value keys each message.
-    pub key: Option<String>,
+    /// Fields whose values key each message (one: its value; several: a
+    /// JSON array of them).
+    pub key: Vec<String>,
+    /// A topic to create before the first write when it is missing, with
+    /// the partition count of the largest of these (a repartition topic).
+    pub create_like: Option<(rdkafka::ClientConfig, Vec<String>)>,
+    pub created: tokio::sync::OnceCell<()>,
     pub producer: FutureProducer,
     /// Where messages go after the retry budget.
     pub dead: Arc<dyn DeadLetterSink>,
@@ -141,10 +146,14 @@ impl KafkaOutput {
             .sink_healthy
             .with_label_values(&[&format!("output:{name}")]);
         healthy.set(1);
+        let client = f.kafka_client(c)?;
+        let create_like = args.list(weir_dsl::repartition::CREATE_LIKE);
         Ok(Arc::new(KafkaOutput {
-            producer: producer(&name, &f.kafka_client(c)?, compression)?,
+            producer: producer(&name, &client, compression)?,
             topic: topic.to_string(),
-            key: args.str("key").map(str::to_string),
+            key: args.list("key"),
+            create_like: (!create_like.is_empty()).then_some((client, create_like)),
+            created: tokio::sync::OnceCell::new(),
             dead: f.dead_letter_file(&format!("output-{name}")),
             retries: f.metrics.sink_retries.with_label_values(&[&name]),
             failures: f.metrics.sink_failures.with_label_values(&[&name]),
@@ -157,14 +166,19 @@ impl KafkaOutput {
 #[async_trait]
 impl Sink for KafkaOutput {
     async fn write(&self, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
+        if let Some((client, like)) = &self.create_like {
+            self.created
+                .get_or_try_init(|| async {
+                    crate::kafka::topics::ensure(&self.name, client, &self.topic, like)
+                        .await
+                        .map(|_| ())
+                })
+                .await?;
+        }
         let rows = rows_as_json(batch)?;
         let mut out = Vec::with_capacity(rows.len());
         for (index, row) in rows.into_iter().enumerate() {
-            let key = self.key.as_ref().and_then(|k| match row.get(k) {
-                Some(serde_json::Value::String(s)) => Some(s.clone()),
-                Some(serde_json::Value::Null) | None => None,
-                Some(v) => Some(v.to_string()),
-            });
+            let key = message_key(&self.key, &row);
             let payload = serde_json::to_vec(&row)?;
             out.push(Outgoing {
                 index,
@@ -198,6 +212,32 @@ impl Sink for KafkaOutput {
     async fn flush(&self) -> Result<()> {
         flush_producer(&self.name, &self.producer).await?;
         self.dead.flush().await
+    }
+}
+
+/// The message key of a row: the value of the one key field (none when it
+/// is null or missing), or a JSON array of the values of several.
+fn message_key(
+    fields: &[String],
+    row: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    use serde_json::Value;
+    match fields {
+        [] => None,
+        [one] => match row.get(one) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(v) => Some(v.to_string()),
+        },
+        several => Some(
+            Value::Array(
+                several
+                    .iter()
+                    .map(|k| row.get(k).cloned().unwrap_or(Value::Null))
+                    .collect(),
+            )
+            .to_string(),
+        ),
     }
 }
 

@@ -50,6 +50,9 @@ pub struct KafkaSourceConfig {
     /// files are closed and outputs flushed first).
     pub commit_every: Duration,
     pub metrics: weir_engine::Metrics,
+    /// A topic to create before subscribing when it is missing, with the
+    /// partition count of the largest of these (a repartition topic).
+    pub create_like: Vec<String>,
     /// Where the archive's table says each partition is archived up to:
     /// assigned partitions start after it (see [`Ctx::seek_to_stored`]).
     pub stored: Option<Arc<dyn StoredPositions>>,
@@ -82,13 +85,17 @@ impl KafkaSource {
                 name: source.decl.name.name.clone(),
                 client: f.kafka_client(c)?,
                 topics: args.list("topic"),
-                group: args.str("group").unwrap_or("weir").to_string(),
+                group: args
+                    .str("group")
+                    .unwrap_or(weir_dsl::repartition::DEFAULT_GROUP)
+                    .to_string(),
                 start,
                 start_at_ms: args.time("start_at")?.map(|t| t.timestamp_millis()),
                 commit_every: args
                     .duration("commit_every")
                     .map_or(DEFAULT_COMMIT_EVERY, |d| d.max(Duration::from_millis(10))),
                 metrics: f.metrics.clone(),
+                create_like: args.list(weir_dsl::repartition::CREATE_LIKE),
                 stored: None,
             },
         }))
@@ -441,6 +448,12 @@ impl Source for KafkaSource {
         let name = self.cfg.name.clone();
         let single_topic = self.cfg.topics.len() == 1 && !self.cfg.topics[0].starts_with('^');
         let (tx, mut rx) = mpsc::channel::<Polled>(4096);
+        if !self.cfg.create_like.is_empty() {
+            for topic in &self.cfg.topics {
+                crate::kafka::topics::ensure(&name, &self.cfg.client, topic, &self.cfg.create_like)
+                    .await?;
+            }
+        }
         let consumer = Arc::new(self.consumer(tx.clone())?);
         let stop = Arc::new(AtomicBool::new(false));
         let poller = {

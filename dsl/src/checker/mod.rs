@@ -12,7 +12,8 @@ use crate::connectors::{self, ArgType, ConnectorSpec};
 use crate::diagnostic::{Diagnostic, ErrorKind};
 use crate::functions::{self, Param};
 use crate::plan::{
-    Aggregate, AggregatePlan, AlertPlan, Assigner, Column, ParsePlan, StagePlan, WindowPlan,
+    Aggregate, AggregatePlan, AlertPlan, Assigner, Column, ParsePlan, RepartitionPlan,
+    RepartitionRole, StagePlan, WindowPlan,
 };
 use crate::severity;
 use crate::span::Span;
@@ -73,14 +74,9 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
         .iter()
         .filter_map(|s| cx.source(s))
         .collect();
-    let source_schemas: HashMap<&str, (&Schema, &[String])> = sources
+    let checked_sources: HashMap<&str, &CheckedSource> = sources
         .iter()
-        .map(|s| {
-            (
-                s.decl.name.name.as_str(),
-                (&s.schema, s.keyed_by.as_slice()),
-            )
-        })
+        .map(|s| (s.decl.name.name.as_str(), s))
         .collect();
     cx.check_duplicates(program.sources.iter().map(|s| &s.name), "source");
     cx.check_duplicates(program.outputs.iter().map(|o| &o.name), "output");
@@ -105,7 +101,7 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
         .collect();
     let mut pipelines = Vec::new();
     for p in &program.pipelines {
-        let Some((schema, keyed_by)) = source_schemas.get(p.from.name.as_str()) else {
+        let Some(source) = checked_sources.get(p.from.name.as_str()) else {
             // Undeclared, or declared with errors (already reported).
             if !source_names.contains(&p.from.name.as_str()) {
                 cx.push(
@@ -123,7 +119,7 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
             }
             continue;
         };
-        if let Some(cp) = cx.pipeline(p, (*schema).clone(), &output_names, keyed_by) {
+        if let Some(cp) = cx.pipeline(p, source, &output_names) {
             pipelines.push(cp);
         }
     }
@@ -174,8 +170,18 @@ struct Checker {
     diags: Vec<Diagnostic>,
 }
 
-const STAGES: [&str; 10] = [
-    "where", "set", "rename", "drop", "parse", "geoip", "window", "alert", "to", "from",
+const STAGES: [&str; 11] = [
+    "where",
+    "set",
+    "rename",
+    "drop",
+    "parse",
+    "geoip",
+    "window",
+    "alert",
+    "to",
+    "repartition",
+    "from",
 ];
 
 impl Checker {

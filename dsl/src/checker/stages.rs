@@ -7,10 +7,14 @@ impl Checker {
     pub(super) fn pipeline(
         &mut self,
         p: &Pipeline,
-        mut schema: Schema,
+        source: &CheckedSource,
         outputs: &[&str],
-        keyed_by: &[String],
     ) -> Option<CheckedPipeline> {
+        let mut schema = source.schema.clone();
+        // The fields each event's partition is decided by: the source's
+        // `keyed_by`, or after `repartition by`, its keys.
+        let mut keyed_by = source.keyed_by.clone();
+        let mut repartitioned = false;
         let errors_before = self.diags.len();
         let mut schemas = Vec::with_capacity(p.stages.len() + 1);
         let mut stages = Vec::with_capacity(p.stages.len());
@@ -21,7 +25,9 @@ impl Checker {
         // Whether a stage changed a field the source is keyed by (the
         // window's keys may then span partitions).
         let mut rekeyed = false;
-        let touches = |names: &[&str]| names.iter().any(|n| keyed_by.iter().any(|k| k == n));
+        fn touches(keyed_by: &[String], names: &[&str]) -> bool {
+            names.iter().any(|n| keyed_by.iter().any(|k| k == n))
+        }
         for (i, stage) in p.stages.iter().enumerate() {
             schemas.push(schema.clone());
             let mut plan = StagePlan::AsWritten;
@@ -45,7 +51,7 @@ impl Checker {
                                 format!("`timestamp` must stay a timestamp, this is {t}"),
                             ));
                         }
-                        rekeyed |= touches(&[a.name.name.as_str()]);
+                        rekeyed |= touches(&keyed_by, &[a.name.name.as_str()]);
                         schema.push(&a.name.name, if t == Type::Null { Type::String } else { t });
                         out.push(Assignment {
                             name: a.name.clone(),
@@ -56,7 +62,7 @@ impl Checker {
                 }
                 StageKind::Rename(pairs) => {
                     for (from, to) in pairs {
-                        rekeyed |= touches(&[from.name.as_str(), to.name.as_str()]);
+                        rekeyed |= touches(&keyed_by, &[from.name.as_str(), to.name.as_str()]);
                         if schema.get(&from.name).is_none() {
                             self.unknown_field(&from.name, from.span, &schema);
                         } else {
@@ -66,7 +72,10 @@ impl Checker {
                     stage.kind.clone()
                 }
                 StageKind::Drop(names) => {
-                    rekeyed |= touches(&names.iter().map(|n| n.name.as_str()).collect::<Vec<_>>());
+                    rekeyed |= touches(
+                        &keyed_by,
+                        &names.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+                    );
                     for n in names {
                         if !schema.remove(&n.name) {
                             self.unknown_field(&n.name, n.span, &schema);
@@ -80,8 +89,10 @@ impl Checker {
                     fields,
                 } => {
                     if let Some(p) = self.parse_stage(field, format, fields, &mut schema) {
-                        rekeyed |=
-                            touches(&p.fields.iter().map(String::as_str).collect::<Vec<_>>());
+                        rekeyed |= touches(
+                            &keyed_by,
+                            &p.fields.iter().map(String::as_str).collect::<Vec<_>>(),
+                        );
                         plan = StagePlan::Parse(p);
                     }
                     stage.kind.clone()
@@ -99,7 +110,7 @@ impl Checker {
                     let prefix = prefix.as_ref().map(|p| p.name.as_str()).unwrap_or("geo");
                     for (suffix, t) in GEOIP_FIELDS {
                         let name = format!("{prefix}_{suffix}");
-                        rekeyed |= touches(&[name.as_str()]);
+                        rekeyed |= touches(&keyed_by, &[name.as_str()]);
                         schema.push(&name, t);
                     }
                     stage.kind.clone()
@@ -227,6 +238,58 @@ impl Checker {
                     }
                     stage.kind.clone()
                 }
+                StageKind::Repartition(keys) => {
+                    if repartitioned {
+                        self.push(
+                            Diagnostic::new(
+                                ErrorKind::InvalidRepartition,
+                                stage.span,
+                                "a pipeline can repartition only once",
+                            )
+                            .with_hint(
+                                "repartition by every field the window groups by, once, before it",
+                            ),
+                        );
+                    }
+                    if windowed {
+                        self.push(
+                            Diagnostic::new(
+                                ErrorKind::InvalidRepartition,
+                                stage.span,
+                                "`repartition` must come before the window",
+                            )
+                            .with_hint("it moves events so that each window key is counted in one process: `| repartition by service | window tumbling 1m by service { .. }`"),
+                        );
+                    }
+                    repartitioned = true;
+                    self.repartition_source(source, stage.span);
+                    let mut columns = Vec::new();
+                    for k in keys {
+                        match schema.index_of(&k.name) {
+                            None => self.unknown_field(&k.name, k.span, &schema),
+                            Some(_) if k.name.starts_with('_') => self.push(
+                                Diagnostic::new(
+                                    ErrorKind::InvalidRepartition,
+                                    k.span,
+                                    format!("cannot repartition by `{}`", k.name),
+                                )
+                                .with_hint("repartition by fields of the events, such as the ones the window groups by"),
+                            ),
+                            Some(index) => columns.push(Column {
+                                index,
+                                name: k.name.clone(),
+                                ty: schema.fields[index].ty,
+                            }),
+                        }
+                    }
+                    keyed_by = keys.iter().map(|k| k.name.clone()).collect();
+                    rekeyed = false;
+                    plan = StagePlan::Repartition(RepartitionPlan {
+                        keys: columns,
+                        role: RepartitionRole::InProcess,
+                    });
+                    stage.kind.clone()
+                }
                 StageKind::Unknown(word) => {
                     self.push(
                         Diagnostic::new(
@@ -235,7 +298,7 @@ impl Checker {
                             format!("unknown stage `{}`", word.name),
                         )
                         .with_suggestion(&word.name, STAGES)
-                        .or_hint(&format!("stages are: {}", STAGES[..9].join(", "))),
+                        .or_hint(&format!("stages are: {}", STAGES[..10].join(", "))),
                     );
                     stage.kind.clone()
                 }
@@ -255,6 +318,41 @@ impl Checker {
             schemas,
             plans,
         })
+    }
+
+    /// `repartition` goes through a Kafka topic beside the source's own:
+    /// the source must be a `kafka` source whose topics are named (the
+    /// repartition topic gets as many partitions as they have).
+    fn repartition_source(&mut self, source: &CheckedSource, span: Span) {
+        let c = &source.decl.connector;
+        if c.kind.name != "kafka" {
+            self.push(
+                Diagnostic::new(
+                    ErrorKind::InvalidRepartition,
+                    span,
+                    format!(
+                        "`repartition` needs a kafka source; `{}` is a {} source",
+                        source.decl.name.name, c.kind.name
+                    ),
+                )
+                .with_hint("one process reads a non-Kafka source whole, so its windows see every event already: leave `repartition` out"),
+            );
+            return;
+        }
+        let topics = c
+            .arg("topic")
+            .map(|a| a.value.strings())
+            .unwrap_or_default();
+        if let Some(t) = topics.iter().find(|t| t.starts_with('^')) {
+            self.push(
+                Diagnostic::new(
+                    ErrorKind::InvalidRepartition,
+                    span,
+                    format!("`repartition` needs the source's topics by name, not a pattern (`{t}`)"),
+                )
+                .with_hint("its topic gets as many partitions as the source's topics have: list them by name"),
+            );
+        }
     }
 
     pub(super) fn parse_stage(

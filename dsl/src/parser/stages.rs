@@ -27,6 +27,7 @@ pub(super) fn stage(pair: Pair<'_, Rule>, base: usize) -> Stage {
                 .collect(),
         ),
         Rule::drop_stage => StageKind::Drop(inner.map(|p| ident(p, base)).collect()),
+        Rule::repartition_stage => StageKind::Repartition(inner.map(|p| ident(p, base)).collect()),
         Rule::parse_stage => {
             let field = inner.next().map(|p| ident(p, base));
             let format = inner

@@ -13,6 +13,7 @@ pub mod filter;
 pub mod geoip;
 pub mod key_table;
 pub mod quantile;
+pub mod repartition;
 pub mod samples;
 pub mod transform;
 pub mod window;
