@@ -169,6 +169,9 @@ pub struct WindowsInfo {
     /// The last checkpoint of the window state (windows over Kafka).
     pub state_bytes: Option<i64>,
     pub state_saved_at: Option<String>,
+    /// Per source partition the window reads: the largest event time
+    /// read from it (RFC 3339), by partition.
+    pub partitions: std::collections::BTreeMap<i64, String>,
 }
 
 /// Per pipeline, what the metrics say about its windows (read from a
@@ -182,8 +185,9 @@ fn windows_info(families: &[prometheus::proto::MetricFamily]) -> HashMap<String,
             .flatten()
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     };
-    const NAMES: [&str; 6] = [
+    const NAMES: [&str; 7] = [
         "weir_window_watermark_seconds",
+        "weir_window_partition_event_time_seconds",
         "weir_window_partitions",
         "weir_windows_open",
         "weir_late_events_dropped_total",
@@ -206,6 +210,12 @@ fn windows_info(families: &[prometheus::proto::MetricFamily]) -> HashMap<String,
             let e = out.entry(pipeline).or_default();
             match f.name() {
                 "weir_window_watermark_seconds" => e.watermark = rfc3339(gauge),
+                "weir_window_partition_event_time_seconds" => {
+                    let part = label("partition").and_then(|p| p.parse().ok());
+                    if let (Some(part), Some(t)) = (part, rfc3339(gauge)) {
+                        e.partitions.insert(part, t);
+                    }
+                }
                 "weir_window_partitions" => match label("state").as_deref() {
                     Some("idle") => e.partitions_idle = gauge as i64,
                     _ => e.partitions_active = gauge as i64,

@@ -152,6 +152,14 @@ async fn api_submit_list_alerts_delete_metrics() {
         1,
         "{p}"
     );
+    // The one partition's event time: at or past the watermark.
+    let part = w["partitions"]["0"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{p}"));
+    assert!(
+        part.starts_with("2026-01-01T00:0") && part >= w["watermark"].as_str().unwrap(),
+        "{p}"
+    );
     assert!(
         w["state_bytes"].is_null(),
         "a generator's windows are not checkpointed: {p}"

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub watermark: IntGaugeVec,
     /// Source partitions holding a window's watermark (`active`) or not (`idle`).
     pub window_partitions: IntGaugeVec,
+    /// The largest event time a window has seen per source partition
+    /// (Unix seconds).
+    pub window_partition_time: IntGaugeVec,
     /// Bytes of window state in a pipeline's last checkpoint.
     pub state_bytes: IntGaugeVec,
     /// When a pipeline last saved its window state (Unix seconds).
@@ -132,6 +135,14 @@ impl Metrics {
             &["pipeline", "state"],
         )?;
         register(reg, &window_partitions)?;
+        let window_partition_time = IntGaugeVec::new(
+            Opts::new(
+                "weir_window_partition_event_time_seconds",
+                "The largest event time a pipeline's window has read from each source partition it reads",
+            ),
+            &["pipeline", "partition"],
+        )?;
+        register(reg, &window_partition_time)?;
         let state_bytes = IntGaugeVec::new(
             Opts::new(
                 "weir_window_state_bytes",
@@ -280,6 +291,7 @@ impl Metrics {
             state_saved,
             watermark,
             window_partitions,
+            window_partition_time,
             alerts: counter(
                 reg,
                 "weir_alert_matches_total",

@@ -69,6 +69,8 @@ struct PartClock {
     /// Events whose every window ends by this are late whatever the
     /// watermark (the watermark of the process the partition came from).
     floor: i64,
+    /// `weir_window_partition_event_time_seconds` of this partition.
+    time: Option<IntGauge>,
 }
 
 /// The key id of an event left out because the window holds `max_keys`.
@@ -168,6 +170,8 @@ pub struct WindowMetrics {
     /// Source partitions holding the watermark, and those idle.
     pub partitions_active: IntGauge,
     pub partitions_idle: IntGauge,
+    /// Each partition's largest event time, and the pipeline's name.
+    pub partition_time: Option<(prometheus::IntGaugeVec, String)>,
 }
 
 pub struct Window {
@@ -262,6 +266,7 @@ impl Window {
                 watermark: m.watermark.with_label_values(&[name]),
                 partitions_active: m.window_partitions.with_label_values(&[name, "active"]),
                 partitions_idle: m.window_partitions.with_label_values(&[name, "idle"]),
+                partition_time: Some((m.window_partition_time.clone(), name.to_string())),
             },
         )?
         .with_max_keys(w.max_keys.map_or(DEFAULT_MAX_KEYS, |m| {
@@ -957,6 +962,11 @@ impl Window {
                 .watermark
                 .set(self.watermark.div_euclid(1_000_000));
         }
+        for p in &self.parts {
+            if let (Some(g), true) = (&p.time, p.max_ts != i64::MIN) {
+                g.set(p.max_ts.div_euclid(1_000_000));
+            }
+        }
         let idle = self.parts.iter().filter(|p| p.idle).count();
         self.metrics.partitions_idle.set(idle as i64);
         self.metrics
@@ -975,6 +985,11 @@ impl Window {
             seen: now,
             idle: false,
             floor: i64::MIN,
+            time: self
+                .metrics
+                .partition_time
+                .as_ref()
+                .map(|(g, name)| g.with_label_values(&[name, &id.to_string()])),
         });
         self.part_index.insert(id, self.parts.len() - 1);
         self.parts.len() - 1
@@ -1216,6 +1231,11 @@ impl Operator for Window {
         self.sessions.retain(|&k, _| !gone(k, parts));
         // Their keys go from the key table too.
         self.collect_keys(&[]);
+        if let Some((g, name)) = &self.metrics.partition_time {
+            for id in ids {
+                let _ = g.remove_label_values(&[name, &id.to_string()]);
+            }
+        }
         self.parts.retain(|p| !ids.contains(&p.id));
         self.part_index = self
             .parts
@@ -1369,6 +1389,7 @@ mod tests {
                 watermark: IntGauge::new("wm", "test").unwrap_or_else(|e| panic!("{e}")),
                 partitions_active: IntGauge::new("a", "test").unwrap_or_else(|e| panic!("{e}")),
                 partitions_idle: IntGauge::new("i", "test").unwrap_or_else(|e| panic!("{e}")),
+                partition_time: None,
             },
         )
         .unwrap_or_else(|e| panic!("{e}"))
