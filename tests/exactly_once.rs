@@ -18,6 +18,7 @@
 //! records before it.
 
 use crate::kafka::{one_per_batch, produce, wait_until, Weir};
+use crate::support::env_or;
 use crate::support::moto::S3;
 use crate::support::tansu::Broker;
 use crate::support::{archived, data_files};
@@ -26,13 +27,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A small seeded generator (xorshift64*): the kill moments repeat for a seed.
 struct Rng(u64);

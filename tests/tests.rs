@@ -24,6 +24,7 @@ mod kafka;
 mod kafka_security;
 mod log_formats;
 mod pipeline_e2e;
+mod repartition;
 mod rule_tests;
 mod security;
 mod ship;

@@ -311,3 +311,11 @@ pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
+
+/// A number from the environment (a test scaled up by hand), or `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
