@@ -12,6 +12,12 @@
 //! snapshots: time and bytes). On this 2-core machine the point is the
 //! overhead and the cost of snapshots, not a speed-up.
 //!
+//! A second table runs the same window without `keyed_by`, behind
+//! `repartition by service` (as for a topic not keyed by the window's
+//! fields): every event then also crosses the repartition topic (one more
+//! produce and consume, as JSON), timed until the receiving group has
+//! committed every row.
+//!
 //! `cargo bench --bench scale_out` (WEIR_TANSU names the broker binary).
 // Benchmark code, not a runtime path: a panic stops the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -72,7 +78,7 @@ async fn fill(bootstrap: &str, n: usize) {
     }
 }
 
-fn committed(bootstrap: &str, group: &str) -> i64 {
+fn committed(bootstrap: &str, group: &str, topic: &str) -> i64 {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -80,7 +86,7 @@ fn committed(bootstrap: &str, group: &str) -> i64 {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition("scale", p);
+        tpl.add_partition(topic, p);
     }
     c.committed_offsets(tpl, Duration::from_secs(10))
         .map(|got| {
@@ -145,10 +151,22 @@ fn field(line: &str, name: &str) -> Option<u64> {
         .ok()
 }
 
-/// `members` processes of one group over the topic; returns events/s and
-/// the state writes they logged.
-fn weir(bootstrap: &str, members: usize, n: usize, dir: &Path) -> (f64, Vec<Saved>) {
-    let group = format!("weir-{members}");
+/// `members` processes of one group over the topic (the window behind
+/// `repartition by service` with `repartition`); returns events/s and the
+/// state writes they logged.
+fn weir(
+    bootstrap: &str,
+    members: usize,
+    n: usize,
+    dir: &Path,
+    repartition: bool,
+) -> (f64, Vec<Saved>) {
+    let group = format!("weir-{members}{}", if repartition { "-r" } else { "" });
+    let (keyed, stage) = if repartition {
+        ("", "| repartition by service\n  ")
+    } else {
+        (", keyed_by: \"service\"", "")
+    };
     let run = dir.join(&group);
     std::fs::create_dir_all(&run).unwrap();
     let config = run.join("weir.toml");
@@ -164,10 +182,10 @@ fn weir(bootstrap: &str, members: usize, n: usize, dir: &Path) -> (f64, Vec<Save
     std::fs::write(
         &rules,
         format!(
-            r#"source app = kafka(brokers: "{bootstrap}", topic: "scale", group: "{group}", keyed_by: "service", commit_every: 2s) format json fields {{ user: string }}
+            r#"source app = kafka(brokers: "{bootstrap}", topic: "scale", group: "{group}"{keyed}, commit_every: 2s) format json fields {{ user: string }}
 pipeline per_user {{
   from app
-  | window tumbling 10m by service, user lateness 10s max_keys 200000 {{ n = count() }}
+  {stage}| window tumbling 10m by service, user lateness 10s max_keys 200000 {{ n = count() }}
 }}
 "#
         ),
@@ -194,7 +212,14 @@ pipeline per_user {{
         })
         .collect();
     let deadline = t + Duration::from_secs(900);
-    while committed(bootstrap, &group) < n as i64 {
+    // With a repartition, until the receiving group has read every row.
+    let (reader, topic) = if repartition {
+        let t = format!("{group}-per_user-repartition");
+        (t.clone(), t)
+    } else {
+        (group.clone(), "scale".to_string())
+    };
+    while committed(bootstrap, &reader, &topic) < n as i64 {
         assert!(
             Instant::now() < deadline,
             "{group} did not read every event"
@@ -235,11 +260,27 @@ fn main() {
     rt.block_on(fill(&bootstrap, n));
     println!("topic: {n} events keyed by service, {PARTITIONS} partitions, {USERS} users");
     let dir = tempfile::tempdir().unwrap();
+    let peers: Vec<f64> = (1..=3).map(|m| raw(&bootstrap, m, n)).collect();
+    for repartition in [false, true] {
+        println!();
+        println!(
+            "{}",
+            if repartition {
+                "not keyed_by: `repartition by service` before the window"
+            } else {
+                "keyed_by: \"service\""
+            }
+        );
+        table(&bootstrap, n, dir.path(), repartition, &peers);
+    }
+}
+
+fn table(bootstrap: &str, n: usize, dir: &Path, repartition: bool, peers: &[f64]) {
     println!("| processes | weir events/s | bare consumers events/s | ratio | checkpoints | state per checkpoint (median) | write time (median, max) |");
     println!("|---|---|---|---|---|---|---|");
     for members in 1..=3 {
-        let peer = raw(&bootstrap, members, n);
-        let (rate, mut saved) = weir(&bootstrap, members, n, dir.path());
+        let peer = peers[members - 1];
+        let (rate, mut saved) = weir(bootstrap, members, n, dir, repartition);
         assert!(!saved.is_empty(), "no state write logged");
         saved.sort_by_key(|s| s.bytes);
         let bytes = saved[saved.len() / 2].bytes;

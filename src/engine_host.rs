@@ -230,6 +230,13 @@ fn windows_info(families: &[prometheus::proto::MetricFamily]) -> HashMap<String,
     out
 }
 
+/// Where windows and alert deliveries keep checkpointed state.
+fn state_dir(cfg: &Config) -> PathBuf {
+    cfg.state_dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("state"))
+}
+
 impl EngineHost {
     /// The host for `cfg`, with its notification channels started (call it
     /// inside a Tokio runtime). With `persist_alerts` (`weir serve`), alert
@@ -246,6 +253,7 @@ impl EngineHost {
             state_file: persist_alerts.then(|| cfg.data_dir.join("alerts").join("state.json")),
             log_unrouted: true,
             console_url: cfg.alerting.console_url.clone(),
+            sent_log: Some(state_dir(cfg).join("notified")),
         };
         let alerts = AlertManager::new(Arc::new(SystemClock), settings, Some(metrics.clone()))
             .map_err(anyhow::Error::msg)?;
@@ -262,10 +270,7 @@ impl EngineHost {
             alerts,
             channels: cfg.channels.keys().cloned().collect(),
             data_dir: cfg.data_dir.clone(),
-            state_dir: cfg
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| cfg.data_dir.join("state")),
+            state_dir: state_dir(cfg),
             kafka: cfg.kafka.clone(),
             storage: cfg.storage.clone(),
             shutdown_grace: cfg.shutdown_grace,
@@ -551,10 +556,17 @@ impl EngineHost {
         else {
             return false;
         };
-        if let Some(t) = d.pipeline_cancels.get(name) {
-            t.cancel();
+        // A repartitioned pipeline's sender goes with it.
+        let sender = format!("{name}{}", weir_dsl::repartition::SUFFIX);
+        for n in [name, sender.as_str()] {
+            if !d.pipelines.iter().any(|p| p == n) {
+                continue;
+            }
+            if let Some(t) = d.pipeline_cancels.get(n) {
+                t.cancel();
+            }
+            d.stopped.insert(n.to_string());
         }
-        d.stopped.insert(name.to_string());
         if d.stopped.len() == d.pipelines.len() {
             d.cancel.cancel();
             // Its sources no longer count for readiness.

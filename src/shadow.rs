@@ -95,6 +95,7 @@ impl EngineHost {
             state_file: None,
             log_unrouted: false,
             console_url: None,
+            sent_log: None,
         };
         let alerts = AlertManager::new(Arc::new(SystemClock), settings, None)
             .map_err(|e| ShadowError::Invalid(e.to_string()))?;

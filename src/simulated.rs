@@ -54,8 +54,10 @@ impl Simulated {
         settings: AlertSettings,
     ) -> weir_engine::Result<Simulated> {
         let clock = Arc::new(ManualClock::new(start_us));
+        // Simulated alerts notify no one: nothing to remember.
         let settings = AlertSettings {
             log_unrouted: false,
+            sent_log: None,
             ..settings
         };
         let manager =

@@ -34,7 +34,10 @@ impl Weir {
         let file = dir.join(format!("{data}.rules"));
         std::fs::write(&file, rules).unwrap();
         let data = dir.join(data);
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        // WEIR_TEST_BIN: an optimised build for a test scaled up by hand.
+        let bin =
+            std::env::var("WEIR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weir").into());
+        let child = Command::new(bin)
             .arg("run")
             .arg(&file)
             .arg("--quiet")

@@ -10,7 +10,7 @@
 //!
 //! `WEIR_REPARTITION_EVENTS`, `_PARTITIONS`, `_PROCESSES`, `_KILLS` and
 //! `_SEED` scale it (the issue's proof: 1,000,000 events, 6 partitions, 3
-//! processes, 8 kills).
+//! processes, 8 kills; with `WEIR_TEST_BIN` naming an optimised build).
 
 use crate::kafka::{committed, one_per_batch, produce, wait_until, Weir};
 use crate::support::env_or;
@@ -75,17 +75,7 @@ async fn repartitioned_windows_count_events_of_every_partition_once_across_crash
     let broker = Broker::memory();
     broker.create_topic("spread", partitions as u32);
     let dir = tempfile::tempdir().unwrap();
-    let shared = dir.path().join("shared-state");
-    let config = dir.path().join("weir.toml");
-    let (hook_port, inbox) = crate::alerts::start_receiver().await;
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {:?}\n[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n",
-            shared.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (config, shared, inbox) = crate::window_state::group_config(dir.path()).await;
     // `batch.num.messages=1`: the repartition topic's producer (which takes
     // the source's options) sends one record per batch, as tansu 0.6 needs
     // (see `exactly_once`). The lateness covers how far apart in event
@@ -94,7 +84,7 @@ async fn repartitioned_windows_count_events_of_every_partition_once_across_crash
     // meet in each partition of the repartition topic.
     let rules = |out: &Path| {
         format!(
-            r#"source app = kafka(brokers: "{}", topic: "spread", group: "rp", commit_every: 300ms, options: ["session.timeout.ms=6000", "max.poll.interval.ms=10000", "batch.num.messages=1", "linger.ms=0"]) format json fields {{ user: string }}
+            r#"source app = kafka(brokers: "{}", topic: "spread", group: "rp", commit_every: 300ms, options: ["session.timeout.ms=6000", "max.poll.interval.ms=30000", "batch.num.messages=1", "linger.ms=0"]) format json fields {{ user: string }}
 output rows = file(path: "{}")
 pipeline per_service {{
   from app

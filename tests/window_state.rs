@@ -294,6 +294,25 @@ async fn a_changed_window_starts_empty_and_an_unchanged_one_keeps_its_state() {
     assert!(!text.contains("window state restored"), "{text}");
 }
 
+/// The config of processes sharing one state folder (returned second),
+/// whose alerts notify the webhook channel `hook` (its inbox third).
+pub(crate) async fn group_config(
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf, crate::alerts::Inbox) {
+    let shared = dir.join("shared-state");
+    let config = dir.join("weir.toml");
+    let (hook_port, inbox) = crate::alerts::start_receiver().await;
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n",
+            shared.display().to_string()
+        ),
+    )
+    .unwrap();
+    (config, shared, inbox)
+}
+
 /// Event `i` of the keyed topic: service `svc{i % 4}`, produced to
 /// partition `i % 4` — the topic is keyed by service.
 fn keyed_event(i: usize) -> Vec<u8> {
@@ -306,17 +325,7 @@ async fn windows_of_a_keyed_topic_move_with_their_partitions_between_processes()
     let broker = Broker::memory();
     broker.create_topic("keyed", 4);
     let dir = tempfile::tempdir().unwrap();
-    let shared = dir.path().join("shared-state");
-    let config = dir.path().join("weir.toml");
-    let (hook_port, inbox) = crate::alerts::start_receiver().await;
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {:?}\n[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n",
-            shared.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (config, shared, inbox) = group_config(dir.path()).await;
     let rules = |out: &Path| {
         format!(
             r#"source app = kafka(brokers: "{}", topic: "keyed", group: "keyed", keyed_by: "service", commit_every: 300ms, options: ["session.timeout.ms=6000", "max.poll.interval.ms=10000"]) format json

@@ -105,6 +105,14 @@ fn arg(name: &str, value: ArgValue, span: Span) -> Arg {
     }
 }
 
+fn kafka(args: Vec<Arg>, span: Span) -> Connector {
+    Connector {
+        kind: ident("kafka", span),
+        args,
+        span,
+    }
+}
+
 fn split_one(cp: CheckedPipeline, at: usize, source: &CheckedSource) -> Halves {
     let CheckedPipeline {
         pipeline,
@@ -147,11 +155,7 @@ fn split_one(cp: CheckedPipeline, at: usize, source: &CheckedSource) -> Halves {
     out_args.push(arg("key", strs(&keys), span));
     let output = OutputDecl {
         name: ident(&internal, span),
-        connector: Connector {
-            kind: ident("kafka", span),
-            args: out_args,
-            span,
-        },
+        connector: kafka(out_args, span),
         span,
     };
     let mut sender_stages = pipeline.stages[..=at].to_vec();
@@ -191,11 +195,7 @@ fn split_one(cp: CheckedPipeline, at: usize, source: &CheckedSource) -> Halves {
     }
     let decl = SourceDecl {
         name: ident(&internal, span),
-        connector: Connector {
-            kind: ident("kafka", span),
-            args: in_args,
-            span,
-        },
+        connector: kafka(in_args, span),
         format: Some(FormatSpec {
             format: Some(crate::ast::Format::Json),
             name: "json".to_string(),

@@ -19,6 +19,7 @@ use super::clock::Clock;
 use super::notify::{self, ChannelSettings, Notification, Notifier, Outcome, Report};
 use super::rfc3339;
 use super::rule::{AlertSink, Evaluation};
+use super::sent_log::SentLog;
 use super::silence::{check_limits, Matcher, Silence, SilenceError, MAX_SILENCES};
 use super::store::{self, Snapshot};
 use super::tracker::{Alert, AlertState, Change, Tracker};
@@ -44,6 +45,10 @@ pub struct AlertSettings {
     pub log_unrouted: bool,
     /// The console's public address: alerts' evidence links to its search.
     pub console_url: Option<String>,
+    /// Where deliveries are remembered so a replayed transition is not
+    /// notified twice (the state folder's `notified`; see
+    /// [`super::sent_log`]); `None`: not remembered.
+    pub sent_log: Option<PathBuf>,
 }
 
 impl Default for AlertSettings {
@@ -54,6 +59,7 @@ impl Default for AlertSettings {
             state_file: None,
             log_unrouted: true,
             console_url: None,
+            sent_log: None,
         }
     }
 }
@@ -96,6 +102,7 @@ pub struct AlertManager {
     dirty: AtomicBool,
     /// Notifications to channels without a worker (no config, or `weir test`).
     unrouted: Mutex<Vec<Notification>>,
+    sent: Option<SentLog>,
     myself: Weak<AlertManager>,
 }
 
@@ -157,12 +164,13 @@ impl AlertManager {
         Ok(Arc::new_cyclic(|me| AlertManager {
             state: Mutex::new(state),
             clock,
-            settings,
+            settings: settings.clone(),
             channels: RwLock::new(HashMap::new()),
             metrics,
             events,
             dirty: AtomicBool::new(false),
             unrouted: Mutex::new(Vec::new()),
+            sent: settings.sent_log.clone().map(SentLog::new),
             myself: me.clone(),
         }))
     }
@@ -509,6 +517,16 @@ impl AlertManager {
         if result == "failed" {
             tracing::warn!(channel = %n.channel, rule = %n.rule, "notification failed: {}", detail.as_deref().unwrap_or(""));
         }
+        if let (Some(log), "sent", false) = (&self.sent, result, n.repeat) {
+            let keys: Vec<String> = n
+                .alerts
+                .iter()
+                .map(|a| SentLog::key(&n.channel, a, n.status))
+                .collect();
+            if let Err(e) = log.record(&keys) {
+                tracing::warn!(error = %e, "could not remember a delivered notification (a replay after a crash may repeat it)");
+            }
+        }
         let mut st = lock(&self.state);
         for a in &n.alerts {
             self.record(&mut st, event, a, Some(&n.channel), detail.clone());
@@ -653,10 +671,52 @@ impl AlertSink for AlertManager {
                     _ => {}
                 }
             }
+            let firing = self.not_sent_before(&mut st, firing, AlertState::Firing);
+            let resolved = self.not_sent_before(&mut st, resolved, AlertState::Resolved);
             outbox.extend(notifications(firing, AlertState::Firing, false, now));
             outbox.extend(notifications(resolved, AlertState::Resolved, false, now));
         }
         self.dispatch(outbox);
+    }
+}
+
+impl AlertManager {
+    /// The alerts to notify of a transition, without the channels a
+    /// delivery of the same transition already reached (a replay after a
+    /// crash: see [`super::sent_log`]).
+    fn not_sent_before(
+        &self,
+        st: &mut State,
+        alerts: Vec<Alert>,
+        status: AlertState,
+    ) -> Vec<Alert> {
+        let Some(log) = self.sent.as_ref().filter(|_| !alerts.is_empty()) else {
+            return alerts;
+        };
+        let known = log.known();
+        let mut out = Vec::with_capacity(alerts.len());
+        for mut a in alerts {
+            let before: Vec<String> = a
+                .notify
+                .iter()
+                .filter(|ch| known.contains(&SentLog::key(ch, &a, status)))
+                .cloned()
+                .collect();
+            for ch in &before {
+                self.record(
+                    st,
+                    "already_notified",
+                    &a,
+                    Some(ch),
+                    Some("delivered before a restart; not sent again".into()),
+                );
+            }
+            a.notify.retain(|ch| !before.contains(ch));
+            if !a.notify.is_empty() {
+                out.push(a);
+            }
+        }
+        out
     }
 }
 
@@ -854,6 +914,59 @@ mod tests {
         assert_eq!(lock(&up.sent).len(), 1);
         assert!(lock(&down.sent).is_empty());
         assert_eq!(third.open().len(), 1);
+    }
+
+    /// A process sharing `log` (a state folder's `notified`), its alert
+    /// state not saved since (it comes back from an earlier checkpoint).
+    fn process(log: &std::path::Path, ch: Arc<Channel>) -> Arc<AlertManager> {
+        let m = AlertManager::new(
+            Arc::new(SystemClock),
+            AlertSettings {
+                log_unrouted: false,
+                sent_log: Some(log.to_path_buf()),
+                ..AlertSettings::default()
+            },
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        m.add_channel("hook", ch, settings());
+        m
+    }
+
+    #[tokio::test]
+    async fn a_transition_replayed_after_a_crash_is_not_notified_again_and_a_lost_one_is() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("notified");
+        // A fires and delivers, then dies before its next checkpoint.
+        let first = channel(true);
+        let a = process(&log, first.clone());
+        a.evaluate(firing_hit());
+        wait_for("the delivery", || !lock(&first.sent).is_empty()).await;
+        wait_for("the outcome", || a.undelivered() == 0).await;
+        drop(a);
+        // B takes the partition over and replays the same window: the
+        // alert fires again in its tracker, but is not notified again.
+        let second = channel(true);
+        let b = process(&log, second.clone());
+        b.evaluate(firing_hit());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(lock(&second.sent).is_empty(), "notified twice");
+        assert_eq!(b.open().len(), 1, "the alert fires all the same");
+        assert!(b.history(100).iter().any(|h| h.event == "already_notified"));
+
+        // C fires while its receiver is down and dies before delivering:
+        // nothing is remembered, so D's replay notifies it.
+        let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = other.path().join("notified");
+        let c = process(&log, channel(false));
+        c.evaluate(firing_hit());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(c);
+        let fourth = channel(true);
+        let d = process(&log, fourth.clone());
+        d.evaluate(firing_hit());
+        wait_for("the lost transition", || !lock(&fourth.sent).is_empty()).await;
+        assert_eq!(lock(&fourth.sent)[0].1, AlertState::Firing);
     }
 
     #[tokio::test]

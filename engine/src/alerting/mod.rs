@@ -12,6 +12,8 @@
 //!   repeat interval, persistence in the data folder.
 //! - [`evidence`]: what an alert carries to show why it fired (sample
 //!   events, the SQL reproducing its window, a console link).
+//! - [`sent_log`]: deliveries remembered in the shared state folder, so a
+//!   transition replayed after a crash is not notified twice.
 //! - [`clock`]: wall clock or a simulated one (`weir test`).
 
 pub mod clock;
@@ -19,6 +21,7 @@ pub mod evidence;
 pub mod manager;
 pub mod notify;
 pub mod rule;
+pub mod sent_log;
 pub mod silence;
 pub mod store;
 pub mod tracker;
