@@ -110,8 +110,12 @@ pipeline per_service {{
     let producing = tokio::spawn(async move {
         let p = one_per_batch(&bootstrap);
         for chunk in (0..events).collect::<Vec<_>>().chunks(slice) {
-            let payloads: Vec<Vec<u8>> = chunk.iter().map(|&i| event(i)).collect();
-            produce(&p, "spread", partitions, &payloads).await;
+            // At most 2,000 in flight: the broker also serves the
+            // processes, and a send waiting over a minute fails.
+            for part in chunk.chunks(2_000) {
+                let payloads: Vec<Vec<u8>> = part.iter().map(|&i| event(i)).collect();
+                produce(&p, "spread", partitions, &payloads).await;
+            }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
