@@ -16,7 +16,11 @@
 //! `repartition by service` (as for a topic not keyed by the window's
 //! fields): every event then also crosses the repartition topic (one more
 //! produce and consume, as JSON), timed until the receiving group has
-//! committed every row.
+//! committed every row — with one process only: tansu 0.6 cannot serve a
+//! fetch from inside a record batch, where a partition moved by a
+//! rebalance between processes resumes, so a batched repartition topic
+//! (or input) can stall there; the repartition test runs several
+//! processes with one record per batch instead, for correctness.
 //!
 //! `cargo bench --bench scale_out` (WEIR_TANSU names the broker binary).
 // Benchmark code, not a runtime path: a panic stops the run with its reason.
@@ -266,7 +270,7 @@ fn main() {
         println!(
             "{}",
             if repartition {
-                "not keyed_by: `repartition by service` before the window"
+                "not keyed_by: `repartition by service` before the window (one process: see the top)"
             } else {
                 "keyed_by: \"service\""
             }
@@ -278,7 +282,8 @@ fn main() {
 fn table(bootstrap: &str, n: usize, dir: &Path, repartition: bool, peers: &[f64]) {
     println!("| processes | weir events/s | bare consumers events/s | ratio | checkpoints | state per checkpoint (median) | write time (median, max) |");
     println!("|---|---|---|---|---|---|---|");
-    for members in 1..=3 {
+    let most = if repartition { 1 } else { 3 };
+    for members in 1..=most {
         let peer = peers[members - 1];
         let (rate, mut saved) = weir(bootstrap, members, n, dir, repartition);
         assert!(!saved.is_empty(), "no state write logged");
