@@ -15,6 +15,7 @@
 use crate::kafka::{committed, one_per_batch, produce, wait_until, Weir};
 use crate::support::env_or;
 use crate::support::tansu::Broker;
+use crate::window_state::notified_services;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -213,15 +214,7 @@ pipeline per_service {{
         all().len() >= expected.len()
     })
     .await;
-    let services = |status: &str| {
-        let mut s: Vec<String> = crate::alerts::of(&inbox, "hook", status, None)
-            .iter()
-            .flat_map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
-            .filter_map(|a| a["labels"]["service"].as_str().map(String::from))
-            .collect();
-        s.sort();
-        s
-    };
+    let services = |status: &str| notified_services(&inbox, status);
     wait_until(60, "every alert resolved", || {
         services("resolved").len() >= SERVICES
     })

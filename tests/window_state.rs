@@ -313,6 +313,18 @@ pub(crate) async fn group_config(
     (config, shared, inbox)
 }
 
+/// The `service` label of every alert the webhook `hook` received with
+/// `status`, sorted (one entry per notification of it).
+pub(crate) fn notified_services(inbox: &crate::alerts::Inbox, status: &str) -> Vec<String> {
+    let mut s: Vec<String> = crate::alerts::of(inbox, "hook", status, None)
+        .iter()
+        .flat_map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["labels"]["service"].as_str().map(String::from))
+        .collect();
+    s.sort();
+    s
+}
+
 /// Event `i` of the keyed topic: service `svc{i % 4}`, produced to
 /// partition `i % 4` — the topic is keyed by service.
 fn keyed_event(i: usize) -> Vec<u8> {
@@ -399,15 +411,7 @@ pipeline per_service {{
     // Each service's alert fired once, when its first window closed, and
     // resolved once, when the closers ended its matches — by whichever
     // process had its partition then, never by both.
-    let services = |status: &str| {
-        let mut s: Vec<String> = crate::alerts::of(&inbox, "hook", status, None)
-            .iter()
-            .flat_map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
-            .filter_map(|a| a["labels"]["service"].as_str().map(String::from))
-            .collect();
-        s.sort();
-        s
-    };
+    let services = |status: &str| notified_services(&inbox, status);
     let four: Vec<String> = (0..4).map(|s| format!("svc{s}")).collect();
     wait_until(60, "every alert resolved", || {
         services("resolved").len() >= 4
