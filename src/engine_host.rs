@@ -151,6 +151,9 @@ pub struct PipelineInfo {
     /// Its windows' state, when it has windows (from the metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<WindowsInfo>,
+    /// How far its source is behind, per partition (Kafka consumer lag).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lag: Vec<PartitionLag>,
     /// Its shadow version, when one runs (see [`crate::shadow`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<serde_json::Value>,
@@ -172,6 +175,47 @@ pub struct WindowsInfo {
     /// Per source partition the window reads: the largest event time
     /// read from it (RFC 3339), by partition.
     pub partitions: std::collections::BTreeMap<i64, String>,
+}
+
+/// Messages behind the end of one source partition.
+#[derive(serde::Serialize, Clone)]
+pub struct PartitionLag {
+    /// The topic.
+    pub origin: String,
+    pub partition: i64,
+    pub messages: i64,
+}
+
+/// Per source, its partitions' lag (`weir_source_lag_messages`).
+fn source_lag(families: &[prometheus::proto::MetricFamily]) -> HashMap<String, Vec<PartitionLag>> {
+    let mut out: HashMap<String, Vec<PartitionLag>> = HashMap::new();
+    for f in families
+        .iter()
+        .filter(|f| f.name() == "weir_source_lag_messages")
+    {
+        for m in f.get_metric() {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+            };
+            let (Some(source), Some(origin), Some(partition)) =
+                (label("source"), label("origin"), label("partition"))
+            else {
+                continue;
+            };
+            out.entry(source).or_default().push(PartitionLag {
+                origin,
+                partition: partition.parse().unwrap_or(-1),
+                messages: m.get_gauge().get_value() as i64,
+            });
+        }
+    }
+    for lags in out.values_mut() {
+        lags.sort_by(|a, b| (&a.origin, a.partition).cmp(&(&b.origin, b.partition)));
+    }
+    out
 }
 
 /// Per pipeline, what the metrics say about its windows (read from a
@@ -518,16 +562,20 @@ impl EngineHost {
             };
             d.stopped.len() < d.pipelines.len() && at.elapsed() < FINISHED_LISTED
         });
-        let mut windows = windows_info(&self.registry.gather());
+        let families = self.registry.gather();
+        let mut windows = windows_info(&families);
+        let lag = source_lag(&families);
         let mut out = Vec::new();
         for d in deployments.iter() {
             for name in &d.pipelines {
                 if d.stopped.contains(name) && d.is_finished() {
                     continue;
                 }
+                let source = d.sources.get(name).cloned().unwrap_or_default();
                 out.push(PipelineInfo {
                     name: name.clone(),
-                    source: d.sources.get(name).cloned().unwrap_or_default(),
+                    lag: lag.get(&source).cloned().unwrap_or_default(),
+                    source,
                     file: d.file.clone(),
                     running: d.is_running(name),
                     error: d.failure(name),

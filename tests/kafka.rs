@@ -535,6 +535,35 @@ async fn lag_and_commits_are_on_the_metrics_endpoint() {
         assert!(Instant::now() < deadline, "no lag/commit metrics: {text}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // The pipelines API lists the lag per partition: none once all is read.
+    let pipelines = format!("{}/api/v1/pipelines", server.base);
+    let lags = || async {
+        let listed = support::server::get_json(&server.client(), &pipelines).await;
+        listed["pipelines"][0]["lag"]
+            .as_array()
+            .map(|lag| {
+                lag.iter()
+                    .map(|l| {
+                        (
+                            l["origin"].as_str().unwrap_or_default().to_string(),
+                            l["partition"].as_i64().unwrap_or(-1),
+                            l["messages"].as_i64().unwrap_or(-1),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let caught_up = [("logs".to_string(), 0, 0), ("logs".to_string(), 1, 0)];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = lags().await;
+        if got == caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pipelines API lag: {got:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     drop(server);
     assert!(
         text.contains("weir_source_events_total{source=\"app\"} 2000"),
