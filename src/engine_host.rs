@@ -186,6 +186,14 @@ pub struct PartitionLag {
     pub messages: i64,
 }
 
+/// The value of a gathered metric's label `name`.
+fn label_of(m: &prometheus::proto::Metric, name: &str) -> Option<String> {
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map(|l| l.value().to_string())
+}
+
 /// Per source, its partitions' lag (`weir_source_lag_messages`).
 fn source_lag(families: &[prometheus::proto::MetricFamily]) -> HashMap<String, Vec<PartitionLag>> {
     let mut out: HashMap<String, Vec<PartitionLag>> = HashMap::new();
@@ -194,12 +202,7 @@ fn source_lag(families: &[prometheus::proto::MetricFamily]) -> HashMap<String, V
         .filter(|f| f.name() == "weir_source_lag_messages")
     {
         for m in f.get_metric() {
-            let label = |name: &str| {
-                m.get_label()
-                    .iter()
-                    .find(|l| l.name() == name)
-                    .map(|l| l.value().to_string())
-            };
+            let label = |name: &str| label_of(m, name);
             let (Some(source), Some(origin), Some(partition)) =
                 (label("source"), label("origin"), label("partition"))
             else {
@@ -240,12 +243,7 @@ fn windows_info(families: &[prometheus::proto::MetricFamily]) -> HashMap<String,
     ];
     for f in families.iter().filter(|f| NAMES.contains(&f.name())) {
         for m in f.get_metric() {
-            let label = |name: &str| {
-                m.get_label()
-                    .iter()
-                    .find(|l| l.name() == name)
-                    .map(|l| l.value().to_string())
-            };
+            let label = |name: &str| label_of(m, name);
             let Some(pipeline) = label("pipeline") else {
                 continue;
             };

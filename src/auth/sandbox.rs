@@ -299,18 +299,7 @@ impl Sandbox {
     }
 
     fn client_options(&self, v: &ArgValue, span: Span, out: &mut Vec<Diagnostic>) {
-        let items: Vec<&str> = match v {
-            ArgValue::Str(s) => vec![s.as_str()],
-            ArgValue::List(items) => items
-                .iter()
-                .filter_map(|i| match i {
-                    ArgValue::Str(s) => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        for item in items {
+        for item in v.strings() {
             let key = item.split('=').next().unwrap_or("").trim();
             if !SAFE_CLIENT_OPTIONS.contains(&key) {
                 out.push(refuse(

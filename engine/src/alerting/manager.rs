@@ -25,7 +25,7 @@ use super::store::{self, Snapshot};
 use super::tracker::{Alert, AlertState, Change, Tracker};
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
@@ -161,16 +161,17 @@ impl AlertManager {
             m.notifications_undelivered.set(state.outbox.len() as i64);
         }
         let (events, _) = broadcast::channel(4096);
+        let sent = settings.sent_log.clone().map(SentLog::new);
         Ok(Arc::new_cyclic(|me| AlertManager {
             state: Mutex::new(state),
             clock,
-            settings: settings.clone(),
+            settings,
             channels: RwLock::new(HashMap::new()),
             metrics,
             events,
             dirty: AtomicBool::new(false),
             unrouted: Mutex::new(Vec::new()),
-            sent: settings.sent_log.clone().map(SentLog::new),
+            sent,
             myself: me.clone(),
         }))
     }
@@ -620,8 +621,7 @@ impl AlertSink for AlertManager {
                 }
             }
         }
-        let mut outbox = Vec::new();
-        {
+        let (firing, resolved) = {
             let mut st = lock(&self.state);
             let changes = st.tracker.apply(&eval, now);
             if changes.is_empty() {
@@ -671,11 +671,18 @@ impl AlertSink for AlertManager {
                     _ => {}
                 }
             }
-            let firing = self.not_sent_before(&mut st, firing, AlertState::Firing);
-            let resolved = self.not_sent_before(&mut st, resolved, AlertState::Resolved);
-            outbox.extend(notifications(firing, AlertState::Firing, false, now));
-            outbox.extend(notifications(resolved, AlertState::Resolved, false, now));
-        }
+            (firing, resolved)
+        };
+        // Deliveries remembered are read once, outside the lock.
+        let known = self
+            .sent
+            .as_ref()
+            .filter(|_| !firing.is_empty() || !resolved.is_empty())
+            .map(SentLog::known);
+        let firing = self.not_sent_before(known.as_ref(), firing, AlertState::Firing);
+        let resolved = self.not_sent_before(known.as_ref(), resolved, AlertState::Resolved);
+        let mut outbox = notifications(firing, AlertState::Firing, false, now);
+        outbox.extend(notifications(resolved, AlertState::Resolved, false, now));
         self.dispatch(outbox);
     }
 }
@@ -686,14 +693,13 @@ impl AlertManager {
     /// crash: see [`super::sent_log`]).
     fn not_sent_before(
         &self,
-        st: &mut State,
+        known: Option<&HashSet<String>>,
         alerts: Vec<Alert>,
         status: AlertState,
     ) -> Vec<Alert> {
-        let Some(log) = self.sent.as_ref().filter(|_| !alerts.is_empty()) else {
+        let Some(known) = known else {
             return alerts;
         };
-        let known = log.known();
         let mut out = Vec::with_capacity(alerts.len());
         for mut a in alerts {
             let before: Vec<String> = a
@@ -704,7 +710,7 @@ impl AlertManager {
                 .collect();
             for ch in &before {
                 self.record(
-                    st,
+                    &mut lock(&self.state),
                     "already_notified",
                     &a,
                     Some(ch),

@@ -133,11 +133,10 @@ impl Repartition {
             .fields()
             .iter()
             .map(|f| {
-                let sent = ORIGIN
-                    .iter()
-                    .find(|(from, _)| from == f.name())
-                    .filter(|(from, _)| *from == RAW)
-                    .and_then(|(_, to)| batch.column_by_name(to));
+                // `_raw` is the line as sent; the topic's message is not it.
+                let sent = (f.name() == RAW)
+                    .then(|| batch.column_by_name(ORIGIN_RAW))
+                    .flatten();
                 match sent.or_else(|| batch.column_by_name(f.name())) {
                     Some(c) => conform(c, f.data_type(), rows),
                     None => arrow::array::new_null_array(f.data_type(), rows),
