@@ -306,12 +306,27 @@ async fn two_processes_in_one_group_split_the_partitions() {
     let dir = tempfile::tempdir().unwrap();
     let a = Weir::start(&rules(&broker.bootstrap(), "shared", ""), dir.path(), "a");
     let b = Weir::start(&rules(&broker.bootstrap(), "shared", ""), dir.path(), "b");
-    // Let both join before data flows.
-    tokio::time::sleep(Duration::from_secs(6)).await;
     const N: usize = 20_000;
     let payloads: Vec<Vec<u8>> = (0..N).map(event).collect();
-    let produced = produce(&producer(&broker.bootstrap()), "logs", 4, &payloads).await;
+    let p = producer(&broker.bootstrap());
     let (aa, ba) = (a.archive(), b.archive());
+    // A trickle until both archive something (each owns partitions then;
+    // the one that joins first may own all of them for a while, and gives
+    // some up in a rebalance), then the rest at once.
+    let mut produced = Vec::new();
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while archived(&aa).0.is_empty() || archived(&ba).0.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "both processes consume within 120 s"
+        );
+        let to = (sent + 100).min(N / 2);
+        produced.extend(produce(&p, "logs", 4, &payloads[sent..to]).await);
+        sent = to;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    produced.extend(produce(&p, "logs", 4, &payloads[sent..]).await);
     wait_until(120, "all events archived by the two", || {
         let mut all: BTreeSet<(i64, i64)> = archived(&aa).0.into_iter().collect();
         all.extend(archived(&ba).0);

@@ -1,5 +1,6 @@
 //! `weir ship` against a real Kafka-compatible broker (tansu) on loopback:
-//! rotation of a file under write loses and repeats nothing; multi-line
+//! rotation of a file under write loses and repeats nothing, even two
+//! rotations between two scans; multi-line
 //! events are joined; a config reload adds and removes sources while running
 //! and an invalid config keeps the old one; a 10 s broker outage is bridged
 //! by the spool; TLS (through stunnel) and SCRAM work, wrong credentials stop
@@ -261,6 +262,68 @@ sources:
     assert!(
         s.values().all(|c| *c == 1),
         "no line twice after the restart"
+    );
+}
+
+/// Two rename rotations between two of the agent's scans: the middle
+/// generation never sat at the path while the agent looked, and is read
+/// from beside it (every line once).
+#[test]
+fn a_generation_rotated_away_unseen_is_read_too() {
+    let broker = Broker::memory();
+    broker.create_topic("logs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let yaml = format!(
+        "kafka: {{ brokers: \"{}\" }}\ntopic: logs\nmetrics: null\nstate_dir: state\nsources:\n  - name: app\n    type: file\n    paths: [\"{}\"]\n",
+        broker.bootstrap(),
+        log.display()
+    );
+    append(&log, 0, 100);
+    let _ship = Ship::start(dir.path(), &yaml, &[]);
+    let got = consume(
+        &plain(&broker.bootstrap()),
+        "logs",
+        100,
+        Duration::from_secs(30),
+    );
+    assert_eq!(got.len(), 100, "the first file shipped");
+    // Old generations already there and read long ago are not read again.
+    append(&dir.path().join("app.log.9"), 5000, 5010);
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("app.log.9"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // Both rotations take microseconds; the agent scans every 200 ms.
+    append(&log, 100, 200);
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append(&log, 200, 300);
+    std::fs::rename(&log, dir.path().join("app.log.2")).unwrap();
+    append(&log, 300, 400);
+    // Compressed generations are never read.
+    std::fs::write(dir.path().join("app.log.3.gz"), b"not text").unwrap();
+    let got = consume(
+        &plain(&broker.bootstrap()),
+        "logs",
+        410,
+        Duration::from_secs(15),
+    );
+    let s = seqs(&got);
+    let missing: Vec<u64> = (0..400).filter(|i| !s.contains_key(i)).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "lost lines, e.g. {missing:?}:\n{}",
+        _ship.log()
+    );
+    assert!(s.values().all(|c| *c == 1), "no line twice");
+    assert_eq!(
+        got.len(),
+        400,
+        "nothing else read: {:?}",
+        s.keys().rev().take(3).collect::<Vec<_>>()
     );
 }
 

@@ -7,7 +7,9 @@
 //!   reading starts over at byte 0.
 //! - **Rotation** (`mv app.log app.log.1`, a new `app.log`): the path names
 //!   another file. The old one is read to its end through the open handle
-//!   first, then the path is opened again from byte 0.
+//!   first, then the path is opened again from byte 0. A generation that
+//!   sat at the path only between two looks (rotated twice meanwhile) is
+//!   found beside it ([`rotated_siblings`]) and read before the new file.
 //!
 //! - **Inode reuse**: a deleted file's inode may be given to a new file. A
 //!   [`Fingerprint`] of the first bytes, saved with a position, tells a new
@@ -20,6 +22,11 @@
 use std::fs::{File, Metadata};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How many earlier generations a followed file remembers, so a rotated
+/// sibling already read is not read again.
+const REMEMBERED_GENERATIONS: usize = 16;
 
 /// A file's identity: device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,6 +91,10 @@ pub struct TailedFile {
     file: File,
     id: FileId,
     pos: u64,
+    /// When the path was last seen naming the file being read.
+    verified_at: SystemTime,
+    /// Generations read before this one (most recent last).
+    read_before: Vec<FileId>,
 }
 
 impl TailedFile {
@@ -98,6 +109,8 @@ impl TailedFile {
             file,
             id,
             pos: 0,
+            verified_at: SystemTime::now(),
+            read_before: Vec::new(),
         };
         t.skip_to(at)?;
         Ok(t)
@@ -180,16 +193,73 @@ impl TailedFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if FileId::of(&named) == self.id {
+        let named_id = FileId::of(&named);
+        if named_id == self.id {
+            self.verified_at = SystemTime::now();
             return Ok(None);
         }
         // The rotated file may have got a last write after our read.
         if self.file.metadata()?.len() > self.pos {
             return Ok(None);
         }
-        *self = TailedFile::open(self.path.clone(), 0)?;
+        if self.read_before.len() == REMEMBERED_GENERATIONS {
+            self.read_before.remove(0);
+        }
+        self.read_before.push(self.id);
+        // A generation never seen at the path comes first; the path's file
+        // is read from its start after it.
+        let unseen = rotated_siblings(&self.path, self.verified_at)
+            .into_iter()
+            .map(|(p, m)| (p, FileId::of(&m)))
+            .find(|(_, id)| *id != named_id && !self.read_before.contains(id));
+        let file = match &unseen {
+            Some((p, _)) => File::open(p)?,
+            None => File::open(&self.path)?,
+        };
+        self.id = FileId::of(&file.metadata()?);
+        self.file = file;
+        self.pos = 0;
+        if unseen.is_none() {
+            self.verified_at = SystemTime::now();
+        }
         Ok(Some(Change::Rotated))
     }
+}
+
+/// Files beside `path` named like its rotated generations (`app.log.1`,
+/// `app.log-20261203`, `app.log_old`; compressed ones skipped) and written
+/// since `since` (less a second for coarse clocks), oldest first: the
+/// candidates for a generation that was rotated away before a reader saw it
+/// at `path`. Callers skip the generations they have read.
+pub fn rotated_siblings(path: &Path, since: SystemTime) -> Vec<(PathBuf, Metadata)> {
+    const COMPRESSED: [&str; 5] = [".gz", ".bz2", ".xz", ".zst", ".zip"];
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let since = since.checked_sub(Duration::from_secs(1)).unwrap_or(since);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, Metadata)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name();
+            let file = file.to_str()?;
+            let rest = file.strip_prefix(name)?;
+            if !rest.starts_with(['.', '-', '_']) || COMPRESSED.iter().any(|c| file.ends_with(c)) {
+                return None;
+            }
+            let meta = std::fs::metadata(e.path()).ok()?;
+            (meta.is_file() && meta.modified().ok()? >= since).then(|| (e.path(), meta))
+        })
+        .collect();
+    out.sort_by_key(|(_, m)| m.modified().ok());
+    out
 }
 
 #[cfg(unix)]
@@ -257,6 +327,43 @@ mod tests {
         assert_eq!(t.position(), 0);
         assert_eq!(read_all(&mut t), "five\n");
         assert_eq!(t.position(), 5);
+    }
+
+    #[test]
+    fn a_generation_rotated_away_between_two_looks_is_read_before_the_new_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("app.log");
+        // An old generation, written long ago: never read again.
+        let ancient = dir.path().join("app.log.9");
+        append(&ancient, "ancient\n");
+        std::fs::File::options()
+            .write(true)
+            .open(&ancient)
+            .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(3600)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        append(&path, "one\n");
+        let mut t = TailedFile::open(&path, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_all(&mut t), "one\n");
+        assert_eq!(t.check().ok(), Some(None));
+        // Two rotations before the next look; a compressed copy beside.
+        let rename = |to: &str| {
+            std::fs::rename(&path, dir.path().join(to)).unwrap_or_else(|e| panic!("{e}"))
+        };
+        append(&path, "two\n");
+        rename("app.log.1");
+        append(&path, "three\n");
+        rename("app.log.2");
+        append(&path, "four\n");
+        append(&dir.path().join("app.log.3.gz"), "zipped\n");
+        assert_eq!(read_all(&mut t), "two\n");
+        assert_eq!(t.check().ok(), Some(Some(Change::Rotated)));
+        assert_eq!(read_all(&mut t), "three\n", "the unseen generation");
+        assert_eq!(t.check().ok(), Some(Some(Change::Rotated)));
+        assert_eq!(read_all(&mut t), "four\n", "then the path's file");
+        assert_eq!(t.check().ok(), Some(None));
+        append(&path, "five\n");
+        assert_eq!(read_all(&mut t), "five\n");
+        assert_eq!(t.check().ok(), Some(None), "nothing read twice");
     }
 
     #[test]

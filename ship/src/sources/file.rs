@@ -3,7 +3,8 @@
 //! - Files are read through the engine's [`TailedFile`] (in `weir-formats`)
 //!   and tracked by device and inode, so a **rename rotation**
 //!   (`app.log` → `app.log.1`, new `app.log`) keeps reading the old file to
-//!   its end through the open handle and starts the new one from byte 0.
+//!   its end through the open handle and starts the new one from byte 0;
+//!   a generation rotated away before a scan saw it is found beside the path.
 //! - A file that shrinks was **truncated** (copytruncate): reading restarts at
 //!   byte 0 (lines written between the copy and the truncation are the
 //!   rotating tool's to keep).
@@ -19,9 +20,9 @@ use crate::config::ReadFrom;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
-use weir_formats::tail::{FileId, Fingerprint, TailedFile};
+use weir_formats::tail::{rotated_siblings, FileId, Fingerprint, TailedFile};
 
 /// Largest read per file per round (about 2,000 typical lines: one batch).
 const READ_CHUNK: usize = 512 << 10;
@@ -100,9 +101,12 @@ pub async fn run(mut ctx: SourceCtx) -> Result<(), crate::ShipError> {
     let mut first_scan = true;
     let mut dirty = false;
     let mut last_save = Instant::now();
+    let mut previous_scan = SystemTime::now();
     loop {
         let stopping = ctx.cancel.is_cancelled();
-        discover(&ctx, &mut tracked, &saved, first_scan);
+        let scan = SystemTime::now();
+        discover(&ctx, &mut tracked, &saved, first_scan, previous_scan);
+        previous_scan = scan;
         first_scan = false;
         let mut got_data = false;
         for (key, t) in tracked.iter_mut() {
@@ -166,11 +170,18 @@ pub async fn run(mut ctx: SourceCtx) -> Result<(), crate::ShipError> {
 }
 
 /// Finds files matching the globs; opens new ones at their saved position.
+/// A file new at a glob path after the first scan means a rotation: its
+/// rotated siblings written since the previous scan are read too, so a
+/// generation that lived at the path only between two scans (rotated twice
+/// while the agent was busy) is not lost. Older generations were written
+/// before the previous scan (a file is forgotten only [`FORGET_AFTER`] after
+/// its last data), so they do not match.
 fn discover(
     ctx: &SourceCtx,
     tracked: &mut HashMap<String, Tracked>,
     saved: &Positions,
     first_scan: bool,
+    previous_scan: SystemTime,
 ) {
     for t in tracked.values_mut() {
         t.in_globs = false;
@@ -192,50 +203,76 @@ fn discover(
                 t.tail.set_path(path);
                 continue;
             }
-            let mut tail = match TailedFile::open(&path, 0) {
-                // Replaced between the listing and the open: seen next round.
-                Ok(t) if t.id().to_string() != key => continue,
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), "cannot open: {e}");
-                    continue;
+            if track(ctx, tracked, saved, &path, &meta, first_scan) && !first_scan {
+                for (sibling, meta) in rotated_siblings(&path, previous_scan) {
+                    let key = FileId::of(&meta).to_string();
+                    if !tracked.contains_key(&key)
+                        && track(ctx, tracked, saved, &sibling, &meta, false)
+                    {
+                        if let Some(t) = tracked.get_mut(&key) {
+                            t.in_globs = false;
+                        }
+                        tracing::info!(source = %ctx.cfg.name, file = %sibling.display(), "a generation rotated away before it was seen: reading it too");
+                    }
                 }
-            };
-            let fingerprint = tail.fingerprint().ok().flatten();
-            let previous = saved.files.get(&key);
-            let start = start_offset(
-                previous,
-                meta.len(),
-                fingerprint,
-                first_scan,
-                ctx.cfg.read_from,
-            );
-            if previous.is_some_and(|p| p.offset > 0 && start == 0 && p.offset <= meta.len()) {
-                tracing::info!(source = %ctx.cfg.name, file = %path.display(), "a new file on a reused inode: reading from its start");
             }
-            if let Err(e) = tail.skip_to(start) {
-                tracing::warn!(file = %path.display(), "cannot seek: {e}");
-                continue;
-            }
-            let start = tail.position();
-            tracing::info!(source = %ctx.cfg.name, file = %path.display(), offset = start, "tailing");
-            tracked.insert(
-                key,
-                Tracked {
-                    tail,
-                    fingerprint,
-                    read_at: start,
-                    partial: Vec::new(),
-                    pending: VecDeque::new(),
-                    committed: start,
-                    last_data: Instant::now(),
-                    in_globs: true,
-                    multiline: ctx.cfg.multiline.as_ref().and_then(Multiline::new),
-                    multiline_start: start,
-                },
-            );
         }
     }
+}
+
+/// Starts tailing `path` at its saved position; false when it cannot be
+/// opened (or was replaced meanwhile: seen next round).
+fn track(
+    ctx: &SourceCtx,
+    tracked: &mut HashMap<String, Tracked>,
+    saved: &Positions,
+    path: &Path,
+    meta: &std::fs::Metadata,
+    first_scan: bool,
+) -> bool {
+    let key = FileId::of(meta).to_string();
+    let mut tail = match TailedFile::open(path, 0) {
+        Ok(t) if t.id().to_string() != key => return false,
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "cannot open: {e}");
+            return false;
+        }
+    };
+    let fingerprint = tail.fingerprint().ok().flatten();
+    let previous = saved.files.get(&key);
+    let start = start_offset(
+        previous,
+        meta.len(),
+        fingerprint,
+        first_scan,
+        ctx.cfg.read_from,
+    );
+    if previous.is_some_and(|p| p.offset > 0 && start == 0 && p.offset <= meta.len()) {
+        tracing::info!(source = %ctx.cfg.name, file = %path.display(), "a new file on a reused inode: reading from its start");
+    }
+    if let Err(e) = tail.skip_to(start) {
+        tracing::warn!(file = %path.display(), "cannot seek: {e}");
+        return false;
+    }
+    let start = tail.position();
+    tracing::info!(source = %ctx.cfg.name, file = %path.display(), offset = start, "tailing");
+    tracked.insert(
+        key,
+        Tracked {
+            tail,
+            fingerprint,
+            read_at: start,
+            partial: Vec::new(),
+            pending: VecDeque::new(),
+            committed: start,
+            last_data: Instant::now(),
+            in_globs: true,
+            multiline: ctx.cfg.multiline.as_ref().and_then(Multiline::new),
+            multiline_start: start,
+        },
+    );
+    true
 }
 
 impl Tracked {
