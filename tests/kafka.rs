@@ -1,7 +1,8 @@
 //! The Kafka connectors against a real broker (tansu on loopback): produce →
 //! consume → archive with exact counts and a dead-letter topic; two processes
 //! in one group splitting partitions; a consumer killed mid-stream and
-//! restarted without loss; the broker stopped for 10 s mid-stream; a Kafka
+//! restarted without loss; the broker stopped for 10 s mid-stream; an engine
+//! stalled past `max.poll.interval.ms` keeping its partitions; a Kafka
 //! output. Every offset is accounted for in the archive or the dead letters.
 
 use crate::support;
@@ -641,4 +642,100 @@ async fn readiness_reports_a_source_whose_brokers_are_down() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(server);
+}
+
+/// The engine stalled for twice `max.poll.interval.ms` (a `to stdout`
+/// output whose reader reads nothing for 12 s): the poll thread pauses
+/// fetching and keeps polling, so the consumer keeps its partitions — no
+/// "maximum poll interval exceeded", no rebalance — and every event comes
+/// out once when the stall ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_engine_keeps_its_place_in_the_group() {
+    use std::io::{BufRead, BufReader};
+    let broker = Broker::memory();
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    // More than every buffer between the consumer and stdout holds; one
+    // record per batch, as fetching resumes after the pause at the next
+    // offset, which tansu cannot serve from inside a batch (see
+    // `exactly_once`).
+    const N: usize = 50_000;
+    let payloads: Vec<Vec<u8>> = (0..N).map(event).collect();
+    produce(&one_per_batch(&broker.bootstrap()), "logs", 2, &payloads).await;
+    let rules = format!(
+        r#"source app = kafka(brokers: "{}", topic: "logs", group: "stall", commit_every: 300ms, options: ["max.poll.interval.ms=6000", "session.timeout.ms=6000"]) format json
+pipeline all {{
+  from app
+  | to stdout
+}}
+"#,
+        broker.bootstrap()
+    );
+    std::fs::write(dir.path().join("stall.rules"), rules).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "stall.rules", "--quiet", "--data-dir", "data"])
+        .current_dir(dir.path())
+        .env(
+            "WEIR_LOG",
+            std::env::var("WEIR_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let logged = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut l) = logged.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let stdout = child.stdout.take().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = progress.clone();
+    std::thread::spawn(move || {
+        let mut seen = BTreeSet::new();
+        let mut lines = 0usize;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines += 1;
+            counted.store(lines, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(m) = v["message"].as_str() {
+                    seen.insert(m.to_string());
+                }
+            }
+            if lines >= N {
+                break;
+            }
+        }
+        let _ = done_tx.send((lines, seen.len()));
+    });
+    let got = done_rx.recv_timeout(Duration::from_secs(120));
+    let out = progress.load(std::sync::atomic::Ordering::Relaxed);
+    // What it logged while running (a stop revokes its partitions).
+    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    if std::env::var_os("WEIR_TEST_VERBOSE").is_some() {
+        eprintln!("{log}");
+    }
+    let (lines, distinct) =
+        got.unwrap_or_else(|_| panic!("{out} of {N} events came out within 120 s:\n{log}"));
+    assert_eq!(distinct, N, "every event once:\n{log}");
+    assert_eq!(lines, N, "no event twice:\n{log}");
+    let lower = log.to_lowercase();
+    assert!(
+        !lower.contains("maximum poll interval") && !lower.contains("maxpoll"),
+        "the consumer left the group:\n{log}"
+    );
+    assert!(
+        !lower.contains("partitions revoked"),
+        "a rebalance during the stall:\n{log}"
+    );
 }

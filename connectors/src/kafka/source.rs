@@ -7,7 +7,9 @@
 //! there. When partitions are revoked (cooperative-sticky by default), the
 //! callback waits while the async side sends what it holds for them, takes a
 //! checkpoint and commits, so the next owner starts exactly after what was
-//! made durable.
+//! made durable. When the engine falls behind, the poll thread pauses
+//! fetching and keeps polling (see [`poll_loop`]): a slow pipeline never
+//! costs the consumer its place in the group.
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -130,6 +132,18 @@ struct Ctx {
     /// `weir_source_healthy`: 0 while every broker is down, 1 again at the
     /// next message.
     healthy: prometheus::IntGauge,
+    /// Partitions revoked since the poll thread last looked: what it holds
+    /// of them is dropped (the next owner reads it from the commit).
+    revoked: std::sync::Mutex<Vec<(String, i32)>>,
+}
+
+impl Ctx {
+    fn take_revoked(&self) -> Vec<(String, i32)> {
+        self.revoked
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
 }
 
 impl ClientContext for Ctx {
@@ -321,6 +335,9 @@ impl ConsumerContext for Ctx {
                 .map(|e| (e.topic().to_string(), e.partition()))
                 .collect();
             info!(source = %self.source, partitions = ?parts, "partitions revoked: committing what was read");
+            if let Ok(mut r) = self.revoked.lock() {
+                r.extend(parts.iter().cloned());
+            }
             let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
             if self
                 .tx
@@ -330,6 +347,103 @@ impl ConsumerContext for Ctx {
                 // The async side answers after its checkpoint and commit.
                 let _ = done_rx.recv_timeout(Duration::from_secs(120));
             }
+        }
+    }
+}
+
+/// How long the poll thread waits for room in a full channel before it
+/// pauses fetching: a third of `max.poll.interval.ms` (librdkafka's default
+/// 300 s), at most 30 s — rebalance callbacks run on this thread and wait
+/// as long.
+fn patience(client: &ClientConfig) -> Duration {
+    let interval = client
+        .get("max.poll.interval.ms")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(300_000);
+    Duration::from_millis((interval / 3).clamp(100, 30_000))
+}
+
+/// The poll thread: hands messages to the async side in order, waiting for
+/// room when the engine is slower than the brokers. A wait longer than
+/// `patience` (a stalled sink, say) pauses the assignment and polling goes
+/// on — the consumer keeps its place in the group (`max.poll.interval.ms`
+/// counts from the last poll) and rebalances are served — until what it
+/// holds went through; then fetching resumes at the next offset. What it
+/// holds of partitions revoked meanwhile is dropped: the async side
+/// committed what it had, and the next owner reads on from there.
+fn poll_loop(
+    consumer: &BaseConsumer<Ctx>,
+    tx: &mpsc::Sender<Polled>,
+    stop: &AtomicBool,
+    name: &str,
+    patience: Duration,
+) {
+    let runtime = consumer.context().runtime.clone();
+    let mut held: std::collections::VecDeque<Polled> = std::collections::VecDeque::new();
+    let mut paused = false;
+    let set_paused = |pause: bool| {
+        let done = consumer.assignment().and_then(|tpl| {
+            if pause {
+                consumer.pause(&tpl)
+            } else {
+                consumer.resume(&tpl)
+            }
+        });
+        if let Err(e) = done {
+            warn!(source = %name, error = %e, "cannot pause or resume fetching");
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        while let Some(msg) = held.pop_front() {
+            let msg = match tx.try_send(msg) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(msg)) => msg,
+            };
+            if paused {
+                held.push_front(msg);
+                break;
+            }
+            // The timer is made inside the runtime (this thread is not one of its).
+            let room =
+                runtime.block_on(async { tokio::time::timeout(patience, tx.reserve()).await });
+            match room {
+                Ok(Ok(permit)) => permit.send(msg),
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    held.push_front(msg);
+                    info!(source = %name, waited = ?patience, "the pipeline is stalled: fetching paused, the group membership kept");
+                    paused = true;
+                    break;
+                }
+            }
+        }
+        if paused {
+            // Again after an assignment, whose partitions start unpaused.
+            set_paused(!held.is_empty());
+            if held.is_empty() {
+                info!(source = %name, "the pipeline took what was held: fetching resumed");
+                paused = false;
+            }
+        }
+        let wait = if held.is_empty() { 100 } else { 10 };
+        match consumer.poll(Duration::from_millis(wait)) {
+            Some(Ok(m)) => {
+                consumer.context().healthy.set(1);
+                held.push_back(Polled::Message {
+                    topic: Arc::from(m.topic()),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                });
+            }
+            Some(Err(e)) => debug!(source = %name, error = %e, "kafka poll"),
+            None => {}
+        }
+        for (topic, partition) in consumer.context().take_revoked() {
+            held.retain(|m| {
+                !matches!(m, Polled::Message { topic: t, partition: p, .. } if **t == *topic && *p == partition)
+            });
         }
     }
 }
@@ -393,6 +507,7 @@ impl KafkaSource {
                 .metrics
                 .source_healthy
                 .with_label_values(&[&self.cfg.name]),
+            revoked: std::sync::Mutex::new(Vec::new()),
         };
         let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx).map_err(|e| {
             EngineError::connector(&self.cfg.name, format!("cannot create the consumer: {e}"))
@@ -456,32 +571,14 @@ impl Source for KafkaSource {
         }
         let consumer = Arc::new(self.consumer(tx.clone())?);
         let stop = Arc::new(AtomicBool::new(false));
+        let patience = patience(&self.cfg.client);
         let poller = {
             let consumer = consumer.clone();
             let stop = stop.clone();
             let name = name.clone();
             std::thread::Builder::new()
                 .name(format!("kafka-{name}"))
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match consumer.poll(Duration::from_millis(100)) {
-                            Some(Ok(m)) => {
-                                consumer.context().healthy.set(1);
-                                let msg = Polled::Message {
-                                    topic: Arc::from(m.topic()),
-                                    partition: m.partition(),
-                                    offset: m.offset(),
-                                    payload: m.payload().map(<[u8]>::to_vec),
-                                };
-                                if tx.blocking_send(msg).is_err() {
-                                    break;
-                                }
-                            }
-                            Some(Err(e)) => debug!(source = %name, error = %e, "kafka poll"),
-                            None => {}
-                        }
-                    }
-                })
+                .spawn(move || poll_loop(&consumer, &tx, &stop, &name, patience))
                 .map_err(|e| EngineError::io("starting the kafka poll thread", e))?
         };
 

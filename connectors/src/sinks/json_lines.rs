@@ -1,4 +1,9 @@
 //! `stdout()` and `file(path: ...)` outputs: record batches as JSON lines.
+//!
+//! Every `to stdout` of the process writes through one handle, one chunk of
+//! whole lines at a time: lines keep their order, a slow reader of stdout
+//! slows the pipeline (backpressure) instead of piling writes up in memory,
+//! and a flush waits for what was written.
 
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -12,6 +17,10 @@ pub enum Target {
     Stdout,
     File(Mutex<Option<tokio::fs::File>>, PathBuf),
 }
+
+/// The process's stdout, shared by every `to stdout`.
+static STDOUT: std::sync::LazyLock<Mutex<tokio::io::Stdout>> =
+    std::sync::LazyLock::new(|| Mutex::new(tokio::io::stdout()));
 
 /// Rows turned into text at once.
 const CHUNK_ROWS: usize = 8192;
@@ -74,8 +83,8 @@ impl Sink for JsonLinesSink {
         let (out, name): (&mut (dyn tokio::io::AsyncWrite + Unpin + Send), String) =
             match &self.target {
                 Target::Stdout => {
-                    stdout = tokio::io::stdout();
-                    (&mut stdout, "stdout".to_string())
+                    stdout = STDOUT.lock().await;
+                    (&mut *stdout, "stdout".to_string())
                 }
                 Target::File(file, path) => {
                     guard = file.lock().await;
@@ -106,7 +115,9 @@ impl Sink for JsonLinesSink {
 
     async fn flush(&self) -> Result<()> {
         match &self.target {
-            Target::Stdout => tokio::io::stdout()
+            Target::Stdout => STDOUT
+                .lock()
+                .await
                 .flush()
                 .await
                 .map_err(|e| EngineError::io("flushing stdout", e)),
