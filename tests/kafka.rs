@@ -358,7 +358,7 @@ async fn a_killed_consumer_restarts_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let rules = rules(&broker.bootstrap(), "crashy", "");
     let p = producer(&broker.bootstrap());
-    const N: usize = 40_000;
+    const N: usize = 50_000;
     let payloads: Vec<Vec<u8>> = (0..N).map(event).collect();
     let first = produce(&p, "logs", 2, &payloads[..N / 2]).await;
     let weir = Weir::start(&rules, dir.path(), "crash");

@@ -190,7 +190,10 @@ impl Default for DeployOptions {
 }
 
 /// The positions a source resumes after: the least of what its archive
-/// stored and what its pipelines' restored windows hold, per partition.
+/// stored and what its pipelines' restored windows hold, per partition. A
+/// partition the archive holds nothing of is left out (it resumes at the
+/// committed offset): the archive needs all of it, however far the windows'
+/// state goes — the windows drop the replayed events they hold.
 struct ResumePositions {
     archive: Option<Arc<dyn StoredPositions>>,
     held: HashMap<i64, i64>,
@@ -202,18 +205,26 @@ struct ResumePositions {
 #[async_trait::async_trait]
 impl StoredPositions for ResumePositions {
     async fn stored_upto(&self, partitions: &[i64]) -> Result<HashMap<i64, i64>> {
-        let mut out = match &self.archive {
-            Some(a) => a.stored_upto(partitions).await?,
-            None => HashMap::new(),
+        let (out, wanted) = match &self.archive {
+            Some(a) => {
+                let out = a.stored_upto(partitions).await?;
+                let wanted: Vec<i64> = partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| out.contains_key(p))
+                    .collect();
+                (out, wanted)
+            }
+            None => (HashMap::new(), partitions.to_vec()),
         };
-        for p in partitions {
+        let mut out = out;
+        for p in &wanted {
             if let Some(&h) = self.held.get(p) {
                 keep_least(&mut out, *p, h);
             }
         }
         if !self.per_partition.is_empty() {
             let stores = self.per_partition.clone();
-            let wanted = partitions.to_vec();
             out = tokio::task::spawn_blocking(move || {
                 for (store, pipeline) in &stores {
                     for &p in &wanted {
@@ -754,4 +765,44 @@ pub fn deploy(
         pipeline_cancels,
         tasks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An archive that holds what it is given.
+    struct Archive(HashMap<i64, i64>);
+
+    #[async_trait::async_trait]
+    impl StoredPositions for Archive {
+        async fn stored_upto(&self, partitions: &[i64]) -> Result<HashMap<i64, i64>> {
+            Ok(partitions
+                .iter()
+                .filter_map(|p| self.0.get(p).map(|o| (*p, *o)))
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partition_the_archive_lacks_is_not_skipped_for_the_windows_sake() {
+        // A crash after the windows' checkpoint took partition 0 to 12,499
+        // but before the archive committed any of it.
+        let held: HashMap<i64, i64> = [(0, 12_499), (1, 20_000), (2, 7)].into();
+        let resume = ResumePositions {
+            archive: Some(Arc::new(Archive([(1, 12_499), (2, 30)].into()))),
+            held: held.clone(),
+            per_partition: Vec::new(),
+        };
+        let got = resume.stored_upto(&[0, 1, 2]).await.unwrap_or_default();
+        assert_eq!(got, [(1, 12_499), (2, 7)].into());
+        // Without an archive the windows' positions stand.
+        let resume = ResumePositions {
+            archive: None,
+            held,
+            per_partition: Vec::new(),
+        };
+        let got = resume.stored_upto(&[0, 2]).await.unwrap_or_default();
+        assert_eq!(got, [(0, 12_499), (2, 7)].into());
+    }
 }
