@@ -205,7 +205,7 @@ struct ResumePositions {
 #[async_trait::async_trait]
 impl StoredPositions for ResumePositions {
     async fn stored_upto(&self, partitions: &[i64]) -> Result<HashMap<i64, i64>> {
-        let (out, wanted) = match &self.archive {
+        let (mut out, wanted) = match &self.archive {
             Some(a) => {
                 let out = a.stored_upto(partitions).await?;
                 let wanted: Vec<i64> = partitions
@@ -217,7 +217,6 @@ impl StoredPositions for ResumePositions {
             }
             None => (HashMap::new(), partitions.to_vec()),
         };
-        let mut out = out;
         for p in &wanted {
             if let Some(&h) = self.held.get(p) {
                 keep_least(&mut out, *p, h);

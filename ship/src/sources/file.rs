@@ -203,15 +203,12 @@ fn discover(
                 t.tail.set_path(path);
                 continue;
             }
-            if track(ctx, tracked, saved, &path, &meta, first_scan) && !first_scan {
+            if track(ctx, tracked, saved, &path, &meta, first_scan, true) && !first_scan {
                 for (sibling, meta) in rotated_siblings(&path, previous_scan) {
                     let key = FileId::of(&meta).to_string();
                     if !tracked.contains_key(&key)
-                        && track(ctx, tracked, saved, &sibling, &meta, false)
+                        && track(ctx, tracked, saved, &sibling, &meta, false, false)
                     {
-                        if let Some(t) = tracked.get_mut(&key) {
-                            t.in_globs = false;
-                        }
                         tracing::info!(source = %ctx.cfg.name, file = %sibling.display(), "a generation rotated away before it was seen: reading it too");
                     }
                 }
@@ -220,8 +217,9 @@ fn discover(
     }
 }
 
-/// Starts tailing `path` at its saved position; false when it cannot be
-/// opened (or was replaced meanwhile: seen next round).
+/// Starts tailing `path` at its saved position (`in_globs`: found by the
+/// globs, not beside them); false when it cannot be opened (or was replaced
+/// meanwhile: seen next round).
 fn track(
     ctx: &SourceCtx,
     tracked: &mut HashMap<String, Tracked>,
@@ -229,6 +227,7 @@ fn track(
     path: &Path,
     meta: &std::fs::Metadata,
     first_scan: bool,
+    in_globs: bool,
 ) -> bool {
     let key = FileId::of(meta).to_string();
     let mut tail = match TailedFile::open(path, 0) {
@@ -267,7 +266,7 @@ fn track(
             pending: VecDeque::new(),
             committed: start,
             last_data: Instant::now(),
-            in_globs: true,
+            in_globs,
             multiline: ctx.cfg.multiline.as_ref().and_then(Multiline::new),
             multiline_start: start,
         },
