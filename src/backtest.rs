@@ -15,12 +15,12 @@
 //! events are what live alerts show.
 
 use crate::auth::Scope;
+use crate::query::time_ordered::TimeOrdered;
 use crate::query::where_sql::quote_ident;
 use crate::query::{QueryEngine, TimeRange};
 use crate::simulated::Simulated;
 use arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
-use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,6 +74,13 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
     };
     let started = std::time::Instant::now();
     let (ctx, listed) = engine.session(range, scope).await?;
+    // One partition: each file is read whole, in its order.
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .execution
+        .target_partitions = 1;
     let mut read = 0u64;
     let mut now = from_us;
     for src in &program.sources {
@@ -111,19 +118,15 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
         let cols: Vec<String> = target
             .fields()
             .iter()
-            .filter(|f| have.contains(f.name()) && needed.contains(f.name()))
+            .filter(|f| {
+                have.contains(f.name())
+                    && (needed.contains(f.name()) || f.name() == weir_dsl::types::TIMESTAMP)
+            })
             .map(|f| quote_ident(f.name()))
             .collect();
-        let sql = format!(
-            "SELECT {} FROM {} ORDER BY \"timestamp\"",
-            cols.join(", "),
-            quote_ident(&stream)
-        );
-        let mut batches = ctx.sql(&sql).await?.execute_stream().await?;
-        while let Some(b) = batches.try_next().await? {
-            if b.num_rows() == 0 {
-                continue;
-            }
+        let sql = format!("SELECT {} FROM {}", cols.join(", "), quote_ident(&stream));
+        let mut batches = TimeOrdered::new(&ctx, &sql).await?;
+        while let Some(b) = batches.next().await? {
             let batch = conform(&b, &target)?;
             read += batch.num_rows() as u64;
             let ts = batch

@@ -18,6 +18,7 @@ pub mod newest_first;
 pub mod schema;
 pub mod scope;
 pub mod text_index;
+pub mod time_ordered;
 pub mod udf;
 pub mod where_sql;
 
@@ -73,6 +74,12 @@ impl From<datafusion::error::DataFusionError> for QueryError {
             // DataFusion prefixes messages with their kind; keep them as they are.
             _ => QueryError::Sql(e.to_string()),
         }
+    }
+}
+
+impl From<arrow::error::ArrowError> for QueryError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        QueryError::Internal(e.to_string())
     }
 }
 

@@ -6,6 +6,9 @@
 //! filter, pushed into the Parquet scan) is set by the newest events at
 //! once, so the files and row groups older than the N-th newest event are
 //! skipped by their time statistics instead of read.
+//!
+//! [`scan`] and [`rescan`] find and replace a plan's files for the other
+//! readers that pick files themselves (the time-ordered reader).
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
@@ -67,41 +70,64 @@ impl PhysicalOptimizerRule for NewestFirst {
     }
 }
 
-/// The plan with its Parquet scan's files dealt newest first, through the
-/// nodes that keep rows as they are (filters, projections,
-/// repartitioning); `None` when there is no such scan.
+/// The plan with its Parquet scan's files dealt newest first to its
+/// partitions; `None` when there is no such scan or one file.
 fn reorder(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    let config = scan(plan)?;
+    let mut files: Vec<_> = config
+        .file_groups
+        .iter()
+        .flat_map(|g| g.iter().cloned())
+        .collect();
+    if files.len() < 2 {
+        return None;
+    }
+    files.sort_by(|a, b| b.object_meta.location.cmp(&a.object_meta.location));
+    let n = config.file_groups.len().max(1);
+    let mut groups = vec![Vec::new(); n];
+    for (i, f) in files.into_iter().enumerate() {
+        groups[i % n].push(f);
+    }
+    rescan(plan, groups.into_iter().map(FileGroup::new).collect())
+}
+
+/// The plan's Parquet scan, found through the nodes that keep rows as they
+/// are (filters, projections, repartitioning).
+pub fn scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     if let Some(exec) = plan.downcast_ref::<DataSourceExec>() {
-        let config = exec.data_source().downcast_ref::<FileScanConfig>()?;
-        let mut files: Vec<_> = config
-            .file_groups
-            .iter()
-            .flat_map(|g| g.iter().cloned())
-            .collect();
-        if files.len() < 2 {
-            return None;
-        }
-        files.sort_by(|a, b| b.object_meta.location.cmp(&a.object_meta.location));
-        let n = config.file_groups.len().max(1);
-        let mut groups = vec![Vec::new(); n];
-        for (i, f) in files.into_iter().enumerate() {
-            groups[i % n].push(f);
-        }
-        let mut config = config.clone();
-        config.file_groups = groups.into_iter().map(FileGroup::new).collect();
+        return exec.data_source().downcast_ref::<FileScanConfig>();
+    }
+    match plan.children()[..] {
+        [child] if passes(plan) => scan(child),
+        _ => None,
+    }
+}
+
+/// The plan with its Parquet scan reading `groups` (one output partition
+/// each) instead of its own files; `None` when there is no such scan.
+pub fn rescan(
+    plan: &Arc<dyn ExecutionPlan>,
+    groups: Vec<FileGroup>,
+) -> Option<Arc<dyn ExecutionPlan>> {
+    if let Some(exec) = plan.downcast_ref::<DataSourceExec>() {
+        let mut config = exec.data_source().downcast_ref::<FileScanConfig>()?.clone();
+        config.file_groups = groups;
         return Some(DataSourceExec::from_data_source(config));
     }
-    let passes = plan.downcast_ref::<FilterExec>().is_some()
-        || plan.downcast_ref::<ProjectionExec>().is_some()
-        || plan.downcast_ref::<RepartitionExec>().is_some();
     let [child] = plan.children()[..] else {
         return None;
     };
-    if !passes {
+    if !passes(plan) {
         return None;
     }
-    let child = reorder(child)?;
+    let child = rescan(child, groups)?;
     replace_children_if_necessary(plan.clone(), vec![child]).ok()
+}
+
+fn passes(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<FilterExec>().is_some()
+        || plan.downcast_ref::<ProjectionExec>().is_some()
+        || plan.downcast_ref::<RepartitionExec>().is_some()
 }
 
 #[cfg(test)]
