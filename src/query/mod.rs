@@ -787,4 +787,23 @@ pub(crate) mod testing {
             .unwrap_or_else(|e| panic!("{e}"))
             .to_string()
     }
+
+    /// A table of the Parquet files in `dir`, with `schema`.
+    pub fn parquet_folder(
+        dir: &std::path::Path,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+    ) -> datafusion::datasource::listing::ListingTable {
+        use datafusion::datasource::file_format::parquet::ParquetFormat;
+        use datafusion::datasource::listing::{
+            ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+        };
+        let url =
+            ListingTableUrl::parse(format!("{}/", dir.display())).unwrap_or_else(|e| panic!("{e}"));
+        let options = ListingOptions::new(std::sync::Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        ListingTable::try_new(config).unwrap_or_else(|e| panic!("{e}"))
+    }
 }

@@ -135,10 +135,6 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use datafusion::datasource::file_format::parquet::ParquetFormat;
-    use datafusion::datasource::listing::{
-        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-    };
     use datafusion::execution::SessionStateBuilder;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -175,14 +171,7 @@ mod tests {
             .with_physical_optimizer_rule(Arc::new(NewestFirst))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        let url = ListingTableUrl::parse(format!("{}/", dir.path().display()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(schema);
-        let table = ListingTable::try_new(config).unwrap_or_else(|e| panic!("{e}"));
+        let table = crate::query::testing::parquet_folder(dir.path(), schema);
         ctx.register_table("app", Arc::new(table))
             .unwrap_or_else(|e| panic!("{e}"));
         let plan = |sql: &'static str| {

@@ -473,10 +473,6 @@ mod tests {
     async fn results_equal_a_plain_scan_and_files_without_an_index_are_read_whole() {
         use datafusion::arrow::array::{RecordBatch, StringArray};
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
-        use datafusion::datasource::file_format::parquet::ParquetFormat;
-        use datafusion::datasource::listing::{
-            ListingOptions, ListingTableConfig, ListingTableUrl,
-        };
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let schema = Arc::new(Schema::new(vec![Field::new(
             "message",
@@ -515,14 +511,10 @@ mod tests {
         std::fs::write(dir.path().join("b.parquet"), plain).unwrap_or_else(|e| panic!("{e}"));
 
         let ctx = SessionContext::new();
-        let url = ListingTableUrl::parse(format!("{}/", dir.path().display()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(schema.clone());
-        let listing = Arc::new(ListingTable::try_new(config).unwrap_or_else(|e| panic!("{e}")));
+        let listing = Arc::new(crate::query::testing::parquet_folder(
+            dir.path(),
+            schema.clone(),
+        ));
         ctx.register_table("plain", listing.clone())
             .unwrap_or_else(|e| panic!("{e}"));
         ctx.register_table(

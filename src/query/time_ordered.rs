@@ -65,6 +65,11 @@ impl TimeOrdered {
             .flat_map(|g| g.iter())
             .map(|f| (earliest(f, ts).unwrap_or(i64::MIN), f.clone()))
             .collect();
+        tracing::debug!(
+            files = files.len(),
+            without_statistics = files.iter().filter(|f| f.0 == i64::MIN).count(),
+            "time-ordered read"
+        );
         files.sort_by(|a, b| {
             (a.0, &a.1.object_meta.location).cmp(&(b.0, &b.1.object_meta.location))
         });
@@ -229,10 +234,6 @@ mod tests {
     use super::*;
     use arrow::array::{Int64Array, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use datafusion::datasource::file_format::parquet::ParquetFormat;
-    use datafusion::datasource::listing::{
-        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-    };
 
     /// Rows of one file: (time, id), with `None` for a row without a time.
     fn write(dir: &std::path::Path, name: &str, schema: &SchemaRef, rows: &[(Option<i64>, i64)]) {
@@ -283,20 +284,16 @@ mod tests {
         );
 
         let ctx = SessionContext::new();
-        let url = ListingTableUrl::parse(format!("{}/", dir.path().display()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(schema);
-        let table = ListingTable::try_new(config).unwrap_or_else(|e| panic!("{e}"));
+        let table = crate::query::testing::parquet_folder(dir.path(), schema);
         ctx.register_table("app", Arc::new(table))
             .unwrap_or_else(|e| panic!("{e}"));
 
         let mut reader = TimeOrdered::new(&ctx, "SELECT \"timestamp\", id FROM app WHERE id <> 5")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        // Opened earliest first, as the files' statistics say.
+        let earliest: Vec<i64> = reader.files.iter().map(|(t, _)| *t).collect();
+        assert_eq!(earliest, vec![0, 20_003, 90_000]);
         let mut times = Vec::new();
         let mut ids = Vec::new();
         while let Some(b) = reader.next().await.unwrap_or_else(|e| panic!("{e}")) {
