@@ -1,21 +1,23 @@
 //! Backtests: a checked program's pipelines over archived events of a time
-//! range, read from the archive as Arrow batches in event-time order (no
-//! JSON round trip), on a simulated clock that follows event time, with the
-//! live engine's operators: the same windows, lateness and alert lifecycle
-//! (`for`, `resolve after`). Nothing is notified and no output is written;
+//! range, read from the archive as Arrow batches in the order the live
+//! engine saw them (each source partition in offset order, partitions
+//! interleaved by event time: [`Replay`]; no JSON round trip), on a
+//! simulated clock that follows event time, with the live engine's
+//! operators: the same windows, lateness (an event too late live is as late
+//! here) and alert lifecycle (`for`, `resolve after`). Nothing is notified and no output is written;
 //! each window row and alert transition is handed to the caller as a JSON
 //! object (`{"kind": "window", ...}`, `{"kind": "alert", ...}`). Used by
 //! `weir backtest` and `POST /api/v1/backtest` (which reads only the
 //! caller's scope).
 //!
-//! Sources are read one after the other (each in event-time order), so
+//! Sources are read one after the other, so
 //! alerts of pipelines on different sources are not interleaved in time.
 //! Only the columns the source's pipelines read are read (the others are
 //! null to the pipelines), so window rows carry no `_evidence`: sample
 //! events are what live alerts show.
 
 use crate::auth::Scope;
-use crate::query::time_ordered::TimeOrdered;
+use crate::query::replay::Replay;
 use crate::query::where_sql::quote_ident;
 use crate::query::{QueryEngine, TimeRange};
 use crate::simulated::Simulated;
@@ -24,7 +26,7 @@ use arrow::datatypes::TimestampMicrosecondType;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use weir_dsl::types::EVIDENCE;
+use weir_dsl::types::{EVIDENCE, OFFSET, PARTITION, TIMESTAMP};
 use weir_dsl::CheckedProgram;
 use weir_engine::alerting::AlertSettings;
 
@@ -74,7 +76,7 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
     };
     let started = std::time::Instant::now();
     let (ctx, listed) = engine.session(range, scope).await?;
-    // One partition: each file is read whole, in its order.
+    // One DataFusion partition: each file is read whole, in its order.
     ctx.state_ref()
         .write()
         .config_mut()
@@ -115,17 +117,19 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
             .filter(|p| &p.pipeline.from.name == source)
             .flat_map(|p| weir_dsl::reads::fields_read(&p.pipeline))
             .collect();
+        // And what the replay orders by: time, partition, offset.
+        let ordering = [TIMESTAMP, PARTITION, OFFSET];
         let cols: Vec<String> = target
             .fields()
             .iter()
-            .filter(|f| {
-                have.contains(f.name())
-                    && (needed.contains(f.name()) || f.name() == weir_dsl::types::TIMESTAMP)
-            })
-            .map(|f| quote_ident(f.name()))
+            .map(|f| f.name().as_str())
+            .filter(|f| needed.contains(*f) && !ordering.contains(f))
+            .chain(ordering)
+            .filter(|f| have.iter().any(|h| h == f))
+            .map(quote_ident)
             .collect();
         let sql = format!("SELECT {} FROM {}", cols.join(", "), quote_ident(&stream));
-        let mut batches = TimeOrdered::new(&ctx, &sql).await?;
+        let mut batches = Replay::new(&ctx, &sql).await?;
         while let Some(b) = batches.next().await? {
             let batch = conform(&b, &target)?;
             read += batch.num_rows() as u64;

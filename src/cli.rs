@@ -337,9 +337,10 @@ pub enum Command {
     },
     /// Run a file's pipelines over archived events of a time range.
     ///
-    /// Reads each source's stream from the archive in event-time order,
-    /// with the live engine's windows, lateness and alert lifecycle on a
-    /// clock that follows event time. Notifies nothing, writes no output;
+    /// Replays each source's stream from the archive as the live engine saw
+    /// it (each partition in arrival order, partitions interleaved by event
+    /// time), with the live engine's windows, lateness and alert lifecycle
+    /// on a clock that follows event time. Notifies nothing, writes no output;
     /// prints the window rows and alert transitions as JSON lines.
     Backtest {
         /// The .rules file.

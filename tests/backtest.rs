@@ -26,13 +26,18 @@ pipeline bursts {
 "#;
 
 /// An event a second for ten minutes from two services; `b` has error
-/// bursts in minutes 2 and 6, and a few events arrive out of order.
+/// bursts in minutes 2 and 6, a few events arrive out of order, and a few
+/// too late (90 s behind): live drops those, and so must a backtest (read
+/// in event-time order they would be counted).
 fn events() -> String {
     let mut lines = Vec::new();
     for i in 0..1200u32 {
         let mut t = i / 2;
         if i % 97 == 0 && t >= 5 {
             t -= 5; // late, within the lateness
+        }
+        if i % 150 == 75 && t >= 120 {
+            t -= 90; // too late for its window
         }
         let service = if i % 2 == 0 { "a" } else { "b" };
         let burst = service == "b" && ((120..180).contains(&t) || (360..420).contains(&t));
@@ -102,6 +107,14 @@ async fn a_backtest_of_the_archive_equals_the_live_run() {
     live_rows.sort();
     assert!(live_rows.len() >= 20, "{live_rows:?}");
     assert!(!live_alerts.is_empty(), "the bursts fire live");
+    let live_summary = String::from_utf8_lossy(&live.stderr);
+    let dropped: u64 = live_summary
+        .split(" late events dropped")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "events too late live: {live_summary}");
 
     let report = dir.path().join("backtest.ndjson");
     let back = Command::new(env!("CARGO_BIN_EXE_weir"))

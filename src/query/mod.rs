@@ -15,10 +15,10 @@ pub mod dictionary_like;
 pub mod format;
 pub mod guard;
 pub mod newest_first;
+pub mod replay;
 pub mod schema;
 pub mod scope;
 pub mod text_index;
-pub mod time_ordered;
 pub mod udf;
 pub mod where_sql;
 
