@@ -644,26 +644,28 @@ async fn readiness_reports_a_source_whose_brokers_are_down() {
     drop(server);
 }
 
-/// The engine stalled for twice `max.poll.interval.ms` (a `to stdout`
-/// output whose reader reads nothing for 12 s): the poll thread pauses
-/// fetching and keeps polling, so the consumer keeps its partitions — no
-/// "maximum poll interval exceeded", no rebalance — and every event comes
-/// out once when the stall ends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_engine_keeps_its_place_in_the_group() {
+/// An engine reading `events` events (one per record batch: fetching
+/// resumes after a pause at the next offset, which tansu cannot serve from
+/// inside a batch, see `exactly_once`) of a 2-partition topic as group
+/// `group` into `to stdout`, with `max.poll.interval.ms=6000`; its standard
+/// output left unread, so the pipeline stalls once the pipe is full, and
+/// its log collected.
+struct Stalled {
+    broker: Broker,
+    _dir: tempfile::TempDir,
+    child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+async fn stalled_engine(events: usize, group: &str) -> Stalled {
     use std::io::{BufRead, BufReader};
     let broker = Broker::memory();
     broker.create_topic("logs", 2);
     let dir = tempfile::tempdir().unwrap();
-    // More than every buffer between the consumer and stdout holds; one
-    // record per batch, as fetching resumes after the pause at the next
-    // offset, which tansu cannot serve from inside a batch (see
-    // `exactly_once`).
-    const N: usize = 50_000;
-    let payloads: Vec<Vec<u8>> = (0..N).map(event).collect();
+    let payloads: Vec<Vec<u8>> = (0..events).map(event).collect();
     produce(&one_per_batch(&broker.bootstrap()), "logs", 2, &payloads).await;
     let rules = format!(
-        r#"source app = kafka(brokers: "{}", topic: "logs", group: "stall", commit_every: 300ms, options: ["max.poll.interval.ms=6000", "session.timeout.ms=6000"]) format json
+        r#"source app = kafka(brokers: "{}", topic: "logs", group: "{group}", commit_every: 300ms, options: ["max.poll.interval.ms=6000", "session.timeout.ms=6000"]) format json
 pipeline all {{
   from app
   | to stdout
@@ -694,6 +696,144 @@ pipeline all {{
             }
         }
     });
+    Stalled {
+        broker,
+        _dir: dir,
+        child,
+        log,
+    }
+}
+
+/// A consumer joins the group while the engine is stalled: the engine
+/// gives one of its two partitions up within the rebalance (its callback
+/// waits on the stalled pipeline at most a third of `max.poll.interval.ms`)
+/// instead of blocking the poll thread until it is thrown out of the group
+/// — the newcomer gets one partition, not both — and between them every
+/// event is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_engine_gives_a_partition_up_in_a_rebalance_and_stays() {
+    use std::io::{BufRead, BufReader};
+    const N: usize = 30_000;
+    let Stalled {
+        broker,
+        _dir,
+        mut child,
+        log,
+    } = stalled_engine(N, "stall2").await;
+    // Joined, both partitions, stalled and paused (patience 2 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log
+        .lock()
+        .map(|l| l.contains("fetching paused"))
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "never stalled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let newcomer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "stall2")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("max.poll.interval.ms", "6000")
+        // The engine's protocol (a group agrees on one).
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create()
+        .expect("consumer");
+    newcomer.subscribe(&["logs"]).expect("subscribe");
+    let mut from_newcomer = BTreeSet::new();
+    let read = |m: &rdkafka::message::BorrowedMessage<'_>, into: &mut BTreeSet<String>| {
+        let v: Option<serde_json::Value> = m.payload().and_then(|p| serde_json::from_slice(p).ok());
+        if let Some(text) = v.as_ref().and_then(|v| v["message"].as_str()) {
+            into.insert(text.to_string());
+        }
+    };
+    let mut assigned = 0;
+    // The engine stays stalled until the newcomer has had partitions for
+    // 8 s (more than max.poll.interval.ms: an engine thrown out of the
+    // group would have left them all to it by then).
+    let started = Instant::now();
+    let mut since: Option<Instant> = None;
+    while since.is_none_or(|t| t.elapsed() < Duration::from_secs(8)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the newcomer got no partition within 60 s:\n{}",
+            log.lock().map(|l| l.clone()).unwrap_or_default()
+        );
+        if let Some(Ok(m)) = newcomer.poll(Duration::from_millis(100)) {
+            read(&m, &mut from_newcomer);
+        }
+        assigned = newcomer.assignment().map(|a| a.count()).unwrap_or(0);
+        if assigned > 0 && since.is_none() {
+            since = Some(Instant::now());
+        }
+    }
+    eprintln!("the newcomer had partitions after {:?}", started.elapsed());
+    // The stall ends: what the engine writes is read.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(m) = v["message"].as_str() {
+                    let _ = tx.send(m.to_string());
+                }
+            }
+        }
+    });
+    let mut from_engine = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while from_engine.union(&from_newcomer).count() < N && Instant::now() < deadline {
+        while let Ok(m) = rx.try_recv() {
+            from_engine.insert(m);
+        }
+        if let Some(Ok(m)) = newcomer.poll(Duration::from_millis(50)) {
+            read(&m, &mut from_newcomer);
+        }
+    }
+    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    if std::env::var_os("WEIR_TEST_VERBOSE").is_some() {
+        eprintln!("{log}");
+    }
+    let lower = log.to_lowercase();
+    assert!(
+        !lower.contains("maximum poll interval") && !lower.contains("maxpoll"),
+        "the engine left the group:\n{log}"
+    );
+    assert_eq!(
+        assigned, 1,
+        "the newcomer's partitions (the engine kept one):\n{log}"
+    );
+    assert!(lower.contains("partitions revoked"), "no rebalance:\n{log}");
+    let all = from_engine.union(&from_newcomer).count();
+    assert_eq!(
+        all,
+        N,
+        "every event read once at least ({} by the engine, {} by the newcomer):\n{log}",
+        from_engine.len(),
+        from_newcomer.len()
+    );
+}
+
+/// The engine stalled for twice `max.poll.interval.ms` (a `to stdout`
+/// output whose reader reads nothing for 12 s): the poll thread pauses
+/// fetching and keeps polling, so the consumer keeps its partitions — no
+/// "maximum poll interval exceeded", no rebalance — and every event comes
+/// out once when the stall ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_engine_keeps_its_place_in_the_group() {
+    use std::io::{BufRead, BufReader};
+    // More than every buffer between the consumer and stdout holds.
+    const N: usize = 50_000;
+    let Stalled {
+        broker: _broker,
+        _dir,
+        mut child,
+        log,
+    } = stalled_engine(N, "stall").await;
     tokio::time::sleep(Duration::from_secs(12)).await;
     let stdout = child.stdout.take().unwrap();
     let (done_tx, done_rx) = std::sync::mpsc::channel();

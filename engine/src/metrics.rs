@@ -67,6 +67,9 @@ pub struct Metrics {
     /// 1 while a source reads (or ended cleanly), 0 when it failed or cannot
     /// reach its system (Kafka brokers all down): `/readyz`.
     pub source_healthy: IntGaugeVec,
+    /// 1 while a source holds back fetching because its pipeline is
+    /// stalled (Kafka: the assignment paused, the group membership kept).
+    pub source_paused: IntGaugeVec,
 }
 
 fn counter(
@@ -220,6 +223,17 @@ impl Metrics {
                     Opts::new(
                         "weir_source_healthy",
                         "1 while a source reads, 0 when it failed or cannot reach its system",
+                    ),
+                    &["source"],
+                )?;
+                register(reg, &g)?;
+                g
+            },
+            source_paused: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "weir_source_paused",
+                        "1 while a source holds back fetching because its pipeline is stalled",
                     ),
                     &["source"],
                 )?;

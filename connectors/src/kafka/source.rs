@@ -135,6 +135,14 @@ struct Ctx {
     /// Partitions revoked since the poll thread last looked: what it holds
     /// of them is dropped (the next owner reads it from the commit).
     revoked: std::sync::Mutex<Vec<(String, i32)>>,
+    /// How long the poll thread waits on the pipeline (see [`patience`]).
+    patience: Duration,
+    /// Assignments and revocations the rebalance callbacks could not hand
+    /// over within `patience` (a stalled pipeline): the poll thread queues
+    /// them behind what it holds.
+    deferred: std::sync::Mutex<Vec<Polled>>,
+    /// `weir_source_paused`: 1 while fetching is paused for a stalled pipeline.
+    paused: prometheus::IntGauge,
 }
 
 impl Ctx {
@@ -143,6 +151,48 @@ impl Ctx {
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default()
+    }
+
+    fn take_deferred(&self) -> Vec<Polled> {
+        self.deferred
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+
+    /// Hands a rebalance's message to the async side from a rebalance
+    /// callback, which runs on the poll thread: waiting longer than
+    /// `patience` for room would cost the consumer its place in the group
+    /// (and hold up the group's rebalance), so past that the message is
+    /// queued behind what the poll thread holds, in order. Whether it went
+    /// through now.
+    fn hand_over(&self, msg: Polled) -> bool {
+        let msg = match self.tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(msg)) => msg,
+        };
+        // On a runtime thread (never the poll thread): cannot wait.
+        let msg = if tokio::runtime::Handle::try_current().is_ok() {
+            msg
+        } else {
+            // The timer is made inside the runtime.
+            let room = self
+                .runtime
+                .block_on(async { tokio::time::timeout(self.patience, self.tx.reserve()).await });
+            match room {
+                Ok(Ok(permit)) => {
+                    permit.send(msg);
+                    return true;
+                }
+                Ok(Err(_)) => return false,
+                Err(_) => msg,
+            }
+        };
+        if let Ok(mut d) = self.deferred.lock() {
+            d.push(msg);
+        }
+        false
     }
 }
 
@@ -318,12 +368,7 @@ impl ConsumerContext for Ctx {
                 .iter()
                 .map(|e| partition_id(self.single_topic, e.topic(), e.partition()))
                 .collect();
-            // On the poll thread; never wait on a runtime thread.
-            if tokio::runtime::Handle::try_current().is_ok() {
-                let _ = self.tx.try_send(Polled::Assign(ids));
-            } else {
-                let _ = self.tx.blocking_send(Polled::Assign(ids));
-            }
+            self.hand_over(Polled::Assign(ids));
         }
     }
 
@@ -339,13 +384,14 @@ impl ConsumerContext for Ctx {
                 r.extend(parts.iter().cloned());
             }
             let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-            if self
-                .tx
-                .blocking_send(Polled::Revoke(parts, done_tx))
-                .is_ok()
-            {
-                // The async side answers after its checkpoint and commit.
-                let _ = done_rx.recv_timeout(Duration::from_secs(120));
+            // The async side answers after its checkpoint and commit; a
+            // stalled pipeline gives the partitions up without them (the
+            // next owner reads again from the last commit; the archive
+            // drops what it holds already).
+            let answered = self.hand_over(Polled::Revoke(parts, done_tx))
+                && done_rx.recv_timeout(self.patience).is_ok();
+            if !answered {
+                warn!(source = %self.source, waited = ?self.patience, "the pipeline is stalled: partitions given up without a commit; their next owner reads again from the last commit");
             }
         }
     }
@@ -414,6 +460,7 @@ fn poll_loop(
                     held.push_front(msg);
                     info!(source = %name, waited = ?patience, "the pipeline is stalled: fetching paused, the group membership kept");
                     paused = true;
+                    consumer.context().paused.set(1);
                     break;
                 }
             }
@@ -424,10 +471,14 @@ fn poll_loop(
             if held.is_empty() {
                 info!(source = %name, "the pipeline took what was held: fetching resumed");
                 paused = false;
+                consumer.context().paused.set(0);
             }
         }
         let wait = if held.is_empty() { 100 } else { 10 };
-        match consumer.poll(Duration::from_millis(wait)) {
+        let polled = consumer.poll(Duration::from_millis(wait));
+        // A rebalance (inside the poll) comes before the poll's message.
+        held.extend(consumer.context().take_deferred());
+        match polled {
             Some(Ok(m)) => {
                 consumer.context().healthy.set(1);
                 held.push_back(Polled::Message {
@@ -508,6 +559,13 @@ impl KafkaSource {
                 .source_healthy
                 .with_label_values(&[&self.cfg.name]),
             revoked: std::sync::Mutex::new(Vec::new()),
+            patience: patience(&c),
+            deferred: std::sync::Mutex::new(Vec::new()),
+            paused: self
+                .cfg
+                .metrics
+                .source_paused
+                .with_label_values(&[&self.cfg.name]),
         };
         let consumer: BaseConsumer<Ctx> = c.create_with_context(ctx).map_err(|e| {
             EngineError::connector(&self.cfg.name, format!("cannot create the consumer: {e}"))
