@@ -4,14 +4,14 @@
 //! interleaved by event time: [`Replay`]; no JSON round trip), on a
 //! simulated clock that follows event time, with the live engine's
 //! operators: the same windows, lateness (an event too late live is as late
-//! here) and alert lifecycle (`for`, `resolve after`). Nothing is notified and no output is written;
-//! each window row and alert transition is handed to the caller as a JSON
-//! object (`{"kind": "window", ...}`, `{"kind": "alert", ...}`). Used by
-//! `weir backtest` and `POST /api/v1/backtest` (which reads only the
-//! caller's scope).
+//! here) and alert lifecycle (`for`, `resolve after`). Nothing is notified
+//! and no output is written; each window row and alert transition is handed
+//! to the caller as a JSON object (`{"kind": "window", ...}`,
+//! `{"kind": "alert", ...}`). Used by `weir backtest` and
+//! `POST /api/v1/backtest` (which reads only the caller's scope).
 //!
-//! Sources are read one after the other, so
-//! alerts of pipelines on different sources are not interleaved in time.
+//! Sources are read one after the other, so alerts of pipelines on
+//! different sources are not interleaved in time.
 //! Only the columns the source's pipelines read are read (the others are
 //! null to the pipelines), so window rows carry no `_evidence`: sample
 //! events are what live alerts show.

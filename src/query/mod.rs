@@ -788,6 +788,16 @@ pub(crate) mod testing {
             .to_string()
     }
 
+    /// Writes `batch` as a Parquet file at `path` (default properties).
+    pub fn write_parquet(path: &std::path::Path, batch: &datafusion::arrow::array::RecordBatch) {
+        let mut bytes = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.write(batch).unwrap_or_else(|e| panic!("{e}"));
+        w.close().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// A table of the Parquet files in `dir`, with `schema`.
     pub fn parquet_folder(
         dir: &std::path::Path,

@@ -157,13 +157,10 @@ mod tests {
                 )],
             )
             .unwrap_or_else(|e| panic!("{e}"));
-            let mut bytes = Vec::new();
-            let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema.clone(), None)
-                .unwrap_or_else(|e| panic!("{e}"));
-            w.write(&batch).unwrap_or_else(|e| panic!("{e}"));
-            w.close().unwrap_or_else(|e| panic!("{e}"));
-            std::fs::write(dir.path().join(format!("h{hour}.parquet")), bytes)
-                .unwrap_or_else(|e| panic!("{e}"));
+            crate::query::testing::write_parquet(
+                &dir.path().join(format!("h{hour}.parquet")),
+                &batch,
+            );
         }
         let state = SessionStateBuilder::new()
             .with_config(SessionConfig::new().with_target_partitions(2))

@@ -338,12 +338,7 @@ mod tests {
             vec![Arc::new(t.with_timezone("UTC")), Arc::new(p), Arc::new(o)],
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let mut bytes = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema.clone(), None)
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.write(&batch).unwrap_or_else(|e| panic!("{e}"));
-        w.close().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.join(name), bytes).unwrap_or_else(|e| panic!("{e}"));
+        crate::query::testing::write_parquet(&dir.join(name), &batch);
     }
 
     /// Partition 0: an in-order file, and a file of late events (an earlier

@@ -498,17 +498,10 @@ mod tests {
         let bytes = w.finish().unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(dir.path().join("a.parquet"), bytes).unwrap_or_else(|e| panic!("{e}"));
         // Without an index: plain Parquet, the word twice.
-        let mut plain = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut plain, schema.clone(), None)
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.write(&batch(vec![
-            "a DEADLOCK".into(),
-            "fine".into(),
-            "deadlock".into(),
-        ]))
-        .unwrap_or_else(|e| panic!("{e}"));
-        w.close().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("b.parquet"), plain).unwrap_or_else(|e| panic!("{e}"));
+        crate::query::testing::write_parquet(
+            &dir.path().join("b.parquet"),
+            &batch(vec!["a DEADLOCK".into(), "fine".into(), "deadlock".into()]),
+        );
 
         let ctx = SessionContext::new();
         let listing = Arc::new(crate::query::testing::parquet_folder(

@@ -176,23 +176,34 @@ impl Ctx {
         let msg = if tokio::runtime::Handle::try_current().is_ok() {
             msg
         } else {
-            // The timer is made inside the runtime.
-            let room = self
-                .runtime
-                .block_on(async { tokio::time::timeout(self.patience, self.tx.reserve()).await });
-            match room {
-                Ok(Ok(permit)) => {
-                    permit.send(msg);
-                    return true;
-                }
-                Ok(Err(_)) => return false,
-                Err(_) => msg,
+            match self.send_within_patience(msg) {
+                Ok(()) => return true,
+                Err(None) => return false,
+                Err(Some(msg)) => msg,
             }
         };
         if let Ok(mut d) = self.deferred.lock() {
             d.push(msg);
         }
         false
+    }
+
+    /// Sends `msg` to the async side, waiting at most `patience` for room;
+    /// on a thread that is not one of the runtime's (the poll thread).
+    /// `Err(Some(msg))`: no room in time; `Err(None)`: the async side is gone.
+    fn send_within_patience(&self, msg: Polled) -> Result<(), Option<Polled>> {
+        // The timer is made inside the runtime.
+        let room = self
+            .runtime
+            .block_on(async { tokio::time::timeout(self.patience, self.tx.reserve()).await });
+        match room {
+            Ok(Ok(permit)) => {
+                permit.send(msg);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some(msg)),
+        }
     }
 }
 
@@ -410,11 +421,11 @@ fn patience(client: &ClientConfig) -> Duration {
 }
 
 /// The poll thread: hands messages to the async side in order, waiting for
-/// room when the engine is slower than the brokers. A wait longer than
-/// `patience` (a stalled sink, say) pauses the assignment and polling goes
-/// on — the consumer keeps its place in the group (`max.poll.interval.ms`
-/// counts from the last poll) and rebalances are served — until what it
-/// holds went through; then fetching resumes at the next offset. What it
+/// room when the engine is slower than the brokers. A wait longer than the
+/// context's `patience` (a stalled sink, say) pauses the assignment and
+/// polling goes on — the consumer keeps its place in the group
+/// (`max.poll.interval.ms` counts from the last poll) and rebalances are
+/// served — until what it holds went through; then fetching resumes at the next offset. What it
 /// holds of partitions revoked meanwhile is dropped: the async side
 /// committed what it had, and the next owner reads on from there.
 fn poll_loop(
@@ -422,9 +433,8 @@ fn poll_loop(
     tx: &mpsc::Sender<Polled>,
     stop: &AtomicBool,
     name: &str,
-    patience: Duration,
 ) {
-    let runtime = consumer.context().runtime.clone();
+    let ctx = consumer.context();
     let mut held: std::collections::VecDeque<Polled> = std::collections::VecDeque::new();
     let mut paused = false;
     let set_paused = |pause: bool| {
@@ -450,17 +460,14 @@ fn poll_loop(
                 held.push_front(msg);
                 break;
             }
-            // The timer is made inside the runtime (this thread is not one of its).
-            let room =
-                runtime.block_on(async { tokio::time::timeout(patience, tx.reserve()).await });
-            match room {
-                Ok(Ok(permit)) => permit.send(msg),
-                Ok(Err(_)) => return,
-                Err(_) => {
+            match ctx.send_within_patience(msg) {
+                Ok(()) => {}
+                Err(None) => return,
+                Err(Some(msg)) => {
                     held.push_front(msg);
-                    info!(source = %name, waited = ?patience, "the pipeline is stalled: fetching paused, the group membership kept");
+                    info!(source = %name, waited = ?ctx.patience, "the pipeline is stalled: fetching paused, the group membership kept");
                     paused = true;
-                    consumer.context().paused.set(1);
+                    ctx.paused.set(1);
                     break;
                 }
             }
@@ -471,16 +478,16 @@ fn poll_loop(
             if held.is_empty() {
                 info!(source = %name, "the pipeline took what was held: fetching resumed");
                 paused = false;
-                consumer.context().paused.set(0);
+                ctx.paused.set(0);
             }
         }
         let wait = if held.is_empty() { 100 } else { 10 };
         let polled = consumer.poll(Duration::from_millis(wait));
         // A rebalance (inside the poll) comes before the poll's message.
-        held.extend(consumer.context().take_deferred());
+        held.extend(ctx.take_deferred());
         match polled {
             Some(Ok(m)) => {
-                consumer.context().healthy.set(1);
+                ctx.healthy.set(1);
                 held.push_back(Polled::Message {
                     topic: Arc::from(m.topic()),
                     partition: m.partition(),
@@ -491,7 +498,7 @@ fn poll_loop(
             Some(Err(e)) => debug!(source = %name, error = %e, "kafka poll"),
             None => {}
         }
-        for (topic, partition) in consumer.context().take_revoked() {
+        for (topic, partition) in ctx.take_revoked() {
             held.retain(|m| {
                 !matches!(m, Polled::Message { topic: t, partition: p, .. } if **t == *topic && *p == partition)
             });
@@ -629,14 +636,13 @@ impl Source for KafkaSource {
         }
         let consumer = Arc::new(self.consumer(tx.clone())?);
         let stop = Arc::new(AtomicBool::new(false));
-        let patience = patience(&self.cfg.client);
         let poller = {
             let consumer = consumer.clone();
             let stop = stop.clone();
             let name = name.clone();
             std::thread::Builder::new()
                 .name(format!("kafka-{name}"))
-                .spawn(move || poll_loop(&consumer, &tx, &stop, &name, patience))
+                .spawn(move || poll_loop(&consumer, &tx, &stop, &name))
                 .map_err(|e| EngineError::io("starting the kafka poll thread", e))?
         };
 
