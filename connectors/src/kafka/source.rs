@@ -17,6 +17,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -164,12 +165,11 @@ impl Ctx {
     /// callback, which runs on the poll thread: waiting longer than
     /// `patience` for room would cost the consumer its place in the group
     /// (and hold up the group's rebalance), so past that the message is
-    /// queued behind what the poll thread holds, in order. Whether it went
-    /// through now.
-    fn hand_over(&self, msg: Polled) -> bool {
+    /// queued behind what the poll thread holds, in order.
+    fn hand_over(&self, msg: Polled) -> HandOver {
         let msg = match self.tx.try_send(msg) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Ok(()) => return HandOver::Sent,
+            Err(mpsc::error::TrySendError::Closed(_)) => return HandOver::Stopping,
             Err(mpsc::error::TrySendError::Full(msg)) => msg,
         };
         // On a runtime thread (never the poll thread): cannot wait.
@@ -177,15 +177,15 @@ impl Ctx {
             msg
         } else {
             match self.send_within_patience(msg) {
-                Ok(()) => return true,
-                Err(None) => return false,
+                Ok(()) => return HandOver::Sent,
+                Err(None) => return HandOver::Stopping,
                 Err(Some(msg)) => msg,
             }
         };
         if let Ok(mut d) = self.deferred.lock() {
             d.push(msg);
         }
-        false
+        HandOver::Deferred
     }
 
     /// Sends `msg` to the async side, waiting at most `patience` for room;
@@ -205,6 +205,17 @@ impl Ctx {
             Err(_) => Err(Some(msg)),
         }
     }
+}
+
+/// What became of a rebalance's message (see [`Ctx::hand_over`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandOver {
+    /// The async side has it.
+    Sent,
+    /// Queued behind what the poll thread holds: the pipeline is stalled.
+    Deferred,
+    /// The async side is gone: the source is stopping.
+    Stopping,
 }
 
 impl ClientContext for Ctx {
@@ -379,7 +390,9 @@ impl ConsumerContext for Ctx {
                 .iter()
                 .map(|e| partition_id(self.single_topic, e.topic(), e.partition()))
                 .collect();
-            self.hand_over(Polled::Assign(ids));
+            if self.hand_over(Polled::Assign(ids)) == HandOver::Deferred {
+                debug!(source = %self.source, "assignment queued behind what the stalled pipeline holds");
+            }
         }
     }
 
@@ -399,10 +412,20 @@ impl ConsumerContext for Ctx {
             // stalled pipeline gives the partitions up without them (the
             // next owner reads again from the last commit; the archive
             // drops what it holds already).
-            let answered = self.hand_over(Polled::Revoke(parts, done_tx))
-                && done_rx.recv_timeout(self.patience).is_ok();
-            if !answered {
-                warn!(source = %self.source, waited = ?self.patience, "the pipeline is stalled: partitions given up without a commit; their next owner reads again from the last commit");
+            let answer = match self.hand_over(Polled::Revoke(parts, done_tx)) {
+                HandOver::Sent => done_rx.recv_timeout(self.patience),
+                HandOver::Deferred => Err(RecvTimeoutError::Timeout),
+                HandOver::Stopping => Err(RecvTimeoutError::Disconnected),
+            };
+            match answer {
+                Ok(()) => {}
+                // Stopping: the async side committed what it had on its way out.
+                Err(RecvTimeoutError::Disconnected) => {
+                    debug!(source = %self.source, "partitions revoked while stopping")
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    warn!(source = %self.source, waited = ?self.patience, "the pipeline is stalled: partitions given up without a commit; their next owner reads again from the last commit")
+                }
             }
         }
     }
