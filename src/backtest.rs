@@ -14,7 +14,7 @@
 //! different sources are not interleaved in time.
 //! Only the columns the source's pipelines read are read (the others are
 //! null to the pipelines), so window rows carry no `_evidence`: sample
-//! events are what live alerts show.
+//! events are what live alerts show, and the windows keep none.
 
 use crate::auth::Scope;
 use crate::query::replay::Replay;
@@ -26,6 +26,7 @@ use arrow::datatypes::TimestampMicrosecondType;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use weir_dsl::plan::{Aggregate, StagePlan};
 use weir_dsl::types::{EVIDENCE, OFFSET, PARTITION, TIMESTAMP};
 use weir_dsl::CheckedProgram;
 use weir_engine::alerting::AlertSettings;
@@ -68,6 +69,7 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
     if to_us <= from_us {
         anyhow::bail!("the end of the range must be after its start");
     }
+    let program = &without_samples(program);
     let mut sim = Simulated::new(program, base_dir, from_us, AlertSettings::default())?;
     let range = TimeRange {
         start_us: Some(from_us),
@@ -184,6 +186,26 @@ pub async fn run<F: FnMut(Value) -> anyhow::Result<()>>(
         transitions,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// `program` with windows that keep no sample events (`evidence 0`): a
+/// backtest shows none, and sampling turns events into JSON.
+fn without_samples(program: &CheckedProgram) -> CheckedProgram {
+    let mut program = program.clone();
+    for plan in program
+        .pipelines
+        .iter_mut()
+        .flat_map(|p| p.plans.iter_mut())
+    {
+        if let StagePlan::Window(w) = plan {
+            for a in &mut w.aggregates {
+                if let Aggregate::Samples(n) = &mut a.func {
+                    *n = 0;
+                }
+            }
+        }
+    }
+    program
 }
 
 fn window_line(pipeline: &str, row: Map<String, Value>) -> Value {
