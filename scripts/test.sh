@@ -4,7 +4,8 @@
 # cached under ~/.cache/weir), stunnel4 for the Kafka TLS tests,
 # prometheus-alertmanager for the alert tests, prometheus for promtool and
 # chromium for the console's browser test (Debian), the console's npm
-# packages (locked), and the Python peers
+# packages (locked), Azurite (npm, locked: the Azure Blob endpoint), and the
+# Python peers
 # (moto's S3 server, aiosmtpd, duckdb) in a virtualenv under ~/.cache/weir.
 # Usage: scripts/test.sh
 set -euo pipefail
@@ -46,6 +47,8 @@ echo "== console"
 (cd console && npm ci --no-audit --no-fund --loglevel=error && node build.mjs && git diff --exit-code -- dist)
 WEIR_PYTHON_BIN="$(scripts/services/install-python-tools.sh)"
 export WEIR_PYTHON_BIN
+WEIR_AZURITE="$(scripts/services/install-azurite.sh)"
+export WEIR_AZURITE
 WEIR_TANSU="$(scripts/services/install-tansu.sh)"
 export WEIR_TANSU
 "$WEIR_TANSU" --version

@@ -1,10 +1,12 @@
-//! The archive on a local folder and on S3 (moto's S3 server on loopback,
-//! installed by scripts/services/install-python-tools.sh), queried with SQL
+//! The archive on a local folder, on S3 (moto's S3 server on loopback,
+//! installed by scripts/services/install-python-tools.sh) and on Azure Blob
+//! Storage (Azurite, scripts/services/install-azurite.sh), queried with SQL
 //! through `weir query` and `POST /api/v1/query`: exact counts, time-range
 //! pruning, schema evolution, retention, compaction, a crash mid-write, and S3
 //! unreachable for 10 s.
 
 use crate::support;
+use crate::support::azurite::Azurite;
 use crate::support::moto::S3;
 
 use serde_json::Value;
@@ -77,6 +79,8 @@ struct Place {
     url: String,
     /// weir.toml with [storage] for S3 (empty for a folder).
     config: PathBuf,
+    /// Environment of every `weir` run here (Azurite's address).
+    env: Vec<(String, String)>,
 }
 
 fn folder_place() -> Place {
@@ -84,7 +88,12 @@ fn folder_place() -> Place {
     let url = format!("file://{}", dir.path().join("archive").display());
     let config = dir.path().join("weir.toml");
     std::fs::write(&config, format!("archive = \"{url}\"\n")).unwrap();
-    Place { dir, url, config }
+    Place {
+        dir,
+        url,
+        config,
+        env: Vec::new(),
+    }
 }
 
 fn s3_place(port: u16, prefix: &str) -> Place {
@@ -98,10 +107,35 @@ fn s3_place(port: u16, prefix: &str) -> Place {
         ),
     )
     .unwrap();
-    Place { dir, url, config }
+    Place {
+        dir,
+        url,
+        config,
+        env: Vec::new(),
+    }
+}
+
+fn azure_place(azurite: &Azurite, prefix: &str) -> Place {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.toml");
+    let (text, env) = azurite.config(prefix);
+    std::fs::write(&config, text).unwrap();
+    Place {
+        dir,
+        url: format!("az://weir/{prefix}"),
+        config,
+        env,
+    }
 }
 
 impl Place {
+    /// `weir` with this place's environment.
+    fn weir(&self) -> Command {
+        let mut c = weir();
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
     /// `weir run` of a generator into this archive; returns stdout.
     fn generate(
         &self,
@@ -147,7 +181,7 @@ impl Place {
 
     /// `weir run RULES --quiet` with this place's config and data folder.
     fn run_command(&self, rules: &std::path::Path) -> Command {
-        let mut c = weir();
+        let mut c = self.weir();
         c.arg("run")
             .arg(rules)
             .arg("--quiet")
@@ -160,7 +194,8 @@ impl Place {
 
     /// `weir query SQL --format json`: the rows.
     fn query(&self, sql: &str, extra: &[&str]) -> Vec<Value> {
-        let out = ok(weir()
+        let out = ok(self
+            .weir()
             .arg("query")
             .arg(sql)
             .args(["--format", "json", "--config"])
@@ -183,7 +218,8 @@ impl Place {
     }
 
     fn archive(&self, action: &[&str]) -> String {
-        ok(weir()
+        ok(self
+            .weir()
             .arg("archive")
             .args(action)
             .arg("--config")
@@ -294,7 +330,8 @@ fn exact_counts_ranges_and_evolution(p: &Place) {
         p.count("SELECT count(*) AS n FROM app WHERE strpos(arrow_cast(message, 'Utf8'), 'timeout') > 0")
     );
     // A bad query is an error with DataFusion's message, exit 1.
-    let out = weir()
+    let out = p
+        .weir()
         .args(["query", "SELECT nope FROM app", "--config"])
         .arg(&p.config)
         .output()
@@ -396,6 +433,12 @@ fn retention_and_compaction(p: &Place) {
 }
 
 #[test]
+fn azure_archive_counts_ranges_and_schema_evolution() {
+    let azurite = Azurite::start();
+    exact_counts_ranges_and_evolution(&azure_place(&azurite, "evolution"));
+}
+
+#[test]
 fn folder_archive_retention_and_compaction() {
     retention_and_compaction(&folder_place());
 }
@@ -404,6 +447,12 @@ fn folder_archive_retention_and_compaction() {
 fn s3_archive_retention_and_compaction() {
     let s3 = S3::start();
     retention_and_compaction(&s3_place(s3.port, "upkeep"));
+}
+
+#[test]
+fn azure_archive_retention_and_compaction() {
+    let azurite = Azurite::start();
+    retention_and_compaction(&azure_place(&azurite, "upkeep"));
 }
 
 #[test]
@@ -1030,8 +1079,21 @@ fn a_running_source_is_queryable_within_seconds_by_default() {
 /// full disk refuses every write) does not hang a stop: after
 /// `shutdown_grace` the unwritten files go to `DATA/recovery`, and the next
 /// start archives them — every event accepted by the first run is counted.
+/// Files rolled by time are stored beside the pipeline's writes.
 #[test]
 fn a_stop_with_a_failing_archive_is_bounded_and_loses_nothing() {
+    stop_with_a_failing_archive("roll every 1s");
+}
+
+/// The same when files roll by size: the stop comes while a write of the
+/// pipeline is itself retrying its flush (which once went on for the
+/// archive's whole ten-minute patience).
+#[test]
+fn a_stop_during_a_retrying_write_is_bounded_and_loses_nothing() {
+    stop_with_a_failing_archive("roll at 16KB");
+}
+
+fn stop_with_a_failing_archive(roll: &str) {
     let p = folder_place();
     let cfg = std::fs::read_to_string(&p.config).unwrap();
     std::fs::write(&p.config, format!("shutdown_grace = \"2s\"\n{cfg}")).unwrap();
@@ -1043,7 +1105,7 @@ fn a_stop_with_a_failing_archive_is_bounded_and_loses_nothing() {
     std::fs::write(
         &rules,
         format!(
-            "source app = generator(rate: 500) format json\narchive app to \"{}\" roll every 1s\n",
+            "source app = generator(rate: 500) format json\narchive app to \"{}\" {roll}\n",
             p.url
         ),
     )

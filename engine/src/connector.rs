@@ -258,6 +258,11 @@ pub trait Sink: Send + Sync {
     async fn close(&self) -> Result<()> {
         self.flush().await
     }
+    /// The engine is stopping (a signal, an undeploy): a write or flush
+    /// under way that keeps failing should end within the sink's grace
+    /// instead of its usual patience. Called while that write may still be
+    /// running; [`Sink::close`] follows once it returns.
+    fn stopping(&self) {}
 }
 
 /// An event that could not be processed, and why.

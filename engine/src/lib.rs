@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod ops;
 pub mod output;
 pub mod pipeline;
+pub mod rows;
 pub mod runtime;
 pub mod schema;
 
@@ -31,6 +32,7 @@ pub use connector::{
 };
 pub use error::{EngineError, Result};
 pub use metrics::Metrics;
+pub use rows::filter_batch;
 pub use runtime::{deploy, DeployOptions, Deployment};
 
 /// Helpers shared by the crate's unit tests.

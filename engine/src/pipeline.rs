@@ -277,7 +277,7 @@ impl CompiledPipeline {
         let dropped = keep.iter().filter(|k| !**k).count();
         tracing::debug!(pipeline = %self.name, dropped, "replayed events the restored state holds");
         let mask = arrow::array::BooleanArray::from(keep);
-        let kept = arrow::compute::filter_record_batch(&batch, &mask)?;
+        let kept = crate::rows::filter_batch(&batch, &mask)?;
         Ok((kept.num_rows() > 0).then_some(kept))
     }
 

@@ -44,6 +44,26 @@ enum Flow {
     /// Flush every sink, then answer: a checkpoint barrier.
     Barrier(oneshot::Sender<Result<()>>),
 }
+/// Runs `work` (a sink's write or flush); if the engine starts stopping
+/// meanwhile, tells the sink once ([`Sink::stopping`]) and keeps waiting for
+/// `work`, which the sink then ends within its grace.
+async fn telling_stop<F: std::future::Future>(
+    work: F,
+    stop: &CancellationToken,
+    told: &mut bool,
+    sink: &dyn Sink,
+) -> F::Output {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = stop.cancelled(), if !*told => {
+                *told = true;
+                sink.stopping();
+            }
+        }
+    }
+}
 
 /// Answers a barrier with the result of a flush; a failed flush also ends the
 /// task with its error.
@@ -629,12 +649,19 @@ pub fn deploy(
                 required: true,
                 skipped: None,
             });
+        let stop = cancel.clone();
         tasks.spawn(async move {
+            let mut told = false;
             while let Some(flow) = rx.recv().await {
                 match flow {
-                    Flow::Batch(b) => sink.write(&b).await?,
+                    Flow::Batch(b) => {
+                        telling_stop(sink.write(&b), &stop, &mut told, sink.as_ref()).await?
+                    }
                     Flow::Partitions(_) | Flow::Revoked(_) => {}
-                    Flow::Barrier(reply) => answer(reply, sink.flush().await)?,
+                    Flow::Barrier(reply) => answer(
+                        reply,
+                        telling_stop(sink.flush(), &stop, &mut told, sink.as_ref()).await,
+                    )?,
                 }
             }
             sink.close().await

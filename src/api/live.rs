@@ -16,7 +16,7 @@ use crate::auth::sandbox::Sandbox;
 use crate::auth::{Principal, Scope};
 use crate::engine_host::Tap;
 use arrow::array::{Array, AsArray, BooleanArray, UInt32Array};
-use arrow::compute::{filter_record_batch, take_record_batch};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -222,7 +222,7 @@ fn admitted(
     }
     match mask {
         None => Some(batch.clone()),
-        Some(m) => filter_record_batch(batch, &m)
+        Some(m) => weir_engine::filter_batch(batch, &m)
             .ok()
             .filter(|b| b.num_rows() > 0),
     }

@@ -3,6 +3,7 @@
 //! `weir` binary.
 #![allow(dead_code)] // the benchmarks include this module too and use parts of it
 
+pub mod azurite;
 pub mod moto;
 pub mod server;
 pub mod tansu;

@@ -25,7 +25,7 @@ use super::archive_raw::RawMode;
 use crate::delta::{app_id, CommitError, NewFile, Operation, StreamTable};
 use crate::store::ArchiveLocation;
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::{filter_record_batch, take_record_batch};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
 use async_trait::async_trait;
 use object_store::path::Path as StorePath;
@@ -296,7 +296,7 @@ impl Inner {
             .iter()
             .map(|o| Some(o.is_some_and(|o| o > upto)))
             .collect();
-        let kept = filter_record_batch(&batch, &keep)?;
+        let kept = weir_engine::filter_batch(&batch, &keep)?;
         tracing::debug!(
             partition,
             lo,
@@ -476,8 +476,13 @@ impl Inner {
                     format!("{e} (gave up after {UPLOAD_PATIENCE:?})"),
                 ));
             }
-            tracing::warn!(stream = %self.cfg.stream, error = %e, ?wait, "archive flush failed; retrying");
-            tokio::time::sleep(wait).await;
+            // Not past the end of the grace, if stopping.
+            let pause = match self.spill_after.get() {
+                Some(t) => wait.min(t.saturating_duration_since(Instant::now())),
+                None => wait,
+            };
+            tracing::warn!(stream = %self.cfg.stream, error = %e, wait = ?pause, "archive flush failed; retrying");
+            tokio::time::sleep(pause).await;
             wait = (wait * 2).min(Duration::from_secs(10));
         }
     }
@@ -634,10 +639,16 @@ impl Inner {
     }
 
     /// Closes the sink: commits every open file, retrying failures until
-    /// `close_grace` has passed.
+    /// `close_grace` has passed (counted from the stop, when the engine
+    /// said it was stopping first).
     async fn close(&self) -> Result<()> {
-        let _ = self.spill_after.set(Instant::now() + self.cfg.close_grace);
+        self.stopping();
         self.roll(true).await
+    }
+
+    /// From now on, failing flushes are retried for `close_grace` at most.
+    fn stopping(&self) {
+        let _ = self.spill_after.set(Instant::now() + self.cfg.close_grace);
     }
 
     /// Keeps files that could not be stored in the recovery folder.
@@ -780,7 +791,7 @@ fn trim(bytes: &bytes::Bytes, upto: i64) -> Result<Option<(bytes::Bytes, u64)>> 
             .iter()
             .map(|o| Some(o.is_some_and(|o| o > upto)))
             .collect();
-        let kept = filter_record_batch(&batch, &keep)?;
+        let kept = weir_engine::filter_batch(&batch, &keep)?;
         rows += kept.num_rows() as u64;
         writer.write(&kept).map_err(|e| err(&e))?;
     }
@@ -838,5 +849,9 @@ impl Sink for ArchiveSink {
 
     async fn close(&self) -> Result<()> {
         self.inner.close().await
+    }
+
+    fn stopping(&self) {
+        self.inner.stopping();
     }
 }

@@ -266,7 +266,7 @@ impl LineDecoder {
                     dead.push(self.dead_letter(lines, index(*row), reason.clone()));
                 }
                 let mask = arrow::array::BooleanArray::from(keep.clone());
-                content = arrow::compute::filter_record_batch(&content, &mask)?;
+                content = crate::rows::filter_batch(&content, &mask)?;
                 times = Some(arrow::compute::filter(&col, &mask)?);
                 let rows: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).map(index).collect();
                 kept = Some(rows);

@@ -17,8 +17,8 @@ use super::Operator;
 use crate::alerting::{AlertRule, AlertSink, Evaluation, Evidence, Hit};
 use crate::error::{EngineError, Result};
 use crate::expr::PhysicalExpr;
+use crate::rows::filter_batch;
 use arrow::array::{Array, AsArray};
-use arrow::compute::filter_record_batch;
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
 use prometheus::IntCounter;
@@ -251,7 +251,7 @@ impl Operator for AlertOp {
         if mask.true_count() == 0 {
             return Ok(vec![batch]);
         }
-        let hits = self.hits(&filter_record_batch(&batch, &mask)?)?;
+        let hits = self.hits(&filter_batch(&batch, &mask)?)?;
         self.matched.inc_by(hits.len() as u64);
         self.sink.evaluate(Evaluation {
             rule: self.rule.clone(),

@@ -122,7 +122,7 @@ impl Repartition {
                     batch
                 } else {
                     self.duplicates.inc_by(dropped as u64);
-                    arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))?
+                    crate::rows::filter_batch(&batch, &BooleanArray::from(keep))?
                 }
             }
             _ => batch,

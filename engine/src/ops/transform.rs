@@ -158,11 +158,9 @@ impl Operator for Project {
             if times.null_count() > 0 {
                 let has = arrow::compute::is_not_null(times)?;
                 let lacks = arrow::compute::not(&has)?;
-                self.rejects.push((
-                    arrow::compute::filter_record_batch(&batch, &lacks)?,
-                    why.clone(),
-                ));
-                return Ok(vec![arrow::compute::filter_record_batch(&out, &has)?]);
+                self.rejects
+                    .push((crate::rows::filter_batch(&batch, &lacks)?, why.clone()));
+                return Ok(vec![crate::rows::filter_batch(&out, &has)?]);
             }
         }
         Ok(vec![out])
