@@ -790,8 +790,20 @@ pub(crate) mod testing {
 
     /// Writes `batch` as a Parquet file at `path` (default properties).
     pub fn write_parquet(path: &std::path::Path, batch: &datafusion::arrow::array::RecordBatch) {
+        write_parquet_groups(path, batch, 1024 * 1024);
+    }
+
+    /// [`write_parquet`] in row groups of at most `group_rows` rows.
+    pub fn write_parquet_groups(
+        path: &std::path::Path,
+        batch: &datafusion::arrow::array::RecordBatch,
+        group_rows: usize,
+    ) {
         let mut bytes = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(group_rows))
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props))
             .unwrap_or_else(|e| panic!("{e}"));
         w.write(batch).unwrap_or_else(|e| panic!("{e}"));
         w.close().unwrap_or_else(|e| panic!("{e}"));

@@ -11,8 +11,10 @@
 //! sorted on their own when not (compaction sorts by time); rows are handed
 //! out once no file of the partition left to read can hold an earlier
 //! offset, merged with the other open files' where files overlap (a late
-//! event's file in an earlier hour's folder). Memory holds, per partition,
-//! the files that overlap — not the range. Files whose partition the
+//! event's file in an earlier hour's folder). A file that overlaps nothing
+//! and whose row groups' key ranges follow each other (the statistics in
+//! its footer) is read one row group at a time. Memory holds, per
+//! partition, the files that overlap or one row group — not the range. Files whose partition the
 //! statistics do not tell (one file holding several) are read in event-time
 //! order the same way, as one more partition.
 //!
@@ -28,12 +30,16 @@ use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::FileGroup;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
+use object_store::ObjectStore;
+use parquet::file::statistics::Statistics;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use weir_connectors::sinks::archive_file::read_footer;
 use weir_dsl::types::{OFFSET, PARTITION, TIMESTAMP};
 
 /// Rows of a batch handed out at most (DataFusion's batch size: the
@@ -45,6 +51,8 @@ pub struct Replay {
     ctx: SessionContext,
     plan: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
+    /// Where the scan's files are.
+    store: Arc<dyn ObjectStore>,
     /// Per partition: its next batch, once read, and the rest.
     partitions: Vec<(Option<RecordBatch>, Partition)>,
 }
@@ -53,6 +61,8 @@ pub struct Replay {
 struct Partition {
     /// The column the rows are ordered by (`_offset`, or `timestamp`).
     key: &'static str,
+    /// Its index in the file schema (for the files' statistics).
+    key_col: Option<usize>,
     /// Files not opened yet, least key first, with their least key
     /// (`i64::MIN` when the statistics do not say).
     files: VecDeque<(i64, PartitionedFile)>,
@@ -60,6 +70,9 @@ struct Partition {
     /// key order.
     open: Vec<VecDeque<RecordBatch>>,
     ready: VecDeque<RecordBatch>,
+    /// The row groups of the file being read one at a time, each as the
+    /// file with an access plan of that row group alone.
+    row_groups: VecDeque<PartitionedFile>,
 }
 
 impl Replay {
@@ -102,17 +115,21 @@ impl Replay {
                 });
                 let part = Partition {
                     key: if p.is_some() { OFFSET } else { TIMESTAMP },
+                    key_col: if p.is_some() { offset } else { ts },
                     files: files.into(),
                     open: Vec::new(),
                     ready: VecDeque::new(),
+                    row_groups: VecDeque::new(),
                 };
                 (None, part)
             })
             .collect();
+        let store = ctx.runtime_env().object_store(&config.object_store_url)?;
         Ok(Replay {
             ctx: ctx.clone(),
             plan,
             schema,
+            store,
             partitions,
         })
     }
@@ -124,7 +141,10 @@ impl Replay {
         for i in 0..self.partitions.len() {
             if self.partitions[i].0.is_none() {
                 let (ctx, plan, schema) = (&self.ctx, &self.plan, &self.schema);
-                let next = self.partitions[i].1.next(ctx, plan, schema).await?;
+                let next = self.partitions[i]
+                    .1
+                    .next(ctx, plan, schema, &self.store)
+                    .await?;
                 self.partitions[i].0 = next;
             }
         }
@@ -150,10 +170,17 @@ impl Partition {
         ctx: &SessionContext,
         plan: &Arc<dyn ExecutionPlan>,
         schema: &SchemaRef,
+        store: &Arc<dyn ObjectStore>,
     ) -> Result<Option<RecordBatch>, QueryError> {
         loop {
             if let Some(b) = self.ready.pop_front() {
                 return Ok(Some(b));
+            }
+            if let Some(group) = self.row_groups.pop_front() {
+                // Nothing else is open: its rows go out as they are read.
+                self.read(group, ctx, plan, schema).await?;
+                self.hand_out(i64::MAX, true, schema)?;
+                continue;
             }
             let Some((_, file)) = self.files.pop_front() else {
                 if self.open.is_empty() {
@@ -162,9 +189,15 @@ impl Partition {
                 self.hand_out(i64::MAX, true, schema)?;
                 continue;
             };
-            self.read(file, ctx, plan, schema).await?;
             // No file left to open holds a lesser key than this.
             let bound = self.files.front().map_or(i64::MAX, |(k, _)| *k);
+            if self.open.is_empty() && greatest(&file, self.key_col).is_some_and(|g| g < bound) {
+                if let Some(groups) = self.row_groups_in_order(&file, store).await {
+                    self.row_groups = groups;
+                    continue;
+                }
+            }
+            self.read(file, ctx, plan, schema).await?;
             self.hand_out(bound, bound == i64::MAX, schema)?;
         }
     }
@@ -204,6 +237,74 @@ impl Partition {
         }
         self.open.push(batches.into());
         Ok(())
+    }
+
+    /// `file`'s row groups as files of one row group each, when the
+    /// statistics in its footer say their key ranges follow each other (so
+    /// reading them one by one, each in key order, is reading the file in
+    /// key order); `None` when they do not say so, or for one row group.
+    /// An access plan already on the file (the text index's) is kept.
+    async fn row_groups_in_order(
+        &self,
+        file: &PartitionedFile,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Option<VecDeque<PartitionedFile>> {
+        let meta = match read_footer(store.as_ref(), &file.object_meta).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(file = %file.object_meta.location, error = %e, "replay: no footer; the file is read whole");
+                return None;
+            }
+        };
+        let all = meta.row_groups();
+        // Of a part of the file (DataFusion splits big files into byte
+        // ranges), the row groups whose first page is in the range, as
+        // DataFusion reads them.
+        let groups: Vec<usize> = (0..all.len())
+            .filter(|&i| {
+                let c = all[i].column(0);
+                let start = c
+                    .dictionary_page_offset()
+                    .unwrap_or_else(|| c.data_page_offset());
+                file.range.as_ref().is_none_or(|r| r.contains(start))
+            })
+            .collect();
+        if groups.len() < 2 {
+            return None;
+        }
+        let col = meta
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == self.key)?;
+        let mut last = i64::MIN;
+        for &g in &groups {
+            let Some(Statistics::Int64(s)) = all[g].column(col).statistics() else {
+                return None;
+            };
+            let (min, max) = (*s.min_opt()?, *s.max_opt()?);
+            if min < last {
+                return None;
+            }
+            last = max;
+        }
+        let base = file.extensions.get::<ParquetAccessPlan>().cloned();
+        let mut out = VecDeque::with_capacity(groups.len());
+        for i in groups {
+            let access = match &base {
+                Some(b) if b.len() != all.len() => return None,
+                Some(b) if !b.should_scan(i) => continue,
+                Some(b) => b.inner()[i].clone(),
+                None => RowGroupAccess::Scan,
+            };
+            let mut plan = ParquetAccessPlan::new_none(all.len());
+            plan.set(i, access);
+            let mut f = file.clone();
+            f.extensions.insert(plan);
+            out.push_back(f);
+        }
+        Some(out)
     }
 
     /// Queues the open files' rows with a key below `bound` (all of them
@@ -330,6 +431,17 @@ mod tests {
         schema: &SchemaRef,
         rows: &[(Option<i64>, i64, i64)],
     ) {
+        write_groups(dir, name, schema, rows, 1024 * 1024);
+    }
+
+    /// [`write`] in row groups of at most `group_rows` rows.
+    fn write_groups(
+        dir: &std::path::Path,
+        name: &str,
+        schema: &SchemaRef,
+        rows: &[(Option<i64>, i64, i64)],
+        group_rows: usize,
+    ) {
         let t: TimestampMicrosecondArray = rows.iter().map(|r| r.0).collect();
         let p: Int64Array = rows.iter().map(|r| Some(r.1)).collect();
         let o: Int64Array = rows.iter().map(|r| Some(r.2)).collect();
@@ -338,13 +450,14 @@ mod tests {
             vec![Arc::new(t.with_timezone("UTC")), Arc::new(p), Arc::new(o)],
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        crate::query::testing::write_parquet(&dir.join(name), &batch);
+        crate::query::testing::write_parquet_groups(&dir.join(name), &batch, group_rows);
     }
 
     /// Partition 0: an in-order file, and a file of late events (an earlier
     /// hour's folder) whose offsets fall inside the first's; partition 1:
-    /// a file sorted by time, not offset (compacted); and a file of two
-    /// partitions. Each partition comes out in offset order, interleaved
+    /// a file sorted by time, not offset (compacted; its row groups' offset
+    /// ranges go down), then an in-order file of four row groups, read one
+    /// at a time; and a file of two partitions. Each partition comes out in offset order, interleaved
     /// with the other by time; the mixed file in time order; every row with
     /// a time once, in batches of at most BATCH_ROWS.
     #[tokio::test]
@@ -373,7 +486,12 @@ mod tests {
         let p1: Vec<_> = (0..20_000)
             .map(|i| (Some(1_000_000 + i * 2), 1, 50_000 - i))
             .collect();
-        write(dir.path(), "p1-compacted.parquet", &schema, &p1);
+        write_groups(dir.path(), "p1-compacted.parquet", &schema, &p1, 5_000);
+        // Then offsets 60,000..80,000 in order, in row groups of 6,000.
+        let p1_groups: Vec<_> = (60_000..80_000)
+            .map(|o| (Some(1_100_000 + o), 1, o))
+            .collect();
+        write_groups(dir.path(), "p1-groups.parquet", &schema, &p1_groups, 6_000);
         let mixed = [(Some(5), 2, 1), (Some(3), 3, 9), (Some(4), 2, 2)];
         write(dir.path(), "mixed.parquet", &schema, &mixed);
 
@@ -393,6 +511,27 @@ mod tests {
         assert_eq!(reader.partitions[0].1.key, TIMESTAMP);
         let firsts: Vec<i64> = reader.partitions[1].1.files.iter().map(|f| f.0).collect();
         assert_eq!(firsts, vec![0, 1]);
+        // Partition 1: the compacted file is read whole, the other one row
+        // group at a time.
+        // (DataFusion may split a file into byte ranges: each range's row
+        // groups are read one at a time.)
+        let p1_part = &reader.partitions[2].1;
+        let (mut compacted, mut groups) = (0, 0);
+        for (_, f) in &p1_part.files {
+            let found = p1_part.row_groups_in_order(f, &reader.store).await;
+            if f.object_meta
+                .location
+                .as_ref()
+                .ends_with("p1-groups.parquet")
+            {
+                groups += found.map_or(0, |g| g.len());
+            } else {
+                assert!(found.is_none(), "{}", f.object_meta.location);
+                compacted += 1;
+            }
+        }
+        assert!(compacted >= 1);
+        assert_eq!(groups, 4);
 
         let mut rows: Vec<(i64, i64, i64)> = Vec::new();
         let mut switches = 0;
@@ -432,6 +571,7 @@ mod tests {
             .iter()
             .chain(&late)
             .chain(&p1)
+            .chain(&p1_groups)
             .chain(&mixed)
             .filter_map(|r| Some((r.0?, r.1, r.2)))
             .filter(|r| r.2 != 7)
