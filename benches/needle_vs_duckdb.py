@@ -118,21 +118,26 @@ def scan_metrics(archive, sql):
     return {
         "bytes": "+".join(scanned) if scanned else "?",
         "stats": pruned("row_groups_pruned_statistics"),
-        "bloom": pruned("row_groups_pruned_bloom_filter"),
+        "bloom": pruned("row_groups_pruned_bloom_filter") + int(total("row_groups_pruned_bloom_probe")),
         "text": int(total("row_groups_pruned_text_index")),
         "files": int(total("files_pruned_text_index")),
     }
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="weir-needle-bench-")
+    # WEIR_BENCH_KEEP=DIR keeps the generated archive in DIR and reuses it
+    # when it is there (to compare two builds on the same files).
+    keep = os.environ.get("WEIR_BENCH_KEEP")
+    work = keep or tempfile.mkdtemp(prefix="weir-needle-bench-")
     try:
         run(work)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
-def run(work):
+def archive_events(work):
+    """Generates and archives the events; returns the needles."""
     events = os.path.join(work, "events.ndjson")
     t = time.time()
     needles = generate(events)
@@ -147,6 +152,20 @@ def run(work):
                    env={**os.environ, "WEIR_LOG": "warn"})
     print(f"archived in {time.time() - t:.0f} s")
     os.remove(events)
+    return needles
+
+
+def run(work):
+    saved = os.path.join(work, f"needles-{EVENTS}.json")
+    if os.path.exists(saved):
+        with open(saved) as f:
+            needles = json.load(f)
+        print(f"reusing the archive of {EVENTS:,} events in {work}")
+    else:
+        os.makedirs(work, exist_ok=True)
+        needles = archive_events(work)
+        with open(saved, "w") as f:
+            json.dump(needles, f)
     archive = os.path.join(work, "archive")
     files = [os.path.join(d, n) for d, _, fs in os.walk(archive) for n in fs if n.endswith(".parquet")]
     data = sum(os.path.getsize(f) for f in files)

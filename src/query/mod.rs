@@ -9,9 +9,11 @@
 //! [`dictionary`], [`dense_count`] and [`dictionary_like`]). Limits (timeout, rows, bytes scanned)
 //! are checked on every query; errors carry DataFusion's message.
 
+pub mod bloom_probe;
 pub mod dense_count;
 pub mod dictionary;
 pub mod dictionary_like;
+pub mod footer;
 pub mod format;
 pub mod guard;
 pub mod newest_first;
@@ -289,6 +291,8 @@ pub struct QueryEngine {
     as_of_stores: Mutex<Vec<(AsOf, String, Arc<LiveStore>)>>,
     /// Files' full-text indexes, read once.
     text_indexes: Arc<text_index::TextIndexes>,
+    /// Where files' bloom filters keep their bits, read once.
+    bloom_filters: Arc<bloom_probe::BloomFilters>,
 }
 
 /// How many time-travel views stay registered at once.
@@ -323,6 +327,7 @@ impl QueryEngine {
             live,
             as_of_stores: Mutex::new(Vec::new()),
             text_indexes: Arc::default(),
+            bloom_filters: Arc::default(),
         })
     }
 
@@ -457,6 +462,7 @@ impl QueryEngine {
                 Arc::new(text_index::IndexedTable::new(
                     Arc::new(ListingTable::try_new(config)?),
                     self.text_indexes.clone(),
+                    self.bloom_filters.clone(),
                 ));
             let scoped = if self.scope_holds_for_all(s, who).await {
                 None

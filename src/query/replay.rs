@@ -23,6 +23,7 @@
 //! `_partition` and `_offset` among its columns; rows without a time are
 //! left out.
 
+use super::footer::footer;
 use super::newest_first::{rescan, scan};
 use super::QueryError;
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -39,7 +40,6 @@ use object_store::ObjectStore;
 use parquet::file::statistics::Statistics;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use weir_connectors::sinks::archive_file::read_footer;
 use weir_dsl::types::{OFFSET, PARTITION, TIMESTAMP};
 
 /// Rows of a batch handed out at most (DataFusion's batch size: the
@@ -192,7 +192,7 @@ impl Partition {
             // No file left to open holds a lesser key than this.
             let bound = self.files.front().map_or(i64::MAX, |(k, _)| *k);
             if self.open.is_empty() && greatest(&file, self.key_col).is_some_and(|g| g < bound) {
-                if let Some(groups) = self.row_groups_in_order(&file, store).await {
+                if let Some(groups) = self.row_groups_in_order(&file, ctx, store).await {
                     self.row_groups = groups;
                     continue;
                 }
@@ -247,9 +247,16 @@ impl Partition {
     async fn row_groups_in_order(
         &self,
         file: &PartitionedFile,
+        ctx: &SessionContext,
         store: &Arc<dyn ObjectStore>,
     ) -> Option<VecDeque<PartitionedFile>> {
-        let meta = match read_footer(store.as_ref(), &file.object_meta).await {
+        let footer = footer(
+            ctx.runtime_env().as_ref(),
+            store.as_ref(),
+            &file.object_meta,
+        )
+        .await;
+        let meta = match footer {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(file = %file.object_meta.location, error = %e, "replay: no footer; the file is read whole");
@@ -518,7 +525,9 @@ mod tests {
         let p1_part = &reader.partitions[2].1;
         let (mut compacted, mut groups) = (0, 0);
         for (_, f) in &p1_part.files {
-            let found = p1_part.row_groups_in_order(f, &reader.store).await;
+            let found = p1_part
+                .row_groups_in_order(f, &reader.ctx, &reader.store)
+                .await;
             if f.object_meta
                 .location
                 .as_ref()

@@ -30,6 +30,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use weir_connectors::sinks::text_index::{needle_trigrams, TextIndex, COLUMN};
 
+use super::bloom_probe::{self, BloomFilters, Lookup};
+use super::footer::footer;
+use datafusion::execution::runtime_env::RuntimeEnv;
+
 /// Bytes of text indexes kept in memory; past it the cache starts over.
 const CACHE_BYTES: usize = 256 << 20;
 
@@ -65,6 +69,7 @@ impl TextIndexes {
     /// could not be read — it is then read whole).
     async fn of_files(
         &self,
+        runtime: &RuntimeEnv,
         store: Arc<dyn object_store::ObjectStore>,
         files: Vec<object_store::ObjectMeta>,
     ) -> Found {
@@ -76,13 +81,12 @@ impl TextIndexes {
                     if let Some(hit) = self.cached(&key) {
                         return (key, hit);
                     }
-                    let index =
-                        weir_connectors::sinks::archive_file::read_footer(store.as_ref(), &meta)
-                            .await
-                            .ok()
-                            .and_then(|md| TextIndex::of_file(&md))
-                            .filter(|i| i.column == COLUMN)
-                            .map(Arc::new);
+                    let index = footer(runtime, store.as_ref(), &meta)
+                        .await
+                        .ok()
+                        .and_then(|md| TextIndex::of_file(&md))
+                        .filter(|i| i.column == COLUMN)
+                        .map(Arc::new);
                     self.keep(key.clone(), index.clone());
                     (key, index)
                 }
@@ -99,6 +103,7 @@ impl TextIndexes {
 pub struct IndexedTable {
     inner: Arc<ListingTable>,
     indexes: Arc<TextIndexes>,
+    blooms: Arc<BloomFilters>,
 }
 
 impl std::fmt::Debug for TextIndexes {
@@ -108,8 +113,16 @@ impl std::fmt::Debug for TextIndexes {
 }
 
 impl IndexedTable {
-    pub fn new(inner: Arc<ListingTable>, indexes: Arc<TextIndexes>) -> IndexedTable {
-        IndexedTable { inner, indexes }
+    pub fn new(
+        inner: Arc<ListingTable>,
+        indexes: Arc<TextIndexes>,
+        blooms: Arc<BloomFilters>,
+    ) -> IndexedTable {
+        IndexedTable {
+            inner,
+            indexes,
+            blooms,
+        }
     }
 
     /// The scan for a needle query: the row groups and files the needles
@@ -122,12 +135,13 @@ impl IndexedTable {
         state: &dyn Session,
         plan: Arc<dyn ExecutionPlan>,
         needles: &[Vec<u32>],
+        lookups: &[Lookup],
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(config) = scan_config(&plan) else {
             return Ok(plan);
         };
         let store = state.runtime_env().object_store(&config.object_store_url)?;
-        let files = config
+        let files: Vec<object_store::ObjectMeta> = config
             .file_groups
             .iter()
             .flat_map(|g| g.iter().map(|f| f.object_meta.clone()))
@@ -135,24 +149,46 @@ impl IndexedTable {
         let indexes = if needles.is_empty() {
             Found::new()
         } else {
-            self.indexes.of_files(store, files).await
+            self.indexes
+                .of_files(state.runtime_env(), store.clone(), files.clone())
+                .await
+        };
+        let probes = if lookups.is_empty() {
+            HashMap::new()
+        } else {
+            self.blooms
+                .probe_files(state.runtime_env(), store, files, lookups)
+                .await
         };
         let (mut row_groups_pruned, mut files_pruned) = (0, 0);
+        let (mut bloom_probed, mut bloom_pruned) = (0, 0);
         let mut groups = Vec::with_capacity(config.file_groups.len());
         for g in &config.file_groups {
             let mut kept = Vec::with_capacity(g.len());
             for f in g.iter() {
                 let key = (f.object_meta.location.to_string(), f.object_meta.size);
-                let Some(Some(index)) = indexes.get(&key) else {
-                    kept.push(f.clone());
-                    continue;
+                let index = indexes.get(&key).cloned().flatten();
+                let probe = probes.get(&key).and_then(Option::as_ref);
+                let n = match (&index, probe) {
+                    (_, Some(p)) => p.may_match.len(),
+                    (Some(i), None) => i.row_groups.len(),
+                    (None, None) => {
+                        kept.push(f.clone());
+                        continue;
+                    }
                 };
-                let n = index.row_groups.len();
+                bloom_probed += probe.map_or(0, |p| p.probed);
                 let mut access = ParquetAccessPlan::new_all(n);
                 for i in 0..n {
-                    if !index.may_match(i, needles) {
+                    if index
+                        .as_ref()
+                        .is_some_and(|x| i < x.row_groups.len() && !x.may_match(i, needles))
+                    {
                         access.skip(i);
                         row_groups_pruned += 1;
+                    } else if probe.is_some_and(|p| !p.may_match[i]) {
+                        access.skip(i);
+                        bloom_pruned += 1;
                     }
                 }
                 if access.row_group_index_iter().next().is_none() {
@@ -175,13 +211,25 @@ impl IndexedTable {
         MetricBuilder::new(metrics)
             .global_counter("files_pruned_text_index")
             .add(files_pruned);
+        if !lookups.is_empty() {
+            MetricBuilder::new(metrics)
+                .global_counter("row_groups_bloom_probed")
+                .add(bloom_probed);
+            MetricBuilder::new(metrics)
+                .global_counter("row_groups_pruned_bloom_probe")
+                .add(bloom_pruned);
+        }
+        // Every file probed: DataFusion's bloom pass would only read the
+        // kept row groups' filters whole again.
+        let probed_all = !lookups.is_empty() && probes.values().all(Option::is_some);
         let mut pruned = config.clone();
         pruned.file_groups = groups;
         if let Some(p) = config.file_source.downcast_ref::<ParquetSource>() {
             pruned.file_source = Arc::new(
                 p.clone()
                     .with_pushdown_filters(true)
-                    .with_reorder_filters(true),
+                    .with_reorder_filters(true)
+                    .with_bloom_filter_on_read(!probed_all),
             );
         }
         let mut replacement =
@@ -244,12 +292,15 @@ impl TableProvider for IndexedTable {
             .iter()
             .filter_map(|n| needle_trigrams(n))
             .collect();
-        let lookup = !needles.is_empty() || looks_up_a_value(filters);
+        let lookups = bloom_probe::lookups(filters);
+        let lookup = !needles.is_empty() || looks_up_a_value(&lookups);
         let result = self.inner.scan_with_args(state, args).await?;
         if !lookup {
             return Ok(result);
         }
-        let plan = self.prune(state, result.into_inner(), &needles).await?;
+        let plan = self
+            .prune(state, result.into_inner(), &needles, &lookups)
+            .await?;
         Ok(ScanResult::new(plan))
     }
 
@@ -330,29 +381,11 @@ fn needed(e: &Expr, column: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Whether a conjunct looks a value up in a column archived with a bloom
-/// filter (`trace_id = '…'`, `client_ip IN (…)`): a needle.
-fn looks_up_a_value(filters: &[Expr]) -> bool {
+/// Whether a lookup is in a column archived with a bloom filter
+/// (`trace_id = '…'`, `client_ip IN (…)`): a needle.
+fn looks_up_a_value(lookups: &[Lookup]) -> bool {
     use weir_connectors::sinks::archive_file::looked_up_by_value;
-    let column = |e: &Expr| match e {
-        Expr::Column(c) => Some(c.name.clone()),
-        Expr::Cast(c) => match c.expr.as_ref() {
-            Expr::Column(c) => Some(c.name.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
-    filters.iter().flat_map(split_conjunction).any(|c| match c {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::Eq,
-            right,
-        }) => [left, right]
-            .iter()
-            .any(|e| column(e).is_some_and(|n| looked_up_by_value(&n))),
-        Expr::InList(l) if !l.negated => column(&l.expr).is_some_and(|n| looked_up_by_value(&n)),
-        _ => false,
-    })
+    lookups.iter().any(|l| looked_up_by_value(&l.column))
 }
 
 /// Whether `e` is the column, possibly cast or lower-cased.
@@ -512,7 +545,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         ctx.register_table(
             "indexed",
-            Arc::new(IndexedTable::new(listing, Arc::default())),
+            Arc::new(IndexedTable::new(listing, Arc::default(), Arc::default())),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let count = |sql: String| {
