@@ -36,6 +36,9 @@ pub struct LineBatch {
     pub origin: Option<Arc<str>>,
 }
 
+/// UTF-8's byte-order mark, stripped from the start of lines.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Line buffers of decoded batches, kept for the next batches: memory the
 /// process has already touched instead of fresh pages the kernel must zero
 /// (a sixth of a core's time when every batch took new ones). Bounded.
@@ -71,8 +74,10 @@ impl LineBatch {
         }
     }
 
-    /// Appends one line (a trailing `\r` or `\n` is stripped).
+    /// Appends one line (a trailing `\r` or `\n` is stripped, and a
+    /// leading byte-order mark: Windows tools begin files with one).
     pub fn push(&mut self, line: &[u8]) {
+        let line = line.strip_prefix(BOM).unwrap_or(line);
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         self.data.extend_from_slice(line);
@@ -82,15 +87,15 @@ impl LineBatch {
 
     /// Appends the whole lines at the start of `chunk` (each ending in
     /// `\n`) until the batch holds `max_lines` lines or `max_bytes` bytes,
-    /// copying runs of lines at once (a line ending in `\r\n` alone, to
-    /// strip the `\r`). Returns how many bytes of `chunk` it took; the rest
-    /// is an unfinished line or did not fit.
+    /// copying runs of lines at once (a line ending in `\r\n` or beginning
+    /// with a byte-order mark alone, to strip them). Returns how many bytes
+    /// of `chunk` it took; the rest is an unfinished line or did not fit.
     pub fn extend_lines(&mut self, chunk: &[u8], max_lines: usize, max_bytes: usize) -> usize {
         // `chunk[run..taken]`: lines counted in `ends`, not yet copied.
         let mut run = 0;
         let mut taken = 0;
         for pos in memchr::memchr_iter(b'\n', chunk) {
-            if pos > taken && chunk[pos - 1] == b'\r' {
+            if (pos > taken && chunk[pos - 1] == b'\r') || chunk[taken..pos].starts_with(BOM) {
                 self.data.extend_from_slice(&chunk[run..taken]);
                 self.push(&chunk[taken..pos]);
                 run = pos + 1;
