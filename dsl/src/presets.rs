@@ -24,8 +24,8 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "combined",
-        regex: r#"^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<timestamp>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+)(?: (?P<protocol>[^"]*))?" (?P<status>\d{3}) (?P<bytes>\d+|-)(?: "(?P<referer>[^"]*)" "(?P<user_agent>[^"]*)")?"#,
-        doc: "Apache and nginx access logs, Common or Combined Log Format: `127.0.0.1 - frank [10/Oct/2026:13:55:36 -0700] \"GET / HTTP/1.1\" 200 2326 \"-\" \"curl/8\"`",
+        regex: r#"^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<timestamp>[^\]]+)\] "(?:(?P<method>[A-Z]+) (?P<path>\S+)(?: (?P<protocol>[A-Z]+/[\d.]+))?|(?P<request>(?:[^"\\]|\\.)*))" (?P<status>\d{3}) (?:(?P<bytes>\d+)|-)(?: "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<user_agent>(?:[^"\\]|\\.)*)")?"#,
+        doc: "Apache and nginx access logs, Common or Combined Log Format: `127.0.0.1 - frank [10/Oct/2026:13:55:36 -0700] \"GET / HTTP/1.1\" 200 2326 \"-\" \"curl/8\"` (a request that is not `METHOD PATH PROTOCOL`, such as a TLS handshake sent to the HTTP port, is kept whole in `request`; bytes `-` is null)",
     },
     Preset {
         name: "apache_error",
@@ -101,7 +101,26 @@ mod tests {
             "combined",
             r#"10.0.0.1 - - [10/Oct/2026:13:55:36 +0000] "POST /x HTTP/1.1" 201 -"#,
         );
-        assert_eq!(get(&f, "bytes"), "-");
+        assert_eq!(get(&f, "bytes"), "", "no bytes: null");
+        assert_eq!(get(&f, "protocol"), "HTTP/1.1");
+        // What scanners and TLS clients send to an HTTP port, and quotes
+        // escaped in a user agent (Apache writes `\"`).
+        let f = fields(
+            "combined",
+            r#"10.0.0.2 - - [10/Oct/2026:13:55:36 +0000] "\x16\x03\x01\x00\xA5" 400 157 "-" "-""#,
+        );
+        assert_eq!(get(&f, "request"), r"\x16\x03\x01\x00\xA5");
+        assert_eq!((get(&f, "method"), get(&f, "status")), ("", "400"));
+        let f = fields(
+            "combined",
+            r#"10.0.0.3 - - [10/Oct/2026:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "x \"quoted\" y""#,
+        );
+        assert_eq!(get(&f, "user_agent"), r#"x \"quoted\" y"#);
+        let f = fields(
+            "combined",
+            r#"10.0.0.4 - - [10/Oct/2026:13:55:36 +0000] "-" 408 0 "-" "-""#,
+        );
+        assert_eq!((get(&f, "request"), get(&f, "status")), ("-", "408"));
         let f = fields(
             "apache_error",
             "[Sun Oct 11 14:32:52.123456 2026] [core:error] [pid 35708:tid 4328636416] [client 72.15.99.187:1] File does not exist",

@@ -529,14 +529,16 @@ impl LineDecoder {
                     Ok(_) => Err("not a JSON object".to_string()),
                     Err(e) => Err(format!("invalid JSON: {e}")),
                 },
-                Format::Logfmt => Ok(parse_logfmt(line)),
+                Format::Logfmt => Ok(self.dashes_to_nulls(parse_logfmt(line))),
                 Format::Plain => {
                     let mut m = Map::new();
                     m.insert("message".into(), Json::String(line.to_string()));
                     Ok(m)
                 }
                 Format::Regex(_) => match self.regex.as_ref().and_then(|r| r.captures(line)) {
-                    Some(caps) => Ok(captures_to_map(self.regex.as_ref(), &caps)),
+                    Some(caps) => {
+                        Ok(self.dashes_to_nulls(captures_to_map(self.regex.as_ref(), &caps)))
+                    }
                     None => Err("line does not match the source's regex".to_string()),
                 },
             };
@@ -588,6 +590,20 @@ impl LineDecoder {
         }
         self.decoder.serialize(&good)?;
         Ok((self.decoder.flush()?, good_lines))
+    }
+
+    /// A lone `-` is how text logs write "no value" (the bytes of a 304 in
+    /// an access log, nginx's `$upstream_response_time`): in a field
+    /// declared as anything but text it is null, not a bad line.
+    fn dashes_to_nulls(&self, mut m: Map<String, Json>) -> Map<String, Json> {
+        use arrow::datatypes::DataType;
+        m.retain(|k, v| {
+            v.as_str() != Some("-")
+                || self.content_schema.field_with_name(k).map_or(true, |f| {
+                    matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) || k == TIMESTAMP
+                })
+        });
+        m
     }
 
     /// Core fields missing from a line take the first of their other names
@@ -983,6 +999,36 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// `-` is "none" in text logs: null in a typed field, text in a
+    /// string field; any other value that is not a number is still a bad
+    /// line.
+    #[test]
+    fn a_lone_dash_is_null_in_a_typed_field_of_a_text_format() {
+        let mut s = Schema::core();
+        s.push("status", Type::Int);
+        s.push("upstream", Type::Float);
+        s.push("user", Type::String);
+        for format in [
+            Format::Regex(r"^(?P<status>\S+) (?P<upstream>\S+) (?P<user>\S+)$".into()),
+            Format::Logfmt,
+        ] {
+            let mut d = LineDecoder::new("web", &format, &s).unwrap_or_else(|e| panic!("{e}"));
+            let batch = if format == Format::Logfmt {
+                lines(&["status=200 upstream=- user=-", "status=x upstream=1 user=a"])
+            } else {
+                lines(&["200 - -", "x 1 a"])
+            };
+            let out = d.decode(&batch).unwrap_or_else(|e| panic!("{e}"));
+            let b = out.batch.unwrap_or_else(|| panic!("no batch"));
+            assert_eq!(b.num_rows(), 1, "{format:?}");
+            let up = b.column_by_name("upstream").unwrap_or_else(|| panic!());
+            assert!(up.is_null(0), "{format:?}");
+            let user = b.column_by_name("user").unwrap_or_else(|| panic!());
+            assert_eq!(user.as_string::<i32>().value(0), "-", "{format:?}");
+            assert_eq!(out.dead.len(), 1, "{format:?}: `x` is no int");
         }
     }
 
