@@ -14,8 +14,8 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "syslog",
-        regex: r"^(?:<(?P<priority>\d{1,3})>)?(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)?) (?P<host>\S+) (?P<app>[^\[:\s]+)(?:\[(?P<pid>\d+)\])?: ?(?P<message>.*)$",
-        doc: "syslog RFC 3164 (/var/log/syslog, auth.log): `Dec 10 06:55:46 host sshd[24200]: message`",
+        regex: r"^(?:<(?P<priority>\d{1,3})>)?(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)?|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})) (?P<host>\S+) (?P<app>[^\[:\s]+)(?:\[(?P<pid>\d+)\])?: ?(?P<message>.*)$",
+        doc: "syslog RFC 3164 (/var/log/syslog, auth.log): `Dec 10 06:55:46 host sshd[24200]: message`, also with rsyslog's precise timestamps (`2026-12-10T06:55:46.123456+00:00 host sshd[24200]: message`, Ubuntu's default)",
     },
     Preset {
         name: "syslog5424",
@@ -78,6 +78,14 @@ mod tests {
         assert_eq!(get(&f, "app"), "sshd");
         assert_eq!(get(&f, "pid"), "24200");
         assert_eq!(get(&f, "message"), "Invalid user webmaster");
+        let f = fields(
+            "syslog",
+            "2026-12-10T06:55:46.123456+01:00 web-1 systemd[1]: Started Session 3.",
+        );
+        assert_eq!(get(&f, "timestamp"), "2026-12-10T06:55:46.123456+01:00");
+        assert_eq!(get(&f, "host"), "web-1");
+        assert_eq!(get(&f, "app"), "systemd");
+        assert_eq!(get(&f, "message"), "Started Session 3.");
         let f = fields("syslog", "<13>Dec  9 23:59:59 host CRON: done");
         assert_eq!(get(&f, "priority"), "13");
         assert_eq!(get(&f, "app"), "CRON");
