@@ -55,6 +55,8 @@ pub struct LineDecoder {
     /// number or a boolean (otherwise Arrow's JSON reader, `decoder`).
     columns: Option<JsonColumns>,
     severity_col: Option<usize>,
+    /// `message`, when it is text.
+    message_col: Option<usize>,
     timestamp_col: Option<usize>,
     timestamps: TimestampParser,
     max_line_bytes: usize,
@@ -137,6 +139,9 @@ impl LineDecoder {
                 .ok()
                 .filter(|_| schema.get("severity") == Some(Type::Severity)),
             timestamp_col: content_schema.index_of(TIMESTAMP).ok(),
+            message_col: content_schema.index_of("message").ok().filter(|&i| {
+                content_schema.field(i).data_type() == &arrow::datatypes::DataType::Utf8
+            }),
             timestamps: TimestampParser::default(),
             schema: full,
             base_schema: content_schema.clone(),
@@ -313,6 +318,11 @@ impl LineDecoder {
         }
         if let Some(c) = self.severity_col {
             columns[c] = normalize_severity(&columns[c])?;
+        }
+        if let Some(c) = self.message_col {
+            if let Some(trimmed) = without_trailing_line_breaks(&columns[c]) {
+                columns[c] = trimmed;
+            }
         }
         // Put `_partition`, `_offset` and `_raw` where the schema has them.
         let partitions: ArrayRef = Arc::new(Int64Array::from(vec![lines.partition; n]));
@@ -684,6 +694,23 @@ impl LineDecoder {
     }
 }
 
+/// The column without the line breaks that end some values (Docker's
+/// json-file logs end every `log` with one, CRI's partial lines too);
+/// `None` when no value ends in one.
+fn without_trailing_line_breaks(col: &ArrayRef) -> Option<ArrayRef> {
+    let s = col.as_any().downcast_ref::<StringArray>()?;
+    let (offsets, bytes) = (s.value_offsets(), s.value_data());
+    let ends_in_break = |w: &[i32]| w[1] > w[0] && bytes.get(w[1] as usize - 1) == Some(&b'\n');
+    if !offsets.windows(2).any(ends_in_break) {
+        return None;
+    }
+    let trimmed: StringArray = s
+        .iter()
+        .map(|v| v.map(|v| v.trim_end_matches(['\n', '\r'])))
+        .collect();
+    Some(Arc::new(trimmed))
+}
+
 /// `lines` with the bytes that are not UTF-8 replaced with U+FFFD (the
 /// same lines, offsets and origin).
 fn lossy(lines: &LineBatch) -> LineBatch {
@@ -1030,6 +1057,28 @@ mod tests {
             assert_eq!(user.as_string::<i32>().value(0), "-", "{format:?}");
             assert_eq!(out.dead.len(), 1, "{format:?}: `x` is no int");
         }
+    }
+
+    /// Docker's json-file lines carry the container's line, line break
+    /// included, in `log` (a name of `message`): the break is not kept.
+    #[test]
+    fn docker_json_file_lines_lose_their_line_break() {
+        let mut d =
+            LineDecoder::new("k8s", &Format::Json, &schema()).unwrap_or_else(|e| panic!("{e}"));
+        let out = d
+            .decode(&lines(&[
+                r#"{"log":"db down
+","stream":"stderr","time":"2026-03-01T00:00:00.5Z"}"#,
+                r#"{"message":"two
+"}"#,
+                r#"{"message":"kept
+in the middle"}"#,
+            ]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b = out.batch.unwrap_or_else(|| panic!("no batch"));
+        let m = b.column_by_name("message").unwrap_or_else(|| panic!());
+        let m: Vec<&str> = m.as_string::<i32>().iter().flatten().collect();
+        assert_eq!(m, ["db down", "two", "kept\nin the middle"]);
     }
 
     /// A byte that is not UTF-8 (Latin-1 text in a JSON log) costs the
