@@ -37,6 +37,11 @@ pub const PRESETS: &[Preset] = &[
         regex: r"^(?P<timestamp>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<severity>\w+)\] (?P<pid>\d+)#(?P<tid>\d+): (?:\*(?P<connection>\d+) )?(?P<message>.*)$",
         doc: "nginx error log: `2026/11/01 12:00:05 [error] 1234#1234: *5 message`",
     },
+    Preset {
+        name: "cri",
+        regex: r"^(?P<timestamp>\d{4}-\d{2}-\d{2}T\S+) (?P<stream>stdout|stderr) (?P<tag>[FP])(?::\S*)? ?(?P<message>.*)$",
+        doc: "Kubernetes container logs written by containerd or CRI-O (/var/log/containers, /var/log/pods): `2026-11-01T12:00:05.123456789Z stdout F message` (`tag` P: a part of a line longer than 16 KiB)",
+    },
 ];
 
 pub fn lookup(name: &str) -> Option<&'static Preset> {
@@ -129,6 +134,15 @@ mod tests {
             r#"10.0.0.4 - - [10/Oct/2026:13:55:36 +0000] "-" 408 0 "-" "-""#,
         );
         assert_eq!((get(&f, "request"), get(&f, "status")), ("-", "408"));
+        let f = fields(
+            "cri",
+            r#"2026-11-01T12:00:05.123456789Z stderr F {"level":"error","msg":"db down"}"#,
+        );
+        assert_eq!(get(&f, "timestamp"), "2026-11-01T12:00:05.123456789Z");
+        assert_eq!((get(&f, "stream"), get(&f, "tag")), ("stderr", "F"));
+        assert_eq!(get(&f, "message"), r#"{"level":"error","msg":"db down"}"#);
+        let f = fields("cri", "2026-11-01T12:00:05.1+01:00 stdout P");
+        assert_eq!((get(&f, "tag"), get(&f, "message")), ("P", ""));
         let f = fields(
             "apache_error",
             "[Sun Oct 11 14:32:52.123456 2026] [core:error] [pid 35708:tid 4328636416] [client 72.15.99.187:1] File does not exist",
