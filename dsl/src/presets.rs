@@ -14,7 +14,7 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "syslog",
-        regex: r"^(?:<(?P<priority>\d{1,3})>)?(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)?|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})) (?P<host>\S+) (?P<app>[^\[:\s]+)(?:\[(?P<pid>\d+)\])?: ?(?P<message>.*)$",
+        regex: r"^(?:<(?P<priority>\d{1,3})>)?(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)?|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})) (?P<host>\S+) (?:(?P<app>[^\[:\s]+)(?:\[(?P<pid>\d+)\])?: ?)?(?P<message>.*)$",
         doc: "syslog RFC 3164 (/var/log/syslog, auth.log): `Dec 10 06:55:46 host sshd[24200]: message`, also with rsyslog's precise timestamps (`2026-12-10T06:55:46.123456+00:00 host sshd[24200]: message`, Ubuntu's default)",
     },
     Preset {
@@ -91,6 +91,16 @@ mod tests {
         assert_eq!(get(&f, "host"), "web-1");
         assert_eq!(get(&f, "app"), "systemd");
         assert_eq!(get(&f, "message"), "Started Session 3.");
+        // A tag that is not one (old sysklogd writes its version): the rest
+        // is the message.
+        let f = fields("syslog", "Jun  9 06:06:20 combo syslogd 1.4.1: restart.");
+        assert_eq!((get(&f, "host"), get(&f, "app")), ("combo", ""));
+        assert_eq!(get(&f, "message"), "syslogd 1.4.1: restart.");
+        let f = fields(
+            "syslog",
+            "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure;",
+        );
+        assert_eq!((get(&f, "app"), get(&f, "pid")), ("sshd(pam_unix)", "19939"));
         let f = fields("syslog", "<13>Dec  9 23:59:59 host CRON: done");
         assert_eq!(get(&f, "priority"), "13");
         assert_eq!(get(&f, "app"), "CRON");

@@ -94,6 +94,10 @@ pub struct TimestampParser {
     format: Option<String>,
     /// Whether the explicit format carries its own zone (`%z`, `%Z`, `%:z`).
     format_has_zone: bool,
+    /// Whether the explicit format names the year (Android's logcat,
+    /// many Java layouts do not: the receive time's year is taken, as for
+    /// syslog).
+    format_has_year: bool,
     zone: Zone,
 }
 
@@ -102,6 +106,7 @@ impl Default for TimestampParser {
         TimestampParser {
             format: None,
             format_has_zone: false,
+            format_has_year: true,
             zone: Zone::Utc,
         }
     }
@@ -120,6 +125,7 @@ impl TimestampParser {
         Ok(TimestampParser {
             format_has_zone: format
                 .is_some_and(|f| f.contains("%z") || f.contains("%:z") || f.contains("%#z")),
+            format_has_year: format.is_none_or(names_the_year),
             format: format.map(str::to_string),
             zone,
         })
@@ -130,8 +136,26 @@ impl TimestampParser {
     pub fn parse(&self, text: &str, now_us: i64) -> Result<i64, TimestampError> {
         let t = text.trim().trim_start_matches('[').trim_end_matches(']');
         match &self.format {
+            Some(f) if !self.format_has_year => self.without_year(t, f, now_us),
             Some(f) => self.explicit(t, f),
             None => self.detect(t, now_us),
+        }
+    }
+
+    /// A time whose format has no year: the receive time's year, or the one
+    /// before when that would put it more than a day ahead (as syslog's).
+    fn without_year(&self, t: &str, f: &str, now_us: i64) -> Result<i64, TimestampError> {
+        let year_now = self.zone.year_at(now_us);
+        let at = |y: i32| self.explicit(&format!("{y} {t}"), &format!("%Y {f}"));
+        let err = || TimestampError::Format {
+            text: t.to_string(),
+            format: f.to_string(),
+        };
+        match at(year_now) {
+            Ok(us) if us > now_us + DAY_US => at(year_now - 1).map_err(|_| err()),
+            Ok(us) => Ok(us),
+            // Feb 29 in a year without one: a year before.
+            Err(_) => at(year_now - 1).map_err(|_| err()),
         }
     }
 
@@ -443,6 +467,27 @@ fn parse_offset(t: &str) -> Option<FixedOffset> {
     FixedOffset::east_opt(sign * (h * 3600 + m * 60))
 }
 
+/// Whether a strftime format has a year (or a whole date-time: `%s`,
+/// `%+`, `%c`).
+fn names_the_year(f: &str) -> bool {
+    use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
+    StrftimeItems::new(f).any(|i| {
+        matches!(
+            i,
+            Item::Numeric(
+                Numeric::Year
+                    | Numeric::YearDiv100
+                    | Numeric::YearMod100
+                    | Numeric::IsoYear
+                    | Numeric::IsoYearDiv100
+                    | Numeric::IsoYearMod100
+                    | Numeric::Timestamp,
+                _
+            ) | Item::Fixed(Fixed::RFC2822 | Fixed::RFC3339)
+        )
+    })
+}
+
 /// Refuses a strftime format chrono cannot read, with the reason.
 fn check_format(f: &str) -> Result<(), String> {
     use chrono::format::{Item, StrftimeItems};
@@ -579,6 +624,23 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("%Y%m%d-%H%M%S"), "{err}");
+        // No year in the format (Android's logcat): the receive time's,
+        // or the year before for a time more than a day ahead of it.
+        let logcat = TimestampParser::new(Some("%m-%d %H:%M:%S%.3f"), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let year = chrono::DateTime::from_timestamp_micros(now)
+            .map(|d| d.year())
+            .unwrap_or_default();
+        assert_eq!(
+            logcat.parse("03-17 16:13:38.811", us(&format!("{year}-06-01T00:00:00Z"))),
+            Ok(us(&format!("{year}-03-17T16:13:38.811Z")))
+        );
+        assert_eq!(
+            logcat.parse("12-31 23:59:59.000", us(&format!("{year}-01-01T00:00:05Z"))),
+            Ok(us(&format!("{}-12-31T23:59:59Z", year - 1)))
+        );
+        assert!(logcat.parse("13-45 00:00:00.000", now).is_err());
+        assert!(names_the_year("%D %T") && names_the_year("%s") && !names_the_year("%b %e %T"));
         assert!(TimestampParser::new(Some("%Q"), None).is_err());
         assert!(TimestampParser::new(Some("yyyy-MM-dd"), None).is_err());
         assert!(TimestampParser::new(Some("auto"), None).is_ok());
