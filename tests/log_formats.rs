@@ -358,3 +358,88 @@ pipeline p {{
         "{stderr}"
     );
 }
+
+/// A Java application's log with stack traces under its error lines, read
+/// with `first_line`: one event per logged line (the traces' frames join
+/// them, not the dead letters nor events of their own), at the logged
+/// line's time, the trace in `message`.
+#[test]
+fn stack_traces_join_the_line_that_logged_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = String::new();
+    for i in 0..300 {
+        log.push_str(&format!(
+            "2026-03-01 10:{:02}:{:02},{:03} {} [worker-{}] c.e.Api - request {i}\n",
+            i / 60,
+            i % 60,
+            i % 1000,
+            if i % 10 == 0 { "ERROR" } else { "INFO " },
+            i % 4
+        ));
+        if i % 10 == 0 {
+            log.push_str("java.lang.IllegalStateException: boom\n\tat com.example.Api.handle(Api.java:42)\n\tat com.example.Server.run(Server.java:7)\nCaused by: java.io.IOException: reset by peer\n\t... 2 more\n");
+        }
+    }
+    let sample = dir.path().join("app.log");
+    std::fs::write(&sample, &log).unwrap();
+    let out = dir.path().join("errors.ndjson");
+    let rules = format!(
+        r#"source logs = file(path: "{}", first_line: "^\\d{{4}}-\\d{{2}}-\\d{{2}} ")
+  format regex "^(?P<timestamp>\\S+ \\S+) (?P<severity>\\w+)\\s+\\[(?P<thread>[^\\]]+)\\] (?P<logger>\\S+) - (?P<message>.*)$"
+output out = file(path: "{}")
+pipeline p {{
+  from logs
+  | where severity == "ERROR"
+  | to out
+}}
+"#,
+        sample.display(),
+        out.display()
+    );
+    let rules_path = dir.path().join("java.rules");
+    std::fs::write(&rules_path, &rules).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--quiet", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg(&rules_path)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}\n{rules}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        !dir.path().join("data/deadletter/logs.ndjson").exists(),
+        "no dead letters"
+    );
+    let errors: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(errors.len(), 30);
+    for (k, e) in errors.iter().enumerate() {
+        let i = k * 10;
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "request {i}\njava.lang.IllegalStateException: boom\n\tat com.example.Api"
+            )),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("reset by peer\n\t... 2 more"),
+            "{message}"
+        );
+        let at = Utc
+            .with_ymd_and_hms(2026, 3, 1, 10, (i / 60) as u32, (i % 60) as u32)
+            .unwrap()
+            .timestamp_micros()
+            + (i % 1000) as i64 * 1000;
+        let ts = DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap())
+            .unwrap()
+            .timestamp_micros();
+        assert_eq!(ts, at, "{e}");
+    }
+}

@@ -24,6 +24,8 @@ pub enum ArgType {
     Brokers,
     /// Raw client settings as "key=value" strings (a string or a list).
     ClientOptions,
+    /// A regular expression (a string that must compile).
+    Regex,
 }
 
 impl ArgType {
@@ -40,6 +42,7 @@ impl ArgType {
             ArgType::Path => "a file path".into(),
             ArgType::Address => "an address such as \"127.0.0.1:9000\"".into(),
             ArgType::Brokers => "brokers such as \"127.0.0.1:9092\"".into(),
+            ArgType::Regex => "a regular expression such as \"^\\\\d{4}-\"".into(),
             ArgType::ClientOptions => "a \"key=value\" string or a list of them".into(),
         }
     }
@@ -130,13 +133,24 @@ pub const SOURCES: &[ConnectorSpec] = &[
                 false,
                 "keep reading appended lines (default false)",
             ),
+            arg(
+                "first_line",
+                ArgType::Regex,
+                false,
+                "a regex matching the first line of each event: the lines that do not match (a stack trace's) join the event before them",
+            ),
         ],
     },
     ConnectorSpec {
         kind: "stdin",
         replayable: false,
         doc: "lines from standard input",
-        args: &[],
+        args: &[arg(
+                "first_line",
+                ArgType::Regex,
+                false,
+                "a regex matching the first line of each event: the lines that do not match (a stack trace's) join the event before them",
+            ),],
     },
     ConnectorSpec {
         kind: "http",

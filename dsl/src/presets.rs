@@ -100,7 +100,10 @@ mod tests {
             "syslog",
             "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure;",
         );
-        assert_eq!((get(&f, "app"), get(&f, "pid")), ("sshd(pam_unix)", "19939"));
+        assert_eq!(
+            (get(&f, "app"), get(&f, "pid")),
+            ("sshd(pam_unix)", "19939")
+        );
         let f = fields("syslog", "<13>Dec  9 23:59:59 host CRON: done");
         assert_eq!(get(&f, "priority"), "13");
         assert_eq!(get(&f, "app"), "CRON");

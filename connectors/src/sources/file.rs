@@ -1,7 +1,9 @@
-//! `file(path: "...", follow: false)` and `stdin()` sources. A followed file
-//! is read across rotation and truncation (see [`TailedFile`]).
+//! `file(path: "...", follow: false, first_line: "...")` and `stdin()`
+//! sources. A followed file is read across rotation and truncation (see
+//! [`TailedFile`]); with `first_line`, lines are joined into events of
+//! several lines (see [`Joiner`]).
 
-use super::lines::{read_lines, Input};
+use super::lines::{read_lines, Input, Joiner};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +14,19 @@ pub struct FileSource {
     pub name: String,
     pub path: PathBuf,
     pub follow: bool,
+    /// `first_line`: the regex that begins an event of several lines.
+    pub first_line: Option<regex::bytes::Regex>,
+}
+
+/// `first_line: "REGEX"`, compiled (the checker has compiled it already).
+fn first_line(args: &crate::args::Args<'_>, source: &str) -> Result<Option<regex::bytes::Regex>> {
+    args.str("first_line")
+        .map(|p| {
+            regex::bytes::Regex::new(p).map_err(|e| {
+                EngineError::connector(source, format!("first_line is not a valid regex: {e}"))
+            })
+        })
+        .transpose()
 }
 
 impl FileSource {
@@ -26,6 +41,7 @@ impl FileSource {
             name: source.decl.name.name.clone(),
             path: f.resolve(args.required_str("path")?),
             follow: args.bool("follow").unwrap_or(false),
+            first_line: first_line(&args, &source.decl.name.name)?,
         }))
     }
 }
@@ -47,25 +63,29 @@ impl Source for FileSource {
             let file = tokio::fs::File::open(&self.path).await.map_err(cannot)?;
             Input::File(file.into_std().await)
         };
-        read_lines(&self.name, input, &out, &shutdown, 0).await?;
+        let joiner = self.first_line.clone().map(Joiner::new);
+        read_lines(&self.name, input, &out, &shutdown, 0, joiner).await?;
         Ok(())
     }
 }
 
 impl StdinSource {
-    /// `stdin()`.
+    /// `stdin(first_line: "...")`.
     pub fn from_decl(
         _: &crate::LocalFactory,
         source: &weir_dsl::CheckedSource,
     ) -> Result<Box<dyn Source>> {
+        let args = crate::args::Args(&source.decl.connector);
         Ok(Box::new(StdinSource {
             name: source.decl.name.name.clone(),
+            first_line: first_line(&args, &source.decl.name.name)?,
         }))
     }
 }
 
 pub struct StdinSource {
     pub name: String,
+    pub first_line: Option<regex::bytes::Regex>,
 }
 
 #[async_trait]
@@ -77,6 +97,7 @@ impl Source for StdinSource {
             &out,
             &shutdown,
             0,
+            self.first_line.map(Joiner::new),
         )
         .await?;
         Ok(())

@@ -28,14 +28,101 @@ pub enum Input<R> {
     Follow(Box<TailedFile>),
 }
 
+/// Events of several lines: a line matching `first` begins an event, the
+/// lines after it that do not (a stack trace's frames, `Caused by:`) join
+/// it, separated by `\n`. An event is sent when the next begins, at the end
+/// of the input, after [`JOIN_IDLE`] without a new line (a followed file),
+/// or when it reaches [`JOIN_MAX_LINES`] lines or [`JOIN_MAX_BYTES`].
+pub struct Joiner {
+    first: regex::bytes::Regex,
+    pending: Vec<u8>,
+    lines: usize,
+    last: std::time::Instant,
+}
+
+/// Lines joined into one event at most.
+pub const JOIN_MAX_LINES: usize = 1000;
+/// Bytes of a joined event at most (the decoder's line limit).
+pub const JOIN_MAX_BYTES: usize = weir_engine::decode::DEFAULT_MAX_LINE_BYTES;
+/// How long a followed file's last event waits for more lines.
+pub const JOIN_IDLE: Duration = Duration::from_secs(1);
+
+impl Joiner {
+    pub fn new(first: regex::bytes::Regex) -> Joiner {
+        Joiner {
+            first,
+            pending: Vec::new(),
+            lines: 0,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes a whole line (without its `\n`); returns how many events it
+    /// completed into `batch` (0 or 1).
+    fn line(&mut self, line: &[u8], batch: &mut LineBatch) -> i64 {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.last = std::time::Instant::now();
+        if self.pending.is_empty() && self.lines == 0 {
+            self.pending.extend_from_slice(line);
+            self.lines = 1;
+            return 0;
+        }
+        let begins = self
+            .first
+            .is_match(line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line));
+        if begins
+            || self.lines >= JOIN_MAX_LINES
+            || self.pending.len() + 1 + line.len() > JOIN_MAX_BYTES
+        {
+            let done = self.flush(batch);
+            self.pending.extend_from_slice(line);
+            self.lines = 1;
+            return done;
+        }
+        self.pending.push(b'\n');
+        self.pending.extend_from_slice(line);
+        self.lines += 1;
+        0
+    }
+
+    /// Sends the event being joined into `batch`; how many it sent.
+    fn flush(&mut self, batch: &mut LineBatch) -> i64 {
+        if self.lines == 0 {
+            return 0;
+        }
+        batch.push(&self.pending);
+        self.pending.clear();
+        self.lines = 0;
+        1
+    }
+
+    /// Whether the event being joined has waited for more lines long enough.
+    fn idle(&self) -> bool {
+        self.lines > 0 && self.last.elapsed() >= JOIN_IDLE
+    }
+}
+
+/// A line to the batch, or through the joiner; how many events it added.
+fn take_line(batch: &mut LineBatch, joiner: &mut Option<Joiner>, line: &[u8]) -> i64 {
+    match joiner {
+        Some(j) => j.line(line, batch),
+        None => {
+            push_line(batch, line);
+            1
+        }
+    }
+}
+
 /// Reads `input` to its end (or, when followed, until shutdown), sending
-/// batches of lines. Offsets count lines from `first_offset`.
+/// batches of lines. Offsets count lines from `first_offset` (events, with
+/// a `joiner`).
 pub async fn read_lines<R: AsyncRead + Unpin>(
     name: &str,
     input: Input<R>,
     out: &LineSender,
     shutdown: &CancellationToken,
     first_offset: i64,
+    mut joiner: Option<Joiner>,
 ) -> Result<i64> {
     let (mut stream, mut file, mut followed) = match input {
         Input::Stream(r) => (Some(r), None, None),
@@ -60,10 +147,14 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
                     .map_err(|e| EngineError::io(format!("following {name}"), e))?;
                 match changed {
                     // The old file's last line needs no line break to be whole.
-                    Some(Change::Rotated) if !partial.is_empty() => {
-                        push_line(&mut batch, &partial);
-                        partial.clear();
-                        offset += 1;
+                    Some(Change::Rotated) => {
+                        if !partial.is_empty() {
+                            offset += take_line(&mut batch, &mut joiner, &partial);
+                            partial.clear();
+                        }
+                        if let Some(j) = joiner.as_mut() {
+                            offset += j.flush(&mut batch);
+                        }
                     }
                     Some(Change::Truncated) if !partial.is_empty() => {
                         tracing::warn!(
@@ -79,6 +170,10 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
                     tracing::info!(source = name, ?how, "followed file starts over");
                     continue;
                 }
+            }
+            // (At the end of a file, after its unfinished last line, below.)
+            if let Some(j) = joiner.as_mut().filter(|j| follow && j.idle()) {
+                offset += j.flush(&mut batch);
             }
             if !batch.is_empty() && !send(&mut batch, out, offset).await {
                 return Ok(offset);
@@ -99,16 +194,27 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
                 continue;
             };
             partial.extend_from_slice(&chunk[..pos]);
-            push_line(&mut batch, &partial);
+            offset += take_line(&mut batch, &mut joiner, &partial);
             partial.clear();
-            offset += 1;
             chunk = &chunk[pos + 1..];
             if full(&batch) && !send(&mut batch, out, offset).await {
                 return Ok(offset);
             }
         }
+        // Whole lines, one by one through the joiner.
+        if let Some(j) = joiner.as_mut() {
+            let mut start = 0;
+            for pos in memchr::memchr_iter(b'\n', chunk) {
+                offset += j.line(&chunk[start..pos], &mut batch);
+                start = pos + 1;
+                if full(&batch) && !send(&mut batch, out, offset).await {
+                    return Ok(offset);
+                }
+            }
+            chunk = &chunk[start..];
+        }
         // Whole lines, copied into the batch in runs.
-        loop {
+        while joiner.is_none() {
             let before = batch.len();
             let taken = batch.extend_lines(chunk, MAX_LINES, MAX_BYTES);
             offset += (batch.len() - before) as i64;
@@ -124,8 +230,10 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
     }
     // A last line without a line break.
     if !partial.is_empty() && !follow {
-        push_line(&mut batch, &partial);
-        offset += 1;
+        offset += take_line(&mut batch, &mut joiner, &partial);
+    }
+    if let Some(j) = joiner.as_mut() {
+        offset += j.flush(&mut batch);
     }
     if !batch.is_empty() {
         send(&mut batch, out, offset).await;
@@ -233,6 +341,13 @@ mod tests {
     }
 
     async fn split_input<R: AsyncRead + Unpin>(input: Input<R>) -> Vec<(i64, String)> {
+        split_joined(input, None).await
+    }
+
+    async fn split_joined<R: AsyncRead + Unpin>(
+        input: Input<R>,
+        joiner: Option<Joiner>,
+    ) -> Vec<(i64, String)> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
         let end = read_lines(
             "t",
@@ -240,6 +355,7 @@ mod tests {
             &LineSender::new(tx),
             &CancellationToken::new(),
             10,
+            joiner,
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -254,6 +370,66 @@ mod tests {
         }
         assert_eq!(end, 10 + lines.len() as i64);
         lines
+    }
+
+    /// With `first_line`, a Java stack trace (frames, `Caused by:`, `...
+    /// 3 more`) is one event with the line that began it, however the reads
+    /// cut it; lines before the first match are an event of their own; the
+    /// last event is sent at the end; offsets count events.
+    #[tokio::test]
+    async fn first_line_joins_the_lines_of_an_event() {
+        let text = "\
+continued from before
+2026-03-01 00:00:00,001 INFO start\r
+2026-03-01 00:00:01,002 ERROR request failed
+java.lang.IllegalStateException: boom
+\tat com.example.Api.handle(Api.java:42)
+\tat com.example.Server.run(Server.java:7)
+Caused by: java.io.IOException: reset
+\t... 3 more
+2026-03-01 00:00:02,003 INFO done
+2026-03-01 00:00:03,004 WARN last, no line break
+  indented";
+        let first = || {
+            regex::bytes::Regex::new(r"^\d{4}-\d{2}-\d{2} ")
+                .map(Joiner::new)
+                .ok()
+        };
+        for step in [1usize << 20, 7, 1] {
+            let input = Input::Stream(Trickle {
+                data: text.as_bytes().to_vec(),
+                at: 0,
+                step,
+            });
+            let got = split_joined(input, first()).await;
+            let events: Vec<&str> = got.iter().map(|(_, e)| e.as_str()).collect();
+            assert_eq!(
+                events,
+                [
+                    "continued from before",
+                    "2026-03-01 00:00:00,001 INFO start",
+                    "2026-03-01 00:00:01,002 ERROR request failed\njava.lang.IllegalStateException: boom\n\tat com.example.Api.handle(Api.java:42)\n\tat com.example.Server.run(Server.java:7)\nCaused by: java.io.IOException: reset\n\t... 3 more",
+                    "2026-03-01 00:00:02,003 INFO done",
+                    "2026-03-01 00:00:03,004 WARN last, no line break\n  indented",
+                ],
+                "step {step}"
+            );
+            let offsets: Vec<i64> = got.iter().map(|(o, _)| *o).collect();
+            assert_eq!(offsets, [10, 11, 12, 13, 14]);
+        }
+        // An event stops growing at JOIN_MAX_LINES lines.
+        let long = format!(
+            "2026-03-01 start\n{}",
+            "\tat x\n".repeat(JOIN_MAX_LINES + 5)
+        );
+        let input = Input::Stream(Trickle {
+            data: long.into_bytes(),
+            at: 0,
+            step: 1 << 20,
+        });
+        let got = split_joined(input, first()).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1.lines().count(), JOIN_MAX_LINES);
     }
 
     /// Whatever the reads' sizes: every line once, in order, without its

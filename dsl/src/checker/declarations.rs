@@ -45,6 +45,19 @@ impl Checker {
                 ok = false;
                 continue;
             };
+            if let (ArgType::Regex, ArgValue::Str(pattern)) = (aspec.ty, &a.value) {
+                if let Err(e) = regex::bytes::Regex::new(pattern) {
+                    self.push(
+                        Diagnostic::new(
+                            ErrorKind::InvalidRegex,
+                            a.span,
+                            format!("argument `{}` is not a valid regex", a.name.name),
+                        )
+                        .with_hint(e.to_string()),
+                    );
+                    ok = false;
+                }
+            }
             if !arg_fits(aspec.ty, &a.value) {
                 self.push(
                     Diagnostic::new(
@@ -359,9 +372,10 @@ impl Checker {
 fn arg_fits(ty: ArgType, v: &ArgValue) -> bool {
     match (ty, v) {
         (ArgType::Any, _) => true,
-        (ArgType::Str | ArgType::Path | ArgType::Address | ArgType::Brokers, ArgValue::Str(_)) => {
-            true
-        }
+        (
+            ArgType::Str | ArgType::Path | ArgType::Address | ArgType::Brokers | ArgType::Regex,
+            ArgValue::Str(_),
+        ) => true,
         (ArgType::Int, ArgValue::Int(i)) => *i >= 0,
         (ArgType::Bool, ArgValue::Bool(_)) => true,
         (ArgType::Duration, ArgValue::Duration(_)) => true,
@@ -400,7 +414,7 @@ pipeline p { from web | to stdout }
 
     #[test]
     fn declaration_mistakes_are_named() {
-        let text = "source a = ftp(host: \"x\")\nsource b = file(pth: \"x\")\narchive nowhere\nsource c = stdin() format regex \"(\"\n";
+        let text = "source a = ftp(host: \"x\")\nsource b = file(pth: \"x\")\narchive nowhere\nsource c = stdin() format regex \"(\"\nsource d = file(path: \"x\", first_line: \"[\")\n";
         let kinds: Vec<ErrorKind> = crate::compile(text)
             .err()
             .unwrap_or_default()

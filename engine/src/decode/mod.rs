@@ -127,7 +127,13 @@ impl LineDecoder {
         let decoder = Self::build_decoder(&content_schema)?;
         let columns = JsonColumns::new(&content_schema).filter(|_| *format == Format::Json);
         let regex = match format {
-            Format::Regex(p) => Some(Regex::new(p)?),
+            // `.` also matches the line breaks of an event of several lines
+            // (`first_line`): `(?P<message>.*)$` takes a stack trace whole.
+            Format::Regex(p) => Some(
+                regex::RegexBuilder::new(p)
+                    .dot_matches_new_line(true)
+                    .build()?,
+            ),
             _ => None,
         };
         Ok(LineDecoder {
