@@ -136,8 +136,22 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
     let mut offset = first_offset;
     batch.first_offset = offset;
     loop {
+        // A stream (stdin) may go quiet after an event of several lines:
+        // it is sent after a second. (A stream's read can be given up and
+        // retried; a file's, on the blocking pool, cannot: followed files
+        // look at their idle event when they reach their end.)
+        let waiting = stream.is_some() && joiner.as_ref().is_some_and(|j| j.lines > 0);
         let n = tokio::select! {
             r = read_chunk(&mut stream, &mut file, &mut followed, &mut buf) => r.map_err(|e| EngineError::io(format!("reading {name}"), e))?,
+            _ = tokio::time::sleep(JOIN_IDLE), if waiting => {
+                if let Some(j) = joiner.as_mut() {
+                    offset += j.flush(&mut batch);
+                }
+                if !send(&mut batch, out, offset).await {
+                    return Ok(offset);
+                }
+                continue;
+            }
             _ = shutdown.cancelled() => break,
         };
         if n == 0 {
@@ -430,6 +444,49 @@ Caused by: java.io.IOException: reset
         let got = split_joined(input, first()).await;
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].1.lines().count(), JOIN_MAX_LINES);
+    }
+
+    /// A stream that goes quiet after an event of several lines (`tail -f
+    /// app.log | weir run`): the event is sent after a second, not held
+    /// until the next line.
+    #[tokio::test]
+    async fn a_quiet_stream_sends_its_last_joined_event() {
+        use tokio::io::AsyncWriteExt;
+        let (mut writer, reader) = tokio::io::duplex(1 << 16);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let reading = tokio::spawn(async move {
+            let joiner = regex::bytes::Regex::new("^2026").map(Joiner::new).ok();
+            read_lines(
+                "t",
+                Input::Stream(reader),
+                &LineSender::new(tx),
+                &stop,
+                0,
+                joiner,
+            )
+            .await
+        });
+        writer
+            .write_all(b"2026 one\n\tat a\n2026 two\n\tat b\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while events.len() < 2 {
+            let msg = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no event within 5 s: {events:?}"));
+            if let Some(SourceMessage::Lines(b)) = msg {
+                events.extend(b.lines().map(|l| String::from_utf8_lossy(l).into_owned()));
+            }
+        }
+        assert_eq!(events, ["2026 one\n\tat a", "2026 two\n\tat b"]);
+        shutdown.cancel();
+        let end = reading.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(end.unwrap_or_else(|e| panic!("{e}")), 2);
+        drop(writer);
     }
 
     /// Whatever the reads' sizes: every line once, in order, without its
