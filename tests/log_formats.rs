@@ -32,19 +32,7 @@ fn run_where(file: &str, source: &str, condition: &str) -> (BTreeMap<i64, i64>, 
         out.display()
     )
     .replace("SAMPLE", &sample.display().to_string());
-    let rules_path = dir.path().join("formats.rules");
-    std::fs::write(&rules_path, &rules).unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "--quiet", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg(&rules_path)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{file}: {}\n{rules}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    weir_run(dir.path(), &rules, file);
     let mut counts = BTreeMap::new();
     for line in std::fs::read_to_string(&out).unwrap_or_default().lines() {
         let row: Value = serde_json::from_str(line).unwrap();
@@ -59,6 +47,24 @@ fn run_where(file: &str, source: &str, condition: &str) -> (BTreeMap<i64, i64>, 
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     (counts, dead)
+}
+
+/// `weir run` of `rules` in `dir` (data in `dir/data`); fails the test,
+/// naming `what`, when it does not succeed.
+fn weir_run(dir: &Path, rules: &str, what: &str) {
+    let rules_path = dir.join("formats.rules");
+    std::fs::write(&rules_path, rules).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--quiet", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg(&rules_path)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{what}: {}\n{rules}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
 
 /// Counts by minute of the times `times` (µs).
@@ -396,19 +402,7 @@ pipeline p {{
         sample.display(),
         out.display()
     );
-    let rules_path = dir.path().join("java.rules");
-    std::fs::write(&rules_path, &rules).unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "--quiet", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg(&rules_path)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}\n{rules}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    weir_run(dir.path(), &rules, "java.log");
     assert!(
         !dir.path().join("data/deadletter/logs.ndjson").exists(),
         "no dead letters"

@@ -37,7 +37,7 @@ pub struct LineBatch {
 }
 
 /// UTF-8's byte-order mark, stripped from the start of lines.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Line buffers of decoded batches, kept for the next batches: memory the
 /// process has already touched instead of fresh pages the kernel must zero

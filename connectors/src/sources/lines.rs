@@ -62,14 +62,15 @@ impl Joiner {
     fn line(&mut self, line: &[u8], batch: &mut LineBatch) -> i64 {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         self.last = std::time::Instant::now();
-        if self.pending.is_empty() && self.lines == 0 {
+        if self.lines == 0 {
             self.pending.extend_from_slice(line);
             self.lines = 1;
             return 0;
         }
-        let begins = self
-            .first
-            .is_match(line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line));
+        let begins = self.first.is_match(
+            line.strip_prefix(weir_engine::connector::BOM)
+                .unwrap_or(line),
+        );
         if begins
             || self.lines >= JOIN_MAX_LINES
             || self.pending.len() + 1 + line.len() > JOIN_MAX_BYTES
