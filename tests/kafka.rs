@@ -31,6 +31,22 @@ impl Weir {
 
     /// [`Weir::start`] with a config file (an archive on S3, say).
     pub(crate) fn start_with(rules: &str, dir: &Path, data: &str, config: Option<&Path>) -> Weir {
+        Weir::spawn(rules, dir, data, config, Stdio::inherit())
+    }
+
+    /// [`Weir::start_with`] writing its log (warnings and errors) to `log`.
+    pub(crate) fn start_logging(
+        rules: &str,
+        dir: &Path,
+        data: &str,
+        config: Option<&Path>,
+        log: &Path,
+    ) -> Weir {
+        let file = std::fs::File::create(log).unwrap();
+        Weir::spawn(rules, dir, data, config, Stdio::from(file))
+    }
+
+    fn spawn(rules: &str, dir: &Path, data: &str, config: Option<&Path>, stderr: Stdio) -> Weir {
         std::fs::create_dir_all(dir).unwrap();
         let file = dir.join(format!("{data}.rules"));
         std::fs::write(&file, rules).unwrap();
@@ -50,7 +66,7 @@ impl Weir {
                 std::env::var("WEIR_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("weir starts");
         Weir { child, data }

@@ -121,7 +121,7 @@ pipeline per_service {{
         }
     });
     let files = shared.join("per_service");
-    let saved = || std::fs::read_dir(&files).map(|d| d.count()).unwrap_or(0);
+    let saved = || crate::window_state::snapshots(&files).len();
     wait_until(60, "window state saved per partition", || saved() >= 2).await;
     let started = Instant::now();
     let mut next = || {

@@ -331,16 +331,12 @@ fn keyed_event(i: usize) -> Vec<u8> {
     event_of(i, 4)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn windows_of_a_keyed_topic_move_with_their_partitions_between_processes() {
-    let _heavy = crate::support::heavy().await;
-    let broker = Broker::memory();
-    broker.create_topic("keyed", 4);
-    let dir = tempfile::tempdir().unwrap();
-    let (config, shared, inbox) = group_config(dir.path()).await;
-    let rules = |out: &Path| {
-        format!(
-            r#"source app = kafka(brokers: "{}", topic: "keyed", group: "keyed", keyed_by: "service", commit_every: 300ms, options: ["session.timeout.ms=6000", "max.poll.interval.ms=10000"]) format json
+/// The rules of the keyed-topic tests: a window per service over `keyed`
+/// (a source `keyed_by` service), its rows to `out`, an alert notifying
+/// the webhook `hook`.
+fn keyed_rules(bootstrap: &str, out: &Path) -> String {
+    format!(
+        r#"source app = kafka(brokers: "{bootstrap}", topic: "keyed", group: "keyed", keyed_by: "service", commit_every: 300ms, options: ["session.timeout.ms=6000", "max.poll.interval.ms=10000"]) format json
 output rows = file(path: "{}")
 pipeline per_service {{
   from app
@@ -349,47 +345,41 @@ pipeline per_service {{
   | alert "busy" when n > 0 notify [hook]
 }}
 "#,
-            broker.bootstrap(),
-            out.display()
-        )
-    };
-    let (out_a, out_b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
-    let start =
-        |name: &str, out: &Path| Weir::start_with(&rules(out), dir.path(), name, Some(&config));
-    let a = start("a", &out_a);
-    let b = start("b", &out_b);
-    // Both in the group before data flows.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let bootstrap = broker.bootstrap();
-    let producing = tokio::spawn(async move {
-        let p = one_per_batch(&bootstrap);
-        for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(1_000) {
-            let payloads: Vec<Vec<u8>> = chunk.iter().map(|&i| keyed_event(i)).collect();
-            produce(&p, "keyed", 4, &payloads).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
-    // B crashes after its partitions' windows were saved: A takes them
-    // over with their state. B comes back later and takes some back (A
-    // saves them when they are revoked).
-    let files = shared.join("per_service");
-    wait_until(60, "window state saved per partition", || {
-        std::fs::read_dir(&files).map(|d| d.count()).unwrap_or(0) >= 4
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
-    b.kill();
-    tokio::time::sleep(Duration::from_secs(9)).await;
-    let b = start("b", &out_b);
-    producing.await.unwrap();
+        out.display()
+    )
+}
+
+/// Produces the keyed events `range` in chunks of 1,000, 300 ms apart.
+async fn produce_keyed(bootstrap: String, range: std::ops::Range<usize>) {
+    let p = one_per_batch(&bootstrap);
+    for chunk in range.collect::<Vec<_>>().chunks(1_000) {
+        let payloads: Vec<Vec<u8>> = chunk.iter().map(|&i| keyed_event(i)).collect();
+        produce(&p, "keyed", 4, &payloads).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until the group committed every event of the keyed topic.
+async fn keyed_committed(broker: &Broker, events: usize) {
     wait_until(180, "every event read and checkpointed", || {
         crate::kafka::committed(&broker.bootstrap(), "keyed", "keyed", 4)
             .iter()
             .map(|o| o.max(&0))
             .sum::<i64>()
-            >= EVENTS as i64
+            >= events as i64
     })
     .await;
+}
+
+/// Ends the keyed test: closers end every window; checks that the window
+/// rows of both processes' outputs equal one uninterrupted process's and
+/// that each service's alert fired and resolved once.
+async fn keyed_windows_are_exact(
+    broker: &Broker,
+    inbox: &crate::alerts::Inbox,
+    outs: [&Path; 2],
+    processes: [Weir; 2],
+) {
     let closers: Vec<Vec<u8>> = (0..4)
         .map(|p| {
             format!(
@@ -401,9 +391,11 @@ pipeline per_service {{
     produce(&one_per_batch(&broker.bootstrap()), "keyed", 4, &closers).await;
     // 18 ten-minute windows × 4 services.
     let all = || {
-        let mut m = rows(&out_a);
-        for (k, v) in rows(&out_b) {
-            m.entry(k).or_default().extend(v);
+        let mut m = BTreeMap::new();
+        for out in outs {
+            for (k, v) in rows(out) {
+                m.entry(k).or_insert_with(BTreeSet::new).extend(v);
+            }
         }
         m
     };
@@ -411,14 +403,15 @@ pipeline per_service {{
     // Each service's alert fired once, when its first window closed, and
     // resolved once, when the closers ended its matches — by whichever
     // process had its partition then, never by both.
-    let services = |status: &str| notified_services(&inbox, status);
+    let services = |status: &str| notified_services(inbox, status);
     let four: Vec<String> = (0..4).map(|s| format!("svc{s}")).collect();
     wait_until(60, "every alert resolved", || {
         services("resolved").len() >= 4
     })
     .await;
-    assert!(a.terminate().success());
-    assert!(b.terminate().success());
+    for p in processes {
+        assert!(p.terminate().success());
+    }
 
     // What one process that was never killed writes: every event counted
     // once in its window (window start in seconds, service).
@@ -450,4 +443,121 @@ pipeline per_service {{
     );
     assert_eq!(services("firing"), four, "each alert fired once");
     assert_eq!(services("resolved"), four, "each alert resolved once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_of_a_keyed_topic_move_with_their_partitions_between_processes() {
+    let _heavy = crate::support::heavy().await;
+    let broker = Broker::memory();
+    broker.create_topic("keyed", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, shared, inbox) = group_config(dir.path()).await;
+    let (out_a, out_b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    let start = |name: &str, out: &Path| {
+        Weir::start_with(
+            &keyed_rules(&broker.bootstrap(), out),
+            dir.path(),
+            name,
+            Some(&config),
+        )
+    };
+    let a = start("a", &out_a);
+    let b = start("b", &out_b);
+    // Both in the group before data flows.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let producing = tokio::spawn(produce_keyed(broker.bootstrap(), 0..EVENTS));
+    // B crashes after its partitions' windows were saved: A takes them
+    // over with their state. B comes back later and takes some back (A
+    // saves them when they are revoked).
+    let files = shared.join("per_service");
+    wait_until(60, "window state saved per partition", || {
+        snapshots(&files).len() >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    b.kill();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let b = start("b", &out_b);
+    producing.await.unwrap();
+    keyed_committed(&broker, EVENTS).await;
+    keyed_windows_are_exact(&broker, &inbox, [&out_a, &out_b], [a, b]).await;
+}
+
+/// A process that paused past its session timeout (a long GC, a frozen
+/// VM) wakes up holding partitions that went to another process, which
+/// claimed them in the shared state folder: its checkpoints must not save
+/// its stale state over the new owner's snapshots. Here the other process's
+/// claim is written by the test (a broker-driven takeover of a frozen
+/// process is not reproducible on tansu, whose rebalances stall while a
+/// member is stopped): the claimed partitions' snapshots stay the other's,
+/// the process says why, and its own partitions are saved as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_does_not_save_partitions_another_process_claimed() {
+    let _heavy = crate::support::heavy().await;
+    let broker = Broker::memory();
+    broker.create_topic("keyed", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, shared, _inbox) = group_config(dir.path()).await;
+    let out = dir.path().join("rows.ndjson");
+    let log = dir.path().join("weir.log");
+    let rules = keyed_rules(&broker.bootstrap(), &out);
+    let weir = Weir::start_logging(&rules, dir.path(), "a", Some(&config), &log);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    produce_keyed(broker.bootstrap(), 0..4_000).await;
+    let files = shared.join("per_service");
+    wait_until(60, "window state saved per partition", || {
+        snapshots(&files).len() >= 4
+    })
+    .await;
+    keyed_committed(&broker, 4_000).await;
+    let read = |p: usize| std::fs::read(files.join(format!("{p}.state"))).unwrap_or_default();
+    let own = std::fs::read_to_string(files.join("0.owner")).unwrap();
+    // Another process was assigned partitions 2 and 3 and saved them.
+    for p in [2, 3] {
+        assert_eq!(
+            std::fs::read_to_string(files.join(format!("{p}.owner"))).unwrap(),
+            own,
+            "the process claimed every partition it was assigned"
+        );
+        std::fs::write(files.join(format!("{p}.owner")), "other-host:1:1:0").unwrap();
+        std::fs::write(files.join(format!("{p}.state")), format!("the other's {p}")).unwrap();
+    }
+    let before = [read(0), read(1)];
+    produce_keyed(broker.bootstrap(), 4_000..8_000).await;
+    keyed_committed(&broker, 8_000).await;
+    wait_until(30, "both claimed partitions fenced", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("another process owns this partition now"))
+            .filter(|l| l.contains("partition=2") || l.contains("partition=3"))
+            .count()
+            >= 2
+    })
+    .await;
+    assert!(weir.terminate().success());
+    for p in [2, 3] {
+        assert_eq!(
+            read(p),
+            format!("the other's {p}").into_bytes(),
+            "partition {p}'s snapshot is still the other process's"
+        );
+    }
+    assert_ne!([read(0), read(1)], before, "its own partitions are saved");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let fenced_own = text
+        .lines()
+        .filter(|l| l.contains("another process owns this partition now"))
+        .any(|l| l.contains("partition=0 ") || l.contains("partition=1 "));
+    assert!(!fenced_own, "its own partitions are not fenced: {text}");
+}
+
+/// The snapshot files in a pipeline's per-partition state folder.
+pub(crate) fn snapshots(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "state"))
+                .collect()
+        })
+        .unwrap_or_default()
 }

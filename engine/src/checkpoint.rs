@@ -15,6 +15,14 @@
 //! partition is assigned to it: processes sharing the state folder hand a
 //! partition's windows on with the partition.
 //!
+//! A process fences a partition it was assigned: it writes its owner token
+//! to `STATE_DIR/PIPELINE/PARTITION.owner` before reading the snapshot, and
+//! before each save of the partition it checks that the token is still its
+//! own. A process that paused past its session timeout (a zombie: its
+//! partitions went to another process meanwhile) finds another token there
+//! and does not overwrite the new owner's snapshot with its stale one
+//! ([`Saved::Fenced`]).
+//!
 //! A snapshot is restored per window, by definition (see
 //! [`weir_dsl::plan::definition`]): a rules change that leaves a window
 //! alone keeps its state; a changed window starts empty, with the reason
@@ -70,15 +78,38 @@ impl Snapshot {
     }
 }
 
+/// What became of a save.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    Written,
+    /// Not written: another process claimed the snapshot's partition since
+    /// this one did (its token is `owner`).
+    Fenced {
+        partition: i64,
+        owner: String,
+    },
+}
+
 /// Where pipeline snapshots live: a folder (the data folder's `state/`).
 #[derive(Debug, Clone)]
 pub struct StateStore {
     dir: PathBuf,
+    /// This process's token in the partitions' owner files: unique per
+    /// store (one per deployment), across processes and machines.
+    owner: std::sync::Arc<str>,
 }
 
 impl StateStore {
     pub fn new(dir: impl Into<PathBuf>) -> StateStore {
-        StateStore { dir: dir.into() }
+        StateStore {
+            dir: dir.into(),
+            owner: owner_token().into(),
+        }
+    }
+
+    /// This store's owner token (what its claims write).
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     pub fn dir(&self) -> &Path {
@@ -91,6 +122,32 @@ impl StateStore {
 
     fn partition_path(&self, pipeline: &str, partition: i64) -> PathBuf {
         self.dir.join(pipeline).join(format!("{partition}.state"))
+    }
+
+    fn owner_path(&self, pipeline: &str, partition: i64) -> PathBuf {
+        self.dir.join(pipeline).join(format!("{partition}.owner"))
+    }
+
+    /// Makes this process the owner of a pipeline's source partition (it
+    /// was assigned to it): saves of the partition by any earlier owner are
+    /// fenced from now on. Call before loading the partition's snapshot.
+    pub fn claim(&self, pipeline: &str, partition: i64) -> Result<()> {
+        let dir = self.dir.join(pipeline);
+        write_atomically(
+            &dir,
+            &self.owner_path(pipeline, partition),
+            self.owner.as_bytes(),
+        )
+    }
+
+    /// The partition's current owner token, if any process claimed it.
+    fn owner_of(&self, pipeline: &str, partition: i64) -> Result<Option<String>> {
+        let path = self.owner_path(pipeline, partition);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(EngineError::io(format!("reading {}", path.display()), e)),
+        }
     }
 
     /// The pipeline's latest snapshot; `None` when there is none (or it is
@@ -140,35 +197,69 @@ impl StateStore {
 
     /// Writes a snapshot in place of the last one, atomically and durably.
     /// A per-partition snapshot (see [`Snapshot::partition`]) goes to its
-    /// partition's file.
-    pub fn save(&self, snap: &Snapshot) -> Result<()> {
+    /// partition's file — unless another process claimed the partition
+    /// after this one ([`Saved::Fenced`]; a partition nobody claimed is
+    /// written).
+    pub fn save(&self, snap: &Snapshot) -> Result<Saved> {
         let (dir, path) = match snap.partition {
             None => (self.dir.clone(), self.path(&snap.pipeline)),
-            Some(p) => (
-                self.dir.join(&snap.pipeline),
-                self.partition_path(&snap.pipeline, p),
-            ),
+            Some(p) => {
+                if let Some(owner) = self.owner_of(&snap.pipeline, p)? {
+                    if owner != *self.owner {
+                        return Ok(Saved::Fenced {
+                            partition: p,
+                            owner,
+                        });
+                    }
+                }
+                (
+                    self.dir.join(&snap.pipeline),
+                    self.partition_path(&snap.pipeline, p),
+                )
+            }
         };
-        let io = |what: &str, e| EngineError::io(format!("{what} in {}", dir.display()), e);
-        std::fs::create_dir_all(&dir).map_err(|e| io("creating the state folder", e))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-        // Unique per process: processes sharing the folder never write one
-        // temporary file together.
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let mut bytes = Vec::with_capacity(snap.size() + 256);
         ciborium::into_writer(snap, &mut bytes)
             .map_err(|e| EngineError::Checkpoint(format!("encoding the snapshot: {e}")))?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io("writing a snapshot", e))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io("writing a snapshot", e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io("replacing a snapshot", e))?;
-        // The rename itself must survive a power cut.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_atomically(&dir, &path, &bytes)?;
+        Ok(Saved::Written)
     }
+}
+
+/// Writes `bytes` to `path` in `dir` atomically and durably: a new file,
+/// synced, renamed over the old one (a crash leaves the old file or the new
+/// one, never half of one), then the folder synced.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |what: &str, e| EngineError::io(format!("{what} in {}", dir.display()), e);
+    std::fs::create_dir_all(dir).map_err(|e| io("creating the state folder", e))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    // Unique per process: processes sharing the folder never write one
+    // temporary file together.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io("writing a state file", e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("writing a state file", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("replacing a state file", e))?;
+    // The rename itself must survive a power cut.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A token no other process has: the host, the process id and the time.
+fn owner_token() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}:{}:{nanos}:{seq}", host.trim(), std::process::id())
 }
 
 #[cfg(test)]
@@ -195,6 +286,49 @@ mod tests {
         assert_eq!(back.states, vec![("def".to_string(), vec![1, 2, 3])]);
         // Only the snapshot is left: no temporary file.
         assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_process_that_lost_a_partition_cannot_overwrite_its_new_owners_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two processes sharing the state folder.
+        let (a, b) = (StateStore::new(dir.path()), StateStore::new(dir.path()));
+        assert_ne!(a.owner(), b.owner());
+        let snap = |offset: i64| {
+            let mut s = Snapshot::new(
+                "p",
+                "app",
+                HashMap::from([(2, offset)]),
+                vec![("def".into(), vec![offset as u8])],
+            );
+            s.partition = Some(2);
+            s
+        };
+        // A partition nobody claimed is written (state of older versions).
+        assert_eq!(a.save(&snap(5)).unwrap(), Saved::Written);
+        a.claim("p", 2).unwrap();
+        assert_eq!(a.save(&snap(10)).unwrap(), Saved::Written);
+        // B is assigned the partition (A paused past its session timeout).
+        b.claim("p", 2).unwrap();
+        assert_eq!(b.load_partition("p", 2).unwrap().unwrap().positions[&2], 10);
+        assert_eq!(b.save(&snap(20)).unwrap(), Saved::Written);
+        // A wakes up with its stale state: fenced, B's snapshot stays.
+        assert_eq!(
+            a.save(&snap(12)).unwrap(),
+            Saved::Fenced {
+                partition: 2,
+                owner: b.owner().to_string()
+            }
+        );
+        assert_eq!(a.load_partition("p", 2).unwrap().unwrap().positions[&2], 20);
+        // Whole-pipeline snapshots are not fenced; other partitions neither.
+        let mut other = snap(1);
+        other.partition = Some(3);
+        assert_eq!(a.save(&other).unwrap(), Saved::Written);
+        // Assigned again later, A claims it back.
+        a.claim("p", 2).unwrap();
+        assert_eq!(a.save(&snap(30)).unwrap(), Saved::Written);
+        assert!(matches!(b.save(&snap(21)).unwrap(), Saved::Fenced { .. }));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Metrics {
     pub state_bytes: IntGaugeVec,
     /// When a pipeline last saved its window state (Unix seconds).
     pub state_saved: IntGaugeVec,
+    /// Partition snapshots a pipeline did not save because another process
+    /// had claimed the partition (this one paused past its session timeout).
+    pub state_fenced: IntCounterVec,
     /// Window matches of alert rules (before lifecycle and dedup).
     pub alerts: IntCounterVec,
     /// Alerts firing now, by rule and severity.
@@ -303,6 +306,12 @@ impl Metrics {
             windows_open,
             state_bytes,
             state_saved,
+            state_fenced: counter(
+                reg,
+                "weir_window_state_fenced_total",
+                "Partitions whose window state was not saved because another process owns them now",
+                &["pipeline"],
+            )?,
             watermark,
             window_partitions,
             window_partition_time,

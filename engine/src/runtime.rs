@@ -4,7 +4,7 @@
 //! slows its source down instead of filling memory.
 
 use crate::alerting::AlertSink;
-use crate::checkpoint::StateStore;
+use crate::checkpoint::{Saved, StateStore};
 use crate::connector::{
     ConnectorFactory, DeadLetterSink, LineSender, Sink, SourceMessage, StoredPositions,
 };
@@ -270,7 +270,11 @@ fn keep_least(positions: &mut HashMap<i64, i64>, partition: i64, offset: i64) {
 }
 
 /// A checkpoint barrier reached a pipeline: flushes its outputs, then
-/// saves its state when it keeps it.
+/// saves its state when it keeps it. Partitions another process claimed
+/// meanwhile (this one paused past its session: a zombie) are not saved;
+/// their state stays until the source says they are revoked (the consumer
+/// learns it at its next poll), so a broker that briefly gave a partition
+/// to two members costs no state.
 async fn checkpoint_pipeline(
     p: &CompiledPipeline,
     store: Option<&StateStore>,
@@ -287,9 +291,30 @@ async fn checkpoint_pipeline(
     };
     let bytes: usize = snaps.iter().map(|s| s.size()).sum();
     let store = store.clone();
-    tokio::task::spawn_blocking(move || snaps.iter().try_for_each(|snap| store.save(snap)))
-        .await
-        .map_err(|e| EngineError::Task(e.to_string()))??;
+    let saved = tokio::task::spawn_blocking(move || {
+        snaps
+            .iter()
+            .map(|snap| store.save(snap))
+            .collect::<Result<Vec<Saved>>>()
+    })
+    .await
+    .map_err(|e| EngineError::Task(e.to_string()))??;
+    let fenced: Vec<i64> = saved
+        .into_iter()
+        .filter_map(|s| match s {
+            Saved::Written => None,
+            Saved::Fenced { partition, owner } => {
+                tracing::warn!(pipeline = %p.name, partition, owner = %owner, "another process owns this partition now (this one paused past its session timeout?): its window state is not saved over the new owner's");
+                Some(partition)
+            }
+        })
+        .collect();
+    if !fenced.is_empty() {
+        metrics
+            .state_fenced
+            .with_label_values(&[&p.name])
+            .inc_by(fenced.len() as u64);
+    }
     tracing::debug!(pipeline = %p.name, bytes, took_ms = started.elapsed().as_millis() as u64, "window state saved");
     metrics
         .state_bytes
@@ -330,6 +355,12 @@ fn restore_pipeline(p: &mut CompiledPipeline, store: &StateStore) {
 /// cannot be read leaves that partition's keys empty).
 fn restore_partitions(p: &mut CompiledPipeline, store: &StateStore, ids: &[i64]) {
     for &id in ids {
+        // Fence the previous owner before reading what it saved last —
+        // also when the partition's state is here already (a broker may
+        // have given it to another member meanwhile, who claimed it).
+        if let Err(e) = store.claim(&p.name, id) {
+            tracing::warn!(pipeline = %p.name, partition = id, error = %e, "the partition cannot be claimed: a previous owner that paused past its session timeout could overwrite its state");
+        }
         if p.holds_partition(id) {
             continue;
         }
