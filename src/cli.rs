@@ -253,6 +253,10 @@ pub enum Command {
         /// Never print the progress line.
         #[arg(long, short)]
         quiet: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics while running
+        /// (e.g. 127.0.0.1:9100); the same metrics as `weir serve`.
+        #[arg(long, value_name = "ADDR", env = "WEIR_METRICS")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Run SQL over the archive.
     ///

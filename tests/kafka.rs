@@ -671,6 +671,8 @@ struct Stalled {
     _dir: tempfile::TempDir,
     child: Child,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Where it serves `/metrics`.
+    metrics: String,
 }
 
 async fn stalled_engine(events: usize, group: &str) -> Stalled {
@@ -690,8 +692,10 @@ pipeline all {{
         broker.bootstrap()
     );
     std::fs::write(dir.path().join("stall.rules"), rules).unwrap();
+    let metrics = format!("127.0.0.1:{}", crate::support::free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", "stall.rules", "--quiet", "--data-dir", "data"])
+        .args(["--metrics", &metrics])
         .current_dir(dir.path())
         .env(
             "WEIR_LOG",
@@ -717,7 +721,18 @@ pipeline all {{
         _dir: dir,
         child,
         log,
+        metrics: format!("http://{metrics}/metrics"),
     }
+}
+
+/// The value of `weir_source_paused` for source `app` at `url` (None when
+/// not served or not there yet).
+async fn source_paused(url: &str) -> Option<i64> {
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+    text.lines()
+        .find(|l| l.starts_with("weir_source_paused{") && l.contains("source=\"app\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A consumer joins the group while the engine is stalled: the engine
@@ -735,6 +750,7 @@ async fn a_stalled_engine_gives_a_partition_up_in_a_rebalance_and_stays() {
         _dir,
         mut child,
         log,
+        ..
     } = stalled_engine(N, "stall2").await;
     // Joined, both partitions, stalled and paused (patience 2 s).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -849,8 +865,20 @@ async fn a_stalled_engine_keeps_its_place_in_the_group() {
         _dir,
         mut child,
         log,
+        metrics,
     } = stalled_engine(N, "stall").await;
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Stalled: fetching paused, and the metric says so.
+    let stalled_at = Instant::now();
+    let mut paused = None;
+    while stalled_at.elapsed() < Duration::from_secs(12) {
+        paused = source_paused(&metrics).await;
+        if paused == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(paused, Some(1), "weir_source_paused during the stall");
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(stalled_at.elapsed())).await;
     let stdout = child.stdout.take().unwrap();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -874,6 +902,15 @@ async fn a_stalled_engine_keeps_its_place_in_the_group() {
     });
     let got = done_rx.recv_timeout(Duration::from_secs(120));
     let out = progress.load(std::sync::atomic::Ordering::Relaxed);
+    // Everything went through: fetching resumed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while source_paused(&metrics).await != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "weir_source_paused stays 1 after the stall"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     // What it logged while running (a stop revokes its partitions).
     let log = log.lock().map(|l| l.clone()).unwrap_or_default();
     let _ = child.kill();

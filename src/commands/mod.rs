@@ -25,7 +25,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             json,
             quiet,
-        } => runtime()?.block_on(run::run(&file, config.as_deref(), data_dir, json, quiet)),
+            metrics,
+        } => runtime()?.block_on(run::run(
+            &file,
+            config.as_deref(),
+            data_dir,
+            run::Display { json, quiet },
+            metrics,
+        )),
         Command::Query {
             sql,
             format,

@@ -12,12 +12,20 @@ use std::time::{Duration, Instant};
 use weir_engine::alerting::notify::{alert_line, evidence_lines};
 use weir_engine::HistoryEntry;
 
+/// What `weir run` prints.
+pub struct Display {
+    /// Alerts as JSON lines instead of text.
+    pub json: bool,
+    /// No progress line.
+    pub quiet: bool,
+}
+
 pub async fn run(
     file: &Path,
     config: Option<&Path>,
     data_dir: PathBuf,
-    json: bool,
-    quiet: bool,
+    Display { json, quiet }: Display,
+    metrics: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
     let name = file.display().to_string();
     let text = rules::read(file)?;
@@ -29,6 +37,10 @@ pub async fn run(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let mut alerts = host.alerts.subscribe();
+    let metrics_server = match metrics {
+        Some(addr) => Some(serve_metrics(addr, host.clone()).await?),
+        None => None,
+    };
     if let Err(e) = host.deploy(&name, &text, base, true, None).await {
         eprint!("{}", e.render());
         return Ok(ExitCode::from(1));
@@ -60,6 +72,9 @@ pub async fn run(
     };
     let result = host.wait_all().await;
     stopper.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     if let Err(e) = host.alerts.save() {
         tracing::warn!(error = %e, "could not save the alert state");
     }
@@ -137,6 +152,37 @@ fn gauge_total(g: &prometheus::IntGaugeVec) -> i64 {
                 .collect::<Vec<_>>()
         })
         .sum()
+}
+
+/// Serves `GET /metrics` (Prometheus text) at `addr` until aborted.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    host: Arc<EngineHost>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics at {addr}: {e}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let host = host.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    host.metrics_text(),
+                )
+            }
+        }),
+    );
+    tracing::info!(%addr, "metrics at /metrics");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "the metrics server stopped");
+        }
+    }))
 }
 
 async fn progress_loop(host: &EngineHost) {
