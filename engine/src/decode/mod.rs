@@ -219,7 +219,7 @@ impl LineDecoder {
                 self.decode_lines(&repaired, text)?
             }
         };
-        decoded.dead.retain(|d| !d.line.trim().is_empty());
+        decoded.dead.retain(|d| !is_blank(d.line.as_bytes()));
         Ok(decoded)
     }
 
@@ -525,7 +525,7 @@ impl LineDecoder {
         let mut rows: Vec<Map<String, Json>> = Vec::with_capacity(lines.len());
         let mut kept = Vec::with_capacity(lines.len());
         for i in 0..lines.len() {
-            if lines.line(i).trim_ascii().is_empty() {
+            if is_blank(lines.line(i)) {
                 continue;
             }
             if let Some(reason) = too_long(self.max_line_bytes, lines.line(i)) {
@@ -715,6 +715,13 @@ fn without_trailing_line_breaks(col: &ArrayRef) -> Option<ArrayRef> {
         .map(|v| v.map(|v| v.trim_end_matches(['\n', '\r'])))
         .collect();
     Some(Arc::new(trimmed))
+}
+
+/// Whether a line is no event: nothing but ASCII whitespace (what JSON,
+/// logfmt and the line formats all treat as space between values). One
+/// definition for every format.
+fn is_blank(line: &[u8]) -> bool {
+    line.trim_ascii().is_empty()
 }
 
 /// `lines` with the bytes that are not UTF-8 replaced with U+FFFD (the
@@ -1179,7 +1186,7 @@ in the middle"}"#,
                         4 => line = b" \t"[..(next() % 3) as usize].to_vec(),
                         _ => {}
                     }
-                    blank += usize::from(line.trim_ascii().is_empty());
+                    blank += usize::from(is_blank(&line));
                     batch.push(&line);
                 }
                 let got = d
@@ -1191,7 +1198,7 @@ in the middle"}"#,
                     n,
                     "{format:?}: lines lost or doubled"
                 );
-                assert!(got.dead.iter().all(|d| !d.line.trim().is_empty()));
+                assert!(got.dead.iter().all(|d| !is_blank(d.line.as_bytes())));
                 total += n - blank;
                 out += rows + got.dead.len();
             }
