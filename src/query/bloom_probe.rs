@@ -132,9 +132,9 @@ struct Bits {
     blocks: u64,
 }
 
-/// A file's filters, by row group and column: where their bits lie
-/// (`None`: the header could not be read).
-type Located = HashMap<(String, u64, usize, usize), Option<Bits>>;
+/// Per file (path and size), its filters by row group and column: where
+/// their bits lie (`None`: the header could not be read).
+type Located = HashMap<(String, u64), HashMap<(usize, usize), Option<Bits>>>;
 
 /// Where the bloom filters of archive files keep their bits, read once per
 /// file, row group and column.
@@ -271,13 +271,14 @@ impl BloomFilters {
         file: &ObjectMeta,
         filters: &[(usize, usize, u64, u64)],
     ) -> Option<HashMap<(usize, usize), Bits>> {
-        let key = |g: usize, c: usize| (file.location.to_string(), file.size, g, c);
+        let key = (file.location.to_string(), file.size);
         let mut found = HashMap::new();
         let mut missing = Vec::new();
         {
             let located = self.located.lock().unwrap_or_else(|p| p.into_inner());
+            let known = located.get(&key);
             for &(g, c, offset, length) in filters {
-                match located.get(&key(g, c)) {
+                match known.and_then(|k| k.get(&(g, c))) {
                     Some(Some(b)) => {
                         found.insert((g, c), *b);
                     }
@@ -295,13 +296,14 @@ impl BloomFilters {
             .collect();
         let headers = store.get_ranges(&file.location, &ranges).await.ok()?;
         let mut located = self.located.lock().unwrap_or_else(|p| p.into_inner());
-        if located.len() + missing.len() > MAX_REMEMBERED {
+        if located.values().map(HashMap::len).sum::<usize>() + missing.len() > MAX_REMEMBERED {
             located.clear();
         }
+        let known = located.entry(key).or_default();
         let mut all = true;
         for (&(g, c, offset, length), header) in missing.iter().zip(&headers) {
             let bits = bits_of(header, offset, length);
-            located.insert(key(g, c), bits);
+            known.insert((g, c), bits);
             match bits {
                 Some(b) => {
                     found.insert((g, c), b);
