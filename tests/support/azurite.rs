@@ -2,10 +2,7 @@
 //! scripts/services/install-azurite.sh) on loopback, with the container
 //! `weir`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use super::Service;
 
 /// Azurite's well-known development account and its key (public: the same
 /// in every Azurite, accepted by no real Azure account).
@@ -15,33 +12,28 @@ const KEY: &str =
 
 /// Azurite's Blob service on a free port, in memory, killed when dropped.
 pub struct Azurite {
-    child: Child,
+    service: Service,
     pub port: u16,
 }
 
 impl Azurite {
     pub fn start() -> Azurite {
-        let bin = std::env::var("WEIR_AZURITE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/weir/azurite/node_modules/.bin/azurite-blob")
-            });
-        assert!(
-            bin.is_file(),
-            "Azurite is not installed at {}: run scripts/services/install-azurite.sh (scripts/test.sh does)",
-            bin.display()
+        let bin = super::installed(
+            std::env::var_os("WEIR_AZURITE").map(std::path::PathBuf::from),
+            ".cache/weir/azurite/node_modules/.bin/azurite-blob",
+            "scripts/services/install-azurite.sh",
         );
-        let port = super::free_port();
-        let child = Command::new(bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args(["--inMemoryPersistence", "--disableTelemetry"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("azurite-blob starts");
-        super::wait_for_port(port);
-        let azurite = Azurite { child, port };
+        let service = Service::start(&bin, |port| {
+            ["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()]
+                .into_iter()
+                .chain(["--inMemoryPersistence", "--disableTelemetry"])
+                .map(String::from)
+                .collect()
+        });
+        let azurite = Azurite {
+            port: service.port,
+            service,
+        };
         azurite.create_container("weir");
         azurite
     }
@@ -57,15 +49,9 @@ impl Azurite {
         );
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &base64_decode(KEY));
         let signature = base64_encode(ring::hmac::sign(&key, to_sign.as_bytes()).as_ref());
-        let port = self.port;
-        let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            conn,
-            "PUT /{ACCOUNT}/{name}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        conn.read_to_string(&mut resp).unwrap();
+        let resp = self.service.request(&format!(
+            "PUT /{ACCOUNT}/{name}?restype=container HTTP/1.1\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\n"
+        ));
         assert!(resp.starts_with("HTTP/1.1 201"), "container: {resp}");
     }
 
@@ -80,13 +66,6 @@ impl Azurite {
                 format!("http://127.0.0.1:{}", self.port),
             )],
         )
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

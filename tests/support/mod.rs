@@ -236,6 +236,73 @@ pub fn peak_rss_mib_of(pid: &str) -> f64 {
 }
 
 /// Waits until something listens on `127.0.0.1:port` (30 s at most).
+/// A test server started from an installed program on a free loopback
+/// port, killed when dropped.
+pub struct Service {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Service {
+    /// Runs `bin` with the arguments `args` gives for the port, and waits
+    /// until it listens.
+    pub fn start(bin: &Path, args: impl FnOnce(u16) -> Vec<String>) -> Service {
+        let port = free_port();
+        let child = std::process::Command::new(bin)
+            .args(args(port))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} does not start: {e}", bin.display()));
+        let service = Service { child, port };
+        wait_for_port(port);
+        service
+    }
+
+    /// Sends one HTTP/1.1 request (`head`: the request line and headers,
+    /// without `Host`, `Content-Length` and `Connection`, each ending in
+    /// `\r\n`) with no body; returns the response.
+    pub fn request(&self, head: &str) -> String {
+        use std::io::{Read, Write};
+        let port = self.port;
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            conn,
+            "{head}Host: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        conn.read_to_string(&mut resp).unwrap();
+        resp
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test tool installed by the project's scripts: at `path` (from an
+/// environment variable), else at `~/DEFAULT`; fails, saying which script
+/// installs it, when missing (integration tests never skip).
+pub fn installed(
+    path: Option<std::path::PathBuf>,
+    default: &str,
+    script: &str,
+) -> std::path::PathBuf {
+    let bin = path.unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(default)
+    });
+    assert!(
+        bin.is_file(),
+        "{} is not installed: run {script} (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
