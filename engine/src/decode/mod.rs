@@ -661,8 +661,9 @@ impl LineDecoder {
         Ok(RecordBatch::try_new(self.base_schema.clone(), columns)?)
     }
 
-    /// The `timestamp` text column as times: missing ones are the arrival
-    /// time; the rows whose text is no time, with the reason.
+    /// The `timestamp` text column as times: missing ones — null, empty,
+    /// or a lone `-` (syslog's and access logs' "no value") — are the
+    /// arrival time; the rows whose text is no time, with the reason.
     fn parse_timestamps(
         &self,
         col: &ArrayRef,
@@ -672,8 +673,8 @@ impl LineDecoder {
         let mut out = Vec::with_capacity(text.len());
         let mut bad = Vec::new();
         for (row, v) in text.iter().enumerate() {
-            out.push(match v {
-                None => received_at_us,
+            out.push(match v.map(str::trim) {
+                None | Some("" | "-") => received_at_us,
                 Some(t) => match self.timestamps.parse(t, received_at_us) {
                     Ok(us) => us,
                     Err(e) => {
@@ -939,10 +940,12 @@ mod tests {
                 r#"{"timestamp":"yesterday","status":3}"#,
                 r#"{"timestamp":"10/Oct/2026:13:55:36 +0000","status":4}"#,
                 r#"{"status":5}"#,
+                r#"{"timestamp":"","status":6}"#,
+                r#"{"timestamp":" - ","status":7}"#,
             ]))
             .unwrap_or_else(|e| panic!("{e}"));
         let b = out.batch.unwrap_or_else(|| panic!("no batch"));
-        assert_eq!(b.num_rows(), 4);
+        assert_eq!(b.num_rows(), 6);
         assert_eq!(out.dead.len(), 1);
         assert_eq!(out.dead[0].offset, 102);
         assert!(
@@ -957,12 +960,21 @@ mod tests {
         assert_eq!(ts.value(1), 1_438_188_104_747_000);
         assert_eq!(ts.value(2), 1_791_640_536_000_000);
         assert_eq!(ts.value(3), 7, "missing: the arrival time");
+        assert_eq!(
+            (ts.value(4), ts.value(5)),
+            (7, 7),
+            "empty or -: the arrival time"
+        );
         let off = b.column_by_name("_offset").unwrap_or_else(|| panic!());
         let off: Vec<i64> = off
             .as_primitive::<arrow::datatypes::Int64Type>()
             .values()
             .to_vec();
-        assert_eq!(off, [100, 101, 103, 104], "offsets skip the dead line");
+        assert_eq!(
+            off,
+            [100, 101, 103, 104, 105, 106],
+            "offsets skip the dead line"
+        );
 
         // The same through the line-by-line path (regex), with an explicit format.
         let re = r"^(?P<timestamp>\S+ \S+) (?P<message>.*)$";
