@@ -241,3 +241,106 @@ pipeline per_service {{
     assert_eq!(services("firing"), five, "each alert fired once");
     assert_eq!(services("resolved"), five, "each alert resolved once");
 }
+
+/// Event time behind the topic moves per source partition: source
+/// partition 1 is read after partition 0's whole backlog (both started at
+/// the same moment), and the rows of both meet in each partition of the
+/// repartition topic. With no lateness, none of partition 1's rows is late
+/// — the window waits for it as it would without the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_partition_read_behind_is_not_late_behind_the_topic() {
+    use rdkafka::producer::FutureRecord;
+    let _heavy = crate::support::heavy().await;
+    let broker = Broker::memory();
+    broker.create_topic("skew", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rows.ndjson");
+    let rules = format!(
+        r#"source app = kafka(brokers: "{}", topic: "skew", group: "sk", commit_every: 300ms, options: ["batch.num.messages=1", "linger.ms=0"]) format json
+output rows = file(path: "{}")
+pipeline per_service {{
+  from app
+  | repartition by service
+  | window tumbling 1m by service {{ n = count() }}
+  | to rows
+}}
+"#,
+        broker.bootstrap(),
+        out.display()
+    );
+    let weir = Weir::start(&rules, dir.path(), "p");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Second s is of service s{s % 10}: the services spread over both
+    // partitions of the repartition topic.
+    let at = |s: i64| {
+        let t = start_time() + chrono::Duration::seconds(s);
+        format!(
+            r#"{{"timestamp":"{}","service":"s{}","message":"at {s}"}}"#,
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            s % 10
+        )
+        .into_bytes()
+    };
+    let p = one_per_batch(&broker.bootstrap());
+    let send = |partition: i32, seconds: Vec<i64>| {
+        let p = p.clone();
+        async move {
+            for chunk in seconds.chunks(1_000) {
+                let bodies: Vec<Vec<u8>> = chunk.iter().map(|&s| at(s)).collect();
+                let sends = bodies.iter().map(|b| {
+                    p.send(
+                        FutureRecord::<(), _>::to("skew")
+                            .partition(partition)
+                            .payload(b),
+                        Duration::from_secs(60),
+                    )
+                });
+                for r in futures::future::join_all(sends).await {
+                    r.unwrap_or_else(|(e, _)| panic!("produce failed: {e}"));
+                }
+            }
+        }
+    };
+    // Both source partitions start together (every service once)...
+    send(0, (0..10).collect()).await;
+    send(1, (0..10).collect()).await;
+    wait_until(60, "both starts read", || {
+        committed(&broker.bootstrap(), "sk", "skew", 2)
+            .iter()
+            .all(|&o| o >= 10)
+    })
+    .await;
+    // ... then partition 0's hour is read before partition 1's.
+    const SECONDS: i64 = 3_600;
+    send(0, (10..SECONDS).collect()).await;
+    send(1, (10..SECONDS).collect()).await;
+    // Later events of every service close every window.
+    send(0, (SECONDS + 120..SECONDS + 130).collect()).await;
+    send(1, (SECONDS + 120..SECONDS + 130).collect()).await;
+    let windows = (SECONDS / 60) as usize * 10;
+    let counts = || -> BTreeMap<(String, String), i64> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| {
+                let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                (
+                    (text("window_start"), text("service")),
+                    v["n"].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    wait_until(120, "every window written", || counts().len() >= windows).await;
+    assert!(weir.terminate().success());
+    // Each service has 6 seconds a minute, from each source partition.
+    let got = counts();
+    let short: Vec<_> = got.iter().filter(|(_, n)| **n != 12).take(5).collect();
+    assert!(
+        got.len() == windows && short.is_empty(),
+        "{} of {} windows differ from 12 events, e.g. {short:?}",
+        got.values().filter(|n| **n != 12).count(),
+        got.len()
+    );
+}

@@ -215,6 +215,15 @@ fn split_one(cp: CheckedPipeline, at: usize, source: &CheckedSource) -> Halves {
     };
     let mut receiver_schemas = vec![received.clone()];
     receiver_schemas.extend_from_slice(&schemas[at + 1..]);
+    // A window right after the split keeps the rows' source partition (at
+    // the end: the window's resolved columns stay where they are), so its
+    // event time moves per source partition within each topic partition,
+    // as it would have without the topic.
+    if matches!(plans.get(at + 1), Some(StagePlan::Window(_))) {
+        if let Some(s) = receiver_schemas.get_mut(1) {
+            s.push(ORIGIN_PARTITION, crate::types::Type::Int);
+        }
+    }
     let mut receiver_plans = vec![with_role(&plans[at], RepartitionRole::Receive, &received)];
     receiver_plans.extend(plans[at + 1..].iter().cloned().map(|p| match p {
         StagePlan::Alert(mut a) => {
@@ -374,6 +383,11 @@ pipeline plain {
         assert_eq!(receiver.schemas[0], source.schema);
         assert_eq!(receiver.pipeline.stages.len(), receiver.plans.len());
         assert_eq!(receiver.schemas.len(), receiver.plans.len() + 1);
+        // The window after the split reads the rows' source partition.
+        assert_eq!(
+            receiver.schemas[1].index_of(ORIGIN_PARTITION),
+            Some(receiver.schemas[1].fields.len() - 1)
+        );
         match (&receiver.plans[0], &receiver.plans[2]) {
             (StagePlan::Repartition(r), StagePlan::Alert(a)) => {
                 assert_eq!(r.role, RepartitionRole::Receive);

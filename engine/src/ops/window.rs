@@ -36,6 +36,13 @@
 //! from one process to another. The receiving window keeps the sender's
 //! watermark for that partition's events (its `floor`), so a window the
 //! sender emitted is not opened again.
+//!
+//! Behind a repartition topic each topic partition mixes the rows of every
+//! source partition; the window right after the split reads each row's
+//! source partition too (`_origin_partition`) and keeps a clock per (topic
+//! partition, source partition), so a source partition read behind the
+//! others holds the windows open as it would have without the topic. The
+//! state still moves by topic partition.
 
 use super::aggregate::{build_column, Acc, AggSpec, Input};
 use super::key_table::KeyTable;
@@ -58,9 +65,17 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// holds the watermark back.
 pub const PARTITION_IDLE: Duration = Duration::from_secs(10);
 
+/// A clock of no source partition in particular: the partition's own
+/// (outside a repartition) or one announced or restored before its rows
+/// said which source partitions they come from.
+const NO_ORIGIN: i64 = -1;
+
 /// Event time of one source partition.
 struct PartClock {
+    /// The `_partition` it is of (what state moves with).
     id: i64,
+    /// The source partition behind a repartition topic, or [`NO_ORIGIN`].
+    origin: i64,
     /// Its largest event time.
     max_ts: i64,
     /// When it last had an event.
@@ -209,9 +224,12 @@ pub struct Window {
     definition: String,
     /// The input's `_partition` column (`None`: one partition).
     part_col: Option<usize>,
-    /// Event time per source partition, and where each one is in `parts`.
+    /// The input's `_origin_partition` column (behind a repartition topic).
+    origin_col: Option<usize>,
+    /// Event time per source partition, and where each one is in `parts`
+    /// by (partition, origin).
     parts: Vec<PartClock>,
-    part_index: HashMap<i64, usize>,
+    part_index: HashMap<(i64, i64), usize>,
     /// The least largest event time over the active partitions.
     low: i64,
     idle_after: Duration,
@@ -274,6 +292,7 @@ impl Window {
         }))
         .with_definition(definition)
         .with_partitions(s.input.index_of(weir_dsl::types::PARTITION), PARTITION_IDLE)
+        .with_origins(s.input.index_of(weir_dsl::types::ORIGIN_PARTITION))
         .with_state_per_partition(w.per_partition))
     }
 
@@ -289,6 +308,14 @@ impl Window {
     pub fn with_partitions(mut self, col: Option<usize>, idle_after: Duration) -> Window {
         self.part_col = col;
         self.idle_after = idle_after;
+        self
+    }
+
+    /// Behind a repartition topic: event time moves per source partition
+    /// within each partition, read from column `col` (see the module
+    /// documentation).
+    pub fn with_origins(mut self, col: Option<usize>) -> Window {
+        self.origin_col = col;
         self
     }
 
@@ -339,6 +366,7 @@ impl Window {
             overflow_logged: None,
             definition: String::new(),
             part_col: None,
+            origin_col: None,
             parts: Vec::new(),
             part_index: HashMap::new(),
             low: i64::MIN,
@@ -734,12 +762,7 @@ impl Window {
             max_ts: self.max_ts,
             watermark: self.watermark,
             late_total: if part.is_none() { self.late_total } else { 0 },
-            parts: self
-                .parts
-                .iter()
-                .filter(|p| part.is_none_or(|id| id == p.id))
-                .map(|p| (p.id, p.max_ts))
-                .collect(),
+            parts: self.part_times(part),
             next_start: self.next_start,
             key_parts: match part {
                 None if self.per_partition => self.key_parts.clone(),
@@ -827,18 +850,20 @@ impl Window {
         let mut late = 0u64;
         let mut overflow = 0u64;
         self.mark_idle(now);
-        let parts = self
-            .part_col
-            .and_then(|c| {
+        let int_col = |col: Option<usize>| {
+            col.and_then(|c| {
                 batch
                     .column(c)
                     .as_primitive_opt::<arrow::datatypes::Int64Type>()
             })
-            .cloned();
+            .cloned()
+        };
+        let parts = int_col(self.part_col);
+        let origins = int_col(self.origin_col);
         if self.per_partition {
             self.key_parts.resize(self.keys.len(), 0);
         }
-        let mut current: Option<(i64, usize)> = None;
+        let mut current: Option<(i64, i64, usize)> = None;
         // Each event is judged against the watermark of the events before
         // it, whatever batches they came in: the same input gives the same
         // windows and late counts however it is cut.
@@ -849,11 +874,15 @@ impl Window {
             }
             let t = ts.value(row);
             let id = parts.as_ref().map_or(0, |p| p.value(row));
+            let origin = origins
+                .as_ref()
+                .filter(|o| o.is_valid(row))
+                .map_or(NO_ORIGIN, |o| o.value(row));
             let (at, first_of_run) = match current {
-                Some((c, at)) if c == id => (at, false),
+                Some((c, o, at)) if c == id && o == origin => (at, false),
                 _ => {
-                    let at = self.part(id, now);
-                    current = Some((id, at));
+                    let at = self.part(id, origin, now);
+                    current = Some((id, origin, at));
                     (at, true)
                 }
             };
@@ -962,9 +991,16 @@ impl Window {
                 .watermark
                 .set(self.watermark.div_euclid(1_000_000));
         }
-        for p in &self.parts {
-            if let (Some(g), true) = (&p.time, p.max_ts != i64::MIN) {
-                g.set(p.max_ts.div_euclid(1_000_000));
+        // A partition's time is its slowest clock's (several behind a
+        // repartition topic).
+        let mut least: HashMap<i64, (i64, Option<&IntGauge>)> = HashMap::new();
+        for p in self.parts.iter().filter(|p| p.max_ts != i64::MIN) {
+            let e = least.entry(p.id).or_insert((p.max_ts, p.time.as_ref()));
+            e.0 = e.0.min(p.max_ts);
+        }
+        for (t, g) in least.into_values() {
+            if let Some(g) = g {
+                g.set(t.div_euclid(1_000_000));
             }
         }
         let idle = self.parts.iter().filter(|p| p.idle).count();
@@ -974,24 +1010,58 @@ impl Window {
             .set((self.parts.len() - idle) as i64);
     }
 
-    /// The index in `parts` of source partition `id` (added when new).
-    fn part(&mut self, id: i64, now: Instant) -> usize {
-        if let Some(&i) = self.part_index.get(&id) {
+    /// Per partition (or only `part`), its least clock's event time.
+    fn part_times(&self, part: Option<i64>) -> Vec<(i64, i64)> {
+        let mut out: BTreeMap<i64, i64> = BTreeMap::new();
+        for p in self
+            .parts
+            .iter()
+            .filter(|p| part.is_none_or(|id| id == p.id))
+        {
+            let t = out.entry(p.id).or_insert(p.max_ts);
+            *t = (*t).min(p.max_ts);
+        }
+        out.into_iter().collect()
+    }
+
+    /// The index in `parts` of the clock of partition `id` and source
+    /// partition `origin` (added when new: a source partition's first rows
+    /// take over the partition's clock of no origin, which an announcement
+    /// or a restore made, or start with the partition's floor).
+    fn part(&mut self, id: i64, origin: i64, now: Instant) -> usize {
+        if let Some(&i) = self.part_index.get(&(id, origin)) {
             return i;
         }
+        if origin != NO_ORIGIN {
+            if let Some(i) = self.part_index.remove(&(id, NO_ORIGIN)) {
+                if let Some(p) = self.parts.get_mut(i) {
+                    p.origin = origin;
+                }
+                self.part_index.insert((id, origin), i);
+                return i;
+            }
+        }
+        let floor = self
+            .parts
+            .iter()
+            .filter(|p| p.id == id)
+            .map(|p| p.floor)
+            .max()
+            .unwrap_or(i64::MIN);
         self.parts.push(PartClock {
             id,
+            origin,
             max_ts: i64::MIN,
             seen: now,
             idle: false,
-            floor: i64::MIN,
+            floor,
             time: self
                 .metrics
                 .partition_time
                 .as_ref()
                 .map(|(g, name)| g.with_label_values(&[name, &id.to_string()])),
         });
-        self.part_index.insert(id, self.parts.len() - 1);
+        self.part_index.insert((id, origin), self.parts.len() - 1);
         self.parts.len() - 1
     }
 
@@ -1091,8 +1161,8 @@ impl Operator for Window {
         let now = Instant::now();
         let mut added = false;
         for &id in ids {
-            if !self.part_index.contains_key(&id) {
-                self.part(id, now);
+            if !self.parts.iter().any(|p| p.id == id) {
+                self.part(id, NO_ORIGIN, now);
                 added = true;
             }
         }
@@ -1192,9 +1262,11 @@ impl Operator for Window {
         self.max_ts = self.max_ts.max(state.max_ts);
         self.late_total += state.late_total;
         let now = Instant::now();
-        let at = self.part(part, now);
-        if let Some(p) = self.parts.get_mut(at) {
-            let saved = state.parts.iter().find(|(id, _)| *id == part).map(|p| p.1);
+        if !self.parts.iter().any(|p| p.id == part) {
+            self.part(part, NO_ORIGIN, now);
+        }
+        let saved = state.parts.iter().find(|(id, _)| *id == part).map(|p| p.1);
+        for p in self.parts.iter_mut().filter(|p| p.id == part) {
             p.max_ts = p.max_ts.max(saved.unwrap_or(i64::MIN));
             p.floor = p.floor.max(state.watermark);
         }
@@ -1241,7 +1313,7 @@ impl Operator for Window {
             .parts
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.id, i))
+            .map(|(i, p)| ((p.id, p.origin), i))
             .collect();
         self.recompute_low();
         self.update_open_gauge();
@@ -1314,7 +1386,7 @@ impl Operator for Window {
         self.parts.clear();
         self.part_index.clear();
         for (id, max_ts) in state.parts {
-            let at = self.part(id, now);
+            let at = self.part(id, NO_ORIGIN, now);
             if let Some(p) = self.parts.get_mut(at) {
                 p.max_ts = max_ts;
             }
@@ -1755,6 +1827,75 @@ mod tests {
         again.restore(&state).unwrap();
         again.process(partitioned(&[(115, 1)])).unwrap();
         assert_eq!(late2.get(), 0, "partition 1 may still bring second 115");
+    }
+
+    /// Events (second, source partition), all read from partition 0 of a
+    /// repartition topic: `_partition` in column 2, `_origin_partition` in 3.
+    fn repartitioned(events: &[(i64, i64)]) -> RecordBatch {
+        let b = partitioned(&events.iter().map(|e| (e.0, 0)).collect::<Vec<_>>());
+        let origins = Int64Array::from(events.iter().map(|e| e.1).collect::<Vec<_>>());
+        let mut cols = b.columns().to_vec();
+        cols.push(Arc::new(origins));
+        let mut fields = b.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new(
+            "_origin_partition",
+            DataType::Int64,
+            true,
+        )));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+    }
+
+    #[test]
+    fn behind_a_repartition_topic_a_source_partition_read_behind_holds_windows_open() {
+        // Source partitions 0 and 1 both start at second 10; then 0 is
+        // read up to second 110 while 1 is still at second 50 (a backlog):
+        // all through one partition of the repartition topic.
+        let batches = [
+            vec![(10, 0), (10, 1)],
+            vec![(100, 0), (110, 0)],
+            vec![(50, 1), (51, 1)],
+        ];
+        let run = |origins: bool| {
+            let (w, _, late) = window_with(0, DEFAULT_MAX_KEYS);
+            let w = w.with_partitions(Some(2), Duration::from_secs(3600));
+            let mut w = if origins { w.with_origins(Some(3)) } else { w };
+            w.on_partitions(&[0]);
+            let mut out = 0;
+            for b in &batches {
+                out += counted(&w.process(repartitioned(b)).unwrap());
+            }
+            (w, late.get(), out)
+        };
+        // By the topic partition's clock alone, source partition 1's rows
+        // are late.
+        let (_, late, _) = run(false);
+        assert_eq!(late, 2);
+        let (mut w, late, out) = run(true);
+        assert_eq!(late, 0, "source partition 1 holds the windows open");
+        assert_eq!(out, 3, "windows up to second 51 closed");
+        assert_eq!(w.watermark(), Some(51_000_000));
+        // The partition's state moves with its least clock's time: its
+        // next reader lets source partition 1 go on from second 51.
+        let state = w.snapshot_partitions().unwrap();
+        assert_eq!(state.len(), 1);
+        let (again, _, late2) = window_with(0, DEFAULT_MAX_KEYS);
+        let mut again = again
+            .with_partitions(Some(2), Duration::from_secs(3600))
+            .with_origins(Some(3));
+        again.restore_partition(&state[0].1).unwrap();
+        again.process(repartitioned(&[(60, 1), (112, 0)])).unwrap();
+        assert_eq!(late2.get(), 0);
+        assert_eq!(
+            again.watermark(),
+            Some(60_000_000),
+            "the least clock's time"
+        );
+        let out = w.process(repartitioned(&[(120, 1)])).unwrap();
+        assert_eq!(
+            counted(&out),
+            2,
+            "seconds 100 and 110 close once 1 passed them"
+        );
     }
 
     #[test]
