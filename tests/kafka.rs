@@ -135,10 +135,21 @@ pub(crate) async fn produce(
     partitions: i32,
     payloads: &[Vec<u8>],
 ) -> Vec<(i64, i64)> {
+    produce_to(p, topic, |i| i as i32 % partitions, payloads).await
+}
+
+/// Produces each payload `i` to partition `partition(i)`; returns each
+/// one's (partition, offset).
+pub(crate) async fn produce_to(
+    p: &FutureProducer,
+    topic: &str,
+    partition: impl Fn(usize) -> i32,
+    payloads: &[Vec<u8>],
+) -> Vec<(i64, i64)> {
     let sends = payloads.iter().enumerate().map(|(i, body)| {
         p.send(
             FutureRecord::<(), _>::to(topic)
-                .partition(i as i32 % partitions)
+                .partition(partition(i))
                 .payload(body),
             Duration::from_secs(60),
         )

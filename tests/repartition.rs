@@ -12,7 +12,7 @@
 //! `_SEED` scale it (the proof: 1,000,000 events, 6 partitions, 3
 //! processes, 8 kills; with `WEIR_TEST_BIN` naming an optimised build).
 
-use crate::kafka::{committed, one_per_batch, produce, wait_until, Weir};
+use crate::kafka::{committed, one_per_batch, produce, produce_to, wait_until, Weir};
 use crate::support::env_or;
 use crate::support::tansu::Broker;
 use crate::window_state::notified_services;
@@ -249,7 +249,6 @@ pipeline per_service {{
 /// — the window waits for it as it would without the topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_partition_read_behind_is_not_late_behind_the_topic() {
-    use rdkafka::producer::FutureRecord;
     let _heavy = crate::support::heavy().await;
     let broker = Broker::memory();
     broker.create_topic("skew", 2);
@@ -287,17 +286,7 @@ pipeline per_service {{
         async move {
             for chunk in seconds.chunks(1_000) {
                 let bodies: Vec<Vec<u8>> = chunk.iter().map(|&s| at(s)).collect();
-                let sends = bodies.iter().map(|b| {
-                    p.send(
-                        FutureRecord::<(), _>::to("skew")
-                            .partition(partition)
-                            .payload(b),
-                        Duration::from_secs(60),
-                    )
-                });
-                for r in futures::future::join_all(sends).await {
-                    r.unwrap_or_else(|(e, _)| panic!("produce failed: {e}"));
-                }
+                produce_to(&p, "skew", |_| partition, &bodies).await;
             }
         }
     };
