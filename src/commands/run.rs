@@ -36,6 +36,9 @@ pub async fn run(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    // Taken over before anything starts: a stop asked for from now on is
+    // graceful.
+    let signal = super::shutdown_signal();
     let mut alerts = host.alerts.subscribe();
     let metrics_server = match metrics {
         Some(addr) => Some(serve_metrics(addr, host.clone()).await?),
@@ -65,7 +68,7 @@ pub async fn run(
     let stopper = {
         let host = host.clone();
         tokio::spawn(async move {
-            super::shutdown_signal().await;
+            signal.await;
             eprintln!("\nstopping: flushing sinks; open windows are emitted, or saved for the next start when they read Kafka...");
             host.stop_all().await;
         })

@@ -222,6 +222,8 @@ pub async fn serve(opts: Options, log_format: LogFormat) -> anyhow::Result<ExitC
         }
     }
 
+    // Before the port opens: a stop asked for from then on is graceful.
+    let stop = super::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -287,7 +289,7 @@ pub async fn serve(opts: Options, log_format: LogFormat) -> anyhow::Result<ExitC
         }),
         &cfg.http,
         tls,
-        super::shutdown_signal(),
+        stop,
     )
     .await
     .context("HTTP server failed")?;
