@@ -81,6 +81,14 @@ const fn arg(name: &'static str, ty: ArgType, required: bool, doc: &'static str)
 
 const START: &[&str] = &["earliest", "latest", "beginning", "end"];
 
+/// `first_line`, of the sources that read lines (file, stdin).
+const FIRST_LINE: ArgSpec = arg(
+    "first_line",
+    ArgType::Regex,
+    false,
+    "a regex matching the first line of each event: the lines that do not match (a stack trace's) join the event before them",
+);
+
 /// Source kinds.
 pub const SOURCES: &[ConnectorSpec] = &[
     ConnectorSpec {
@@ -133,24 +141,14 @@ pub const SOURCES: &[ConnectorSpec] = &[
                 false,
                 "keep reading appended lines (default false)",
             ),
-            arg(
-                "first_line",
-                ArgType::Regex,
-                false,
-                "a regex matching the first line of each event: the lines that do not match (a stack trace's) join the event before them",
-            ),
+            FIRST_LINE,
         ],
     },
     ConnectorSpec {
         kind: "stdin",
         replayable: false,
         doc: "lines from standard input",
-        args: &[arg(
-                "first_line",
-                ArgType::Regex,
-                false,
-                "a regex matching the first line of each event: the lines that do not match (a stack trace's) join the event before them",
-            ),],
+        args: &[FIRST_LINE],
     },
     ConnectorSpec {
         kind: "http",

@@ -103,7 +103,7 @@ impl StateStore {
     pub fn new(dir: impl Into<PathBuf>) -> StateStore {
         StateStore {
             dir: dir.into(),
-            owner: owner_token().into(),
+            owner: process_token().into(),
         }
     }
 
@@ -248,18 +248,22 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A token no other process has: the host, the process id and the time.
-fn owner_token() -> String {
+/// A token no other process has, across the machines sharing a state
+/// folder: the host, the process id, the time and a sequence number (two
+/// stores of one process differ). Usable in file names.
+pub(crate) fn process_token() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_default();
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}:{}:{nanos}:{seq}", host.trim(), std::process::id())
+    format!("{host}-{}-{nanos:x}-{seq}", std::process::id())
 }
 
 #[cfg(test)]

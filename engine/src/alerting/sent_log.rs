@@ -37,13 +37,9 @@ pub struct SentLog {
 
 impl SentLog {
     pub fn new(dir: PathBuf) -> SentLog {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
         SentLog {
             dir,
-            me: format!("{}-{nanos:x}", std::process::id()),
+            me: crate::checkpoint::process_token(),
         }
     }
 
