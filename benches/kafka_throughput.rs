@@ -118,7 +118,7 @@ pipeline errors {{
         DeployOptions {
             base_dir: dir.path().to_path_buf(),
             idle_advance: false,
-            state_dir: None,
+            state: None,
         },
     )?;
     let events = metrics.source_events.with_label_values(&["app"]);

@@ -8,12 +8,14 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use weir_connectors::http_server::HttpSettings;
 use weir_connectors::kafka::KafkaConfig;
 use weir_connectors::maintenance::RetentionPolicy;
 use weir_connectors::notify::{ChannelConfig, ChannelKind};
 use weir_connectors::store::{ArchiveLocation, StorageConfig};
+use weir_engine::state_files::StateFiles;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,12 +24,15 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Data folder: archive, dead letters.
     pub data_dir: PathBuf,
-    /// Where windows over Kafka keep their checkpointed state
-    /// (`DATA/state` by default). Processes of one consumer group whose
-    /// windows keep state per partition (a source `keyed_by` what they
-    /// group by) share it to hand a partition's windows on with the
-    /// partition (see docs/kafka.md).
-    pub state_dir: Option<PathBuf>,
+    /// Where windows over Kafka keep their checkpointed state and alerts
+    /// remember their deliveries: a folder (`DATA/state` by default; a
+    /// relative one is relative to this file), or an object store
+    /// (`s3://bucket/prefix`, `gs://`, `az://`, with the `[storage]`
+    /// options). Processes of one consumer group share it to hand a
+    /// partition's windows on with the partition (see docs/kafka.md).
+    /// `state_dir` is its earlier name.
+    #[serde(alias = "state_dir")]
+    pub state: Option<String>,
     /// .rules files to run at start.
     pub rules: Vec<PathBuf>,
     /// How many recent alerts the API keeps.
@@ -90,7 +95,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("weir-data"),
-            state_dir: None,
+            state: None,
             rules: Vec::new(),
             alert_history: 10_000,
             kafka: KafkaConfig::default(),
@@ -159,6 +164,16 @@ impl Config {
         )?)
     }
 
+    /// Where windows and alert deliveries keep checkpointed state:
+    /// `state`, else `DATA/state`.
+    pub fn state_files(&self) -> anyhow::Result<Arc<dyn StateFiles>> {
+        Ok(weir_connectors::state_store::open(
+            self.state.as_deref(),
+            &self.data_dir.join("state"),
+            &self.storage,
+        )?)
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
@@ -168,6 +183,11 @@ impl Config {
         if let Some(dir) = path.parent() {
             if cfg.data_dir.is_relative() {
                 cfg.data_dir = dir.join(&cfg.data_dir);
+            }
+            if let Some(state) = cfg.state.as_mut().filter(|s| !s.contains("://")) {
+                if Path::new(state.as_str()).is_relative() {
+                    *state = dir.join(state.as_str()).display().to_string();
+                }
             }
             if let Some(tls) = &mut cfg.kafka.tls {
                 for p in [&mut tls.ca, &mut tls.cert, &mut tls.key]
@@ -224,6 +244,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_is_a_folder_relative_to_the_file_or_an_object_store_url() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("weir.toml");
+        // `state_dir`, the earlier name, still reads.
+        std::fs::write(&file, "state_dir = \"shared\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let cfg = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let shared = dir.path().join("shared").display().to_string();
+        assert_eq!(cfg.state.as_deref(), Some(shared.as_str()));
+        assert_eq!(
+            cfg.state_files()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .location(),
+            shared
+        );
+        std::fs::write(&file, "state = \"s3://bucket/group\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let cfg = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.state.as_deref(), Some("s3://bucket/group"));
+        std::fs::write(&file, "state = \"ftp://host/x\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let e = Config::load(&file)
+            .and_then(|c| c.state_files().map(|_| ()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("not a place for state"), "{e}");
+    }
 
     #[test]
     fn rejects_unknown_settings_and_fills_defaults() {

@@ -14,6 +14,7 @@ use weir_connectors::kafka::KafkaConfig;
 use weir_connectors::store::StorageConfig;
 use weir_connectors::LocalFactory;
 use weir_engine::alerting::{AlertSettings, SystemClock};
+use weir_engine::state_files::StateFiles;
 use weir_engine::{deploy, AlertManager, DeployOptions, EngineError, Metrics};
 
 pub struct EngineHost {
@@ -23,8 +24,8 @@ pub struct EngineHost {
     /// Names of the configured notification channels.
     pub channels: Vec<String>,
     pub data_dir: PathBuf,
-    /// Where windows keep checkpointed state ([`Config::state_dir`]).
-    pub state_dir: PathBuf,
+    /// Where windows keep checkpointed state ([`Config::state`]).
+    pub state: Arc<dyn StateFiles>,
     /// Kafka client settings for `kafka` connectors.
     pub kafka: KafkaConfig,
     /// Object-store options for `s3://` archives.
@@ -272,13 +273,6 @@ fn windows_info(families: &[prometheus::proto::MetricFamily]) -> HashMap<String,
     out
 }
 
-/// Where windows and alert deliveries keep checkpointed state.
-fn state_dir(cfg: &Config) -> PathBuf {
-    cfg.state_dir
-        .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("state"))
-}
-
 impl EngineHost {
     /// The host for `cfg`, with its notification channels started (call it
     /// inside a Tokio runtime). With `persist_alerts` (`weir serve`), alert
@@ -289,13 +283,14 @@ impl EngineHost {
         let registry = prometheus::Registry::new();
         let metrics = Metrics::new(&registry)?;
         weir_engine::metrics::register_process(&registry)?;
+        let state = cfg.state_files()?;
         let settings = AlertSettings {
             repeat_interval: cfg.alerting.repeat_interval,
             history: cfg.alert_history,
             state_file: persist_alerts.then(|| cfg.data_dir.join("alerts").join("state.json")),
             log_unrouted: true,
             console_url: cfg.alerting.console_url.clone(),
-            sent_log: Some(state_dir(cfg).join("notified")),
+            sent_log: Some(state.clone()),
         };
         let alerts = AlertManager::new(Arc::new(SystemClock), settings, Some(metrics.clone()))
             .map_err(anyhow::Error::msg)?;
@@ -312,7 +307,7 @@ impl EngineHost {
             alerts,
             channels: cfg.channels.keys().cloned().collect(),
             data_dir: cfg.data_dir.clone(),
-            state_dir: state_dir(cfg),
+            state,
             kafka: cfg.kafka.clone(),
             storage: cfg.storage.clone(),
             shutdown_grace: cfg.shutdown_grace,
@@ -402,7 +397,7 @@ impl EngineHost {
             DeployOptions {
                 base_dir,
                 idle_advance,
-                state_dir: Some(self.state_dir.clone()),
+                state: Some(self.state.clone()),
             },
         )
         .map_err(|error| DeployError::Plan {

@@ -79,7 +79,7 @@ async fn one_million_events_windows_alerts_and_archive() {
         DeployOptions {
             base_dir: dir.path().to_path_buf(),
             idle_advance: false,
-            state_dir: None,
+            state: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

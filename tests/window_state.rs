@@ -300,17 +300,29 @@ pub(crate) async fn group_config(
     dir: &Path,
 ) -> (std::path::PathBuf, std::path::PathBuf, crate::alerts::Inbox) {
     let shared = dir.join("shared-state");
+    let (config, inbox) =
+        group_config_at(dir, &format!("{:?}", shared.display().to_string()), "").await;
+    (config, shared, inbox)
+}
+
+/// The config of processes keeping state at `state` (a TOML string),
+/// whose alerts notify the webhook channel `hook` (its inbox second);
+/// `tail` ends the file (a `[storage]` table).
+async fn group_config_at(
+    dir: &Path,
+    state: &str,
+    tail: &str,
+) -> (std::path::PathBuf, crate::alerts::Inbox) {
     let config = dir.join("weir.toml");
     let (hook_port, inbox) = crate::alerts::start_receiver().await;
     std::fs::write(
         &config,
         format!(
-            "state_dir = {:?}\n[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n",
-            shared.display().to_string()
+            "state = {state}\n[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n{tail}"
         ),
     )
     .unwrap();
-    (config, shared, inbox)
+    (config, inbox)
 }
 
 /// The `service` label of every alert the webhook `hook` received with
@@ -448,17 +460,64 @@ async fn keyed_windows_are_exact(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_of_a_keyed_topic_move_with_their_partitions_between_processes() {
     let _heavy = crate::support::heavy().await;
-    let broker = Broker::memory();
-    broker.create_topic("keyed", 4);
     let dir = tempfile::tempdir().unwrap();
     let (config, shared, inbox) = group_config(dir.path()).await;
-    let (out_a, out_b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    let files = shared.join("per_service");
+    hand_over(dir.path(), &config, &inbox, || snapshots(&files).len()).await;
+}
+
+/// Processes on several machines share window state and the delivered
+/// notifications through an object store (S3, on moto here): the same
+/// hand-over as through a shared folder, every window exact, each alert
+/// notified once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_move_with_their_partitions_through_state_on_an_object_store() {
+    let _heavy = crate::support::heavy().await;
+    let s3 = crate::support::moto::S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, inbox) =
+        group_config_at(dir.path(), "\"s3://weir/group/state\"", &s3.storage()).await;
+    let saved = || {
+        s3.keys("group/state/per_service/")
+            .iter()
+            .filter(|k| k.ends_with(".state"))
+            .count()
+    };
+    hand_over(dir.path(), &config, &inbox, saved).await;
+    let keys = s3.keys("group/state/");
+    assert!(
+        keys.iter().any(|k| k.starts_with("group/state/notified/")),
+        "deliveries are remembered in the store: {keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with("/0.owner")),
+        "partitions are claimed in the store: {keys:?}"
+    );
+    for data in ["a", "b"] {
+        let local = dir.path().join(data).join("state");
+        assert!(!local.exists(), "nothing is kept in {}", local.display());
+    }
+}
+
+/// Two processes of one group read the keyed topic; one is killed once
+/// its partitions' windows were saved (`saved` counts the snapshots) and
+/// restarted later: the windows and alerts equal one uninterrupted
+/// process's.
+async fn hand_over(
+    dir: &Path,
+    config: &Path,
+    inbox: &crate::alerts::Inbox,
+    saved: impl Fn() -> usize,
+) {
+    let broker = Broker::memory();
+    broker.create_topic("keyed", 4);
+    let (out_a, out_b) = (dir.join("a.ndjson"), dir.join("b.ndjson"));
     let start = |name: &str, out: &Path| {
         Weir::start_with(
             &keyed_rules(&broker.bootstrap(), out),
-            dir.path(),
+            dir,
             name,
-            Some(&config),
+            Some(config),
         )
     };
     let a = start("a", &out_a);
@@ -469,18 +528,14 @@ async fn windows_of_a_keyed_topic_move_with_their_partitions_between_processes()
     // B crashes after its partitions' windows were saved: A takes them
     // over with their state. B comes back later and takes some back (A
     // saves them when they are revoked).
-    let files = shared.join("per_service");
-    wait_until(60, "window state saved per partition", || {
-        snapshots(&files).len() >= 4
-    })
-    .await;
+    wait_until(60, "window state saved per partition", || saved() >= 4).await;
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     b.kill();
     tokio::time::sleep(Duration::from_secs(9)).await;
     let b = start("b", &out_b);
     producing.await.unwrap();
     keyed_committed(&broker, EVENTS).await;
-    keyed_windows_are_exact(&broker, &inbox, [&out_a, &out_b], [a, b]).await;
+    keyed_windows_are_exact(&broker, inbox, [&out_a, &out_b], [a, b]).await;
 }
 
 /// A process that paused past its session timeout (a long GC, a frozen

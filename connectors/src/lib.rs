@@ -21,6 +21,7 @@ pub mod notify;
 pub mod registry;
 pub mod sinks;
 pub mod sources;
+pub mod state_store;
 pub mod store;
 
 pub use factory::LocalFactory;

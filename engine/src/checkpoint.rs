@@ -1,9 +1,9 @@
 //! Pipeline state across restarts: at each checkpoint barrier a pipeline
 //! reading a replayable source (Kafka) with windows writes a snapshot —
 //! every window's state, tagged with the last source offset per partition
-//! the state includes — to `STATE_DIR/PIPELINE.state`, atomically (a new
-//! file, synced, renamed over the old one: a crash leaves the old snapshot
-//! or the new one, never half of one). On start the pipeline restores it
+//! the state includes — to `STATE/PIPELINE.state` in the state files
+//! ([`crate::state_files`]: a folder or an object store), atomically (a
+//! crash leaves the old snapshot or the new one, never half of one). On start the pipeline restores it
 //! and drops the replayed events the state already holds, so a crash
 //! (SIGKILL included) neither loses the open windows nor counts an event
 //! twice.
@@ -11,12 +11,12 @@
 //! A pipeline whose windows keep state per source partition (their keys
 //! each come from one partition: a source `keyed_by` the fields they group
 //! by) writes one snapshot per partition instead, to
-//! `STATE_DIR/PIPELINE/PARTITION.state`, and reads a partition's when the
+//! `STATE/PIPELINE/PARTITION.state`, and reads a partition's when the
 //! partition is assigned to it: processes sharing the state folder hand a
 //! partition's windows on with the partition.
 //!
 //! A process fences a partition it was assigned: it writes its owner token
-//! to `STATE_DIR/PIPELINE/PARTITION.owner` before reading the snapshot, and
+//! to `STATE/PIPELINE/PARTITION.owner` before reading the snapshot, and
 //! before each save of the partition it checks that the token is still its
 //! own. A process that paused past its session timeout (a zombie: its
 //! partitions went to another process meanwhile) finds another token there
@@ -29,10 +29,11 @@
 //! logged.
 
 use crate::error::{EngineError, Result};
+use crate::state_files::{Folder, StateFiles};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The snapshot format; a file of another format is not restored.
 const FORMAT: u32 = 1;
@@ -90,21 +91,37 @@ pub enum Saved {
     },
 }
 
-/// Where pipeline snapshots live: a folder (the data folder's `state/`).
-#[derive(Debug, Clone)]
+/// Where pipeline snapshots live: state files (see
+/// [`crate::state_files`]) — the data folder's `state/` by default, or an
+/// object store every process of a group reaches.
+#[derive(Clone)]
 pub struct StateStore {
-    dir: PathBuf,
+    files: Arc<dyn StateFiles>,
     /// This process's token in the partitions' owner files: unique per
     /// store (one per deployment), across processes and machines.
-    owner: std::sync::Arc<str>,
+    owner: Arc<str>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("location", &self.files.location())
+            .field("owner", &self.owner)
+            .finish()
+    }
 }
 
 impl StateStore {
-    pub fn new(dir: impl Into<PathBuf>) -> StateStore {
+    pub fn new(files: Arc<dyn StateFiles>) -> StateStore {
         StateStore {
-            dir: dir.into(),
+            files,
             owner: process_token().into(),
         }
+    }
+
+    /// A store in a folder.
+    pub fn in_folder(dir: impl Into<PathBuf>) -> StateStore {
+        StateStore::new(Arc::new(Folder::new(dir)))
     }
 
     /// This store's owner token (what its claims write).
@@ -112,81 +129,80 @@ impl StateStore {
         &self.owner
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    fn io(&self, what: &str, name: &str, e: std::io::Error) -> EngineError {
+        EngineError::io(format!("{what} {name} in {}", self.files.location()), e)
     }
 
-    fn path(&self, pipeline: &str) -> PathBuf {
-        self.dir.join(format!("{pipeline}.state"))
+    fn name(pipeline: &str) -> String {
+        format!("{pipeline}.state")
     }
 
-    fn partition_path(&self, pipeline: &str, partition: i64) -> PathBuf {
-        self.dir.join(pipeline).join(format!("{partition}.state"))
+    fn partition_name(pipeline: &str, partition: i64) -> String {
+        format!("{pipeline}/{partition}.state")
     }
 
-    fn owner_path(&self, pipeline: &str, partition: i64) -> PathBuf {
-        self.dir.join(pipeline).join(format!("{partition}.owner"))
+    fn owner_name(pipeline: &str, partition: i64) -> String {
+        format!("{pipeline}/{partition}.owner")
     }
 
     /// Makes this process the owner of a pipeline's source partition (it
     /// was assigned to it): saves of the partition by any earlier owner are
     /// fenced from now on. Call before loading the partition's snapshot.
     pub fn claim(&self, pipeline: &str, partition: i64) -> Result<()> {
-        let dir = self.dir.join(pipeline);
-        write_atomically(
-            &dir,
-            &self.owner_path(pipeline, partition),
-            self.owner.as_bytes(),
-        )
+        let name = Self::owner_name(pipeline, partition);
+        self.files
+            .write(&name, self.owner.as_bytes())
+            .map_err(|e| self.io("writing", &name, e))
     }
 
     /// The partition's current owner token, if any process claimed it.
     fn owner_of(&self, pipeline: &str, partition: i64) -> Result<Option<String>> {
-        let path = self.owner_path(pipeline, partition);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(EngineError::io(format!("reading {}", path.display()), e)),
-        }
+        let name = Self::owner_name(pipeline, partition);
+        let bytes = self
+            .files
+            .read(&name)
+            .map_err(|e| self.io("reading", &name, e))?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// The pipeline's latest snapshot; `None` when there is none (or it is
     /// of another format: logged).
     pub fn load(&self, pipeline: &str) -> Result<Option<Snapshot>> {
-        self.load_from(self.path(pipeline))
+        self.load_from(&Self::name(pipeline))
     }
 
     /// The latest snapshot of one source partition of a pipeline keeping
     /// state per partition.
     pub fn load_partition(&self, pipeline: &str, partition: i64) -> Result<Option<Snapshot>> {
-        self.load_from(self.partition_path(pipeline, partition))
+        self.load_from(&Self::partition_name(pipeline, partition))
     }
 
     /// Drops the pipeline's whole snapshot (it keeps state per partition
     /// now); `true` when there was one.
     pub fn remove_whole(&self, pipeline: &str) -> Result<bool> {
-        match std::fs::remove_file(self.path(pipeline)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(EngineError::io(
-                format!("removing {}", self.path(pipeline).display()),
-                e,
-            )),
-        }
+        let name = Self::name(pipeline);
+        self.files
+            .remove(&name)
+            .map_err(|e| self.io("removing", &name, e))
     }
 
-    fn load_from(&self, path: PathBuf) -> Result<Option<Snapshot>> {
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(EngineError::io(format!("reading {}", path.display()), e)),
+    fn load_from(&self, name: &str) -> Result<Option<Snapshot>> {
+        let Some(bytes) = self
+            .files
+            .read(name)
+            .map_err(|e| self.io("reading", name, e))?
+        else {
+            return Ok(None);
         };
         let snap: Snapshot = ciborium::from_reader(bytes.as_slice()).map_err(|e| {
-            EngineError::Checkpoint(format!("{} is not a snapshot: {e}", path.display()))
+            EngineError::Checkpoint(format!(
+                "{name} in {} is not a snapshot: {e}",
+                self.files.location()
+            ))
         })?;
         if snap.format != FORMAT {
             tracing::warn!(
-                snapshot = %path.display(),
+                snapshot = %name,
                 format = snap.format,
                 "a snapshot of another Weir version: starting with empty windows"
             );
@@ -201,8 +217,8 @@ impl StateStore {
     /// after this one ([`Saved::Fenced`]; a partition nobody claimed is
     /// written).
     pub fn save(&self, snap: &Snapshot) -> Result<Saved> {
-        let (dir, path) = match snap.partition {
-            None => (self.dir.clone(), self.path(&snap.pipeline)),
+        let name = match snap.partition {
+            None => Self::name(&snap.pipeline),
             Some(p) => {
                 if let Some(owner) = self.owner_of(&snap.pipeline, p)? {
                     if owner != *self.owner {
@@ -212,40 +228,17 @@ impl StateStore {
                         });
                     }
                 }
-                (
-                    self.dir.join(&snap.pipeline),
-                    self.partition_path(&snap.pipeline, p),
-                )
+                Self::partition_name(&snap.pipeline, p)
             }
         };
         let mut bytes = Vec::with_capacity(snap.size() + 256);
         ciborium::into_writer(snap, &mut bytes)
             .map_err(|e| EngineError::Checkpoint(format!("encoding the snapshot: {e}")))?;
-        write_atomically(&dir, &path, &bytes)?;
+        self.files
+            .write(&name, &bytes)
+            .map_err(|e| self.io("writing", &name, e))?;
         Ok(Saved::Written)
     }
-}
-
-/// Writes `bytes` to `path` in `dir` atomically and durably: a new file,
-/// synced, renamed over the old one (a crash leaves the old file or the new
-/// one, never half of one), then the folder synced.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |what: &str, e| EngineError::io(format!("{what} in {}", dir.display()), e);
-    std::fs::create_dir_all(dir).map_err(|e| io("creating the state folder", e))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    // Unique per process: processes sharing the folder never write one
-    // temporary file together.
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io("writing a state file", e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io("writing a state file", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("replacing a state file", e))?;
-    // The rename itself must survive a power cut.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// A token no other process has, across the machines sharing a state
@@ -273,7 +266,7 @@ mod tests {
     #[test]
     fn a_saved_snapshot_loads_back_and_replaces_the_last() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::new(dir.path().join("state"));
+        let store = StateStore::in_folder(dir.path().join("state"));
         assert!(store.load("p").unwrap().is_none());
         let snap = Snapshot::new(
             "p",
@@ -289,14 +282,20 @@ mod tests {
         assert_eq!(back.positions, HashMap::from([(0, 99), (3, 7)]));
         assert_eq!(back.states, vec![("def".to_string(), vec![1, 2, 3])]);
         // Only the snapshot is left: no temporary file.
-        assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("state")).unwrap().count(),
+            1
+        );
     }
 
     #[test]
     fn a_process_that_lost_a_partition_cannot_overwrite_its_new_owners_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         // Two processes sharing the state folder.
-        let (a, b) = (StateStore::new(dir.path()), StateStore::new(dir.path()));
+        let (a, b) = (
+            StateStore::in_folder(dir.path()),
+            StateStore::in_folder(dir.path()),
+        );
         assert_ne!(a.owner(), b.owner());
         let snap = |offset: i64| {
             let mut s = Snapshot::new(
@@ -338,7 +337,7 @@ mod tests {
     #[test]
     fn a_damaged_snapshot_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::new(dir.path());
+        let store = StateStore::in_folder(dir.path());
         std::fs::write(dir.path().join("p.state"), b"\xff\x00not cbor").unwrap();
         assert!(store.load("p").is_err());
     }

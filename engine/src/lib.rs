@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod rows;
 pub mod runtime;
 pub mod schema;
+pub mod state_files;
 
 pub use alerting::{Alert, AlertManager, AlertSettings, AlertSink, HistoryEntry};
 pub use connector::{

@@ -196,7 +196,7 @@ pub struct DeployOptions {
     pub idle_advance: bool,
     /// Where pipelines with windows over a replayable source keep their
     /// checkpointed state (see [`crate::checkpoint`]); `None`: in memory only.
-    pub state_dir: Option<PathBuf>,
+    pub state: Option<Arc<dyn crate::state_files::StateFiles>>,
 }
 
 impl Default for DeployOptions {
@@ -204,7 +204,7 @@ impl Default for DeployOptions {
         DeployOptions {
             base_dir: PathBuf::from("."),
             idle_advance: true,
-            state_dir: None,
+            state: None,
         }
     }
 }
@@ -594,7 +594,7 @@ pub fn deploy(
     let mut subscribers: HashMap<String, Vec<Subscriber>> = HashMap::new();
     let mut pipeline_names = Vec::new();
 
-    let state_store = options.state_dir.clone().map(StateStore::new);
+    let state_store = options.state.clone().map(StateStore::new);
     // Per source: what its pipelines' restored windows hold, and its
     // pipelines keeping state per partition.
     let mut held: HashMap<String, HashMap<i64, i64>> = HashMap::new();

@@ -36,9 +36,25 @@ impl S3 {
 
     /// weir.toml text pointing the archive at `s3://weir/PREFIX` here.
     pub fn config(&self, prefix: &str) -> String {
+        format!("archive = \"s3://weir/{prefix}\"\n{}", self.storage())
+    }
+
+    /// weir.toml's `[storage]` table for this server (last in a file).
+    pub fn storage(&self) -> String {
         format!(
-            "archive = \"s3://weir/{prefix}\"\n[storage.options]\naws_endpoint = \"http://127.0.0.1:{}\"\naws_allow_http = \"true\"\naws_region = \"us-east-1\"\naws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\n",
+            "[storage.options]\naws_endpoint = \"http://127.0.0.1:{}\"\naws_allow_http = \"true\"\naws_region = \"us-east-1\"\naws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\n",
             self.service.port
         )
+    }
+
+    /// The keys of the bucket's objects under `prefix` (the first 1,000).
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let resp = self.service.request(&format!(
+            "GET /weir?list-type=2&prefix={prefix} HTTP/1.1\r\n"
+        ));
+        resp.split("<Key>")
+            .skip(1)
+            .filter_map(|k| k.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect()
     }
 }

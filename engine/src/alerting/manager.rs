@@ -46,9 +46,9 @@ pub struct AlertSettings {
     /// The console's public address: alerts' evidence links to its search.
     pub console_url: Option<String>,
     /// Where deliveries are remembered so a replayed transition is not
-    /// notified twice (the state folder's `notified`; see
+    /// notified twice (in the state files' `notified/`; see
     /// [`super::sent_log`]); `None`: not remembered.
-    pub sent_log: Option<PathBuf>,
+    pub sent_log: Option<Arc<dyn crate::state_files::StateFiles>>,
 }
 
 impl Default for AlertSettings {
@@ -922,14 +922,14 @@ mod tests {
         assert_eq!(third.open().len(), 1);
     }
 
-    /// A process sharing `log` (a state folder's `notified`), its alert
+    /// A process sharing the state folder `log`, its alert
     /// state not saved since (it comes back from an earlier checkpoint).
     fn process(log: &std::path::Path, ch: Arc<Channel>) -> Arc<AlertManager> {
         let m = AlertManager::new(
             Arc::new(SystemClock),
             AlertSettings {
                 log_unrouted: false,
-                sent_log: Some(log.to_path_buf()),
+                sent_log: Some(Arc::new(crate::state_files::Folder::new(log))),
                 ..AlertSettings::default()
             },
             None,

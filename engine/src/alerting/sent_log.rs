@@ -1,5 +1,5 @@
-//! The notifications delivered lately, in a folder the processes of a
-//! group share (the state folder): so that a transition replayed after a
+//! The notifications delivered lately, in the state files the processes of
+//! a group share (a folder or an object store): so that a transition replayed after a
 //! crash — by the same process or by the one that took its partitions
 //! over — is not notified again.
 //!
@@ -12,34 +12,41 @@
 //! lost in a crash before delivery is notified after the restart; a crash
 //! between the delivery and the entry (microseconds) can still repeat it.
 //!
-//! Each process appends to files of its own (`PROCESS-SLOT.log`, a new one
-//! every [`SLOT`]); files older than [`RETAIN`] are removed, by whichever
+//! Each process writes files of its own in the state files' `notified/`
+//! (`PROCESS-SLOT.log`, a new one every [`SLOT`], rewritten whole at each
+//! delivery); files older than [`RETAIN`] are removed, by whichever
 //! process reads the folder — a replay comes within a restart or a
 //! rebalance, well inside it.
 
 use super::tracker::{Alert, AlertState};
+use crate::state_files::StateFiles;
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// How long a delivery is remembered.
 pub const RETAIN: Duration = Duration::from_secs(3600);
-/// How long a process appends to one file.
+/// How long a process writes to one file.
 const SLOT: Duration = Duration::from_secs(600);
+/// The folder of the state files the log is in.
+const FOLDER: &str = "notified";
 
 /// See the module docs.
 pub struct SentLog {
-    dir: PathBuf,
+    files: Arc<dyn StateFiles>,
     /// This process's file names start with it.
     me: String,
+    /// This process's current file: its slot and its lines (written whole
+    /// at each record: an object store cannot append).
+    current: Mutex<(u64, String)>,
 }
 
 impl SentLog {
-    pub fn new(dir: PathBuf) -> SentLog {
+    pub fn new(files: Arc<dyn StateFiles>) -> SentLog {
         SentLog {
-            dir,
+            files,
             me: crate::checkpoint::process_token(),
+            current: Mutex::new((0, String::new())),
         }
     }
 
@@ -60,49 +67,50 @@ impl SentLog {
         if keys.is_empty() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.dir)?;
         let slot = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() / SLOT.as_secs())
             .unwrap_or_default();
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("{}-{slot}.log", self.me)))?;
-        let mut text = String::new();
-        for k in keys {
-            text.push_str(k);
-            text.push('\n');
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.0 != slot {
+            *current = (slot, String::new());
         }
-        // One write: a reader sees whole lines (a cut last line is ignored).
-        f.write_all(text.as_bytes())
+        for k in keys {
+            current.1.push_str(k);
+            current.1.push('\n');
+        }
+        self.files.write(
+            &format!("{FOLDER}/{}-{slot}.log", self.me),
+            current.1.as_bytes(),
+        )
     }
 
     /// Every delivery remembered, by any process (and expired files
     /// removed).
     pub fn known(&self) -> HashSet<String> {
         let mut out = HashSet::new();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return out;
+        let entries = match self.files.list(FOLDER) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, location = %self.files.location(), "the delivered notifications cannot be listed (a replay after a crash may repeat some)");
+                return out;
+            }
         };
         let now = SystemTime::now();
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.extension().is_none_or(|x| x != "log") {
+        for (name, modified) in entries {
+            if !name.ends_with(".log") {
                 continue;
             }
-            let age = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .unwrap_or_default();
+            let path = format!("{FOLDER}/{name}");
+            let age = now.duration_since(modified).unwrap_or_default();
             if age > RETAIN {
-                let _ = std::fs::remove_file(&path);
+                let _ = self.files.remove(&path);
                 continue;
             }
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                // A line without its end was being written.
+            if let Ok(Some(bytes)) = self.files.read(&path) {
+                let text = String::from_utf8_lossy(&bytes);
+                // Files are written whole; a line without its end is not
+                // one (files of earlier versions were appended to).
                 let whole = text.rfind('\n').map_or("", |end| &text[..end]);
                 out.extend(whole.lines().map(String::from));
             }
