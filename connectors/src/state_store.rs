@@ -222,7 +222,16 @@ mod tests {
     }
 
     #[test]
-    fn an_object_store_keeps_named_files_like_a_folder() {
+    fn an_object_store_keeps_named_files_as_a_folder_does() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(&Folder::new(dir.path().join("state")));
+        // No temporary file is left in the folder.
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("state/p"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["2.owner", "sub"]);
         exercise(&in_memory("state"));
         exercise(&in_memory(""));
     }

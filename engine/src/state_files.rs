@@ -118,36 +118,3 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_folder_keeps_named_files_in_sub_folders_and_lists_one_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = Folder::new(dir.path().join("state"));
-        assert_eq!(files.read("p/1.state").unwrap(), None);
-        assert!(files.list("p").unwrap().is_empty());
-        files.write("p/1.state", b"one").unwrap();
-        files.write("p/1.state", b"two").unwrap();
-        files.write("p.state", b"whole").unwrap();
-        assert_eq!(
-            files.read("p/1.state").unwrap().as_deref(),
-            Some(&b"two"[..])
-        );
-        let names: Vec<String> = files
-            .list("p")
-            .unwrap()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(
-            names,
-            vec!["1.state".to_string()],
-            "no temporary file is left"
-        );
-        assert!(files.remove("p/1.state").unwrap());
-        assert!(!files.remove("p/1.state").unwrap());
-    }
-}
