@@ -321,6 +321,25 @@ fn exact_counts_ranges_and_evolution(p: &Place) {
         first.starts_with(r#"[{"n":200000,"o":200000,"u":0},{"g":"u"#),
         "{first}"
     );
+    // Grouped by two dictionary columns: counted in a grid of their
+    // entries, with the null group of user_id, as the plain-text answer.
+    let by_two = |a: &str, b: &str| {
+        format!("SELECT {a} AS g, {b} AS h, count(*) AS n, count(user_id) AS u FROM app GROUP BY {a}, {b} ORDER BY g NULLS FIRST, h NULLS FIRST")
+    };
+    assert!(
+        plan(&by_two("message", "user_id")).contains("DenseCountExec: gby=[weir_intern"),
+        "{}",
+        plan(&by_two("message", "user_id"))
+    );
+    let two = rows(&by_two("message", "user_id"));
+    assert_eq!(
+        two,
+        rows(&by_two(
+            "arrow_cast(message, 'Utf8')",
+            "arrow_cast(user_id, 'Utf8')"
+        ))
+    );
+    assert!(two.contains(r#""u":0"#), "{}", &two[..two.len().min(300)]);
     let like = "SELECT count(*) AS n FROM app WHERE message LIKE '%timeout%'";
     assert!(!plan(like).contains("CAST(app.message"), "{}", plan(like));
     let n = p.count(like);

@@ -6,11 +6,18 @@
 //! [`DenseCountRule`] puts a [`DenseCountExec`] in place of DataFusion's
 //! partial aggregation: counts live in a vector indexed by the number
 //! instead of a hash table (one add per row instead of a hash and a probe).
+//! Grouped by two such columns (`GROUP BY service, severity`), a batch is
+//! counted in a grid of the two columns' dictionary entries (one add per
+//! row, at `first × width + second`), and only the grid's used cells are
+//! added up under the pairs of numbers.
 //! Its output is the partial aggregation's, so DataFusion's final
 //! aggregation merges it unchanged.
 
 use super::dictionary::{Intern, Interner, UNUSED};
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int64Array, RecordBatch, UInt32Array,
+};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{Int32Type, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
@@ -27,6 +34,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -59,18 +67,26 @@ impl PhysicalOptimizerRule for DenseCountRule {
 }
 
 /// The replacement for `plan`, when it is a partial aggregation of plain
-/// counts grouped by one `weir_intern(...)`.
+/// counts grouped by one or two `weir_intern(...)`.
 fn dense_count(plan: &dyn ExecutionPlan) -> Option<DenseCountExec> {
     let agg = plan.downcast_ref::<AggregateExec>()?;
     let group = agg.group_expr();
-    let [(key, _)] = group.expr() else {
+    if !(1..=2).contains(&group.expr().len()) {
         return None;
-    };
-    let call = key.downcast_ref::<ScalarFunctionExpr>()?;
-    let intern = (call.fun().inner().as_ref() as &dyn Any).downcast_ref::<Intern>()?;
-    let [column] = call.args() else {
-        return None;
-    };
+    }
+    let mut groups = Vec::new();
+    for (key, _) in group.expr() {
+        let call = key.downcast_ref::<ScalarFunctionExpr>()?;
+        let intern = (call.fun().inner().as_ref() as &dyn Any).downcast_ref::<Intern>()?;
+        let [column] = call.args() else {
+            return None;
+        };
+        groups.push(Grouping {
+            key: key.clone(),
+            column: column.clone(),
+            interner: intern.interner().clone(),
+        });
+    }
     if !matches!(agg.mode(), AggregateMode::Partial)
         || group.has_grouping_set()
         || agg.limit_options().is_some()
@@ -88,11 +104,7 @@ fn dense_count(plan: &dyn ExecutionPlan) -> Option<DenseCountExec> {
     }
     Some(DenseCountExec::new(
         agg.input().clone(),
-        Grouping {
-            key: key.clone(),
-            column: column.clone(),
-            interner: intern.interner().clone(),
-        },
+        groups,
         args,
         agg.schema(),
     ))
@@ -107,12 +119,13 @@ struct Grouping {
 }
 
 /// Counts rows (and non-null values of each `count` argument) per interned
-/// number of one input partition; emits them once the input ends, as a
-/// partial aggregation does.
+/// number (or pair of numbers) of one input partition; emits them once the
+/// input ends, as a partial aggregation does.
 #[derive(Debug)]
 pub struct DenseCountExec {
     input: Arc<dyn ExecutionPlan>,
-    group: Grouping,
+    /// One or two.
+    groups: Vec<Grouping>,
     args: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -121,7 +134,7 @@ pub struct DenseCountExec {
 impl DenseCountExec {
     fn new(
         input: Arc<dyn ExecutionPlan>,
-        group: Grouping,
+        groups: Vec<Grouping>,
         args: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     ) -> DenseCountExec {
@@ -133,7 +146,7 @@ impl DenseCountExec {
         ));
         DenseCountExec {
             input,
-            group,
+            groups,
             args,
             schema,
             properties,
@@ -143,10 +156,11 @@ impl DenseCountExec {
 
 impl DisplayAs for DenseCountExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let keys: Vec<String> = self.groups.iter().map(|g| g.key.to_string()).collect();
         write!(
             f,
             "DenseCountExec: gby=[{}], counts={}",
-            self.group.key,
+            keys.join(", "),
             self.args.len()
         )
     }
@@ -169,8 +183,8 @@ impl ExecutionPlan for DenseCountExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let mut r = f(&self.group.key)?;
-        for a in &self.args {
+        let mut r = TreeNodeRecursion::Continue;
+        for a in self.groups.iter().map(|g| &g.key).chain(&self.args) {
             if r == TreeNodeRecursion::Stop {
                 break;
             }
@@ -186,7 +200,7 @@ impl ExecutionPlan for DenseCountExec {
         match children.as_slice() {
             [input] => Ok(Arc::new(DenseCountExec::new(
                 input.clone(),
-                self.group.clone(),
+                self.groups.clone(),
                 self.args.clone(),
                 self.schema.clone(),
             ))),
@@ -200,14 +214,30 @@ impl ExecutionPlan for DenseCountExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let mut input = self.input.execute(partition, context)?;
-        let mut counts = Counts::new(self.group.clone(), self.args.clone());
         let schema = self.schema.clone();
-        let out = async move {
-            while let Some(batch) = input.next().await {
-                counts.add(&batch?)?;
-            }
-            counts.finish(schema)
-        };
+        let args = self.args.clone();
+        let out: futures::future::BoxFuture<'static, Result<RecordBatch>> =
+            match self.groups.as_slice() {
+                [group] => {
+                    let mut counts = Counts::new(group.clone(), args);
+                    Box::pin(async move {
+                        while let Some(batch) = input.next().await {
+                            counts.add(&batch?)?;
+                        }
+                        counts.finish(schema)
+                    })
+                }
+                [first, second] => {
+                    let mut counts = PairCounts::new([first.clone(), second.clone()], args);
+                    Box::pin(async move {
+                        while let Some(batch) = input.next().await {
+                            counts.add(&batch?)?;
+                        }
+                        counts.finish(schema)
+                    })
+                }
+                _ => return internal_err!("DenseCountExec groups by one or two columns"),
+            };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             futures::stream::once(out),
@@ -349,6 +379,197 @@ impl Counts {
         for v in &self.values {
             let tally = v.as_ref().unwrap_or(&self.rows);
             let counts: Int64Array = present.iter().map(|&id| tally.get(id)).collect();
+            columns.push(Arc::new(counts));
+        }
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+/// A batch's counts per cell of its dictionaries' grid: a vector while the
+/// grid is small beside the batch, else a map of the cells used.
+enum Cells {
+    Dense(Vec<i64>),
+    Sparse(HashMap<usize, i64>),
+}
+
+impl Cells {
+    fn new(cells: usize, rows: usize) -> Cells {
+        if cells <= rows.saturating_mul(4).max(4096) {
+            Cells::Dense(vec![0; cells])
+        } else {
+            Cells::Sparse(HashMap::new())
+        }
+    }
+
+    /// Adds one at each cell.
+    fn count(&mut self, cells: impl Iterator<Item = usize>) {
+        match self {
+            Cells::Dense(v) => {
+                for i in cells {
+                    if let Some(c) = v.get_mut(i) {
+                        *c += 1;
+                    }
+                }
+            }
+            Cells::Sparse(m) => {
+                for i in cells {
+                    *m.entry(i).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    fn get(&self, cell: usize) -> i64 {
+        match self {
+            Cells::Dense(v) => v.get(cell).copied().unwrap_or(0),
+            Cells::Sparse(m) => m.get(&cell).copied().unwrap_or(0),
+        }
+    }
+
+    /// The cells counted, with their counts.
+    fn used(&self) -> Vec<(usize, i64)> {
+        match self {
+            Cells::Dense(v) => v
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(i, &c)| (i, c))
+                .collect(),
+            Cells::Sparse(m) => m.iter().map(|(&i, &c)| (i, c)).collect(),
+        }
+    }
+}
+
+/// One grouping column of a batch: its dictionary's keys, and the slot of
+/// each row (its entry; `width` for a null).
+struct Slots<'a> {
+    dict: &'a DictionaryArray<Int32Type>,
+    keys: &'a [i32],
+    width: usize,
+    nulls: Option<NullBuffer>,
+}
+
+impl<'a> Slots<'a> {
+    fn of(column: &'a ArrayRef) -> Result<Slots<'a>> {
+        let Some(dict) = column.as_dictionary_opt::<Int32Type>() else {
+            return internal_err!("DenseCountExec: {} is not a dictionary", column.data_type());
+        };
+        Ok(Slots {
+            dict,
+            keys: dict.keys().values(),
+            width: dict.values().len(),
+            nulls: dict.logical_nulls(),
+        })
+    }
+
+    #[inline]
+    fn slot(&self, row: usize) -> usize {
+        match &self.nulls {
+            Some(n) if n.is_null(row) => self.width,
+            _ => (self.keys[row] as usize).min(self.width),
+        }
+    }
+
+    /// The numbers of the entries `used` marks.
+    fn numbers(&self, interner: &Interner, used: &[bool]) -> Result<Vec<u32>> {
+        interner.number(self.dict.values().as_ref(), used)
+    }
+}
+
+/// The counts of one partition grouped by two interned columns: per pair
+/// of numbers (`None` for null), the rows and each argument's non-null
+/// values.
+struct PairCounts {
+    groups: [Grouping; 2],
+    args: Vec<Arc<dyn PhysicalExpr>>,
+    by_pair: HashMap<Pair, Vec<i64>>,
+}
+
+/// A pair of numbers (`None`: null).
+type Pair = (Option<u32>, Option<u32>);
+
+impl PairCounts {
+    fn new(groups: [Grouping; 2], args: Vec<Arc<dyn PhysicalExpr>>) -> PairCounts {
+        PairCounts {
+            groups,
+            args,
+            by_pair: HashMap::new(),
+        }
+    }
+
+    /// Counts a batch in the grid of its two dictionaries (one add per
+    /// row), then adds the used cells under their pairs of numbers.
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        let first = self.groups[0].column.evaluate(batch)?.into_array(n)?;
+        let second = self.groups[1].column.evaluate(batch)?.into_array(n)?;
+        let (a, b) = (Slots::of(&first)?, Slots::of(&second)?);
+        let stride = b.width + 1;
+        let Some(cells) = (a.width + 1).checked_mul(stride) else {
+            return internal_err!("DenseCountExec: dictionaries too large");
+        };
+        let cell = |row: usize| a.slot(row) * stride + b.slot(row);
+        let mut rows = Cells::new(cells, n);
+        if a.nulls.is_none() && b.nulls.is_none() {
+            let (wa, wb) = (a.width, b.width);
+            rows.count(
+                a.keys
+                    .iter()
+                    .zip(b.keys)
+                    .map(|(&x, &y)| (x as usize).min(wa) * stride + (y as usize).min(wb)),
+            );
+        } else {
+            rows.count((0..n).map(cell));
+        }
+        // Arguments that are null somewhere count apart from the rows.
+        let mut apart: Vec<Option<Cells>> = Vec::with_capacity(self.args.len());
+        for arg in &self.args {
+            let valid = match arg.evaluate(batch)? {
+                ColumnarValue::Scalar(s) if !s.is_null() => None,
+                ColumnarValue::Scalar(_) => Some(None),
+                ColumnarValue::Array(x) if x.logical_null_count() == 0 => None,
+                ColumnarValue::Array(x) => Some(x.logical_nulls()),
+            };
+            apart.push(valid.map(|valid| {
+                let mut c = Cells::new(cells, n);
+                if let Some(valid) = valid {
+                    c.count((0..n).filter(|&r| valid.is_valid(r)).map(cell));
+                }
+                c
+            }));
+        }
+        let used = rows.used();
+        let (mut used_a, mut used_b) = (vec![false; a.width], vec![false; b.width]);
+        for &(i, _) in &used {
+            if let Some(u) = used_a.get_mut(i / stride) {
+                *u = true;
+            }
+            if let Some(u) = used_b.get_mut(i % stride) {
+                *u = true;
+            }
+        }
+        let ids_a = a.numbers(&self.groups[0].interner, &used_a)?;
+        let ids_b = b.numbers(&self.groups[1].interner, &used_b)?;
+        let width = 1 + self.args.len();
+        for (i, c) in used {
+            let number = |ids: &[u32], k: usize| ids.get(k).copied().filter(|&id| id != UNUSED);
+            let pair = (number(&ids_a, i / stride), number(&ids_b, i % stride));
+            let counts = self.by_pair.entry(pair).or_insert_with(|| vec![0; width]);
+            counts[0] += c;
+            for (j, apart) in apart.iter().enumerate() {
+                counts[1 + j] += apart.as_ref().map_or(c, |x| x.get(i));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, schema: SchemaRef) -> Result<RecordBatch> {
+        let pairs: Vec<(&Pair, &Vec<i64>)> = self.by_pair.iter().collect();
+        let first: UInt32Array = pairs.iter().map(|(k, _)| k.0).collect();
+        let second: UInt32Array = pairs.iter().map(|(k, _)| k.1).collect();
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(first), Arc::new(second)];
+        for j in 0..self.args.len() {
+            let counts: Int64Array = pairs.iter().map(|(_, c)| c[1 + j]).collect();
             columns.push(Arc::new(counts));
         }
         Ok(RecordBatch::try_new(schema, columns)?)
