@@ -117,7 +117,7 @@ def scan_metrics(archive, sql):
     scanned = re.findall(r"bytes_scanned=([\d.]+ ?[KMG]?B?)", text)
     return {
         "bytes": "+".join(scanned) if scanned else "?",
-        "stats": pruned("row_groups_pruned_statistics"),
+        "stats": pruned("row_groups_pruned_statistics") + int(total("row_groups_pruned_time_span")),
         "bloom": pruned("row_groups_pruned_bloom_filter") + int(total("row_groups_pruned_bloom_probe")),
         "text": int(total("row_groups_pruned_text_index")),
         "files": int(total("files_pruned_text_index")),

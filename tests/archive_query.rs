@@ -997,7 +997,7 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
     );
     let text = p.analyze("SELECT count(*) AS n FROM app WHERE user_id = 'u5'");
     // "row_groups_bloom_probed=T", "row_groups_pruned_bloom_probe=P"
-    let metric = |name: &str| -> u64 {
+    let metric_in = |text: &str, name: &str| -> u64 {
         text.split(&format!("{name}="))
             .nth(1)
             .and_then(|rest| {
@@ -1006,6 +1006,7 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
             })
             .unwrap_or_else(|| panic!("no {name} in {text}"))
     };
+    let metric = |name: &str| metric_in(&text, name);
     let (probed, pruned) = (
         metric("row_groups_bloom_probed"),
         metric("row_groups_pruned_bloom_probe"),
@@ -1015,6 +1016,18 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
         probed - pruned,
         1,
         "the bloom filters leave one row group: {text}"
+    );
+    // Inside a time range, only the row groups whose times overlap it are
+    // probed: the others are skipped by their statistics.
+    let ranged = "SELECT count(*) AS n FROM app WHERE user_id = 'u450001' AND \"timestamp\" >= TIMESTAMP '2026-03-01T00:45:00Z' AND \"timestamp\" < TIMESTAMP '2026-03-01T00:46:00Z'";
+    assert_eq!(p.count(ranged), 1);
+    let in_range = p.analyze(ranged);
+    let outside = metric_in(&in_range, "row_groups_pruned_time_span");
+    assert!(outside >= 1, "row groups outside the range: {in_range}");
+    assert_eq!(
+        metric_in(&in_range, "row_groups_bloom_probed") + outside,
+        probed,
+        "the others are probed: {in_range}"
     );
     // Nor is the kept row group's filter read again whole (512 KiB): the
     // scan reads less than that.

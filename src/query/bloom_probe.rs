@@ -125,6 +125,105 @@ fn scalar_text(v: &ScalarValue) -> Option<String> {
     }
 }
 
+/// A span of time every row that passes the filters lies in: `column` at
+/// or after `from` and before `to` (µs since the epoch; `None`: open).
+/// Row groups whose statistics lie outside it are not probed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeSpan {
+    pub column: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl TimeSpan {
+    /// Whether values between `min` and `max` (µs) can be in the span.
+    fn overlaps(&self, min: i64, max: i64) -> bool {
+        self.from.is_none_or(|f| max >= f) && self.to.is_none_or(|t| min < t)
+    }
+}
+
+/// The span of `column` the filters' conjuncts bound it to (`col >= t`,
+/// `col < t`, either way round, `BETWEEN`); `None` when they do not.
+pub fn time_span(filters: &[Expr], column: &str) -> Option<TimeSpan> {
+    let mut span = TimeSpan {
+        column: column.to_string(),
+        from: None,
+        to: None,
+    };
+    let from = |t: i64, s: &mut TimeSpan| s.from = Some(s.from.map_or(t, |f| f.max(t)));
+    let to = |t: i64, s: &mut TimeSpan| s.to = Some(s.to.map_or(t, |x| x.min(t)));
+    for c in filters.iter().flat_map(split_conjunction) {
+        match c {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, t) = match (is_time(left, column), is_time(right, column)) {
+                    (true, false) => (*op, micros(right)),
+                    (false, true) => match op.swap() {
+                        Some(op) => (op, micros(left)),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                // Bounds rounded outwards: a span a little wide only
+                // probes a row group more.
+                match (op, t) {
+                    (Operator::Gt | Operator::GtEq, Some(t)) => from(t.0, &mut span),
+                    (Operator::Lt | Operator::LtEq, Some(t)) => to(t.1 + 1, &mut span),
+                    (Operator::Eq, Some(t)) => {
+                        from(t.0, &mut span);
+                        to(t.1 + 1, &mut span);
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(b) if !b.negated && is_time(&b.expr, column) => {
+                if let Some(t) = micros(&b.low) {
+                    from(t.0, &mut span);
+                }
+                if let Some(t) = micros(&b.high) {
+                    to(t.1 + 1, &mut span);
+                }
+            }
+            _ => {}
+        }
+    }
+    (span.from.is_some() || span.to.is_some()).then_some(span)
+}
+
+/// Whether `e` is `column` (possibly cast: a cast between time types keeps
+/// the order).
+fn is_time(e: &Expr, column: &str) -> bool {
+    match e {
+        Expr::Column(c) => c.name == column,
+        Expr::Cast(c) => is_time(&c.expr, column),
+        Expr::TryCast(c) => is_time(&c.expr, column),
+        _ => false,
+    }
+}
+
+/// A timestamp literal in µs, rounded down and up (nanoseconds).
+fn micros(e: &Expr) -> Option<(i64, i64)> {
+    let v = match e {
+        Expr::Literal(v, _) => v,
+        Expr::Cast(c) => return micros(&c.expr),
+        _ => return None,
+    };
+    Some(match v {
+        ScalarValue::TimestampSecond(Some(t), _) => {
+            let t = t.checked_mul(1_000_000)?;
+            (t, t)
+        }
+        ScalarValue::TimestampMillisecond(Some(t), _) => {
+            let t = t.checked_mul(1_000)?;
+            (t, t)
+        }
+        ScalarValue::TimestampMicrosecond(Some(t), _) => (*t, *t),
+        ScalarValue::TimestampNanosecond(Some(t), _) => {
+            (t.div_euclid(1_000), (t + 999).div_euclid(1_000))
+        }
+        _ => return None,
+    })
+}
+
 /// Where a column chunk's filter bits lie.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Bits {
@@ -155,6 +254,9 @@ impl std::fmt::Debug for BloomFilters {
 pub struct Probed {
     pub may_match: Vec<bool>,
     pub probed: usize,
+    /// Per row group, whether it was not probed: its statistics lie
+    /// outside the time span (it cannot match either).
+    pub outside: Vec<bool>,
 }
 
 /// Each file's probe, by path and size (`None`: not probed).
@@ -169,6 +271,7 @@ impl BloomFilters {
         store: Arc<dyn ObjectStore>,
         files: Vec<ObjectMeta>,
         lookups: &[Lookup],
+        span: Option<&TimeSpan>,
     ) -> ProbedFiles {
         futures::stream::iter(files)
             .map(|file| {
@@ -176,7 +279,7 @@ impl BloomFilters {
                 async move {
                     let metadata = footer(runtime, store.as_ref(), &file).await;
                     let probed = match metadata {
-                        Ok(m) => self.probe(store.as_ref(), &file, &m, lookups).await,
+                        Ok(m) => self.probe(store.as_ref(), &file, &m, lookups, span).await,
                         Err(_) => None,
                     };
                     ((file.location.to_string(), file.size), probed)
@@ -187,7 +290,8 @@ impl BloomFilters {
             .await
     }
 
-    /// Probes `file`'s filters for the lookups. `None` when the file's
+    /// Probes `file`'s filters for the lookups, in the row groups that may
+    /// hold rows of `span`. `None` when the file's
     /// filters could not be probed (a filter without a recorded length, as
     /// very old writers leave; a read that failed): the scan then reads it
     /// with DataFusion's own bloom pass.
@@ -197,6 +301,7 @@ impl BloomFilters {
         file: &ObjectMeta,
         metadata: &ParquetMetaData,
         lookups: &[Lookup],
+        span: Option<&TimeSpan>,
     ) -> Option<Probed> {
         let schema = metadata.file_metadata().schema_descr();
         // Per lookup: the leaf column it names, if it is a top-level text one.
@@ -211,9 +316,16 @@ impl BloomFilters {
             })
             .collect();
         let groups = metadata.row_groups();
+        let outside: Vec<bool> = match span {
+            Some(span) => outside_span(metadata, span),
+            None => vec![false; groups.len()],
+        };
         // The filters to probe: (row group, column, offset, length).
         let mut filters = Vec::new();
         for (g, rg) in groups.iter().enumerate() {
+            if outside.get(g).copied().unwrap_or(false) {
+                continue;
+            }
             for c in columns.iter().flatten() {
                 let chunk = rg.column(*c);
                 if let Some(offset) = chunk.bloom_filter_offset() {
@@ -250,7 +362,10 @@ impl BloomFilters {
             *maybe.entry((*l, *g)).or_default() |= hit;
         }
         let may_match = (0..groups.len())
-            .map(|g| (0..lookups.len()).all(|l| maybe.get(&(l, g)).copied().unwrap_or(true)))
+            .map(|g| {
+                !outside.get(g).copied().unwrap_or(false)
+                    && (0..lookups.len()).all(|l| maybe.get(&(l, g)).copied().unwrap_or(true))
+            })
             .collect();
         let probed = (0..groups.len())
             .filter(|g| {
@@ -260,7 +375,11 @@ impl BloomFilters {
                     .any(|c| bits.contains_key(&(*g, *c)))
             })
             .count();
-        Some(Probed { may_match, probed })
+        Some(Probed {
+            may_match,
+            probed,
+            outside,
+        })
     }
 
     /// Where the bits of each filter lie, from the cache or by reading the
@@ -313,6 +432,53 @@ impl BloomFilters {
         }
         all.then_some(found)
     }
+}
+
+/// Per row group, whether its statistics put `span.column` wholly outside
+/// the span (a top-level INT64 timestamp column; anything else: inside).
+fn outside_span(metadata: &ParquetMetaData, span: &TimeSpan) -> Vec<bool> {
+    use parquet::basic::{LogicalType, TimeUnit};
+    use parquet::file::statistics::Statistics;
+    let groups = metadata.row_groups();
+    let schema = metadata.file_metadata().schema_descr();
+    let found = schema.columns().iter().enumerate().find(|(_, c)| {
+        c.path().parts().len() == 1
+            && c.path().parts()[0] == span.column
+            && c.physical_type() == PhysicalType::INT64
+    });
+    // µs per unit of the column, as a multiplier or a divisor.
+    let scale = found.and_then(|(i, c)| match c.logical_type_ref() {
+        Some(LogicalType::Timestamp(t)) => Some((
+            i,
+            match t.unit {
+                TimeUnit::MILLIS => (1_000, 1),
+                TimeUnit::MICROS => (1, 1),
+                TimeUnit::NANOS => (1, 1_000),
+            },
+        )),
+        _ => None,
+    });
+    let Some((column, (mul, div))) = scale else {
+        return vec![false; groups.len()];
+    };
+    groups
+        .iter()
+        .map(|rg| match rg.column(column).statistics() {
+            Some(Statistics::Int64(st)) => match (st.min_opt(), st.max_opt()) {
+                (Some(&min), Some(&max)) => {
+                    let (min, max) = (
+                        min.saturating_mul(mul).div_euclid(div),
+                        max.saturating_mul(mul).div_euclid(div),
+                    );
+                    // A max rounded down still lies before the span's start
+                    // only when the true max does (`from` is whole µs).
+                    !span.overlaps(min, max)
+                }
+                _ => false,
+            },
+            _ => false,
+        })
+        .collect()
 }
 
 /// Where a filter's bits lie, from the first bytes of its header: its
@@ -496,7 +662,13 @@ mod tests {
                 values: values.clone(),
             };
             let got = filters
-                .probe(&store, &meta, &metadata, std::slice::from_ref(&lookup))
+                .probe(
+                    &store,
+                    &meta,
+                    &metadata,
+                    std::slice::from_ref(&lookup),
+                    None,
+                )
                 .await
                 .unwrap_or_else(|| panic!("probed"));
             assert_eq!(got.probed, 10);
@@ -526,10 +698,111 @@ mod tests {
                 &meta,
                 &metadata,
                 &[l("n", &["5"]), l("gone", &["x"])],
+                None,
             )
             .await
             .unwrap_or_else(|| panic!("probed"));
         assert_eq!(none.may_match, vec![true; 10]);
         assert_eq!(none.probed, 0);
+    }
+
+    fn at(us: i64) -> Expr {
+        Expr::Literal(
+            ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())),
+            None,
+        )
+    }
+
+    #[test]
+    fn the_time_span_a_filter_implies_is_found() {
+        use datafusion::prelude::col;
+        let t = || col("timestamp");
+        let span = |e: Expr| time_span(&[e], "timestamp").map(|s| (s.from, s.to));
+        assert_eq!(
+            span(t().gt_eq(at(10)).and(t().lt(at(20)))),
+            Some((Some(10), Some(21)))
+        );
+        // Either way round, the tighter bound of two, BETWEEN, nanoseconds.
+        assert_eq!(
+            span(at(10).lt_eq(t()).and(t().gt(at(15))).and(at(30).gt(t()))),
+            Some((Some(15), Some(31)))
+        );
+        assert_eq!(span(t().between(at(5), at(9))), Some((Some(5), Some(10))));
+        let ns = Expr::Literal(ScalarValue::TimestampNanosecond(Some(10_500), None), None);
+        assert_eq!(span(t().gt_eq(ns)), Some((Some(10), None)));
+        // Not a bound: another column, an OR, a negation.
+        assert_eq!(span(col("other").gt(at(1))), None);
+        assert_eq!(span(t().gt(at(1)).or(col("x").eq(at(2)))), None);
+        assert_eq!(span(t().not_between(at(5), at(9))), None);
+    }
+
+    /// Row groups whose time statistics lie outside the span are not
+    /// probed and cannot match; the others are probed as before.
+    #[tokio::test]
+    async fn row_groups_outside_the_time_span_are_not_probed() {
+        use datafusion::arrow::array::TimestampMicrosecondArray;
+        use datafusion::arrow::datatypes::TimeUnit as ArrowUnit;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("trace_id", DataType::Utf8, false),
+        ]));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(100))
+            .set_bloom_filter_enabled(true)
+            .build();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Ten row groups: group g holds times g*100..g*100+99 and the
+        // trace id "same" in every group.
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values(0..1000).with_timezone("UTC"))
+                    as ArrayRef,
+                Arc::new(StringArray::from_iter_values((0..1000).map(|_| "same"))),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        w.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+        w.close().unwrap_or_else(|e| panic!("{e}"));
+        let store = InMemory::new();
+        let path = Path::from("t.parquet");
+        store
+            .put(&path, PutPayload::from(buf.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let meta = store.head(&path).await.unwrap_or_else(|e| panic!("{e}"));
+        let local = tempfile::tempfile().unwrap_or_else(|e| panic!("{e}"));
+        std::io::Write::write_all(&mut &local, &buf).unwrap_or_else(|e| panic!("{e}"));
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(local)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let metadata = parquet::file::reader::FileReader::metadata(&reader).clone();
+        assert_eq!(metadata.num_row_groups(), 10);
+        let filters = BloomFilters::default();
+        let span = time_span(
+            &[datafusion::prelude::col("timestamp")
+                .gt_eq(at(250))
+                .and(datafusion::prelude::col("timestamp").lt(at(420)))],
+            "timestamp",
+        );
+        let got = filters
+            .probe(
+                &store,
+                &meta,
+                &metadata,
+                &[l("trace_id", &["same"])],
+                span.as_ref(),
+            )
+            .await
+            .unwrap_or_else(|| panic!("probed"));
+        let inside: Vec<bool> = (0..10).map(|g| (2..=4).contains(&g)).collect();
+        assert_eq!(got.may_match, inside);
+        assert_eq!(got.outside, inside.iter().map(|i| !i).collect::<Vec<_>>());
+        assert_eq!(got.probed, 3, "only the row groups inside were probed");
     }
 }

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use weir_connectors::sinks::text_index::{needle_trigrams, TextIndex, COLUMN};
 
-use super::bloom_probe::{self, BloomFilters, Lookup};
+use super::bloom_probe::{self, BloomFilters, Lookup, TimeSpan};
 use super::footer::footer;
 use datafusion::execution::runtime_env::RuntimeEnv;
 
@@ -136,6 +136,7 @@ impl IndexedTable {
         plan: Arc<dyn ExecutionPlan>,
         needles: &[Vec<u32>],
         lookups: &[Lookup],
+        span: Option<TimeSpan>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(config) = scan_config(&plan) else {
             return Ok(plan);
@@ -157,11 +158,11 @@ impl IndexedTable {
             HashMap::new()
         } else {
             self.blooms
-                .probe_files(state.runtime_env(), store, files, lookups)
+                .probe_files(state.runtime_env(), store, files, lookups, span.as_ref())
                 .await
         };
         let (mut row_groups_pruned, mut files_pruned) = (0, 0);
-        let (mut bloom_probed, mut bloom_pruned) = (0, 0);
+        let (mut bloom_probed, mut bloom_pruned, mut outside) = (0, 0, 0);
         let mut groups = Vec::with_capacity(config.file_groups.len());
         for g in &config.file_groups {
             let mut kept = Vec::with_capacity(g.len());
@@ -180,7 +181,10 @@ impl IndexedTable {
                 bloom_probed += probe.map_or(0, |p| p.probed);
                 let mut access = ParquetAccessPlan::new_all(n);
                 for i in 0..n {
-                    if index
+                    if probe.is_some_and(|p| p.outside.get(i).copied().unwrap_or(false)) {
+                        access.skip(i);
+                        outside += 1;
+                    } else if index
                         .as_ref()
                         .is_some_and(|x| i < x.row_groups.len() && !x.may_match(i, needles))
                     {
@@ -218,6 +222,9 @@ impl IndexedTable {
             MetricBuilder::new(metrics)
                 .global_counter("row_groups_pruned_bloom_probe")
                 .add(bloom_pruned);
+            MetricBuilder::new(metrics)
+                .global_counter("row_groups_pruned_time_span")
+                .add(outside);
         }
         // Every file probed: DataFusion's bloom pass would only read the
         // kept row groups' filters whole again.
@@ -299,7 +306,13 @@ impl TableProvider for IndexedTable {
             return Ok(result);
         }
         let plan = self
-            .prune(state, result.into_inner(), &needles, &lookups)
+            .prune(
+                state,
+                result.into_inner(),
+                &needles,
+                &lookups,
+                bloom_probe::time_span(filters, weir_dsl::types::TIMESTAMP),
+            )
             .await?;
         Ok(ScanResult::new(plan))
     }
