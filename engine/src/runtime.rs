@@ -352,20 +352,38 @@ fn restore_pipeline(p: &mut CompiledPipeline, store: &StateStore) {
 
 /// Partitions were assigned: a pipeline keeping state per partition takes
 /// each new one's last snapshot in (logging what it did; a snapshot that
-/// cannot be read leaves that partition's keys empty).
-fn restore_partitions(p: &mut CompiledPipeline, store: &StateStore, ids: &[i64]) {
-    for &id in ids {
-        // Fence the previous owner before reading what it saved last —
-        // also when the partition's state is here already (a broker may
-        // have given it to another member meanwhile, who claimed it).
-        if let Err(e) = store.claim(&p.name, id) {
-            tracing::warn!(pipeline = %p.name, partition = id, error = %e, "the partition cannot be claimed: a previous owner that paused past its session timeout could overwrite its state");
+/// cannot be read leaves that partition's keys empty). The store is read
+/// and written off the async workers (an object store answers in
+/// milliseconds, a file system in microseconds).
+async fn restore_partitions(p: &mut CompiledPipeline, store: &StateStore, ids: &[i64]) {
+    let held: Vec<(i64, bool)> = ids.iter().map(|&id| (id, p.holds_partition(id))).collect();
+    let (store, name) = (store.clone(), p.name.clone());
+    let loaded = tokio::task::spawn_blocking(move || {
+        held.into_iter()
+            .map(|(id, held)| {
+                // Fence the previous owner before reading what it saved
+                // last — also when the partition's state is here already
+                // (a broker may have given it to another member meanwhile,
+                // who claimed it).
+                if let Err(e) = store.claim(&name, id) {
+                    tracing::warn!(pipeline = %name, partition = id, error = %e, "the partition cannot be claimed: a previous owner that paused past its session timeout could overwrite its state");
+                }
+                (id, (!held).then(|| store.load_partition(&name, id)))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(pipeline = %p.name, error = %e, "the partitions' saved window state cannot be read: their keys start empty");
+            return;
         }
-        if p.holds_partition(id) {
-            continue;
-        }
-        match store.load_partition(&p.name, id) {
-            Ok(Some(snap)) => {
+    };
+    for (id, snap) in loaded {
+        match snap {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(snap))) => {
                 let (taken, bytes) = (snap.taken_at_ms, snap.size());
                 match p.restore_partition(snap) {
                     Ok(true) => {
@@ -377,8 +395,7 @@ fn restore_partitions(p: &mut CompiledPipeline, store: &StateStore, ids: &[i64])
                     }
                 }
             }
-            Ok(None) => {}
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(pipeline = %p.name, partition = id, error = %e, "the partition's saved window state cannot be read: its keys start empty")
             }
         }
@@ -413,7 +430,7 @@ async fn run_pipeline(
                 }
                 Some(Flow::Partitions(ids)) => {
                     if let Some(store) = store.as_ref().filter(|_| p.per_partition()) {
-                        restore_partitions(&mut p, store, &ids);
+                        restore_partitions(&mut p, store, &ids).await;
                     }
                     p.partitions(&ids);
                 }
