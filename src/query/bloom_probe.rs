@@ -613,9 +613,6 @@ mod tests {
             .set_bloom_filter_fpp(0.01)
             .set_bloom_filter_max_ndv(1000)
             .build();
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))
-            .unwrap_or_else(|e| panic!("{e}"));
         let ids: Vec<String> = (0..10_000).map(|i| format!("trace-{i:08}")).collect();
         let batch = RecordBatch::try_new(
             schema,
@@ -625,17 +622,7 @@ mod tests {
             ],
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        w.write(&batch).unwrap_or_else(|e| panic!("{e}"));
-        w.close().unwrap_or_else(|e| panic!("{e}"));
-        let store = InMemory::new();
-        let path = Path::from("f.parquet");
-        store
-            .put(&path, PutPayload::from(buf.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let meta = store.head(&path).await.unwrap_or_else(|e| panic!("{e}"));
-        let local = tempfile::tempfile().unwrap_or_else(|e| panic!("{e}"));
-        std::io::Write::write_all(&mut &local, &buf).unwrap_or_else(|e| panic!("{e}"));
+        let (store, meta, local) = stored(&batch, props).await;
         let reader = parquet::file::serialized_reader::SerializedFileReader::new_with_options(
             local,
             parquet::file::serialized_reader::ReadOptionsBuilder::new()
@@ -706,6 +693,29 @@ mod tests {
         assert_eq!(none.probed, 0);
     }
 
+    /// `batch` written as Parquet with `props` to an in-memory store (its
+    /// object) and to a local file (for a reader of whole filters).
+    async fn stored(
+        batch: &RecordBatch,
+        props: WriterProperties,
+    ) -> (InMemory, object_store::ObjectMeta, std::fs::File) {
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.write(batch).unwrap_or_else(|e| panic!("{e}"));
+        w.close().unwrap_or_else(|e| panic!("{e}"));
+        let store = InMemory::new();
+        let path = Path::from("f.parquet");
+        store
+            .put(&path, PutPayload::from(buf.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let meta = store.head(&path).await.unwrap_or_else(|e| panic!("{e}"));
+        let local = tempfile::tempfile().unwrap_or_else(|e| panic!("{e}"));
+        std::io::Write::write_all(&mut &local, &buf).unwrap_or_else(|e| panic!("{e}"));
+        (store, meta, local)
+    }
+
     fn at(us: i64) -> Expr {
         Expr::Literal(
             ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())),
@@ -754,9 +764,6 @@ mod tests {
             .set_max_row_group_row_count(Some(100))
             .set_bloom_filter_enabled(true)
             .build();
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))
-            .unwrap_or_else(|e| panic!("{e}"));
         // Ten row groups: group g holds times g*100..g*100+99 and the
         // trace id "same" in every group.
         let batch = RecordBatch::try_new(
@@ -768,17 +775,7 @@ mod tests {
             ],
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        w.write(&batch).unwrap_or_else(|e| panic!("{e}"));
-        w.close().unwrap_or_else(|e| panic!("{e}"));
-        let store = InMemory::new();
-        let path = Path::from("t.parquet");
-        store
-            .put(&path, PutPayload::from(buf.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let meta = store.head(&path).await.unwrap_or_else(|e| panic!("{e}"));
-        let local = tempfile::tempfile().unwrap_or_else(|e| panic!("{e}"));
-        std::io::Write::write_all(&mut &local, &buf).unwrap_or_else(|e| panic!("{e}"));
+        let (store, meta, local) = stored(&batch, props).await;
         let reader = parquet::file::serialized_reader::SerializedFileReader::new(local)
             .unwrap_or_else(|e| panic!("{e}"));
         let metadata = parquet::file::reader::FileReader::metadata(&reader).clone();
