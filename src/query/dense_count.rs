@@ -245,6 +245,26 @@ impl ExecutionPlan for DenseCountExec {
     }
 }
 
+/// Per argument of `count`, the rows it counts in a batch, when that is
+/// not every row: `None` when the argument is null nowhere (it counts the
+/// rows), else its valid rows (`Some(None)`: none, a null constant). Such
+/// arguments are counted apart from the rows.
+fn valid_rows(
+    args: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Vec<Option<Option<NullBuffer>>>> {
+    args.iter()
+        .map(|arg| {
+            Ok(match arg.evaluate(batch)? {
+                ColumnarValue::Scalar(s) if !s.is_null() => None,
+                ColumnarValue::Scalar(_) => Some(None),
+                ColumnarValue::Array(x) if x.logical_null_count() == 0 => None,
+                ColumnarValue::Array(x) => Some(x.logical_nulls()),
+            })
+        })
+        .collect()
+}
+
 /// Counts by number, and of the null group.
 #[derive(Debug, Clone, Default)]
 struct Tally {
@@ -303,53 +323,33 @@ impl Counts {
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let n = batch.num_rows();
         let column = self.group.column.evaluate(batch)?.into_array(n)?;
-        let Some(dict) = column.as_dictionary_opt::<Int32Type>() else {
-            return internal_err!("DenseCountExec: {} is not a dictionary", column.data_type());
-        };
-        let width = dict.values().len();
-        let nulls = dict.logical_nulls();
-        // The dictionary entry of each row; `width` for null rows.
-        let slot = |row: usize, k: i32| match &nulls {
-            Some(n) if n.is_null(row) => width,
-            _ => (k as usize).min(width),
-        };
-        let keys = dict.keys().values();
+        let s = Slots::of(&column)?;
+        let width = s.width;
         let mut rows = vec![0i64; width + 1];
-        match &nulls {
-            None => {
-                for &k in keys.iter() {
-                    if let Some(c) = rows.get_mut(k as usize) {
-                        *c += 1;
-                    }
+        if s.nulls.is_none() {
+            for &k in s.keys {
+                if let Some(c) = rows.get_mut(k as usize) {
+                    *c += 1;
                 }
             }
-            Some(_) => {
-                for (row, &k) in keys.iter().enumerate() {
-                    rows[slot(row, k)] += 1;
-                }
+        } else {
+            for row in 0..n {
+                rows[s.slot(row)] += 1;
             }
         }
-        // Arguments that are null somewhere count apart from the rows.
         let mut apart: Vec<(usize, Vec<i64>)> = Vec::new();
-        for (i, a) in self.args.iter().enumerate() {
-            let valid = match a.evaluate(batch)? {
-                ColumnarValue::Scalar(s) if !s.is_null() => continue,
-                ColumnarValue::Scalar(_) => None,
-                ColumnarValue::Array(a) if a.logical_null_count() == 0 => continue,
-                ColumnarValue::Array(a) => a.logical_nulls(),
-            };
+        for (i, valid) in valid_rows(&self.args, batch)?.into_iter().enumerate() {
+            let Some(valid) = valid else { continue };
             let mut per_key = vec![0i64; width + 1];
             if let Some(valid) = valid {
-                for (row, &k) in keys.iter().enumerate() {
-                    if valid.is_valid(row) {
-                        per_key[slot(row, k)] += 1;
-                    }
+                for row in (0..n).filter(|&r| valid.is_valid(r)) {
+                    per_key[s.slot(row)] += 1;
                 }
             }
             apart.push((i, per_key));
         }
         let used: Vec<bool> = rows[..width].iter().map(|&c| c > 0).collect();
-        let ids = self.group.interner.number(dict.values().as_ref(), &used)?;
+        let ids = s.numbers(&self.group.interner, &used)?;
         for (i, per_key) in &apart {
             if let Some(v) = self.values.get_mut(*i) {
                 // Until now this argument was never null: it counted the rows.
@@ -521,23 +521,18 @@ impl PairCounts {
         } else {
             rows.count((0..n).map(cell));
         }
-        // Arguments that are null somewhere count apart from the rows.
-        let mut apart: Vec<Option<Cells>> = Vec::with_capacity(self.args.len());
-        for arg in &self.args {
-            let valid = match arg.evaluate(batch)? {
-                ColumnarValue::Scalar(s) if !s.is_null() => None,
-                ColumnarValue::Scalar(_) => Some(None),
-                ColumnarValue::Array(x) if x.logical_null_count() == 0 => None,
-                ColumnarValue::Array(x) => Some(x.logical_nulls()),
-            };
-            apart.push(valid.map(|valid| {
-                let mut c = Cells::new(cells, n);
-                if let Some(valid) = valid {
-                    c.count((0..n).filter(|&r| valid.is_valid(r)).map(cell));
-                }
-                c
-            }));
-        }
+        let apart: Vec<Option<Cells>> = valid_rows(&self.args, batch)?
+            .into_iter()
+            .map(|valid| {
+                valid.map(|valid| {
+                    let mut c = Cells::new(cells, n);
+                    if let Some(valid) = valid {
+                        c.count((0..n).filter(|&r| valid.is_valid(r)).map(cell));
+                    }
+                    c
+                })
+            })
+            .collect();
         let used = rows.used();
         let (mut used_a, mut used_b) = (vec![false; a.width], vec![false; b.width]);
         for &(i, _) in &used {
