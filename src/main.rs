@@ -17,6 +17,11 @@ use std::process::ExitCode;
 
 /// mimalloc: the shipper and the engine allocate many small, short-lived
 /// values (events, JSON maps); glibc's allocator was 40% of `weir ship`'s time.
+/// Built without asking for transparent huge pages (`no_thp`): memory it
+/// gives back and takes again came back as 2 MiB pages the kernel zeroes
+/// whole, which was most of a query's system time and made windows over a
+/// million keys 35 % slower (docs/operations.md). Where THP is `always`,
+/// `MIMALLOC_ALLOW_THP=0` turns them off for the process.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1029,7 +1029,7 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
         probed,
         "the others are probed: {in_range}"
     );
-    // Nor is the kept row group's filter read again whole (512 KiB): the
+    // Nor is the kept row group's filter read again whole (256 KiB): the
     // scan reads less than that.
     let scanned = text
         .split("bytes_scanned=")
@@ -1046,7 +1046,7 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
             Some(n * unit)
         })
         .unwrap_or_else(|| panic!("no bytes_scanned in {text}"));
-    assert!(scanned < 400e3, "{scanned} bytes read: {text}");
+    assert!(scanned < 200e3, "{scanned} bytes read: {text}");
 
     // Full text: every spelling of the search finds the five events, as a
     // scan the index cannot help (`concat`) does, and reads one row group.

@@ -6,7 +6,8 @@
 //! A split-block bloom filter (the Parquet spec's) sends a value to one
 //! block, chosen from the value's xxHash64, and answers "maybe" or "no"
 //! from that block alone; DataFusion's own bloom pass reads every filter
-//! whole — 512 KiB per row group and id column in Weir's archive, so a
+//! whole — 256 KiB per row group and id column in Weir's archive (512 KiB
+//! in files written before its row groups were halved), so a
 //! lookup over 80 row groups read 45 MB to look at 2.5 KiB of it. Here a
 //! filter's header is read once (and remembered: archive files are never
 //! rewritten) and a lookup then reads one block per row group and value.
