@@ -958,6 +958,76 @@ async fn the_search_api_pages_newest_first_with_totals() {
     let _ = serve.wait();
 }
 
+/// `index (…)` names the columns with bloom filters: a lookup on a named
+/// column skips row groups by them though its name is not id-like, one on
+/// an id-like column left out reads as a plain scan (nothing probed), and
+/// compaction keeps the archive's choice.
+#[test]
+fn an_archive_index_names_the_columns_with_bloom_filters() {
+    let p = folder_place();
+    let events = p.dir.path().join("events.ndjson");
+    let mut text = String::new();
+    for i in 0..300_000 {
+        text.push_str(&format!(
+            "{{\"timestamp\":\"2026-03-01T00:{:02}:{:02}Z\",\"order_no\":\"o{i}\",\"trace_id\":\"t{i}\"}}\n",
+            i / 5_000 % 60,
+            i % 60
+        ));
+    }
+    std::fs::write(&events, text).unwrap();
+    let rules = p.dir.path().join("index.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "source app = file(path: \"{}\") format json\n  fields {{ order_no: string, trace_id: string }}\narchive app to \"{}\" roll at 1MB index (order_no)\n",
+            events.display(),
+            p.url
+        ),
+    )
+    .unwrap();
+    ok(&mut p.run_command(&rules));
+    let metric = |text: &str, name: &str| -> Option<u64> {
+        let rest = text.split(&format!("{name}=")).nth(1)?;
+        let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        n.parse().ok()
+    };
+    let check = |when: &str| {
+        let by_order = "SELECT count(*) AS n FROM app WHERE order_no = 'o123457'";
+        assert_eq!(p.count(by_order), 1, "{when}");
+        let plan = p.analyze(by_order);
+        let probed = metric(&plan, "row_groups_bloom_probed").unwrap_or(0);
+        let pruned = metric(&plan, "row_groups_pruned_bloom_probe").unwrap_or(0);
+        assert!(
+            probed >= 3,
+            "{when}: row groups with a filter on order_no: {plan}"
+        );
+        assert_eq!(probed - pruned, 1, "{when}: the filters leave one: {plan}");
+        let by_trace = "SELECT count(*) AS n FROM app WHERE trace_id = 't123457'";
+        assert_eq!(p.count(by_trace), 1, "{when}");
+        let plan = p.analyze(by_trace);
+        assert_eq!(
+            metric(&plan, "row_groups_bloom_probed"),
+            None,
+            "{when}: {plan}"
+        );
+        // DataFusion's own pass: "N total → N matched", nothing skipped.
+        let total = metric(&plan, "row_groups_pruned_bloom_filter");
+        let matched = plan
+            .split("row_groups_pruned_bloom_filter=")
+            .nth(1)
+            .and_then(|r| r.split("total → ").nth(1))
+            .and_then(|r| metric(&format!("m={r}"), "m"));
+        assert!(
+            total.is_some() && total == matched,
+            "{when}: no filter on trace_id: {plan}"
+        );
+    };
+    check("as written");
+    let out = p.archive(&["compact", "--grace", "1h"]);
+    assert!(out.contains("files ->"), "{out}");
+    check("compacted");
+}
+
 /// A lookup by an id (`user_id = '…'`) skips the row groups whose bloom
 /// filter says the value is not there, also where min/max statistics
 /// cannot tell (ids as text overlap in every row group); a search for a

@@ -95,6 +95,29 @@ fn an_unknown_raw_mode_is_pointed_at() {
 }
 
 #[test]
+fn archive_index_mistakes_are_pointed_at() {
+    let head = "source app = generator(rate: 1) format json\n  fields { latency: float, order_no: string }\n";
+    let text = format!("{head}archive app index (order_noo, latency)\n");
+    let (line, col, hint) = position(&text, "cannot index unknown field `order_noo`");
+    assert_eq!((line, col), (3, 20));
+    assert_eq!(hint, "did you mean `order_no`?");
+    let (line, col, hint) = position(
+        &text,
+        "`latency` is float; bloom filters index text columns",
+    );
+    assert_eq!((line, col), (3, 31));
+    assert!(hint.contains("min/max"), "{hint}");
+    let text = format!("{head}archive app index all\n");
+    let (_, col, hint) = position(&text, "`index all` is not an archive option");
+    assert_eq!(col, 19);
+    assert!(hint.contains("index none"), "{hint}");
+    for ok in ["index (order_no, host)", "index none", "index ()"] {
+        weir_dsl::compile(&format!("{head}archive app {ok}\n"))
+            .unwrap_or_else(|e| panic!("{ok}: {e:#?}"));
+    }
+}
+
+#[test]
 fn grok_mistakes_name_the_pattern_and_what_to_write() {
     let text = "source web = stdin() format regex \"^%{IPP:client} %{INT:status:integr}\"\n";
     let (line, col, hint) = position(text, "unknown pattern `IPP`");

@@ -7,6 +7,7 @@ use crate::kafka::sink::producer as kafka_producer;
 use crate::kafka::{KafkaConfig, KafkaDeadLetters};
 use crate::registry;
 use crate::sinks::archive::{ArchiveConfig, ArchiveSink, Granularity};
+use crate::sinks::archive_file::BloomColumns;
 use crate::sinks::archive_raw::RawMode;
 use crate::sinks::dead_letter::DeadLetterFile;
 use crate::store::{self, ArchiveLocation, StorageConfig};
@@ -163,6 +164,10 @@ impl ConnectorFactory for LocalFactory {
                     .as_ref()
                     .and_then(|r| RawMode::parse(&r.name))
                     .unwrap_or_default(),
+                index: match &archive.index {
+                    None => BloomColumns::Usual,
+                    Some(i) => BloomColumns::named(i.columns.iter().map(|c| c.name.as_str())),
+                },
                 replayable: source.replayable,
                 epoch: crate::maintenance::new_epoch(),
                 recovery: Some(

@@ -7,7 +7,7 @@
 //! deleted: a reader never sees a half file or loses rows.
 
 use crate::delta::{NewFile, Operation, StreamTable, TableFile};
-use crate::sinks::archive_file::{without_hints, FileWriter};
+use crate::sinks::archive_file::{without_hints, BloomColumns, FileWriter};
 use crate::store::ArchiveLocation;
 use arrow::array::AsArray;
 use arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
@@ -630,7 +630,9 @@ async fn merge(
     let merged: SchemaRef = Arc::new(
         Schema::try_merge(schemas).map_err(|e| err(format!("schemas do not merge: {e}")))?,
     );
-    let mut writer = FileWriter::new(merged.clone()).map_err(|e| err(e.to_string()))?;
+    // The filters the files have (the archive's `index` when they were written).
+    let index = BloomColumns::of_files(readers.iter().map(|r| r.metadata().as_ref()));
+    let mut writer = FileWriter::new(merged.clone(), &index).map_err(|e| err(e.to_string()))?;
     let mut rows = 0;
     let mut time: Option<(i64, i64)> = None;
     // Event-time order, so row groups prune by time inside an hour: files
@@ -918,7 +920,7 @@ mod tests {
             .as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(offsets.values().to_vec(), vec![2, 3, 0, 1]);
 
-        let mut w = FileWriter::new(schema.clone()).unwrap();
+        let mut w = FileWriter::new(schema.clone(), &BloomColumns::Usual).unwrap();
         w.write(&batch(vec![Some(50), Some(40)], vec![0, 1]))
             .unwrap();
         let bytes = bytes::Bytes::from(w.finish().unwrap());

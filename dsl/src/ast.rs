@@ -158,7 +158,7 @@ pub struct FieldDecl {
 }
 
 /// `archive SOURCE [to "url"] [partition by hour|day] [roll at 128MB] [roll every 5m]
-/// [raw full|rest|none]`
+/// [raw full|rest|none] [index (COLUMN, …)|none]`
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArchiveDecl {
     pub source: Ident,
@@ -170,6 +170,19 @@ pub struct ArchiveDecl {
     pub roll_size: Option<u64>,
     /// Milliseconds.
     pub roll_every: Option<u64>,
+    /// The text columns that get a bloom filter per row group; `None`: the
+    /// usual ones (ids, addresses, hosts).
+    pub index: Option<ArchiveIndex>,
+    pub span: Span,
+}
+
+/// `index (COLUMN, …)` or `index none`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArchiveIndex {
+    /// The columns named (empty for `index none`).
+    pub columns: Vec<Ident>,
+    /// The word after `index` when it is not a list (only `none` is valid).
+    pub word: Option<Ident>,
     pub span: Span,
 }
 

@@ -161,6 +161,16 @@ impl IndexedTable {
                 .probe_files(state.runtime_env(), store, files, lookups, span.as_ref())
                 .await
         };
+        // A lookup is a needle where the files have bloom filters on its
+        // column (the archive's `index`); other equalities (`service =
+        // 'api'`) are read as plain scans.
+        if needles.is_empty()
+            && probes
+                .values()
+                .all(|p| p.as_ref().is_some_and(|p| p.probed == 0))
+        {
+            return Ok(plan);
+        }
         let (mut row_groups_pruned, mut files_pruned) = (0, 0);
         let (mut bloom_probed, mut bloom_pruned, mut outside) = (0, 0, 0);
         let mut groups = Vec::with_capacity(config.file_groups.len());
@@ -300,7 +310,7 @@ impl TableProvider for IndexedTable {
             .filter_map(|n| needle_trigrams(n))
             .collect();
         let lookups = bloom_probe::lookups(filters);
-        let lookup = !needles.is_empty() || looks_up_a_value(&lookups);
+        let lookup = !needles.is_empty() || !lookups.is_empty();
         let result = self.inner.scan_with_args(state, args).await?;
         if !lookup {
             return Ok(result);
@@ -392,13 +402,6 @@ fn needed(e: &Expr, column: &str, out: &mut Vec<String>) {
         }
         _ => {}
     }
-}
-
-/// Whether a lookup is in a column archived with a bloom filter
-/// (`trace_id = '…'`, `client_ip IN (…)`): a needle.
-fn looks_up_a_value(lookups: &[Lookup]) -> bool {
-    use weir_connectors::sinks::archive_file::looked_up_by_value;
-    lookups.iter().any(|l| looked_up_by_value(&l.column))
 }
 
 /// Whether `e` is the column, possibly cast or lower-cased.
@@ -530,8 +533,9 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"))
         };
         // Indexed: 300,000 rows (three row groups); the word only in the last.
-        let mut w = weir_connectors::sinks::archive_file::FileWriter::new(schema.clone())
-            .unwrap_or_else(|e| panic!("{e}"));
+        use weir_connectors::sinks::archive_file::{BloomColumns, FileWriter};
+        let mut w =
+            FileWriter::new(schema.clone(), &BloomColumns::Usual).unwrap_or_else(|e| panic!("{e}"));
         for chunk in 0..30 {
             let texts = (0..10_000)
                 .map(|i| match (chunk, i) {

@@ -55,6 +55,8 @@ pub struct ArchiveConfig {
     pub roll_every: Duration,
     /// What `_raw` keeps (see [`archive_raw`](super::archive_raw)).
     pub raw: RawMode,
+    /// The columns with bloom filters (`index (…)`).
+    pub index: super::archive_file::BloomColumns,
     /// Whether the source reads the same events at the same offsets again
     /// after a restart (Kafka): then commits carry `txn` versions and
     /// replayed events are dropped.
@@ -371,9 +373,9 @@ impl Inner {
                 let file = match open.entry(key) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => e.insert(OpenFile {
-                        writer: FileWriter::new(self.schema.clone()).map_err(|e| {
-                            EngineError::connector("archive", format!("parquet: {e}"))
-                        })?,
+                        writer: FileWriter::new(self.schema.clone(), &self.cfg.index).map_err(
+                            |e| EngineError::connector("archive", format!("parquet: {e}")),
+                        )?,
                         first_offset: lo,
                         last_offset: hi,
                         rows: 0,
@@ -772,7 +774,8 @@ fn trim(bytes: &bytes::Bytes, upto: i64) -> Result<Option<(bytes::Bytes, u64)>> 
         |e: &dyn std::fmt::Display| EngineError::connector("archive", format!("parquet: {e}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| err(&e))?;
     let schema = Arc::new(super::archive_file::without_hints(reader.schema()));
-    let mut writer = FileWriter::new(schema.clone()).map_err(|e| err(&e))?;
+    let index = super::archive_file::BloomColumns::of_files([reader.metadata().as_ref()]);
+    let mut writer = FileWriter::new(schema.clone(), &index).map_err(|e| err(&e))?;
     let mut rows = 0u64;
     for batch in reader.build().map_err(|e| err(&e))? {
         let batch = batch.map_err(|e| err(&e))?;

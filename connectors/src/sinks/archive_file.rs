@@ -16,9 +16,10 @@ use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{encode_arrow_schema, ArrowWriter, ARROW_SCHEMA_META_KEY};
 use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ColumnChunkMetaData, KeyValue, RowGroupMetaData};
+use parquet::file::metadata::{ColumnChunkMetaData, KeyValue, ParquetMetaData, RowGroupMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use std::collections::BTreeSet;
 use weir_dsl::types::{OFFSET, TIMESTAMP};
 
 /// The type a fully dictionary-encoded text column is read as.
@@ -48,7 +49,7 @@ const PAGE_ROWS: usize = 8 * 1024;
 /// (`WHERE trace_id = '…'`) skips the row groups that cannot hold it. The
 /// filters are sized for a full row group at 1 % false positives and folded
 /// down to what the row group holds (a small file pays a few bytes).
-pub fn properties(schema: &Schema) -> WriterProperties {
+pub fn properties(schema: &Schema, index: &BloomColumns) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_dictionary_enabled(true)
@@ -62,7 +63,7 @@ pub fn properties(schema: &Schema) -> WriterProperties {
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
     }
     for f in schema.fields() {
-        if is_text(f.data_type()) && looked_up_by_value(f.name()) {
+        if is_text(f.data_type()) && index.has(f.name()) {
             let path = ColumnPath::from(f.name().as_str());
             b = b
                 .set_column_bloom_filter_enabled(path.clone(), true)
@@ -71,6 +72,46 @@ pub fn properties(schema: &Schema) -> WriterProperties {
         }
     }
     b.build()
+}
+
+/// Which text columns get a bloom filter per row group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BloomColumns {
+    /// The ones people look events up by ([`looked_up_by_value`]).
+    #[default]
+    Usual,
+    /// These (none when empty): an archive's `index (…)`.
+    Named(BTreeSet<String>),
+}
+
+impl BloomColumns {
+    pub fn named<S: Into<String>>(names: impl IntoIterator<Item = S>) -> BloomColumns {
+        BloomColumns::Named(names.into_iter().map(Into::into).collect())
+    }
+
+    pub fn has(&self, column: &str) -> bool {
+        match self {
+            BloomColumns::Usual => looked_up_by_value(column),
+            BloomColumns::Named(names) => names.contains(column),
+        }
+    }
+
+    /// The columns with a filter in some row group of these files: what a
+    /// rewrite of them (compaction, a trim) keeps, whatever the archive
+    /// named when they were written.
+    pub fn of_files<'a>(files: impl IntoIterator<Item = &'a ParquetMetaData>) -> BloomColumns {
+        let mut names = BTreeSet::new();
+        for m in files {
+            for rg in m.row_groups() {
+                for c in rg.columns() {
+                    if c.bloom_filter_offset().is_some() {
+                        names.insert(c.column_path().string());
+                    }
+                }
+            }
+        }
+        BloomColumns::Named(names)
+    }
 }
 
 /// Whether a text column is one people look events up by (trace, span,
@@ -100,9 +141,9 @@ pub struct FileWriter {
 }
 
 impl FileWriter {
-    pub fn new(schema: SchemaRef) -> Result<FileWriter, ParquetError> {
+    pub fn new(schema: SchemaRef, index: &BloomColumns) -> Result<FileWriter, ParquetError> {
         let options = ArrowWriterOptions::new()
-            .with_properties(properties(&schema))
+            .with_properties(properties(&schema, index))
             // `finish` embeds the schema, once it knows which columns stayed
             // dictionary-encoded.
             .with_skip_arrow_metadata(true);
@@ -289,6 +330,10 @@ mod tests {
     use std::sync::Arc;
 
     fn file(rows: usize) -> Vec<u8> {
+        file_indexed(rows, &BloomColumns::Usual)
+    }
+
+    fn file_indexed(rows: usize, index: &BloomColumns) -> Vec<u8> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("service", DataType::Utf8, true),
             Field::new("trace_id", DataType::Utf8, true),
@@ -301,7 +346,7 @@ mod tests {
             (0..rows).map(|i| format!("{i:064x}")),
         ));
         let batch = RecordBatch::try_new(schema.clone(), vec![service, trace]).unwrap();
-        let mut w = FileWriter::new(schema).unwrap();
+        let mut w = FileWriter::new(schema, index).unwrap();
         w.write(&batch).unwrap();
         w.finish().unwrap()
     }
@@ -323,6 +368,24 @@ mod tests {
             ("api", "web", "db")
         );
         assert_eq!(without_hints(&schema).field(0).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn named_columns_replace_the_usual_ones_and_a_rewrite_keeps_them() {
+        let indexed = |index: &BloomColumns| {
+            let bytes = bytes::Bytes::from(file_indexed(1_000, index));
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+            BloomColumns::of_files([reader.metadata().as_ref()])
+        };
+        assert_eq!(
+            indexed(&BloomColumns::Usual),
+            BloomColumns::named(["trace_id"])
+        );
+        let service = BloomColumns::named(["service"]);
+        assert_eq!(indexed(&service), service);
+        let none = BloomColumns::named(Vec::<String>::new());
+        assert_eq!(indexed(&none), none);
+        assert!(!none.has("trace_id") && service.has("service") && !service.has("trace_id"));
     }
 
     #[test]

@@ -296,12 +296,52 @@ impl Checker {
         })
     }
 
+    /// `index (COLUMN, …)`: text columns of the archived source; or `index none`.
+    fn archive_index(&mut self, index: &ArchiveIndex, schema: &Schema) {
+        if let Some(w) = index.word.as_ref().filter(|w| w.name != "none") {
+            self.push(
+                Diagnostic::new(
+                    ErrorKind::InvalidArgument,
+                    w.span,
+                    format!("`index {}` is not an archive option", w.name),
+                )
+                .with_hint("index (trace_id, order_no) names the columns with bloom filters; index none writes none"),
+            );
+        }
+        for c in &index.columns {
+            match schema.get(&c.name) {
+                None => self.push(
+                    Diagnostic::new(
+                        ErrorKind::UnknownField,
+                        c.span,
+                        format!("cannot index unknown field `{}`", c.name),
+                    )
+                    .with_suggestion(&c.name, schema.names())
+                    .or_hint("declare it in the source's `fields { … }`"),
+                ),
+                Some(Type::String) => {}
+                Some(ty) => self.push(
+                    Diagnostic::new(
+                        ErrorKind::InvalidArgument,
+                        c.span,
+                        format!("`{}` is {ty}; bloom filters index text columns", c.name),
+                    )
+                    .with_hint("a lookup on a number or time column is pruned by its min/max statistics already"),
+                ),
+            }
+        }
+    }
+
     pub(super) fn archive(
         &mut self,
         a: &ArchiveDecl,
         sources: &[&str],
+        schema: Option<&Schema>,
         archived: &mut HashSet<String>,
     ) {
+        if let (Some(index), Some(schema)) = (&a.index, schema) {
+            self.archive_index(index, schema);
+        }
         if !sources.contains(&a.source.name.as_str()) {
             self.push(
                 Diagnostic::new(

@@ -91,7 +91,10 @@ pub fn check(program: &Program) -> Result<CheckedProgram, Vec<Diagnostic>> {
         .collect();
     let mut archived = HashSet::new();
     for a in &program.archives {
-        cx.archive(a, &source_names, &mut archived);
+        let schema = checked_sources
+            .get(a.source.name.as_str())
+            .map(|s| &s.schema);
+        cx.archive(a, &source_names, schema, &mut archived);
     }
     let output_names: Vec<&str> = program
         .outputs

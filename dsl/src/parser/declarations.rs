@@ -67,6 +67,7 @@ pub(super) fn add_item(program: &mut Program, item: Pair<'_, Rule>, base: usize)
                 raw: None,
                 roll_size: None,
                 roll_every: None,
+                index: None,
                 span,
             };
             for p in inner {
@@ -77,12 +78,28 @@ pub(super) fn add_item(program: &mut Program, item: Pair<'_, Rule>, base: usize)
                             continue;
                         };
                         let rule = opt.as_rule();
+                        let opt_span = span_of(&opt, base);
                         let Some(v) = opt.into_inner().next() else {
                             continue;
                         };
                         match rule {
                             Rule::partition_opt => decl.partition = Some(ident(v, base)),
                             Rule::raw_opt => decl.raw = Some(ident(v, base)),
+                            Rule::index_opt => {
+                                decl.index = Some(if v.as_rule() == Rule::index_list {
+                                    ArchiveIndex {
+                                        columns: v.into_inner().map(|c| ident(c, base)).collect(),
+                                        word: None,
+                                        span: opt_span,
+                                    }
+                                } else {
+                                    ArchiveIndex {
+                                        columns: Vec::new(),
+                                        word: Some(ident(v, base)),
+                                        span: opt_span,
+                                    }
+                                })
+                            }
                             Rule::roll_size_opt => decl.roll_size = Some(parse_size(v.as_str())),
                             Rule::roll_time_opt => {
                                 decl.roll_every = Some(parse_duration(v.as_str()))
@@ -216,7 +233,7 @@ mod tests {
         let p = parse(
             r#"source web = file(path: "a.log", follow: true) format regex "(?P<x>\d+)" fields { x: int }
 output out = kafka(topic: "t", options: ["linger.ms=5"])
-archive web partition by day roll every 1m roll at 64MB raw full
+archive web partition by day roll every 1m roll at 64MB raw full index (x, host)
 pipeline p { from web | to out }"#,
         )
         .unwrap_or_else(|d| panic!("{d:?}"));
@@ -232,5 +249,18 @@ pipeline p { from web | to out }"#,
         assert_eq!(a.roll_every, Some(60_000));
         assert_eq!(a.roll_size, Some(64_000_000));
         assert_eq!(a.partition.as_ref().map(|p| p.name.as_str()), Some("day"));
+        let index = a.index.as_ref().map(|i| {
+            let names: Vec<&str> = i.columns.iter().map(|c| c.name.as_str()).collect();
+            (names, i.word.is_none())
+        });
+        assert_eq!(index, Some((vec!["x", "host"], true)));
+        let none = parse("source s = stdin() format json\narchive s index none\n")
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        let i = none.archives[0].index.as_ref();
+        assert_eq!(
+            i.and_then(|i| i.word.as_ref()).map(|w| w.name.as_str()),
+            Some("none")
+        );
+        assert!(i.is_some_and(|i| i.columns.is_empty()));
     }
 }

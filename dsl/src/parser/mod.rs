@@ -180,7 +180,9 @@ fn friendly(rule: &Rule) -> String {
         | Rule::partition_opt
         | Rule::roll_size_opt
         | Rule::roll_time_opt
-        | Rule::raw_opt => "an archive option (partition by, roll at, roll every, raw)",
+        | Rule::raw_opt
+        | Rule::index_opt
+        | Rule::index_list => "an archive option (partition by, roll at, roll every, raw, index)",
         Rule::alert_severity
         | Rule::alert_labels
         | Rule::alert_notify
