@@ -217,6 +217,24 @@ impl Place {
         self.query(sql, &[])[0]["n"].as_i64().unwrap()
     }
 
+    /// Archives NDJSON `lines` through a file source declaring `fields`,
+    /// with the archive's `options`.
+    fn archive_lines(&self, lines: &str, fields: &str, options: &str) {
+        let events = self.dir.path().join("events.ndjson");
+        std::fs::write(&events, lines).unwrap();
+        let rules = self.dir.path().join("events.rules");
+        std::fs::write(
+            &rules,
+            format!(
+                "source app = file(path: \"{}\") format json\n  fields {{ {fields} }}\narchive app to \"{}\" {options}\n",
+                events.display(),
+                self.url
+            ),
+        )
+        .unwrap();
+        ok(&mut self.run_command(&rules));
+    }
+
     fn archive(&self, action: &[&str]) -> String {
         ok(self
             .weir()
@@ -958,6 +976,14 @@ async fn the_search_api_pages_newest_first_with_totals() {
     let _ = serve.wait();
 }
 
+/// The number after `NAME=` in an `EXPLAIN ANALYZE` text (the total of
+/// "NAME=T total → M matched").
+fn metric(text: &str, name: &str) -> Option<u64> {
+    let rest = text.split(&format!("{name}=")).nth(1)?;
+    let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    n.parse().ok()
+}
+
 /// `index (…)` names the columns with bloom filters: a lookup on a named
 /// column skips row groups by them though its name is not id-like, one on
 /// an id-like column left out reads as a plain scan (nothing probed), and
@@ -965,7 +991,6 @@ async fn the_search_api_pages_newest_first_with_totals() {
 #[test]
 fn an_archive_index_names_the_columns_with_bloom_filters() {
     let p = folder_place();
-    let events = p.dir.path().join("events.ndjson");
     let mut text = String::new();
     for i in 0..300_000 {
         text.push_str(&format!(
@@ -974,23 +999,11 @@ fn an_archive_index_names_the_columns_with_bloom_filters() {
             i % 60
         ));
     }
-    std::fs::write(&events, text).unwrap();
-    let rules = p.dir.path().join("index.rules");
-    std::fs::write(
-        &rules,
-        format!(
-            "source app = file(path: \"{}\") format json\n  fields {{ order_no: string, trace_id: string }}\narchive app to \"{}\" roll at 1MB index (order_no)\n",
-            events.display(),
-            p.url
-        ),
-    )
-    .unwrap();
-    ok(&mut p.run_command(&rules));
-    let metric = |text: &str, name: &str| -> Option<u64> {
-        let rest = text.split(&format!("{name}=")).nth(1)?;
-        let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        n.parse().ok()
-    };
+    p.archive_lines(
+        &text,
+        "order_no: string, trace_id: string",
+        "roll at 1MB index (order_no)",
+    );
     let check = |when: &str| {
         let by_order = "SELECT count(*) AS n FROM app WHERE order_no = 'o123457'";
         assert_eq!(p.count(by_order), 1, "{when}");
@@ -1035,7 +1048,6 @@ fn an_archive_index_names_the_columns_with_bloom_filters() {
 #[test]
 fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
     let p = folder_place();
-    let events = p.dir.path().join("events.ndjson");
     let mut text = String::new();
     for i in 0..600_000 {
         let message = if (450_000..450_005).contains(&i) {
@@ -1049,18 +1061,7 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
             i % 60
         ));
     }
-    std::fs::write(&events, text).unwrap();
-    let rules = p.dir.path().join("needle.rules");
-    std::fs::write(
-        &rules,
-        format!(
-            "source app = file(path: \"{}\") format json\n  fields {{ user_id: string }}\narchive app to \"{}\"\n",
-            events.display(),
-            p.url
-        ),
-    )
-    .unwrap();
-    ok(&mut p.run_command(&rules));
+    p.archive_lines(&text, "user_id: string", "");
     assert_eq!(
         p.count("SELECT count(*) AS n FROM app WHERE user_id = 'u5'"),
         1
@@ -1068,13 +1069,7 @@ fn a_needle_lookup_skips_row_groups_by_bloom_filter_and_text_index() {
     let text = p.analyze("SELECT count(*) AS n FROM app WHERE user_id = 'u5'");
     // "row_groups_bloom_probed=T", "row_groups_pruned_bloom_probe=P"
     let metric_in = |text: &str, name: &str| -> u64 {
-        text.split(&format!("{name}="))
-            .nth(1)
-            .and_then(|rest| {
-                let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                n.parse().ok()
-            })
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
+        metric(text, name).unwrap_or_else(|| panic!("no {name} in {text}"))
     };
     let metric = |name: &str| metric_in(&text, name);
     let (probed, pruned) = (
