@@ -586,7 +586,7 @@ pipeline web_errors {
 const KEYWORDS = new Set(["source", "output", "archive", "pipeline", "from", "where", "set", "rename", "drop",
   "parse", "geoip", "window", "alert", "to", "format", "fields", "tumbling", "sliding", "session", "by",
   "lateness", "max_keys", "when", "for", "resolve", "after", "severity", "labels", "annotations", "notify",
-  "partition", "roll", "at", "every", "raw", "as", "and", "or", "not", "in", "contains", "is", "null",
+  "partition", "roll", "at", "every", "raw", "index", "none", "as", "and", "or", "not", "in", "contains", "is", "null",
   "true", "false", "timestamp_format", "timezone", "gap", "hop", "evidence"]);
 const LEVELS = new Set(["trace", "debug", "info", "warn", "warning", "error", "fatal", "critical"]);
 const rulesLanguage = StreamLanguage.define({
