@@ -352,7 +352,12 @@ impl BloomFilters {
             }
         }
         let ranges: Vec<Range<u64>> = reads.iter().map(|r| r.3.clone()).collect();
-        let blocks = store.get_ranges(&file.location, &ranges).await.ok()?;
+        // No filter on the looked-up columns (`service = 'api'`): no read.
+        let blocks = if ranges.is_empty() {
+            Vec::new()
+        } else {
+            store.get_ranges(&file.location, &ranges).await.ok()?
+        };
         // Per (lookup, row group): whether some value may be there.
         let mut maybe: HashMap<(usize, usize), bool> = HashMap::new();
         for ((l, g, v, _), block) in reads.iter().zip(&blocks) {
