@@ -213,36 +213,43 @@ impl ExecutionPlan for DenseCountExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let mut input = self.input.execute(partition, context)?;
+        let input = self.input.execute(partition, context)?;
         let schema = self.schema.clone();
         let args = self.args.clone();
-        let out: futures::future::BoxFuture<'static, Result<RecordBatch>> =
-            match self.groups.as_slice() {
-                [group] => {
-                    let mut counts = Counts::new(group.clone(), args);
-                    Box::pin(async move {
-                        while let Some(batch) = input.next().await {
-                            counts.add(&batch?)?;
-                        }
-                        counts.finish(schema)
-                    })
-                }
-                [first, second] => {
-                    let mut counts = PairCounts::new([first.clone(), second.clone()], args);
-                    Box::pin(async move {
-                        while let Some(batch) = input.next().await {
-                            counts.add(&batch?)?;
-                        }
-                        counts.finish(schema)
-                    })
-                }
-                _ => return internal_err!("DenseCountExec groups by one or two columns"),
-            };
+        let out = match self.groups.as_slice() {
+            [group] => count_input(input, Counts::new(group.clone(), args), schema),
+            [first, second] => count_input(
+                input,
+                PairCounts::new([first.clone(), second.clone()], args),
+                schema,
+            ),
+            _ => return internal_err!("DenseCountExec groups by one or two columns"),
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             futures::stream::once(out),
         )))
     }
+}
+
+/// The counts of one partition, by one interned column or two.
+trait Tallies: Send + 'static {
+    fn add(&mut self, batch: &RecordBatch) -> Result<()>;
+    fn finish(self, schema: SchemaRef) -> Result<RecordBatch>;
+}
+
+/// Counts every batch of `input`, then the partial aggregation's one batch.
+fn count_input<C: Tallies>(
+    mut input: SendableRecordBatchStream,
+    mut counts: C,
+    schema: SchemaRef,
+) -> futures::future::BoxFuture<'static, Result<RecordBatch>> {
+    Box::pin(async move {
+        while let Some(batch) = input.next().await {
+            counts.add(&batch?)?;
+        }
+        counts.finish(schema)
+    })
 }
 
 /// Per argument of `count`, the rows it counts in a batch, when that is
@@ -317,7 +324,9 @@ impl Counts {
             values,
         }
     }
+}
 
+impl Tallies for Counts {
     /// Counts a batch per dictionary entry (one add per row), then adds
     /// the counts under the entries' numbers (one lookup per entry).
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -496,7 +505,9 @@ impl PairCounts {
             by_pair: HashMap::new(),
         }
     }
+}
 
+impl Tallies for PairCounts {
     /// Counts a batch in the grid of its two dictionaries (one add per
     /// row), then adds the used cells under their pairs of numbers.
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
