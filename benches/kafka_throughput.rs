@@ -119,6 +119,7 @@ pipeline errors {{
             base_dir: dir.path().to_path_buf(),
             idle_advance: false,
             state: None,
+            project: false,
         },
     )?;
     let events = metrics.source_events.with_label_values(&["app"]);

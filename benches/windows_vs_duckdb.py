@@ -137,17 +137,35 @@ def make_dirty(clean, path, share, expected):
     return cut, expected
 
 
+# Starts CMD from a small, fresh process and reports its peak RSS: a
+# child's ru_maxrss starts at the RSS of the process it was forked from (it
+# survives exec), so measured from this process, which holds the generated
+# input's bookkeeping, every figure would be at least this process's size.
+LAUNCH = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - t} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def wait_rss(cmd, env=None):
-    """Runs CMD, returns (seconds, peak RSS MiB) using wait4's rusage."""
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    secs = time.perf_counter() - t
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"{cmd[0]} failed ({p.returncode}): {err.decode(errors='replace')[-2000:]}")
-    return secs, usage.ru_maxrss / 1024
+    """Runs CMD, returns (seconds, peak RSS MiB)."""
+    with tempfile.NamedTemporaryFile(mode="r", suffix=".rss") as out:
+        p = subprocess.run([sys.executable, "-c", LAUNCH, out.name] + cmd, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        got = out.read().split()
+    if p.returncode != 0 or len(got) != 3 or got[2] != "0":
+        sys.exit(f"{cmd[0]} failed ({got[2:] or p.returncode}): "
+                 f"{p.stderr.decode(errors='replace')[-2000:]}")
+    return float(got[0]), int(got[1]) / 1024
 
 
 def pin(cores):

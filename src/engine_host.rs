@@ -40,6 +40,9 @@ pub struct EngineHost {
     /// Log a deployment's failure when it happens (`weir serve`); `weir run`
     /// reports it once, when it exits.
     report_failures: bool,
+    /// Decode only what pipelines read ([`DeployOptions::project`]): set by
+    /// `weir run`, where nothing attaches to a source later.
+    pub project: bool,
     /// Cancelled once the host stops: stops every deployment, also those a
     /// [`EngineHost::wait_all`] is already waiting for.
     stop: CancellationToken,
@@ -314,6 +317,7 @@ impl EngineHost {
             ingest_auth: None,
             deployments: Mutex::new(Vec::new()),
             report_failures: persist_alerts,
+            project: false,
             stop: CancellationToken::new(),
             shadows: Mutex::new(HashMap::new()),
         })
@@ -398,6 +402,7 @@ impl EngineHost {
                 base_dir,
                 idle_advance,
                 state: Some(self.state.clone()),
+                project: self.project,
             },
         )
         .map_err(|error| DeployError::Plan {

@@ -80,6 +80,7 @@ async fn one_million_events_windows_alerts_and_archive() {
             base_dir: dir.path().to_path_buf(),
             idle_advance: false,
             state: None,
+            project: false,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

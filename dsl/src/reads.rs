@@ -1,11 +1,12 @@
 //! The fields a pipeline reads, so a reader of the archive (a backtest) can
-//! leave the other columns of its source unread. Conservative: every name a
-//! stage mentions counts (a window's output names too, which are harmless
-//! when the source has no such column), plus `timestamp` and `_partition`,
-//! which windows read without naming them.
+//! leave the other columns of its source unread, and a live source's
+//! decoder can leave them unbuilt ([`decoded_needs`]). Conservative: every
+//! name a stage mentions counts (a window's output names too, which are
+//! harmless when the source has no such column), plus `timestamp` and
+//! `_partition`, which windows read without naming them.
 
 use crate::ast::{Expr, ExprKind, Pipeline, StageKind};
-use crate::types::{PARTITION, TIMESTAMP};
+use crate::types::{PARTITION, RAW, TIMESTAMP};
 use std::collections::BTreeSet;
 
 /// Every field name `p` reads or mentions.
@@ -35,6 +36,71 @@ pub fn fields_read(p: &Pipeline) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// What a pipeline needs decoded from its source's lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Needs {
+    /// The fields it reads; `None`: every field of the event.
+    pub fields: Option<BTreeSet<String>>,
+    /// The original line (`_raw`).
+    pub raw: bool,
+}
+
+impl Needs {
+    /// Whole events, line and all.
+    pub fn everything() -> Needs {
+        Needs {
+            fields: None,
+            raw: true,
+        }
+    }
+
+    /// What two readers of one source need between them.
+    pub fn and(self, other: Needs) -> Needs {
+        Needs {
+            fields: match (self.fields, other.fields) {
+                (Some(mut a), Some(b)) => {
+                    a.extend(b);
+                    Some(a)
+                }
+                _ => None,
+            },
+            raw: self.raw || other.raw,
+        }
+    }
+}
+
+/// What `p` needs of its source's events. Only a pipeline that reaches a
+/// window through `where` stages alone needs less than whole events: its
+/// rows end in the window, so only the fields its stages name are read. A
+/// `set`, `parse`, `rename` or `to` before the window hands rows on (or
+/// rejects them with their line), and an alert with evidence keeps sample
+/// events of the window (every field but the line), so those need more.
+pub fn decoded_needs(p: &Pipeline) -> Needs {
+    let Some(window) = p
+        .stages
+        .iter()
+        .position(|s| matches!(s.kind, StageKind::Window(_)))
+    else {
+        return Needs::everything();
+    };
+    if !p.stages[..window]
+        .iter()
+        .all(|s| matches!(s.kind, StageKind::Where(_)))
+    {
+        return Needs::everything();
+    }
+    let read = fields_read(p);
+    let raw = read.contains(RAW);
+    let samples = p.stages[window..].iter().any(|s| match &s.kind {
+        StageKind::Alert(a) => a.evidence.is_none_or(|(n, _)| n > 0),
+        _ => false,
+    });
+    Needs {
+        fields: (!samples).then_some(read),
+        raw,
+    }
 }
 
 fn fields_in(e: &Expr, out: &mut BTreeSet<String>) {
@@ -69,6 +135,8 @@ pipeline p {
 }"#,
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
+        let needs = super::decoded_needs(&program.pipelines[0].pipeline);
+        assert_eq!(needs, super::Needs::everything(), "`set` before the window");
         let read = super::fields_read(&program.pipelines[0].pipeline);
         let read: Vec<&str> = read.iter().map(String::as_str).collect();
         assert_eq!(
@@ -83,6 +151,66 @@ pipeline p {
                 "timestamp",
                 "user"
             ]
+        );
+    }
+
+    #[test]
+    fn a_window_reached_through_where_alone_needs_only_what_it_names() {
+        let needs = |rules: &str| {
+            let program = crate::compile(&format!(
+                "source app = generator(rate: 10) format json fields {{ latency_ms: float, user: string }}\n\
+                 output out = stdout()\n{rules}"
+            ))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+            let n = super::decoded_needs(&program.pipelines[0].pipeline);
+            (
+                n.fields
+                    .map(|f| f.into_iter().collect::<Vec<_>>().join(" ")),
+                n.raw,
+            )
+        };
+        let window = "window tumbling 1m by service { n = count(), p = quantile(latency_ms, 0.9) }";
+        assert_eq!(
+            needs(&format!(
+                "pipeline p {{ from app | where severity >= warn | {window} | to out }}"
+            )),
+            (
+                Some("_partition latency_ms service severity timestamp".into()),
+                false
+            )
+        );
+        assert_eq!(
+            needs(&format!(
+                "pipeline p {{ from app | where _raw contains \"x\" | {window} | to out }}"
+            ))
+            .1,
+            true,
+            "a stage that names the line needs it"
+        );
+        assert_eq!(
+            needs(&format!(
+                "pipeline p {{ from app | {window} | alert \"a\" when n > 1 }}"
+            )),
+            (None, false),
+            "evidence keeps whole sample events (without the line)"
+        );
+        assert_eq!(
+            needs(&format!(
+                "pipeline p {{ from app | {window} | alert \"a\" when n > 1 evidence 0 }}"
+            ))
+            .0
+            .is_some(),
+            true
+        );
+        assert_eq!(
+            needs("pipeline p { from app | where severity >= warn | to out }"),
+            (None, true)
+        );
+        assert_eq!(
+            needs(&format!(
+                "pipeline p {{ from app | rename user as u | {window} | to out }}"
+            )),
+            (None, true)
         );
     }
 }

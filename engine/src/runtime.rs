@@ -197,6 +197,10 @@ pub struct DeployOptions {
     /// Where pipelines with windows over a replayable source keep their
     /// checkpointed state (see [`crate::checkpoint`]); `None`: in memory only.
     pub state: Option<Arc<dyn crate::state_files::StateFiles>>,
+    /// Decode only what the pipelines read (`weir run`): nothing can ask
+    /// for whole events later. Off where a console's live tail or a shadow
+    /// pipeline may (`weir serve`), and for a source an archive reads.
+    pub project: bool,
 }
 
 impl Default for DeployOptions {
@@ -205,6 +209,7 @@ impl Default for DeployOptions {
             base_dir: PathBuf::from("."),
             idle_advance: true,
             state: None,
+            project: false,
         }
     }
 }
@@ -741,8 +746,21 @@ pub fn deploy(
             Some(d) => d.clone(),
             None => factory.dead_letters(src)?,
         };
+        // What the source's readers need decoded: whole events for an
+        // archive, and unless the deployment is closed to later readers.
+        let needs = if options.project && !program.archives.iter().any(|a| a.source.name == name) {
+            program
+                .pipelines
+                .iter()
+                .filter(|p| p.pipeline.from.name == name)
+                .map(|p| weir_dsl::reads::decoded_needs(&p.pipeline))
+                .reduce(weir_dsl::reads::Needs::and)
+                .unwrap_or_else(weir_dsl::reads::Needs::everything)
+        } else {
+            weir_dsl::reads::Needs::everything()
+        };
         let decoders = (0..DecodePool::width())
-            .map(|_| LineDecoder::for_source(src))
+            .map(|_| LineDecoder::for_source(src).map(|d| d.reading(&needs)))
             .collect::<Result<Vec<_>>>()?;
         let mut pool = DecodePool::new(decoders);
         let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);

@@ -31,7 +31,10 @@ pub async fn run(
     let text = rules::read(file)?;
     let mut cfg = Config::discover(config)?;
     cfg.data_dir = data_dir;
-    let host = Arc::new(EngineHost::new(&cfg, false)?);
+    let mut host = EngineHost::new(&cfg, false)?;
+    // Nothing attaches to a source later: decode only what pipelines read.
+    host.project = true;
+    let host = Arc::new(host);
     let base = file
         .parent()
         .map(Path::to_path_buf)
@@ -48,14 +51,36 @@ pub async fn run(
         eprint!("{}", e.render());
         return Ok(ExitCode::from(1));
     }
+    let (printed, mut done) = tokio::sync::oneshot::channel::<()>();
     let printer = tokio::spawn(async move {
-        while let Ok(e) = alerts.recv().await {
+        let print = |e: HistoryEntry| {
             if json {
                 if let Ok(line) = serde_json::to_string(&e) {
                     println!("{line}");
                 }
             } else if let Some(line) = describe(&e) {
                 println!("{line}");
+            }
+        };
+        loop {
+            tokio::select! {
+                biased;
+                e = alerts.recv() => match e {
+                    Ok(e) => print(e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                // Everything is processed: print what was sent, then stop.
+                _ = &mut done => {
+                    loop {
+                        match alerts.try_recv() {
+                            Ok(e) => print(e),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    break;
+                }
             }
         }
     });
@@ -85,9 +110,9 @@ pub async fn run(
         p.abort();
         eprintln!();
     }
-    // Let the printer drain what was already sent.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    printer.abort();
+    // The printer prints what was already sent, then ends.
+    let _ = printed.send(());
+    let _ = printer.await;
     summary(&host);
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
