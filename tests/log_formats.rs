@@ -437,3 +437,60 @@ pipeline p {{
         assert_eq!(ts, at, "{e}");
     }
 }
+
+/// `weir run` decodes only the fields its pipeline reads (a window reached
+/// through `where` alone): an unread declared field is still checked, so a
+/// value that does not fit its type sends the line to the dead letters with
+/// its line and reason, and other shippers' names (`level`) still fill the
+/// core field the `where` reads.
+#[test]
+fn fields_a_run_does_not_read_are_still_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.ndjson");
+    let lines = [
+        r#"{"timestamp":"2026-03-01T00:00:01Z","severity":"error","status":500,"user":"a"}"#,
+        r#"{"timestamp":"2026-03-01T00:00:02Z","severity":"error","status":"many","user":"b"}"#,
+        r#"{"timestamp":"2026-03-01T00:00:03Z","level":"ERROR","status":404}"#,
+        r#"{"timestamp":"2026-03-01T00:01:04Z","severity":"info","status":200}"#,
+        r#"{"timestamp":"2026-03-01T00:01:05Z","severity":"warn"}"#,
+    ];
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("windows.ndjson");
+    let rules = format!(
+        "source logs = file(path: \"{}\") format json fields {{ status: int, user: string }}\n\
+         output out = file(path: \"{}\")\n\
+         pipeline p {{\n  from logs\n  | where severity >= warn\n  | window tumbling 1m {{ n = count() }}\n  | to out\n}}\n",
+        log.display(),
+        out.display()
+    );
+    weir_run(dir.path(), &rules, "unread fields");
+    let counts: Vec<i64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [2, 1],
+        "the first minute's two errors (one by `level`), then the warning"
+    );
+    let dead: Vec<Value> = std::fs::read_to_string(dir.path().join("data/deadletter/logs.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0]["line"], lines[1]);
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`status` should be an integer"),
+        "{}",
+        dead[0]
+    );
+}

@@ -67,6 +67,9 @@ pub struct LineDecoder {
     reads: Option<std::collections::BTreeSet<String>>,
     /// Whether `_raw` is built (else each row's is empty).
     raw: bool,
+    /// When this batch's dead letters were written: read from the clock
+    /// once a batch (a dirty stream has thousands of letters in each).
+    letter_time: std::cell::OnceCell<String>,
 }
 
 /// After a batch with a bad line, this many batches skip the one-pass
@@ -167,6 +170,7 @@ impl LineDecoder {
             dirty_batches: 0,
             reads: None,
             raw: true,
+            letter_time: std::cell::OnceCell::new(),
         })
     }
 
@@ -254,6 +258,7 @@ impl LineDecoder {
     /// character) are replaced with U+FFFD, as Vector's codecs do by
     /// default, instead of costing the line: the rest of it is still read.
     pub fn decode(&mut self, lines: &LineBatch) -> Result<Decoded> {
+        self.letter_time.take();
         // The batch as text, checked once (lines are cut from it).
         let mut decoded = match simdutf8::basic::from_utf8(&lines.data) {
             Ok(text) => self.decode_lines(lines, Some(text))?,
@@ -749,8 +754,14 @@ impl LineDecoder {
             partition: lines.partition,
             offset: lines.first_offset + i as i64,
             reason,
-            line: String::from_utf8_lossy(lines.line(i)).into_owned(),
-            time: chrono::Utc::now().to_rfc3339(),
+            line: match simdutf8::basic::from_utf8(lines.line(i)) {
+                Ok(line) => line.to_string(),
+                Err(_) => String::from_utf8_lossy(lines.line(i)).into_owned(),
+            },
+            time: self
+                .letter_time
+                .get_or_init(|| chrono::Utc::now().to_rfc3339())
+                .clone(),
         }
     }
 }
