@@ -542,12 +542,22 @@ pub fn severity_ranks(a: &ArrayRef) -> Result<Int8Array> {
         return Ok(a.as_primitive::<arrow::datatypes::Int8Type>().clone());
     }
     let s = text(a)?;
-    Ok(s.iter()
-        .map(|v| {
-            v.and_then(|v| fast_rank(v).or_else(|| severity::rank(v)))
-                .map(|r| r as i8)
-        })
-        .collect())
+    // Values and validity apart: collecting options builds the validity a
+    // bit at a time (the filter's largest cost on a `severity >= warn`).
+    let mut ranks = Vec::with_capacity(s.len());
+    let mut valid = Vec::with_capacity(s.len());
+    for i in 0..s.len() {
+        let r = if s.is_null(i) {
+            None
+        } else {
+            let v = s.value(i);
+            fast_rank(v).or_else(|| severity::rank(v))
+        };
+        ranks.push(r.map_or(0, |r| r as i8));
+        valid.push(r.is_some());
+    }
+    let nulls = (!valid.iter().all(|v| *v)).then(|| arrow::buffer::NullBuffer::from(valid));
+    Ok(Int8Array::new(ranks.into(), nulls))
 }
 
 /// Rank of a canonical upper-case level name, by its first byte.
@@ -602,4 +612,28 @@ fn in_list(a: &ArrayRef, set: &LiteralSet, negate: bool) -> Result<BooleanArray>
         }
     }
     Ok(b.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+
+    #[test]
+    fn severity_ranks_are_null_where_there_is_no_level() {
+        let words: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("WARN"),
+            None,
+            Some("warning"),
+            Some("loud"),
+            Some("ERROR"),
+        ]));
+        let ranks = severity_ranks(&words).unwrap_or_else(|e| panic!("{e}"));
+        let got: Vec<Option<i8>> = ranks.iter().collect();
+        assert_eq!(got, [Some(3), None, Some(3), None, Some(4)]);
+        let known: ArrayRef = Arc::new(StringArray::from(vec!["INFO", "FATAL"]));
+        let ranks = severity_ranks(&known).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ranks.null_count(), 0);
+        assert_eq!(ranks.values().to_vec(), [2, 5]);
+    }
 }

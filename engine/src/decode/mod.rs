@@ -358,9 +358,8 @@ impl LineDecoder {
         }
         let n = content.num_rows();
         let index = |i: usize| kept.as_ref().map(|k| k[i]).unwrap_or(i);
-        let offsets: Int64Array = (0..n)
-            .map(|i| Some(lines.first_offset + index(i) as i64))
-            .collect();
+        let offsets =
+            Int64Array::from_iter_values((0..n).map(|i| lines.first_offset + index(i) as i64));
         let raw: ArrayRef = if self.raw {
             let mut raw = StringBuilder::with_capacity(n, lines.data.len());
             for i in 0..n {
