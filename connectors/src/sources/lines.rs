@@ -9,8 +9,13 @@ use tokio_util::sync::CancellationToken;
 use weir_engine::{EngineError, LineBatch, LineSender, Result};
 use weir_formats::tail::{Change, TailedFile};
 
-/// Lines per batch at most.
+/// Lines per batch at most (a Kafka source's batches).
 pub const MAX_LINES: usize = 8192;
+
+/// Lines per batch of a file or stream: a batch that fits a core's caches
+/// better is decoded faster (2,048 lines of JSON logs, about 600 KB, took
+/// 6 % less time on one core than 8,192 and no more on two).
+pub const READ_LINES: usize = 2048;
 /// Bytes per batch at most (a batch is sent once it passes this).
 pub const MAX_BYTES: usize = 4 << 20;
 
@@ -139,7 +144,7 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
     // the hops' wake-ups cost a second core a tenth of its gain).
     let mut buf = vec![0u8; READ_BYTES];
     let mut partial: Vec<u8> = Vec::new();
-    let mut batch = LineBatch::with_capacity(MAX_BYTES, MAX_LINES);
+    let mut batch = LineBatch::with_capacity(MAX_BYTES, READ_LINES);
     let mut offset = first_offset;
     batch.first_offset = offset;
     loop {
@@ -237,7 +242,7 @@ pub async fn read_lines<R: AsyncRead + Unpin>(
         // Whole lines, copied into the batch in runs.
         while joiner.is_none() {
             let before = batch.len();
-            let taken = batch.extend_lines(chunk, MAX_LINES, MAX_BYTES);
+            let taken = batch.extend_lines(chunk, READ_LINES, MAX_BYTES);
             offset += (batch.len() - before) as i64;
             chunk = &chunk[taken..];
             if !full(&batch) {
@@ -306,7 +311,7 @@ async fn on_blocking_pool<F: Send + 'static, T: Send + 'static>(
 /// `next_offset`; false when nobody receives any more.
 async fn send(batch: &mut LineBatch, out: &LineSender, next_offset: i64) -> bool {
     batch.received_at_us = now_us();
-    let full = std::mem::replace(batch, LineBatch::with_capacity(MAX_BYTES, MAX_LINES));
+    let full = std::mem::replace(batch, LineBatch::with_capacity(MAX_BYTES, READ_LINES));
     batch.first_offset = next_offset;
     out.send(full).await.is_ok()
 }
@@ -317,7 +322,7 @@ fn push_line(batch: &mut LineBatch, line: &[u8]) {
 
 /// Whether a batch is to be sent.
 fn full(batch: &LineBatch) -> bool {
-    batch.len() >= MAX_LINES || batch.data.len() >= MAX_BYTES
+    batch.len() >= READ_LINES || batch.data.len() >= MAX_BYTES
 }
 
 #[cfg(test)]
@@ -382,7 +387,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let mut lines = Vec::new();
         while let Ok(SourceMessage::Lines(b)) = rx.try_recv() {
-            assert!(b.len() <= MAX_LINES);
+            assert!(b.len() <= READ_LINES);
             assert_eq!(b.first_offset, 10 + lines.len() as i64, "offsets run on");
             for i in 0..b.len() {
                 let line = String::from_utf8_lossy(b.line(i)).into_owned();
