@@ -9,6 +9,7 @@
 use crate::error::{EngineError, Result};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -144,6 +145,15 @@ impl LineBatch {
         match text.and_then(|t| t.get(self.line_range(i))) {
             Some(line) => Ok(line),
             None => std::str::from_utf8(self.line(i)),
+        }
+    }
+
+    /// Line `i` as text (see [`LineBatch::line_str`]), bytes that are not
+    /// UTF-8 replaced with U+FFFD.
+    pub fn line_lossy<'a>(&'a self, text: Option<&'a str>, i: usize) -> Cow<'a, str> {
+        match self.line_str(text, i) {
+            Ok(line) => Cow::Borrowed(line),
+            Err(_) => String::from_utf8_lossy(self.line(i)),
         }
     }
 

@@ -363,10 +363,7 @@ impl LineDecoder {
         let raw: ArrayRef = if self.raw {
             let mut raw = StringBuilder::with_capacity(n, lines.data.len());
             for i in 0..n {
-                match lines.line_str(text, index(i)) {
-                    Ok(line) => raw.append_value(line),
-                    Err(_) => raw.append_value(String::from_utf8_lossy(lines.line(index(i)))),
-                }
+                raw.append_value(lines.line_lossy(text, index(i)));
             }
             Arc::new(raw.finish())
         } else {
@@ -753,10 +750,7 @@ impl LineDecoder {
             partition: lines.partition,
             offset: lines.first_offset + i as i64,
             reason,
-            line: match simdutf8::basic::from_utf8(lines.line(i)) {
-                Ok(line) => line.to_string(),
-                Err(_) => String::from_utf8_lossy(lines.line(i)).into_owned(),
-            },
+            line: lines.line_lossy(None, i).into_owned(),
             time: self
                 .letter_time
                 .get_or_init(|| chrono::Utc::now().to_rfc3339())
