@@ -253,7 +253,7 @@ impl JsonColumns {
                         } else {
                             self.keys.find(key, &self.names)
                         };
-                        if !escaped && member <= self.shape.len().min(SHAPE_MAX) {
+                        if !escaped && member < SHAPE_MAX && member <= self.shape.len() {
                             // The name and its closing quote.
                             let name: Box<[u8]> = line[start as usize..=end as usize].into();
                             if member == self.shape.len() {
