@@ -40,7 +40,13 @@ pub fn save(path: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("json.tmp");
+    // A temporary file of its own: every pipeline with alerts saves the
+    // shared state when it flushes, and two saves at once through one
+    // temporary name had the second rename find it gone (`weir serve --demo`
+    // stopped with an error when its two pipelines flushed together).
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp)?;
         serde_json::to_writer(&mut f, snapshot)?;
@@ -48,4 +54,48 @@ pub fn save(path: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Saves from several threads at once all succeed, and the file holds
+    /// one whole snapshot.
+    #[test]
+    fn saves_at_the_same_time_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("alerts/state.json");
+        let snap = Snapshot {
+            version: 1,
+            alerts: Vec::new(),
+            silences: Vec::new(),
+            history: Vec::new(),
+            next_id: 7,
+            outbox: Vec::new(),
+        };
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..50 {
+                            save(&path, &snap).unwrap_or_else(|e| panic!("{e}"));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .unwrap_or_else(|_| panic!("a saving thread panicked"));
+            }
+        });
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.contains("\"next_id\":7"), "{text}");
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap_or(dir.path()))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name() != "state.json")
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
 }
