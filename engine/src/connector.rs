@@ -280,17 +280,55 @@ pub trait Sink: Send + Sync {
     fn stopping(&self) {}
 }
 
-/// An event that could not be processed, and why.
-#[derive(Debug, Clone, serde::Serialize)]
+/// An event that could not be processed, and why. What the letters of one
+/// batch share (`source`, `origin`, `time`) is shared, not copied.
+#[derive(Debug, Clone)]
 pub struct DeadLetter {
-    pub source: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub origin: Option<String>,
+    pub source: Arc<str>,
+    pub origin: Option<Arc<str>>,
     pub partition: i64,
     pub offset: i64,
     pub reason: String,
     pub line: String,
-    pub time: String,
+    /// When it was set aside ([`DeadLetter::now`]).
+    pub time: Arc<str>,
+}
+
+impl DeadLetter {
+    /// The time a letter is stamped with: now, in RFC 3339 (UTC, ms).
+    pub fn now() -> Arc<str> {
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into()
+    }
+
+    /// Appends the letter as one JSON line: `{"source", "origin" (when
+    /// known), "partition", "offset", "reason", "line", "time"}` and a line
+    /// break. Written by hand rather than through serde: a dirty stream
+    /// writes one for each bad line, and the escaping of the line (JSON
+    /// itself, full of quotes) was most of what writing it cost.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        use weir_formats::json_string::push_json_string as string;
+        out.extend_from_slice(b"{\"source\":");
+        string(out, &self.source);
+        if let Some(origin) = &self.origin {
+            out.extend_from_slice(b",\"origin\":");
+            string(out, origin);
+        }
+        // (Writing to a Vec cannot fail.)
+        let _ = write!(
+            out,
+            ",\"partition\":{},\"offset\":{},\"reason\":",
+            self.partition, self.offset
+        );
+        string(out, &self.reason);
+        out.extend_from_slice(b",\"line\":");
+        string(out, &self.line);
+        out.extend_from_slice(b",\"time\":");
+        string(out, &self.time);
+        out.extend_from_slice(b"}\n");
+    }
 }
 
 /// Keeps what cannot be processed, with the reason.
@@ -314,6 +352,44 @@ pub trait ConnectorFactory: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_letter_is_one_json_line_with_its_fields_in_order() {
+        let mut letter = DeadLetter {
+            source: "app".into(),
+            origin: Some("logs.\"raw\"".into()),
+            partition: 3,
+            offset: -1,
+            reason: "line 1:7: expected `}`\tor `,`".into(),
+            line: "{\"message\":\"a \\\"quoted\\\" word\",\"n\":\u{1}".into(),
+            time: "2026-12-04T05:00:00.000Z".into(),
+        };
+        let mut out = Vec::new();
+        letter.write_json_line(&mut out);
+        letter.origin = None;
+        letter.write_json_line(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split_terminator('\n').collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let with: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(
+            with,
+            serde_json::json!({
+                "source": "app", "origin": "logs.\"raw\"", "partition": 3, "offset": -1,
+                "reason": "line 1:7: expected `}`\tor `,`",
+                "line": "{\"message\":\"a \\\"quoted\\\" word\",\"n\":\u{1}",
+                "time": "2026-12-04T05:00:00.000Z",
+            })
+        );
+        let without: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert!(without.get("origin").is_none(), "{without}");
+        assert_eq!(without["line"], with["line"]);
+        // In order: a reader may rely on `source` first, `time` last.
+        assert!(
+            lines[1].starts_with("{\"source\":\"app\",\"partition\":3,\"offset\":-1,\"reason\":")
+        );
+        assert!(lines[1].ends_with(",\"time\":\"2026-12-04T05:00:00.000Z\"}"));
+    }
 
     #[test]
     fn line_batch_round_trips_lines() {

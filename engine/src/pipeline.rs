@@ -544,6 +544,9 @@ impl CompiledPipeline {
     async fn reject(&mut self, rejects: Vec<(RecordBatch, String)>) -> Result<()> {
         use arrow::array::{Array, AsArray};
         let mut letters = Vec::new();
+        let source: Arc<str> = self.source.as_str().into();
+        let origin: Arc<str> = format!("pipeline {}", self.name).into();
+        let time = crate::connector::DeadLetter::now();
         for (batch, reason) in rejects {
             let int = |name: &str| {
                 batch
@@ -581,13 +584,13 @@ impl CompiledPipeline {
                         .unwrap_or_default(),
                 };
                 letters.push(crate::connector::DeadLetter {
-                    source: self.source.clone(),
-                    origin: Some(format!("pipeline {}", self.name)),
+                    source: source.clone(),
+                    origin: Some(origin.clone()),
                     partition: at(&parts),
                     offset: at(&offsets),
                     reason: reason.clone(),
                     line,
-                    time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    time: time.clone(),
                 });
             }
         }

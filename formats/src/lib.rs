@@ -8,13 +8,15 @@
 //!   [`severity`]: level spellings onto one scale.
 //! - [`grok`]: `%{IP:client}`-style named patterns inside a regex.
 //! - [`fields`]: the core fields and the names other shippers give them.
-//! - [`json_object`]: a JSON object's members without building its tree.
+//! - [`json_object`]: a JSON object's members without building its tree;
+//!   [`json_string`]: text written as a quoted, escaped JSON string.
 //! - [`kafka`] (feature `kafka`): the `[kafka]` client settings.
 
 pub mod captures;
 pub mod fields;
 pub mod grok;
 pub mod json_object;
+pub mod json_string;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod logfmt;

@@ -191,12 +191,14 @@ impl Sink for KafkaOutput {
         self.healthy.set(i64::from(failed.is_empty()));
         if !failed.is_empty() {
             self.failures.inc_by(failed.len() as u64);
-            let now = chrono::Utc::now().to_rfc3339();
+            let now = DeadLetter::now();
+            let source: Arc<str> = format!("output:{}", self.name).into();
+            let origin: Arc<str> = self.topic.as_str().into();
             let letters = failed
                 .into_iter()
                 .map(|(m, reason)| DeadLetter {
-                    source: format!("output:{}", self.name),
-                    origin: Some(self.topic.clone()),
+                    source: source.clone(),
+                    origin: Some(origin.clone()),
                     partition: 0,
                     offset: -1,
                     reason: format!("not delivered after {MAX_ATTEMPTS} attempts: {reason}"),
@@ -265,11 +267,14 @@ impl DeadLetterSink for KafkaDeadLetters {
                 payload: l.line.as_bytes().to_vec(),
                 headers: vec![
                     ("weir.reason", l.reason.clone()),
-                    ("weir.source", l.source.clone()),
-                    ("weir.topic", l.origin.clone().unwrap_or_default()),
+                    ("weir.source", l.source.to_string()),
+                    (
+                        "weir.topic",
+                        l.origin.as_deref().unwrap_or_default().to_string(),
+                    ),
                     ("weir.partition", (l.partition & 0xffff_ffff).to_string()),
                     ("weir.offset", l.offset.to_string()),
-                    ("weir.time", l.time.clone()),
+                    ("weir.time", l.time.to_string()),
                 ],
             })
             .collect();

@@ -42,10 +42,10 @@ impl DeadLetterFile {
 #[async_trait]
 impl DeadLetterSink for DeadLetterFile {
     async fn write(&self, letters: Vec<DeadLetter>) -> Result<()> {
-        let mut buf = Vec::new();
+        let size = letters.iter().map(|l| l.line.len() + l.reason.len() + 128);
+        let mut buf = Vec::with_capacity(size.sum());
         for l in &letters {
-            serde_json::to_writer(&mut buf, l)?;
-            buf.push(b'\n');
+            l.write_json_line(&mut buf);
         }
         let mut slot = self.file.lock().await;
         let file = match slot.as_mut() {

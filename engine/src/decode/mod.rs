@@ -31,7 +31,7 @@ pub use pool::DecodePool;
 
 /// Turns lines of one source into record batches of its schema.
 pub struct LineDecoder {
-    source: String,
+    source: Arc<str>,
     format: Format,
     regex: Option<Regex>,
     /// The full output schema (declared fields, `_offset`, `_raw`).
@@ -67,9 +67,10 @@ pub struct LineDecoder {
     reads: Option<std::collections::BTreeSet<String>>,
     /// Whether `_raw` is built (else each row's is empty).
     raw: bool,
-    /// When this batch's dead letters were written: read from the clock
-    /// once a batch (a dirty stream has thousands of letters in each).
-    letter_time: std::cell::OnceCell<String>,
+    /// What this batch's dead letters share: where its lines came from,
+    /// and when they were set aside (read from the clock once a batch: a
+    /// dirty stream has thousands of letters in each).
+    letter_common: std::cell::OnceCell<(Option<Arc<str>>, Arc<str>)>,
 }
 
 /// After a batch with a bad line, this many batches skip the one-pass
@@ -145,7 +146,7 @@ impl LineDecoder {
             _ => None,
         };
         Ok(LineDecoder {
-            source: source.to_string(),
+            source: source.into(),
             format: format.clone(),
             regex,
             severity_col: content_schema
@@ -170,7 +171,7 @@ impl LineDecoder {
             dirty_batches: 0,
             reads: None,
             raw: true,
-            letter_time: std::cell::OnceCell::new(),
+            letter_common: std::cell::OnceCell::new(),
         })
     }
 
@@ -258,7 +259,7 @@ impl LineDecoder {
     /// character) are replaced with U+FFFD, as Vector's codecs do by
     /// default, instead of costing the line: the rest of it is still read.
     pub fn decode(&mut self, lines: &LineBatch) -> Result<Decoded> {
-        self.letter_time.take();
+        self.letter_common.take();
         // The batch as text, checked once (lines are cut from it).
         let mut decoded = match simdutf8::basic::from_utf8(&lines.data) {
             Ok(text) => self.decode_lines(lines, Some(text))?,
@@ -744,17 +745,17 @@ impl LineDecoder {
     }
 
     fn dead_letter(&self, lines: &LineBatch, i: usize, reason: String) -> DeadLetter {
+        let (origin, time) = self
+            .letter_common
+            .get_or_init(|| (lines.origin.as_deref().map(Arc::from), DeadLetter::now()));
         DeadLetter {
             source: self.source.clone(),
-            origin: lines.origin.as_deref().map(str::to_string),
+            origin: origin.clone(),
             partition: lines.partition,
             offset: lines.first_offset + i as i64,
             reason,
             line: lines.line_lossy(None, i).into_owned(),
-            time: self
-                .letter_time
-                .get_or_init(|| chrono::Utc::now().to_rfc3339())
-                .clone(),
+            time: time.clone(),
         }
     }
 }
