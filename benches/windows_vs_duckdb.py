@@ -22,7 +22,7 @@ DuckDB's.
 
     benches/windows_vs_duckdb.py [EVENTS]     (default 2,000,000)
 
-Each figure is the best of WEIR_BENCH_REPEAT rounds (default 3); a round
+Each figure is the best of WEIR_BENCH_REPEAT rounds (default 5); a round
 runs every input on every core count once, so clean and dirty runs are
 made side by side, and each run's input is read once just before it (see
 `warm`). WEIR_BENCH_SMOKE=1 (CI) checks results only, on one
@@ -41,7 +41,7 @@ import time
 
 EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
 SMOKE = os.environ.get("WEIR_BENCH_SMOKE") == "1"
-REPEAT = 1 if SMOKE else int(os.environ.get("WEIR_BENCH_REPEAT", "3"))
+REPEAT = 1 if SMOKE else int(os.environ.get("WEIR_BENCH_REPEAT", "5"))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/weir/target"))
 WEIR = os.environ.get("WEIR_BIN", os.path.join(TARGET, "release", "weir"))
 CORES = os.cpu_count() or 1
