@@ -51,7 +51,8 @@ fn run_where(file: &str, source: &str, condition: &str) -> (BTreeMap<i64, i64>, 
 
 /// `weir run` of `rules` in `dir` (data in `dir/data`); fails the test,
 /// naming `what`, when it does not succeed.
-fn weir_run(dir: &Path, rules: &str, what: &str) {
+/// Runs the rules to their end; what the run printed to standard error.
+fn weir_run(dir: &Path, rules: &str, what: &str) -> String {
     let rules_path = dir.join("formats.rules");
     std::fs::write(&rules_path, rules).unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -60,11 +61,9 @@ fn weir_run(dir: &Path, rules: &str, what: &str) {
         .arg(&rules_path)
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{what}: {}\n{rules}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{what}: {stderr}\n{rules}");
+    stderr
 }
 
 /// Counts by minute of the times `times` (µs).
@@ -463,7 +462,9 @@ fn fields_a_run_does_not_read_are_still_checked() {
         log.display(),
         out.display()
     );
-    weir_run(dir.path(), &rules, "unread fields");
+    let stderr = weir_run(dir.path(), &rules, "unread fields");
+    // Counted where the decoders' encoded letters are written.
+    assert!(stderr.contains(" 1 dead letters,"), "{stderr}");
     let counts: Vec<i64> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()

@@ -335,6 +335,20 @@ impl DeadLetter {
 #[async_trait]
 pub trait DeadLetterSink: Send + Sync {
     async fn write(&self, letters: Vec<DeadLetter>) -> Result<()>;
+    /// Whether this store keeps letters as [`DeadLetter::write_json_line`]
+    /// writes them. A source's decoders then encode its letters on their
+    /// own threads ([`crate::decode::Decoded::encode_letters`]) and hand
+    /// them over with [`DeadLetterSink::write_json_lines`].
+    fn takes_json_lines(&self) -> bool {
+        false
+    }
+    /// Letters already encoded as JSON lines; only called when
+    /// [`DeadLetterSink::takes_json_lines`].
+    async fn write_json_lines(&self, _lines: Vec<u8>) -> Result<()> {
+        Err(EngineError::Internal(
+            "this dead-letter store takes letters, not JSON lines".into(),
+        ))
+    }
     /// Makes everything written so far durable.
     async fn flush(&self) -> Result<()> {
         Ok(())

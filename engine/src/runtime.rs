@@ -545,6 +545,10 @@ impl FanOut {
             self.dead_count.inc_by(decoded.dead.len() as u64);
             self.dead.write(decoded.dead).await?;
         }
+        if let Some((count, lines)) = decoded.encoded {
+            self.dead_count.inc_by(count as u64);
+            self.dead.write_json_lines(lines).await?;
+        }
         let Some(batch) = decoded.batch else {
             return Ok(true);
         };
@@ -762,7 +766,7 @@ pub fn deploy(
         let decoders = (0..DecodePool::width())
             .map(|_| LineDecoder::for_source(src).map(|d| d.reading(&needs)))
             .collect::<Result<Vec<_>>>()?;
-        let mut pool = DecodePool::new(decoders);
+        let mut pool = DecodePool::new(decoders, dead.takes_json_lines());
         let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);
         let stop = cancel.clone();
         let source_name = name.clone();

@@ -81,6 +81,33 @@ const DIRTY_STREAK: u32 = 4;
 pub struct Decoded {
     pub batch: Option<RecordBatch>,
     pub dead: Vec<DeadLetter>,
+    /// The dead letters as JSON lines, and how many (then `dead` is empty):
+    /// see [`Decoded::encode_letters`].
+    pub encoded: Option<(usize, Vec<u8>)>,
+}
+
+impl Decoded {
+    /// Turns the dead letters into JSON lines
+    /// ([`DeadLetter::write_json_line`]), for a dead-letter store that takes
+    /// them so ([`crate::connector::DeadLetterSink::takes_json_lines`]):
+    /// done by the decode pool on the decoder's own thread, so that a dirty
+    /// stream's letters are encoded on every core rather than in the one
+    /// task that hands batches on in order.
+    pub fn encode_letters(&mut self) {
+        if self.dead.is_empty() {
+            return;
+        }
+        let size = self
+            .dead
+            .iter()
+            .map(|l| l.line.len() + l.reason.len() + 128);
+        let mut lines = Vec::with_capacity(size.sum());
+        for l in &self.dead {
+            l.write_json_line(&mut lines);
+        }
+        self.encoded = Some((self.dead.len(), lines));
+        self.dead = Vec::new();
+    }
 }
 
 /// Largest line accepted (longer ones go to the dead letters).
@@ -321,7 +348,11 @@ impl LineDecoder {
             }
         };
         let Some(content) = content else {
-            return Ok(Decoded { batch: None, dead });
+            return Ok(Decoded {
+                batch: None,
+                dead,
+                encoded: None,
+            });
         };
         if !self.aliases_on && self.uses_aliases(&content, lines) {
             // From now on this stream's other names are read: decode again.
@@ -351,7 +382,11 @@ impl LineDecoder {
                 let rows: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).map(index).collect();
                 kept = Some(rows);
                 if content.num_rows() == 0 {
-                    return Ok(Decoded { batch: None, dead });
+                    return Ok(Decoded {
+                        batch: None,
+                        dead,
+                        encoded: None,
+                    });
                 }
             } else {
                 times = Some(col);
@@ -409,6 +444,7 @@ impl LineDecoder {
         Ok(Decoded {
             batch: Some(RecordBatch::try_new(self.schema.clone(), out)?),
             dead,
+            encoded: None,
         })
     }
 
@@ -979,6 +1015,46 @@ mod tests {
             !d.aliases_on,
             "a field not read does not turn on its other names"
         );
+    }
+
+    #[tokio::test]
+    async fn the_pool_encodes_dead_letters_where_it_decodes_them_when_asked() {
+        for (width, encode) in [(1, true), (2, true), (2, false)] {
+            let decoders = (0..width)
+                .map(|_| {
+                    LineDecoder::new("app", &Format::Json, &schema())
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect();
+            let mut pool = DecodePool::new(decoders, encode);
+            let batch = lines(&[
+                r#"{"service":"a"}"#,
+                r#"{"service":"b""#,
+                r#"{"service":"c"}"#,
+            ]);
+            let mut done = pool.submit(batch).await.unwrap_or_else(|e| panic!("{e}"));
+            done.extend(pool.drain().await.unwrap_or_else(|e| panic!("{e}")));
+            assert_eq!(done.len(), 1, "width {width}");
+            let d = &done[0];
+            assert_eq!(d.batch.as_ref().map(|b| b.num_rows()), Some(2));
+            match (&d.encoded, encode) {
+                (Some((count, json)), true) => {
+                    assert!(d.dead.is_empty());
+                    assert_eq!(*count, 1);
+                    assert_eq!(json.last(), Some(&b'\n'));
+                    let v: serde_json::Value = serde_json::from_slice(json.trim_ascii_end())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(v["source"], "app");
+                    assert_eq!(v["offset"], 101);
+                    assert_eq!(v["line"], r#"{"service":"b""#);
+                    assert!(v["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("invalid JSON")));
+                }
+                (None, false) => assert_eq!(d.dead.len(), 1),
+                (got, _) => panic!("width {width}, encode {encode}: {got:?}"),
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! takes each result as soon as it is ready ([`DecodePool::oldest`]), so a
 //! quiet source's last batch does not wait for the next. With one decoder
 //! (one core) batches are decoded in place, with no thread hand-off.
+//! Where the dead-letter store takes JSON lines, a batch's dead letters are
+//! encoded where it was decoded, so a dirty stream's letters are encoded on
+//! every core, not in the one task that hands batches on in order.
 
 use super::{Decoded, LineDecoder};
 use crate::connector::LineBatch;
@@ -26,6 +29,8 @@ const QUEUED: usize = 2;
 pub struct DecodePool {
     /// With one decoder: it, used in place.
     local: Option<LineDecoder>,
+    /// Whether dead letters leave as JSON lines ([`Decoded::encode_letters`]).
+    encode_letters: bool,
     /// With several: a thread each, fed through its sender.
     workers: Vec<mpsc::Sender<Job>>,
     idle: Vec<usize>,
@@ -35,11 +40,14 @@ pub struct DecodePool {
 
 impl DecodePool {
     /// `decoders` are alike (the same source's); as many run at once. Each
-    /// of several gets a thread, which ends with the pool.
-    pub fn new(mut decoders: Vec<LineDecoder>) -> DecodePool {
+    /// of several gets a thread, which ends with the pool. With
+    /// `encode_letters`, each batch's dead letters leave encoded as JSON
+    /// lines, done where the batch was decoded.
+    pub fn new(mut decoders: Vec<LineDecoder>, encode_letters: bool) -> DecodePool {
         if decoders.len() <= 1 {
             return DecodePool {
                 local: decoders.pop(),
+                encode_letters,
                 workers: Vec::new(),
                 idle: Vec::new(),
                 busy: VecDeque::new(),
@@ -52,8 +60,12 @@ impl DecodePool {
                 .name("weir-decode".into())
                 .spawn(move || {
                     while let Ok((lines, reply)) = rx.recv() {
-                        let _ = reply.send(decoder.decode(&lines));
+                        let mut decoded = decoder.decode(&lines);
                         lines.recycle();
+                        if let (Ok(d), true) = (&mut decoded, encode_letters) {
+                            d.encode_letters();
+                        }
+                        let _ = reply.send(decoded);
                     }
                 });
             match spawned {
@@ -68,6 +80,7 @@ impl DecodePool {
         let n = workers.len();
         DecodePool {
             local: None,
+            encode_letters,
             idle: (0..QUEUED).flat_map(|_| (0..n).rev()).collect(),
             workers,
             busy: VecDeque::new(),
@@ -85,8 +98,12 @@ impl DecodePool {
     pub async fn submit(&mut self, lines: LineBatch) -> Result<Vec<Decoded>> {
         let mut done = Vec::new();
         if let Some(d) = self.local.as_mut() {
-            done.push(d.decode(&lines)?);
+            let mut decoded = d.decode(&lines)?;
             lines.recycle();
+            if self.encode_letters {
+                decoded.encode_letters();
+            }
+            done.push(decoded);
             return Ok(done);
         }
         if self.workers.is_empty() {
