@@ -41,17 +41,22 @@ fn run_where(file: &str, source: &str, condition: &str) -> (BTreeMap<i64, i64>, 
             .timestamp_micros();
         *counts.entry(start).or_default() += row["n"].as_i64().unwrap();
     }
-    let dead = std::fs::read_to_string(dir.path().join("data/deadletter/logs.ndjson"))
+    (counts, dead_letters(dir.path()))
+}
+
+/// The dead letters of source `logs` of a run in `dir` (none when it wrote
+/// no file).
+fn dead_letters(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("data/deadletter/logs.ndjson"))
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (counts, dead)
+        .collect()
 }
 
-/// `weir run` of `rules` in `dir` (data in `dir/data`); fails the test,
-/// naming `what`, when it does not succeed.
-/// Runs the rules to their end; what the run printed to standard error.
+/// `weir run` of `rules` in `dir` (data in `dir/data`) to its end: what it
+/// printed to standard error. Fails the test, naming `what`, when it does
+/// not succeed.
 fn weir_run(dir: &Path, rules: &str, what: &str) -> String {
     let rules_path = dir.join("formats.rules");
     std::fs::write(&rules_path, rules).unwrap();
@@ -344,11 +349,7 @@ pipeline p {{
             ("2026-03-01T10:01:00Z".to_string(), 3)
         ]
     );
-    let dead: Vec<Value> = std::fs::read_to_string(dir.path().join("data/deadletter/logs.ndjson"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let dead = dead_letters(dir.path());
     assert_eq!(dead.len(), 2, "{dead:#?}");
     assert_eq!(dead[0]["line"], "yesterday noon broken 1", "{dead:#?}");
     assert_eq!(dead[1]["line"], "31/02/2026 10:02:00 broken 2", "{dead:#?}");
@@ -479,11 +480,7 @@ fn fields_a_run_does_not_read_are_still_checked() {
         [2, 1],
         "the first minute's two errors (one by `level`), then the warning"
     );
-    let dead: Vec<Value> = std::fs::read_to_string(dir.path().join("data/deadletter/logs.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let dead = dead_letters(dir.path());
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert_eq!(dead[0]["line"], lines[1]);
     assert!(

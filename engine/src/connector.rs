@@ -329,6 +329,17 @@ impl DeadLetter {
         string(out, &self.time);
         out.extend_from_slice(b"}\n");
     }
+
+    /// Letters as JSON lines, one after the other
+    /// ([`DeadLetter::write_json_line`]).
+    pub fn json_lines(letters: &[DeadLetter]) -> Vec<u8> {
+        let size = letters.iter().map(|l| l.line.len() + l.reason.len() + 128);
+        let mut lines = Vec::with_capacity(size.sum());
+        for l in letters {
+            l.write_json_line(&mut lines);
+        }
+        lines
+    }
 }
 
 /// Keeps what cannot be processed, with the reason.

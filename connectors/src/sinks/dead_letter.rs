@@ -44,12 +44,8 @@ impl DeadLetterFile {
 #[async_trait]
 impl DeadLetterSink for DeadLetterFile {
     async fn write(&self, letters: Vec<DeadLetter>) -> Result<()> {
-        let size = letters.iter().map(|l| l.line.len() + l.reason.len() + 128);
-        let mut buf = Vec::with_capacity(size.sum());
-        for l in &letters {
-            l.write_json_line(&mut buf);
-        }
-        self.write_json_lines(buf).await
+        self.write_json_lines(DeadLetter::json_lines(&letters))
+            .await
     }
 
     fn takes_json_lines(&self) -> bool {

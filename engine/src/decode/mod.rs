@@ -97,14 +97,7 @@ impl Decoded {
         if self.dead.is_empty() {
             return;
         }
-        let size = self
-            .dead
-            .iter()
-            .map(|l| l.line.len() + l.reason.len() + 128);
-        let mut lines = Vec::with_capacity(size.sum());
-        for l in &self.dead {
-            l.write_json_line(&mut lines);
-        }
+        let lines = DeadLetter::json_lines(&self.dead);
         self.encoded = Some((self.dead.len(), lines));
         self.dead = Vec::new();
     }

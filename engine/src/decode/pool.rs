@@ -60,12 +60,7 @@ impl DecodePool {
                 .name("weir-decode".into())
                 .spawn(move || {
                     while let Ok((lines, reply)) = rx.recv() {
-                        let mut decoded = decoder.decode(&lines);
-                        lines.recycle();
-                        if let (Ok(d), true) = (&mut decoded, encode_letters) {
-                            d.encode_letters();
-                        }
-                        let _ = reply.send(decoded);
+                        let _ = reply.send(decode_batch(&mut decoder, lines, encode_letters));
                     }
                 });
             match spawned {
@@ -98,12 +93,7 @@ impl DecodePool {
     pub async fn submit(&mut self, lines: LineBatch) -> Result<Vec<Decoded>> {
         let mut done = Vec::new();
         if let Some(d) = self.local.as_mut() {
-            let mut decoded = d.decode(&lines)?;
-            lines.recycle();
-            if self.encode_letters {
-                decoded.encode_letters();
-            }
-            done.push(decoded);
+            done.push(decode_batch(d, lines, self.encode_letters)?);
             return Ok(done);
         }
         if self.workers.is_empty() {
@@ -162,4 +152,20 @@ impl DecodePool {
         }
         answer.map_err(|_| EngineError::Internal("a decoder stopped".into()))?
     }
+}
+
+/// One batch decoded, its buffers handed back for the next, and its dead
+/// letters encoded when asked: the same on a decoder's thread and in place.
+fn decode_batch(
+    decoder: &mut LineDecoder,
+    lines: LineBatch,
+    encode_letters: bool,
+) -> Result<Decoded> {
+    let decoded = decoder.decode(&lines);
+    lines.recycle();
+    let mut decoded = decoded?;
+    if encode_letters {
+        decoded.encode_letters();
+    }
+    Ok(decoded)
 }
