@@ -492,3 +492,80 @@ fn fields_a_run_does_not_read_are_still_checked() {
         dead[0]
     );
 }
+
+/// A file large enough to be read in chunks, one per decoder at a time
+/// (on a machine with more than one core): lines of every kind across the
+/// chunks' edges keep their numbers, and every event is counted once.
+#[test]
+fn a_large_file_read_on_every_core_loses_and_renumbers_no_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.ndjson");
+    let mut text = String::from("\u{feff}");
+    let mut bad = Vec::new();
+    let mut want = BTreeMap::<i64, i64>::new();
+    let t0 = DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+        .unwrap()
+        .timestamp();
+    for i in 0..30_000i64 {
+        let time = Utc.timestamp_opt(t0 + i, 0).unwrap().to_rfc3339();
+        let pad = "x".repeat((i as usize * 7919) % 300);
+        let line = match i {
+            _ if i % 997 == 3 => String::new(),
+            // Longer than a chunk (512 KiB).
+            12_345 => format!(
+                r#"{{"timestamp":"{time}","message":"{}"}}"#,
+                "y".repeat(700_000)
+            ),
+            _ if i % 101 == 50 => {
+                let line = format!(r#"{{"timestamp":"{time}","message":"cut"#);
+                bad.push((i, line.clone()));
+                line
+            }
+            _ => format!(r#"{{"timestamp":"{time}","message":"{pad}"}}"#),
+        };
+        if !line.is_empty() && i % 101 != 50 {
+            *want.entry((t0 + i) / 60 * 60 * 1_000_000).or_default() += 1;
+        }
+        text.push_str(&line);
+        text.push_str(if i % 7 == 0 { "\r\n" } else { "\n" });
+    }
+    // The last line has no line break.
+    text.push_str(r#"{"timestamp":"2026-03-01T09:00:00Z","message":"last"}"#);
+    *want.entry((t0 + 9 * 3600) * 1_000_000).or_default() += 1;
+    assert!(text.len() > 6 << 20, "{}", text.len());
+    std::fs::write(&log, &text).unwrap();
+    let out = dir.path().join("windows.ndjson");
+    let rules = format!(
+        "source logs = file(path: \"{}\") format json\n\
+         output out = file(path: \"{}\")\n\
+         pipeline p {{\n  from logs\n  | window tumbling 1m {{ n = count() }}\n  | to out\n}}\n",
+        log.display(),
+        out.display()
+    );
+    weir_run(dir.path(), &rules, "a large file");
+    let mut got = BTreeMap::<i64, i64>::new();
+    for l in std::fs::read_to_string(&out).unwrap().lines() {
+        let row: Value = serde_json::from_str(l).unwrap();
+        let start = DateTime::parse_from_rfc3339(row["window_start"].as_str().unwrap())
+            .unwrap()
+            .timestamp_micros();
+        *got.entry(start).or_default() += row["n"].as_i64().unwrap();
+    }
+    assert_eq!(got, want);
+    let dead: Vec<(i64, String)> = dead_letters(dir.path())
+        .iter()
+        .map(|d| {
+            (
+                d["offset"].as_i64().unwrap(),
+                d["line"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let numbers = |l: &[(i64, String)]| l.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+    assert_eq!(
+        numbers(&dead),
+        numbers(&bad),
+        "every bad line, numbered, in order"
+    );
+    assert_eq!(dead, bad);
+}

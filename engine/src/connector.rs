@@ -52,6 +52,7 @@ impl LineBatch {
     pub fn with_capacity(bytes: usize, lines: usize) -> Self {
         let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
         let (mut data, mut ends) = spare.unwrap_or_default();
+        data.clear();
         data.reserve(bytes);
         ends.reserve(lines);
         LineBatch {
@@ -62,8 +63,9 @@ impl LineBatch {
     }
 
     /// Done with: its buffers go to the next [`LineBatch::with_capacity`].
+    /// (The line bytes are kept as they are: a buffer read into again by
+    /// [`LineBatch::read_buffer`] is not zeroed first.)
     pub fn recycle(mut self) {
-        self.data.clear();
         self.ends.clear();
         if let Ok(mut spare) = SPARE.lock() {
             if spare.len() < SPARE_MAX {
@@ -110,6 +112,55 @@ impl LineBatch {
         }
         self.data.extend_from_slice(&chunk[run..taken]);
         taken
+    }
+
+    /// A buffer of `bytes` bytes to read lines into, and one for their
+    /// ends, for [`LineBatch::split`]: spare ones when there are, whose
+    /// bytes need not be zeroed again before a read overwrites them.
+    pub fn read_buffer(bytes: usize) -> (Vec<u8>, Vec<u32>) {
+        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
+        let (mut data, mut ends) = spare.unwrap_or_default();
+        data.resize(bytes, 0);
+        ends.clear();
+        (data, ends)
+    }
+
+    /// The lines in `data`, which holds whole lines each ending in `\n`,
+    /// split where they lie (`ends` is a buffer for their ends): the same
+    /// lines [`LineBatch::extend_lines`] would make of it, a line's
+    /// trailing `\r` and leading byte-order mark taken out by moving the
+    /// bytes after them down.
+    pub fn split(mut data: Vec<u8>, mut ends: Vec<u32>) -> LineBatch {
+        ends.clear();
+        ends.extend(memchr::memchr_iter(b'\n', &data).map(|pos| pos as u32));
+        // Where the next line's bytes go: its start until a line loses a
+        // byte, then lower.
+        let mut to = 0usize;
+        let mut start = 0usize;
+        for end in ends.iter_mut() {
+            let pos = *end as usize;
+            let mut line = start..pos;
+            if data[line.clone()].starts_with(BOM) {
+                line.start += BOM.len();
+            }
+            if line.end > line.start && data[line.end - 1] == b'\r' {
+                line.end -= 1;
+            }
+            if line.start != to {
+                data.copy_within(line.clone(), to);
+            }
+            to += line.len();
+            *end = to as u32;
+            data[to] = b'\n';
+            to += 1;
+            start = pos + 1;
+        }
+        data.truncate(to);
+        LineBatch {
+            data,
+            ends,
+            ..Default::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -162,10 +213,31 @@ impl LineBatch {
     }
 }
 
+/// Lines a source has found but not read: read by the decoder that decodes
+/// them, on its own thread ([`SourceMessage::Load`]). A large file is so
+/// read on every core at once, each part by the core that decodes it,
+/// instead of by one task that copies every byte on to another core.
+pub trait LoadLines: Send + std::fmt::Debug {
+    /// The bytes of the source it stands for (the source's byte count).
+    fn bytes(&self) -> u64;
+    /// Reads the lines (an empty batch when there are none). Their
+    /// `first_offset` may be provisional while the lines before them are
+    /// still being counted on another thread: see
+    /// [`LoadLines::first_offset`].
+    fn load(&mut self) -> Result<LineBatch>;
+    /// The number of the first line loaded, waiting for the lines before
+    /// them to be counted if need be. Asked once the lines are decoded, so
+    /// that the counting elsewhere has as good as always been done.
+    fn first_offset(&mut self) -> Result<i64>;
+}
+
 /// What a source sends the engine.
 #[derive(Debug)]
 pub enum SourceMessage {
     Lines(LineBatch),
+    /// Lines to read where they are decoded; batches are handed on in the
+    /// order these were sent, as lines are.
+    Load(Box<dyn LoadLines>),
     /// A checkpoint barrier: answered once everything sent before it is durable
     /// in every sink (archive files uploaded, outputs and dead letters flushed).
     Checkpoint(oneshot::Sender<Result<()>>),
@@ -184,6 +256,7 @@ pub enum SourceMessage {
 #[derive(Clone)]
 pub struct LineSender {
     tx: mpsc::Sender<SourceMessage>,
+    decoders: usize,
 }
 
 /// The engine stopped reading from this source.
@@ -193,7 +266,28 @@ pub struct Closed;
 
 impl LineSender {
     pub fn new(tx: mpsc::Sender<SourceMessage>) -> Self {
-        LineSender { tx }
+        LineSender { tx, decoders: 1 }
+    }
+
+    /// Says that the engine decodes this source's lines on `n` threads.
+    pub fn decoding_on(mut self, n: usize) -> Self {
+        self.decoders = n.max(1);
+        self
+    }
+
+    /// On how many threads the engine decodes this source's lines: with
+    /// more than one, a source whose parts can be read independently (a
+    /// file) sends [`LoadLines`] rather than lines it read itself.
+    pub fn decoders(&self) -> usize {
+        self.decoders
+    }
+
+    /// Sends lines to be read where they are decoded.
+    pub async fn load(&self, lines: Box<dyn LoadLines>) -> Result<(), Closed> {
+        self.tx
+            .send(SourceMessage::Load(lines))
+            .await
+            .map_err(|_| Closed)
     }
 
     pub async fn send(&self, batch: LineBatch) -> Result<(), Closed> {
@@ -377,6 +471,37 @@ pub trait ConnectorFactory: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_split_where_they_lie_are_the_lines_copied_out() {
+        for text in [
+            &b""[..],
+            b"\n",
+            b"a\nbb\n\nccc\n",
+            b"a\r\n\r\n\rb\r\r\n",
+            b"\xEF\xBB\xBF{}\n\xEF\xBB\xBF\n\xEF\xBB\xBF\r\nx\xEF\xBB\xBF\n",
+            b"one\r\ntwo\nthree\r\n",
+        ] {
+            let mut copied = LineBatch::default();
+            assert_eq!(
+                copied.extend_lines(text, usize::MAX, usize::MAX),
+                text.len()
+            );
+            let split = LineBatch::split(text.to_vec(), vec![7]);
+            assert_eq!(
+                split.data,
+                copied.data,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+            assert_eq!(
+                split.ends,
+                copied.ends,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
 
     #[test]
     fn a_dead_letter_is_one_json_line_with_its_fields_in_order() {

@@ -28,7 +28,7 @@ pub mod state_files;
 
 pub use alerting::{Alert, AlertManager, AlertSettings, AlertSink, HistoryEntry};
 pub use connector::{
-    ConnectorFactory, DeadLetter, DeadLetterSink, LineBatch, LineSender, Sink, Source,
+    ConnectorFactory, DeadLetter, DeadLetterSink, LineBatch, LineSender, LoadLines, Sink, Source,
     StoredPositions,
 };
 pub use error::{EngineError, Result};

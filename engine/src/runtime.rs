@@ -767,6 +767,7 @@ pub fn deploy(
             .map(|_| LineDecoder::for_source(src).map(|d| d.reading(&needs)))
             .collect::<Result<Vec<_>>>()?;
         let mut pool = DecodePool::new(decoders, dead.takes_json_lines());
+        let decoders = pool.decoders();
         let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);
         let stop = cancel.clone();
         let source_name = name.clone();
@@ -774,7 +775,8 @@ pub fn deploy(
         let healthy = metrics.source_healthy.with_label_values(&[&name]);
         healthy.set(1);
         tasks.spawn(async move {
-            let res = source.run(LineSender::new(line_tx), stop).await;
+            let out = LineSender::new(line_tx).decoding_on(decoders);
+            let res = source.run(out, stop).await;
             if let Err(e) = &res {
                 errors.inc();
                 healthy.set(0);
@@ -818,6 +820,10 @@ pub fn deploy(
                     SourceMessage::Lines(lines) => {
                         bytes.inc_by(lines.data.len() as u64);
                         pool.submit(lines).await?
+                    }
+                    SourceMessage::Load(load) => {
+                        bytes.inc_by(load.bytes());
+                        pool.submit(load).await?
                     }
                     SourceMessage::Checkpoint(reply) => {
                         // Everything read before the barrier passes it first.

@@ -3,6 +3,7 @@
 //! [`TailedFile`]); with `first_line`, lines are joined into events of
 //! several lines (see [`Joiner`]).
 
+use super::chunks::{read_chunks, CHUNKED_MIN_BYTES, CHUNK_BYTES};
 use super::lines::{read_lines, Input, Joiner};
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -61,7 +62,19 @@ impl Source for FileSource {
             ))
         } else {
             let file = tokio::fs::File::open(&self.path).await.map_err(cannot)?;
-            Input::File(file.into_std().await)
+            let file = file.into_std().await;
+            // A large file, read on every decoder at once.
+            let len = file
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            if let Some(len) = len.filter(|l| *l >= CHUNKED_MIN_BYTES) {
+                if out.decoders() > 1 && self.first_line.is_none() {
+                    return read_chunks(&self.name, file, len, CHUNK_BYTES, &out, &shutdown).await;
+                }
+            }
+            Input::File(file)
         };
         let joiner = self.first_line.clone().map(Joiner::new);
         read_lines(&self.name, input, &out, &shutdown, 0, joiner).await?;

@@ -1,5 +1,6 @@
 //! Sources: where lines come from.
 
+pub mod chunks;
 pub mod file;
 pub mod generator;
 pub mod http;

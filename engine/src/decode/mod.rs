@@ -78,6 +78,7 @@ pub struct LineDecoder {
 const DIRTY_STREAK: u32 = 4;
 
 /// The result of decoding one batch.
+#[derive(Default)]
 pub struct Decoded {
     pub batch: Option<RecordBatch>,
     pub dead: Vec<DeadLetter>,
@@ -87,6 +88,34 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    /// Adds `delta` to the number (`_offset`) of every event and dead
+    /// letter: for lines decoded before their numbers were known
+    /// ([`crate::connector::LoadLines::first_offset`]).
+    pub fn renumber(&mut self, delta: i64) -> Result<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        for d in &mut self.dead {
+            d.offset += delta;
+        }
+        let Some(batch) = &self.batch else {
+            return Ok(());
+        };
+        let Ok(i) = batch.schema().index_of(OFFSET) else {
+            return Ok(());
+        };
+        let Some(offsets) = batch.column(i).as_any().downcast_ref::<Int64Array>() else {
+            return Err(crate::error::EngineError::Internal(
+                "an _offset column that is not Int64".into(),
+            ));
+        };
+        let shifted: Int64Array = offsets.unary(|o| o + delta);
+        let mut columns = batch.columns().to_vec();
+        columns[i] = Arc::new(shifted);
+        self.batch = Some(RecordBatch::try_new(batch.schema(), columns)?);
+        Ok(())
+    }
+
     /// Turns the dead letters into JSON lines
     /// ([`DeadLetter::write_json_line`]), for a dead-letter store that takes
     /// them so ([`crate::connector::DeadLetterSink::takes_json_lines`]):
@@ -1047,6 +1076,79 @@ mod tests {
                 (None, false) => assert_eq!(d.dead.len(), 1),
                 (got, _) => panic!("width {width}, encode {encode}: {got:?}"),
             }
+        }
+    }
+
+    /// Lines loaded by a decoder, numbered from 0 until asked, then from
+    /// `first`.
+    #[derive(Debug)]
+    struct Loaded {
+        lines: &'static [&'static str],
+        first: i64,
+    }
+
+    impl crate::connector::LoadLines for Loaded {
+        fn bytes(&self) -> u64 {
+            self.lines.iter().map(|l| l.len() as u64 + 1).sum()
+        }
+        fn load(&mut self) -> Result<LineBatch> {
+            let mut b = lines(self.lines);
+            b.first_offset = 0;
+            Ok(b)
+        }
+        fn first_offset(&mut self) -> Result<i64> {
+            Ok(self.first)
+        }
+    }
+
+    #[tokio::test]
+    async fn loaded_lines_are_renumbered_once_their_first_number_is_known() {
+        for (width, encode) in [(1, false), (2, false), (2, true)] {
+            let decoders = (0..width)
+                .map(|_| {
+                    LineDecoder::new("app", &Format::Json, &schema())
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect();
+            let mut pool = DecodePool::new(decoders, encode);
+            let mut done = Vec::new();
+            for (lines, first) in [
+                (&[r#"{"service":"a"}"#, r#"{"service":"b""#][..], 7),
+                (&[][..], 9),
+                (&["", r#"{"service":"c"}"#, "nope"][..], 9),
+            ] {
+                let load: Box<dyn crate::connector::LoadLines> = Box::new(Loaded { lines, first });
+                done.extend(pool.submit(load).await.unwrap_or_else(|e| panic!("{e}")));
+            }
+            done.extend(pool.drain().await.unwrap_or_else(|e| panic!("{e}")));
+            assert_eq!(done.len(), 3, "width {width}");
+            let offsets = |d: &Decoded| -> Vec<i64> {
+                d.batch.as_ref().map_or(Vec::new(), |b| {
+                    let col = b.column_by_name("_offset").unwrap_or_else(|| panic!());
+                    col.as_primitive::<arrow::datatypes::Int64Type>()
+                        .values()
+                        .to_vec()
+                })
+            };
+            assert_eq!(offsets(&done[0]), [7]);
+            assert!(done[1].batch.is_none(), "no lines, no batch");
+            assert_eq!(offsets(&done[2]), [10]);
+            let letters: Vec<i64> = done
+                .iter()
+                .flat_map(|d| match &d.encoded {
+                    Some((_, json)) => json
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| {
+                            let v: serde_json::Value =
+                                serde_json::from_slice(l).unwrap_or_else(|e| panic!("{e}"));
+                            v["offset"].as_i64().unwrap_or(-1)
+                        })
+                        .collect::<Vec<_>>(),
+                    None => d.dead.iter().map(|l| l.offset).collect(),
+                })
+                .collect();
+            assert_eq!(letters, [8, 11], "width {width}, encode {encode}");
         }
     }
 

@@ -13,14 +13,20 @@
 //! every core, not in the one task that hands batches on in order.
 
 use super::{Decoded, LineDecoder};
-use crate::connector::LineBatch;
+use crate::connector::{LineBatch, LoadLines};
 use crate::error::{EngineError, Result};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-type Job = (LineBatch, oneshot::Sender<Result<Decoded>>);
+/// A batch for a decoder: lines, or lines it reads first.
+pub enum Lines {
+    Read(LineBatch),
+    Load(Box<dyn LoadLines>),
+}
+
+type Job = (Lines, oneshot::Sender<Result<Decoded>>);
 
 /// Batches given to each decoder at a time.
 const QUEUED: usize = 2;
@@ -82,6 +88,11 @@ impl DecodePool {
         }
     }
 
+    /// How many decoders decode at once.
+    pub fn decoders(&self) -> usize {
+        self.workers.len().max(1)
+    }
+
     /// How many decoders a source gets: the cores this process may use.
     pub fn width() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -90,7 +101,8 @@ impl DecodePool {
     /// Starts decoding `lines`. What comes back is every batch finished in
     /// order before it (when all decoders were busy, the oldest one; with a
     /// single decoder, this batch itself).
-    pub async fn submit(&mut self, lines: LineBatch) -> Result<Vec<Decoded>> {
+    pub async fn submit(&mut self, lines: impl Into<Lines>) -> Result<Vec<Decoded>> {
+        let lines = lines.into();
         let mut done = Vec::new();
         if let Some(d) = self.local.as_mut() {
             done.push(decode_batch(d, lines, self.encode_letters)?);
@@ -154,16 +166,37 @@ impl DecodePool {
     }
 }
 
+impl From<LineBatch> for Lines {
+    fn from(lines: LineBatch) -> Lines {
+        Lines::Read(lines)
+    }
+}
+
+impl From<Box<dyn LoadLines>> for Lines {
+    fn from(load: Box<dyn LoadLines>) -> Lines {
+        Lines::Load(load)
+    }
+}
+
 /// One batch decoded, its buffers handed back for the next, and its dead
 /// letters encoded when asked: the same on a decoder's thread and in place.
-fn decode_batch(
-    decoder: &mut LineDecoder,
-    lines: LineBatch,
-    encode_letters: bool,
-) -> Result<Decoded> {
-    let decoded = decoder.decode(&lines);
+fn decode_batch(decoder: &mut LineDecoder, lines: Lines, encode_letters: bool) -> Result<Decoded> {
+    let (lines, mut load) = match lines {
+        Lines::Read(lines) => (lines, None),
+        Lines::Load(mut load) => (load.load()?, Some(load)),
+    };
+    let provisional = lines.first_offset;
+    let decoded = if lines.is_empty() {
+        Ok(Decoded::default())
+    } else {
+        decoder.decode(&lines)
+    };
     lines.recycle();
     let mut decoded = decoded?;
+    // Loaded lines are numbered once the lines before them are counted.
+    if let Some(load) = load.as_mut() {
+        decoded.renumber(load.first_offset()? - provisional)?;
+    }
     if encode_letters {
         decoded.encode_letters();
     }
