@@ -511,10 +511,10 @@ fn a_large_file_read_on_every_core_loses_and_renumbers_no_line() {
         let pad = "x".repeat((i as usize * 7919) % 300);
         let line = match i {
             _ if i % 997 == 3 => String::new(),
-            // Longer than a chunk (512 KiB).
+            // Nearly as long as a chunk (1 MiB), so across chunk edges.
             12_345 => format!(
                 r#"{{"timestamp":"{time}","message":"{}"}}"#,
-                "y".repeat(700_000)
+                "y".repeat(1_000_000)
             ),
             _ if i % 101 == 50 => {
                 let line = format!(r#"{{"timestamp":"{time}","message":"cut"#);
