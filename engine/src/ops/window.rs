@@ -139,6 +139,9 @@ impl Pane {
     }
 }
 
+/// Rows of closed windows built into one batch at most.
+const EMIT_ROWS: usize = 64 * 1024;
+
 /// Closed windows on their way out: per row its bounds, key and where its
 /// accumulators start in `accs` (one per aggregate, in order).
 #[derive(Default)]
@@ -630,11 +633,15 @@ impl Window {
                     }
                     let pane = entry.remove();
                     let base = closed.accs.len();
+                    // In key order, sorted where they lie (a million keys
+                    // closing at once need no second list of them).
+                    let first = closed.rows.len();
                     closed.rows.extend(
-                        pane.sorted()
-                            .into_iter()
-                            .map(|(k, slot)| (start, start + size, k, base + slot * n)),
+                        pane.slots
+                            .iter()
+                            .map(|(&k, &slot)| (start, start + size, k, base + slot as usize * n)),
                     );
+                    closed.rows[first..].sort_unstable_by_key(|r| r.2);
                     if base == 0 {
                         closed.accs = pane.accs;
                     } else {
@@ -649,7 +656,13 @@ impl Window {
         }
         // Closed windows' keys may be forgotten again when the table is full.
         self.collected = false;
-        Ok(vec![self.build(closed)?])
+        // In slices: a window closing a million keys builds its rows a
+        // slice at a time, not all its keys' rows at once.
+        closed
+            .rows
+            .chunks(EMIT_ROWS)
+            .map(|rows| self.build(rows, &closed.accs))
+            .collect()
     }
 
     /// Emits the sliding windows ending by `limit`, each merging its panes,
@@ -788,8 +801,7 @@ impl Window {
         self.metrics.open.set(open as i64);
     }
 
-    fn build(&self, closed: Closed) -> Result<RecordBatch> {
-        let Closed { rows, accs } = closed;
+    fn build(&self, rows: &[(i64, i64, u32, usize)], accs: &[Acc]) -> Result<RecordBatch> {
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         let starts: TimestampMicrosecondArray = rows
             .iter()
@@ -1489,6 +1501,36 @@ mod tests {
                     .map_or(0, |c| c.values().iter().sum::<i64>())
             })
             .sum()
+    }
+
+    #[test]
+    fn a_window_closing_more_keys_than_a_batch_holds_emits_them_in_slices_in_key_order() {
+        let keys = EMIT_ROWS * 2 + 100;
+        let (mut w, overflow) = window(keys);
+        let mut out = Vec::new();
+        for (first, n) in [(0, keys), (0, 500)] {
+            out.extend(
+                w.process(batch(0, first, n))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        assert!(out.is_empty(), "the window is open");
+        out.extend(w.finish().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(overflow.get(), 0);
+        let sizes: Vec<usize> = out.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, [EMIT_ROWS, EMIT_ROWS, 100]);
+        assert_eq!(counted(&out), keys as i64 + 500);
+        // Keys in the order they came (their numbers), across the slices.
+        let emitted: Vec<String> = out
+            .iter()
+            .flat_map(|b| {
+                let c = b.column(2).as_any().downcast_ref::<StringArray>();
+                c.map(|c| c.iter().flatten().map(str::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let want: Vec<String> = (0..keys).map(|i| format!("id{i}")).collect();
+        assert!(emitted == want, "keys out of order or lost");
     }
 
     #[test]
