@@ -1039,16 +1039,20 @@ mod tests {
         );
     }
 
+    /// A pool of `width` JSON decoders of source `app`.
+    fn json_pool(width: usize, encode: bool) -> DecodePool {
+        let decoders = (0..width)
+            .map(|_| {
+                LineDecoder::new("app", &Format::Json, &schema()).unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        DecodePool::new(decoders, encode)
+    }
+
     #[tokio::test]
     async fn the_pool_encodes_dead_letters_where_it_decodes_them_when_asked() {
         for (width, encode) in [(1, true), (2, true), (2, false)] {
-            let decoders = (0..width)
-                .map(|_| {
-                    LineDecoder::new("app", &Format::Json, &schema())
-                        .unwrap_or_else(|e| panic!("{e}"))
-                })
-                .collect();
-            let mut pool = DecodePool::new(decoders, encode);
+            let mut pool = json_pool(width, encode);
             let batch = lines(&[
                 r#"{"service":"a"}"#,
                 r#"{"service":"b""#,
@@ -1104,13 +1108,7 @@ mod tests {
     #[tokio::test]
     async fn loaded_lines_are_renumbered_once_their_first_number_is_known() {
         for (width, encode) in [(1, false), (2, false), (2, true)] {
-            let decoders = (0..width)
-                .map(|_| {
-                    LineDecoder::new("app", &Format::Json, &schema())
-                        .unwrap_or_else(|e| panic!("{e}"))
-                })
-                .collect();
-            let mut pool = DecodePool::new(decoders, encode);
+            let mut pool = json_pool(width, encode);
             let mut done = Vec::new();
             for (lines, first) in [
                 (&[r#"{"service":"a"}"#, r#"{"service":"b""#][..], 7),
