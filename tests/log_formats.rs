@@ -495,7 +495,8 @@ fn fields_a_run_does_not_read_are_still_checked() {
 
 /// A file large enough to be read in chunks, one per decoder at a time
 /// (on a machine with more than one core): lines of every kind across the
-/// chunks' edges keep their numbers, and every event is counted once.
+/// chunks' edges keep their numbers, every event is counted once, and the
+/// archive holds each under its line's number.
 #[test]
 fn a_large_file_read_on_every_core_loses_and_renumbers_no_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -537,6 +538,7 @@ fn a_large_file_read_on_every_core_loses_and_renumbers_no_line() {
     let out = dir.path().join("windows.ndjson");
     let rules = format!(
         "source logs = file(path: \"{}\") format json\n\
+         archive logs\n\
          output out = file(path: \"{}\")\n\
          pipeline p {{\n  from logs\n  | window tumbling 1m {{ n = count() }}\n  | to out\n}}\n",
         log.display(),
@@ -568,4 +570,16 @@ fn a_large_file_read_on_every_core_loses_and_renumbers_no_line() {
         "every bad line, numbered, in order"
     );
     assert_eq!(dead, bad);
+    // The archive holds every event once, under its line's number.
+    let (rows, _) = crate::support::archived(&dir.path().join("data/archive"));
+    let offsets: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let mut events = Vec::new();
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.trim_start_matches('\u{feff}').trim_end_matches('\r');
+        if !line.is_empty() && !bad.iter().any(|(n, _)| *n == i as i64) {
+            events.push(i as i64);
+        }
+    }
+    assert_eq!(offsets.len(), events.len());
+    assert!(offsets == events, "archived line numbers differ");
 }
