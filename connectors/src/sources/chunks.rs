@@ -5,9 +5,11 @@
 //! another. A line belongs to the chunk its first byte is in: a chunk
 //! skips the end of the line begun before it, and reads on past its end to
 //! finish its own last line. Lines are numbered in file order by a
-//! [`Numbering`] each chunk takes its turn at once it has counted its lines
-//! (chunks are given to decoders in order, so a chunk only ever waits for
-//! one that is already being read).
+//! [`Numbering`]: a chunk counts its lines as soon as it has read them,
+//! and takes the number of its first line after it is decoded
+//! ([`LoadLines::first_offset`]), when every chunk before it (handed out
+//! earlier) has as good as always been counted — no decoder waits for
+//! another before it decodes.
 //!
 //! The file is read up to the size it had when opened (a file that grows
 //! is for `follow: true`).
