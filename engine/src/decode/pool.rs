@@ -11,6 +11,10 @@
 //! Where the dead-letter store takes JSON lines, a batch's dead letters are
 //! encoded where it was decoded, so a dirty stream's letters are encoded on
 //! every core, not in the one task that hands batches on in order.
+//! A batch may also come as lines still to be read ([`LoadLines`]: a chunk
+//! of a large file): its decoder reads them first, and numbers them once
+//! they are decoded (their first number may wait on the chunks before
+//! them being counted on other decoders; by then it as good as never does).
 
 use super::{Decoded, LineDecoder};
 use crate::connector::{LineBatch, LoadLines};
