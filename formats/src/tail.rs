@@ -132,6 +132,12 @@ impl TailedFile {
         self.id
     }
 
+    /// A second handle on the file being read (the same open file, so the
+    /// same one after a rename), for reads at offsets of its own.
+    pub fn handle(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

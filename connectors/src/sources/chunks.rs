@@ -11,8 +11,8 @@
 //! earlier) has as good as always been counted — no decoder waits for
 //! another before it decodes.
 //!
-//! The file is read up to the size it had when opened (a file that grows
-//! is for `follow: true`).
+//! A file not followed is read up to the size it had when opened; a
+//! followed one so up to its last line break then, and tailed from there.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -36,7 +36,9 @@ const SCAN_BYTES: usize = 16 << 10;
 
 /// Sends `file` (of `len` bytes) in chunks of `chunk` bytes, to be read
 /// where they are decoded; stops early on shutdown or when the engine stops
-/// listening.
+/// listening. With `count`, waits for every chunk to have counted its
+/// lines and returns how many there are (what the lines after them are
+/// numbered from); `None` when it stopped early or was not asked.
 pub async fn read_chunks(
     name: &str,
     file: File,
@@ -44,7 +46,8 @@ pub async fn read_chunks(
     chunk: u64,
     out: &LineSender,
     shutdown: &CancellationToken,
-) -> Result<()> {
+    count: bool,
+) -> Result<Option<i64>> {
     let file = Arc::new(file);
     let name: Arc<str> = Arc::from(name);
     let numbering = Arc::new(Numbering::default());
@@ -63,13 +66,42 @@ pub async fn read_chunks(
             first: None,
         });
         tokio::select! {
-            sent = out.load(load) => if sent.is_err() { return Ok(()) },
-            _ = shutdown.cancelled() => return Ok(()),
+            sent = out.load(load) => if sent.is_err() { return Ok(None) },
+            _ = shutdown.cancelled() => return Ok(None),
         }
         start = end;
         index += 1;
     }
-    Ok(())
+    if !count {
+        return Ok(None);
+    }
+    // The decoders count the chunks as they read them.
+    loop {
+        if let Some(total) = numbering.total(index)? {
+            return Ok(Some(total));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => {}
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+    }
+}
+
+/// Where the last whole line of `file` ends (after its `\n`), looking back
+/// from `len`; 0 when it has none.
+pub fn last_line_end(file: &File, len: u64) -> std::io::Result<u64> {
+    let mut buf = vec![0; SCAN_BYTES];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(SCAN_BYTES as u64);
+        let want = (end - start) as usize;
+        let got = read_at(file, &mut buf[..want], start)?;
+        if let Some(pos) = memchr::memrchr(b'\n', &buf[..got]) {
+            return Ok(start + pos as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// One chunk of a file: the lines that begin in `start..end`.
@@ -258,6 +290,18 @@ impl Numbering {
         }
     }
 
+    /// How many lines the first `chunks` chunks have, once all are
+    /// counted.
+    fn total(&self, chunks: u64) -> Result<Option<i64>> {
+        let turn = self.turn.lock().map_err(|_| lost())?;
+        if turn.failed {
+            return Err(EngineError::Internal(
+                "a part of the file could not be read".into(),
+            ));
+        }
+        Ok((turn.next >= chunks).then_some(turn.offset))
+    }
+
     fn fail(&self) {
         if let Ok(mut turn) = self.turn.lock() {
             turn.failed = true;
@@ -291,6 +335,7 @@ mod tests {
             chunk,
             &LineSender::new(tx),
             &CancellationToken::new(),
+            false,
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
