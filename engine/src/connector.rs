@@ -48,10 +48,30 @@ static SPARE: std::sync::Mutex<Vec<(Vec<u8>, Vec<u32>)>> = std::sync::Mutex::new
 /// Buffers kept at most (of up to a few MiB each).
 const SPARE_MAX: usize = 8;
 
+/// A pair of spare buffers, or new empty ones.
+fn spare() -> (Vec<u8>, Vec<u32>) {
+    SPARE
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop())
+        .unwrap_or_default()
+}
+
+/// Where a line's text lies in it (the line without its `\n`): after a
+/// leading byte-order mark (Windows tools begin files with one) and
+/// before a trailing `\r`, which every way of splitting lines drops.
+fn content(line: &[u8]) -> std::ops::Range<usize> {
+    let start = if line.starts_with(BOM) { BOM.len() } else { 0 };
+    let end = match line.last() {
+        Some(b'\r') if line.len() > start => line.len() - 1,
+        _ => line.len(),
+    };
+    start..end
+}
+
 impl LineBatch {
     pub fn with_capacity(bytes: usize, lines: usize) -> Self {
-        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
-        let (mut data, mut ends) = spare.unwrap_or_default();
+        let (mut data, mut ends) = spare();
         data.clear();
         data.reserve(bytes);
         ends.reserve(lines);
@@ -80,10 +100,8 @@ impl LineBatch {
     /// Appends one line (a trailing `\r` or `\n` is stripped, and a
     /// leading byte-order mark: Windows tools begin files with one).
     pub fn push(&mut self, line: &[u8]) {
-        let line = line.strip_prefix(BOM).unwrap_or(line);
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        self.data.extend_from_slice(line);
+        self.data.extend_from_slice(&line[content(line)]);
         self.ends.push(self.data.len() as u32);
         self.data.push(b'\n');
     }
@@ -98,7 +116,7 @@ impl LineBatch {
         let mut run = 0;
         let mut taken = 0;
         for pos in memchr::memchr_iter(b'\n', chunk) {
-            if (pos > taken && chunk[pos - 1] == b'\r') || chunk[taken..pos].starts_with(BOM) {
+            if content(&chunk[taken..pos]).len() != pos - taken {
                 self.data.extend_from_slice(&chunk[run..taken]);
                 self.push(&chunk[taken..pos]);
                 run = pos + 1;
@@ -118,8 +136,7 @@ impl LineBatch {
     /// ends, for [`LineBatch::split`]: spare ones when there are, whose
     /// bytes need not be zeroed again before a read overwrites them.
     pub fn read_buffer(bytes: usize) -> (Vec<u8>, Vec<u32>) {
-        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
-        let (mut data, mut ends) = spare.unwrap_or_default();
+        let (mut data, mut ends) = spare();
         data.resize(bytes, 0);
         ends.clear();
         (data, ends)
@@ -139,13 +156,8 @@ impl LineBatch {
         let mut start = 0usize;
         for end in ends.iter_mut() {
             let pos = *end as usize;
-            let mut line = start..pos;
-            if data[line.clone()].starts_with(BOM) {
-                line.start += BOM.len();
-            }
-            if line.end > line.start && data[line.end - 1] == b'\r' {
-                line.end -= 1;
-            }
+            let text = content(&data[start..pos]);
+            let line = start + text.start..start + text.end;
             if line.start != to {
                 data.copy_within(line.clone(), to);
             }

@@ -767,7 +767,7 @@ pub fn deploy(
             .map(|_| LineDecoder::for_source(src).map(|d| d.reading(&needs)))
             .collect::<Result<Vec<_>>>()?;
         let mut pool = DecodePool::new(decoders, dead.takes_json_lines());
-        let decoders = pool.decoders();
+        let threads = pool.decoders();
         let (line_tx, mut line_rx) = mpsc::channel::<SourceMessage>(CHANNEL_DEPTH);
         let stop = cancel.clone();
         let source_name = name.clone();
@@ -775,7 +775,7 @@ pub fn deploy(
         let healthy = metrics.source_healthy.with_label_values(&[&name]);
         healthy.set(1);
         tasks.spawn(async move {
-            let out = LineSender::new(line_tx).decoding_on(decoders);
+            let out = LineSender::new(line_tx).decoding_on(threads);
             let res = source.run(out, stop).await;
             if let Err(e) = &res {
                 errors.inc();

@@ -31,6 +31,14 @@ fn first_line(args: &crate::args::Args<'_>, source: &str) -> Result<Option<regex
 }
 
 impl FileSource {
+    /// Whether what it reads of a large file is read in chunks on the
+    /// decoders: with more than one of them, and lines that are events on
+    /// their own (with `first_line`, where an event starts takes the lines
+    /// before it).
+    fn chunked(&self, out: &LineSender) -> bool {
+        out.decoders() > 1 && self.first_line.is_none()
+    }
+
     /// `file(path: "...", follow: true|false)`; a relative path is relative
     /// to the rules file.
     pub fn from_decl(
@@ -61,7 +69,7 @@ impl Source for FileSource {
             let mut tailed = TailedFile::open(self.path.clone(), 0).map_err(cannot)?;
             // What the file already holds, up to its last line break, read
             // on every decoder at once; then it is tailed from there.
-            if out.decoders() > 1 && self.first_line.is_none() {
+            if self.chunked(&out) {
                 let reading = |e| EngineError::io(format!("reading {}", self.path.display()), e);
                 let file = tailed.handle().map_err(reading)?;
                 let len = file.metadata().map_err(reading)?.len();
@@ -90,12 +98,9 @@ impl Source for FileSource {
                 .ok()
                 .filter(|m| m.is_file())
                 .map(|m| m.len());
-            if let Some(len) = len.filter(|l| *l >= CHUNKED_MIN_BYTES) {
-                if out.decoders() > 1 && self.first_line.is_none() {
-                    let read =
-                        read_chunks(&self.name, file, len, CHUNK_BYTES, &out, &shutdown, false);
-                    return read.await.map(|_| ());
-                }
+            if let Some(len) = len.filter(|l| *l >= CHUNKED_MIN_BYTES && self.chunked(&out)) {
+                let read = read_chunks(&self.name, file, len, CHUNK_BYTES, &out, &shutdown, false);
+                return read.await.map(|_| ());
             }
             Input::File(file)
         };
